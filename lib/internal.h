@@ -1,0 +1,40 @@
+/* Internals shared across the files of the core. Nothing here is exported:
+ * the build hides every symbol that DMEM_API does not mark. */
+#ifndef DMEM_INTERNAL_H
+#define DMEM_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <diffmem/common.h>
+
+#define DMEM__ERRMSG_MAX 256
+
+#if defined(__GNUC__)
+#define DMEM__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define DMEM__LIKELY(x) __builtin_expect(!!(x), 1)
+#define DMEM__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define DMEM__PRINTF(f, a)
+#define DMEM__LIKELY(x) (x)
+#define DMEM__UNLIKELY(x) (x)
+#endif
+
+/* The allocator an object keeps: a copy of the caller's hook, or the C
+ * library's when the caller gave none. */
+typedef struct dmem__alloc {
+  dmem_allocator hook;
+} dmem__alloc;
+
+void dmem__alloc_init(dmem__alloc *a, const dmem_allocator *hook);
+void *dmem__malloc(const dmem__alloc *a, size_t size);
+void *dmem__malloc_aligned(const dmem__alloc *a, size_t size, size_t align);
+void *dmem__calloc(const dmem__alloc *a, size_t size);
+void dmem__free(const dmem__alloc *a, void *p, size_t size);
+
+/* Formats a detail message into buf (DMEM__ERRMSG_MAX bytes) and returns
+ * err, so that a failure path reads `return dmem__fail(buf, DMEM_EIO, ...)`. */
+int dmem__fail(char *buf, int err, const char *fmt, ...) DMEM__PRINTF(3, 4);
+
+#endif /* DMEM_INTERNAL_H */

@@ -1,0 +1,24 @@
+/* The subcommands of the diffmem program. Each takes argc/argv starting at
+ * its own name and returns the process exit status. */
+#ifndef DMEM_TOOLS_CMD_H
+#define DMEM_TOOLS_CMD_H
+
+#include <stdio.h>
+
+typedef struct dmem_cmd {
+  const char *name;
+  const char *summary;
+  const char *usage; /* full help text */
+  int (*run)(int argc, char **argv);
+} dmem_cmd;
+
+/* Exit codes: 0 success, 1 the work failed, 2 bad usage. */
+enum { EXIT_USAGE = 2 };
+
+extern const dmem_cmd dmem_cmd_probe;
+
+/* Prints "diffmem CMD: message" to stderr and returns EXIT_USAGE. */
+int cmd_usage_error(const dmem_cmd *cmd, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,97 @@
+/* diffmem: the command-line face of libdiffmem. One table of subcommands;
+ * `diffmem help CMD` prints a command's usage. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <diffmem/diffmem.h>
+
+#include "cmd.h"
+
+static const dmem_cmd *const commands[] = {
+  &dmem_cmd_probe,
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void print_help(FILE *f)
+{
+  fprintf(f,
+          "usage: diffmem [--version] [--help] COMMAND [ARGS...]\n"
+          "\n"
+          "libdiffmem %s: saves host memory for virtual machines by sharing\n"
+          "identical pages, patching similar ones and compressing cold ones.\n"
+          "\n"
+          "commands:\n",
+          dmem_version());
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    fprintf(f, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
+  fprintf(f, "  %-10s %s\n", "help", "show this help, or `help COMMAND` for one command");
+  fprintf(f, "  %-10s %s\n", "version", "print the library's version");
+}
+
+static const dmem_cmd *find_command(const char *name)
+{
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    if (strcmp(commands[i]->name, name) == 0)
+      return commands[i];
+  return NULL;
+}
+
+int cmd_usage_error(const dmem_cmd *cmd, const char *fmt, ...)
+{
+  va_list ap;
+  fprintf(stderr, "diffmem %s: ", cmd->name);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nTry 'diffmem help %s'.\n", cmd->name);
+  return EXIT_USAGE;
+}
+
+static int print_version(void)
+{
+  printf("diffmem %s (libdiffmem %s)\n", DMEM_VERSION_STRING, dmem_version());
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  if (argc < 2) {
+    print_help(stderr);
+    return EXIT_USAGE;
+  }
+  const char *name = argv[1];
+  if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0)
+    return print_version();
+  if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+    print_help(stdout);
+    return 0;
+  }
+  if (strcmp(name, "help") == 0) {
+    if (argc < 3) {
+      print_help(stdout);
+      return 0;
+    }
+    const dmem_cmd *cmd = find_command(argv[2]);
+    if (!cmd) {
+      fprintf(stderr, "diffmem: unknown command '%s'; try 'diffmem help'\n", argv[2]);
+      return EXIT_USAGE;
+    }
+    fputs(cmd->usage, stdout);
+    return 0;
+  }
+  const dmem_cmd *cmd = find_command(name);
+  if (!cmd) {
+    fprintf(stderr, "diffmem: unknown command '%s'; try 'diffmem help'\n", name);
+    return EXIT_USAGE;
+  }
+  for (int i = 2; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(cmd->usage, stdout);
+      return 0;
+    }
+  }
+  return cmd->run(argc - 1, argv + 1);
+}
