@@ -11,6 +11,8 @@
 #include "cmd.h"
 
 static const dmem_cmd *const commands[] = {
+  &dmem_cmd_bench,
+  &dmem_cmd_demo,
   &dmem_cmd_probe,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -7,7 +7,7 @@
  * the negative DMEM_E* codes below. The codes come from one X-macro table,
  * DMEM_ERRNO_MAP, which also gives dmem_strerror() its messages. Objects
  * that can fail in more detail keep a message of their own (for example
- * dmem_index_errmsg()); there is no global or thread-local error state.
+ * dmem_engine_errmsg()); there is no global or thread-local error state.
  *
  * Allocation. Every object takes a dmem_allocator in its options struct;
  * NULL there means the C library's aligned_alloc() and free(). The library

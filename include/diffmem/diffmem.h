@@ -13,13 +13,255 @@
  * Include this header for everything; the parts are:
  *  - diffmem/common.h  errors, allocator hook, version
  *  - diffmem/version.h compile-time version macros
+ *  - diffmem/adapter.h what an adapter implements
+ *  - diffmem/policy.h  clock states and custom policies
+ *  - diffmem/codec.h   the codecs and indexes, usable on their own
  *
  * Build against it with `pkg-config --cflags --libs libdiffmem`.
+ *
+ * How it runs. Make an engine, attach each VM with its adapter, then call
+ * dmem_engine_scan() now and then (or start the engine's own thread with
+ * dmem_engine_start()). Each scan visits a slice of every VM's pages, reads
+ * their referenced/modified bits, moves them through the clock states
+ * C1..C4 (policy.h) and reclaims what the policy allows: zero and identical
+ * pages are shared, similar pages patched against a reference frame, cold
+ * pages compressed, and under memory pressure the coldest swapped out.
+ * When the guest touches a reclaimed page, the adapter calls
+ * dmem_vm_fault(), which rebuilds the page and installs it.
+ *
+ * Where every reclaimed page lives: exactly one of a shared frame (zero
+ * pages need none), a patch against a frame, a compressed blob, or a swap
+ * slot. Frames are the engine's own immutable copies, refcounted by the
+ * pages that share them and the patches that reference them; a live guest
+ * page is never a reference. The store keeps a checksum of every page it
+ * holds: a page whose storage is corrupt is reported (DMEM_ECORRUPT), never
+ * returned as data.
+ *
+ * Threads. An engine has one lock. Every call on an engine or its VMs may
+ * be made from any thread and takes that lock (faults on one thread while a
+ * scan runs on another is the normal case); each call holds it only for the
+ * page it works on, so a fault waits at most for one page's reclaim. The
+ * exceptions: dmem_engine_destroy() and dmem_vm_detach() must not race with
+ * other calls on the same engine or VM, and adapter operations run with the
+ * lock held (see adapter.h).
  */
 #ifndef DIFFMEM_DIFFMEM_H
 #define DIFFMEM_DIFFMEM_H
 
+#include <stddef.h>
+#include <stdint.h>
+
+#include <diffmem/adapter.h>
+#include <diffmem/codec.h>
 #include <diffmem/common.h>
+#include <diffmem/policy.h>
 #include <diffmem/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** An engine: the store, the indexes, the clock and the VMs it serves. */
+typedef struct dmem_engine dmem_engine;
+/** One attached VM. */
+typedef struct dmem_vm dmem_vm;
+
+/** Options of dmem_engine_create(). Start from DMEM_ENGINE_OPTIONS_INIT. */
+typedef struct dmem_engine_options {
+  unsigned version;                /**< DMEM_ENGINE_OPTIONS_VERSION */
+  const dmem_allocator *allocator; /**< NULL: the C library's */
+  /** Key of the page hash and the detectors; 0: random (getrandom). */
+  uint64_t seed;
+  /** NULL: dmem_policy_paper(). The struct must outlive the engine. */
+  const dmem_policy *policy;
+  /** Idle scans after which an unreferenced page is C4 (paper: "an
+   *  extended period"). At least 2. */
+  unsigned c4_passes;
+  /** Pages of each VM a scan visits per slice (fairness: every VM gets a
+   *  slice in turn). At least 1. */
+  unsigned slice_pages;
+  /** Compression codec; DMEM_CODEC_BEST keeps the smaller of the codecs
+   *  in best_mask. */
+  dmem_codec_id codec;
+  /** For DMEM_CODEC_BEST: (1u << id) bits; 0 = the paper's pair, WKdm and
+   *  LZO. */
+  unsigned codec_best_mask;
+  /** Similarity detector (codec.h); kind 0 disables patching. */
+  dmem_simdet_kind simdet_kind;
+  unsigned simdet_k, simdet_s, simdet_candidates;
+  /** Map shared pages copy-on-write when the adapter offers share() and
+   *  the page is C2 (read-hot). 0: always evict shared pages. */
+  int map_shared;
+  /** Path of the swap file (created, truncated, removed on destroy);
+   *  NULL: no swap tier. */
+  const char *swap_path;
+  /** Largest swap file, in bytes (0: 1 GiB). */
+  uint64_t swap_max_bytes;
+  /** Memory pressure: when frames and blobs take more than this many
+   *  bytes, C4 pages become swap victims. 0: never under pressure. */
+  uint64_t store_limit_bytes;
+} dmem_engine_options;
+
+#define DMEM_ENGINE_OPTIONS_VERSION 1
+#define DMEM_ENGINE_OPTIONS_INIT                                                    \
+  {DMEM_ENGINE_OPTIONS_VERSION, NULL, 0, NULL, 4, 256, DMEM_CODEC_BEST, 0,          \
+   DMEM_SIMDET_HASH, 2, 1, 1, 1, NULL, 0, 0}
+
+/**
+ * Makes an engine with no VMs.
+ * @retval 0 success. @retval DMEM_EINVAL, DMEM_EVERSION bad options.
+ * @retval DMEM_ENOMEM. @retval DMEM_EIO the swap file could not be made.
+ * @retval DMEM_ESYS getrandom failed.
+ */
+DMEM_API int dmem_engine_create(dmem_engine **out, const dmem_engine_options *opts);
+
+/**
+ * Stops the engine's thread, detaches every VM (restoring their pages),
+ * frees everything and removes the swap file. NULL does nothing.
+ */
+DMEM_API void dmem_engine_destroy(dmem_engine *engine);
+
+/** The detail of the engine's last error, or "" (valid until the next call
+ *  on this engine). */
+DMEM_API const char *dmem_engine_errmsg(const dmem_engine *engine);
+
+/** Options of dmem_vm_attach(). Start from DMEM_VM_OPTIONS_INIT. */
+typedef struct dmem_vm_options {
+  unsigned version;            /**< DMEM_VM_OPTIONS_VERSION */
+  const dmem_adapter_ops *ops; /**< required; must outlive the VM */
+  void *ud;                    /**< passed to every operation */
+  uint64_t npages;             /**< guest pages, gfn 0 .. npages-1 */
+  const char *name;            /**< for messages; copied */
+} dmem_vm_options;
+
+#define DMEM_VM_OPTIONS_VERSION 1
+#define DMEM_VM_OPTIONS_INIT {DMEM_VM_OPTIONS_VERSION, NULL, NULL, 0, NULL}
+
+/**
+ * Attaches a VM. Its pages start resident, in state C1.
+ * @retval 0 success. @retval DMEM_EINVAL missing ops or zero pages.
+ * @retval DMEM_ERANGE the engine's page id space (2^31 pages) is full.
+ * @retval DMEM_ENOMEM.
+ */
+DMEM_API int dmem_vm_attach(dmem_vm **out, dmem_engine *engine, const dmem_vm_options *opts);
+
+/**
+ * Installs every page of the VM that is not resident private memory (so
+ * the guest keeps all its content), then forgets the VM.
+ * @retval 0 success. @return otherwise the first error of an install or
+ *         rebuild; the VM stays attached, with the pages that could not be
+ *         restored kept where they were, and the call may be retried.
+ */
+DMEM_API int dmem_vm_detach(dmem_vm *vm);
+
+/** The VM's id, unique within its engine. */
+DMEM_API uint32_t dmem_vm_id(const dmem_vm *vm);
+
+/**
+ * Scans: visits up to @p budget pages, a slice of each VM in turn, and
+ * reclaims what the policy allows.
+ * @param visited receives the pages visited (may be NULL).
+ * @retval 0 success (adapter errors on single pages are counted in the
+ *         statistics, not returned).
+ */
+DMEM_API int dmem_engine_scan(size_t *visited, dmem_engine *engine, size_t budget);
+
+/**
+ * Starts a background thread that scans @p pages_per_tick pages every
+ * @p tick_ms milliseconds.
+ * @retval 0 success. @retval DMEM_EBUSY already running.
+ * @retval DMEM_ESYS the thread could not be made.
+ */
+DMEM_API int dmem_engine_start(dmem_engine *engine, unsigned tick_ms, size_t pages_per_tick);
+
+/** Stops the background thread and waits for it. Does nothing if none. */
+DMEM_API void dmem_engine_stop(dmem_engine *engine);
+
+/**
+ * The adapter's entry for a touch of a non-resident page: rebuilds the
+ * page and installs it through the adapter; the page becomes resident
+ * private memory in state C1. A fault on a resident page does nothing.
+ * @retval 0 the page is resident.
+ * @retval DMEM_ECORRUPT its storage failed its checksum: the page is not
+ *         installed and stays where it was.
+ * @retval DMEM_EIO the swap file could not be read.
+ * @retval DMEM_ERANGE gfn is out of range.
+ * @return or the adapter's error from install.
+ */
+DMEM_API int dmem_vm_fault(dmem_vm *vm, uint64_t gfn);
+
+/**
+ * I/O hint (XLH, Satori): pages @p gfn .. @p gfn + @p n - 1 were just filled
+ * from disk by the VMM's device emulation. The engine indexes them now,
+ * shares each one at once with an identical page it already knows, and
+ * remembers the rest as candidates, instead of waiting for the scanner.
+ * @retval 0 success. @retval DMEM_ERANGE the range is out of the VM.
+ */
+DMEM_API int dmem_vm_io_hint(dmem_vm *vm, uint64_t gfn, size_t n);
+
+/**
+ * The VMM itself wrote pages @p gfn .. @p gfn + @p n - 1 (device emulation,
+ * not the vCPUs): they count as modified (C1) on the next visit.
+ * @retval 0 success. @retval DMEM_ERANGE.
+ */
+DMEM_API int dmem_vm_dirty(dmem_vm *vm, uint64_t gfn, size_t n);
+
+/**
+ * Copies a guest page's content wherever it lives, without changing where
+ * it lives (for verification, migration or a study).
+ * @retval 0 success. @retval DMEM_ECORRUPT, DMEM_EIO, DMEM_ERANGE as for
+ *         dmem_vm_fault(); or the adapter's read error.
+ */
+DMEM_API int dmem_vm_read(void *buf, dmem_vm *vm, uint64_t gfn);
+
+/**
+ * Where a page lives and its clock state.
+ * @retval 0 success. @retval DMEM_ERANGE.
+ */
+DMEM_API int dmem_vm_page(dmem_page_kind *kind, dmem_page_state *state, dmem_vm *vm, uint64_t gfn);
+
+/** Statistics of the engine or of one VM. All counts are pages unless
+ *  named bytes. */
+typedef struct dmem_stats {
+  uint64_t pages;      /**< guest pages tracked */
+  uint64_t resident;   /**< private guest memory */
+  uint64_t mapped;     /**< resident through a copy-on-write frame */
+  uint64_t zero;       /**< evicted zero pages */
+  uint64_t shared;     /**< evicted, rebuilt from a frame */
+  uint64_t patched;    /**< evicted, a patch against a frame */
+  uint64_t compressed; /**< evicted, a compressed blob */
+  uint64_t swapped;    /**< evicted, in the swap file */
+  uint64_t state[5];   /**< pages per clock state; index 1..4 = C1..C4 */
+  uint64_t frames;     /**< frames held (engine only; 0 for a VM) */
+  uint64_t store_bytes; /**< memory of frames, patches and blobs (engine) */
+  uint64_t swap_bytes;  /**< bytes in the swap file (engine) */
+  /** Guest bytes minus the host memory that now holds them (private pages,
+   *  frames, patches, blobs). For a VM: what its own pages saved, with the
+   *  savings of each frame split evenly among the pages that share it. */
+  int64_t bytes_saved;
+  /** Satori's sharing entitlement: the VM's fair part of all sharing
+   *  savings, in proportion to the pages it shares, plus what its own
+   *  patched, compressed, zero and swapped pages saved. The engine's
+   *  figure is the sum over VMs. */
+  int64_t entitlement_bytes;
+  uint64_t merges;  /**< pages shared, patched, compressed or swapped */
+  uint64_t faults;  /**< faults served */
+  uint64_t hints;   /**< pages indexed through I/O hints */
+  uint64_t errors;  /**< adapter or store errors met */
+  uint64_t scanned; /**< page visits by the scanner */
+  /** The engine's own metadata: per-page records, indexes, detectors,
+   *  frame and blob tables, in bytes (engine only). */
+  uint64_t meta_bytes;
+} dmem_stats;
+
+/** Fills @p out with the engine's totals. @retval 0. */
+DMEM_API int dmem_engine_stats(dmem_stats *out, dmem_engine *engine);
+
+/** Fills @p out with one VM's figures. @retval 0. */
+DMEM_API int dmem_vm_stats(dmem_stats *out, dmem_vm *vm);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* DIFFMEM_DIFFMEM_H */

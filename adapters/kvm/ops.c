@@ -1,0 +1,314 @@
+/* The engine's side of the KVM adapter: dmem_adapter_ops over a memfd
+ * mapped MAP_SHARED and registered with userfaultfd (see region.h for the
+ * per-page state and the lock order).
+ *
+ * Invariants:
+ *  - the engine's reads never fault through the registered mapping: read()
+ *    uses pread() on the memfd, so the engine, which holds its lock, never
+ *    waits for the fault thread (which may be waiting for that lock);
+ *  - every page whose block is in the memfd and is not MOD-recorded since
+ *    the last bits() is ARMED (write-protected for tracking) or EPROT; a
+ *    write to it therefore raises a WP or MINOR fault before it lands;
+ *  - a page the engine protected stays write-protected until unprotect(),
+ *    evict() or install(): mu is held across every decision to lift a
+ *    protection and the ioctl that lifts it, so protect() cannot slip in
+ *    between;
+ *  - evict() frees the block (PUNCH_HOLE) and drops the mapping's entry, so
+ *    the next touch is a MISSING fault; install() then fills the hole with
+ *    UFFDIO_COPY, which also wakes the threads waiting on it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/userfaultfd.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "region.h"
+
+#ifndef UFFDIO_COPY_MODE_WP
+#define UFFDIO_COPY_MODE_WP ((__u64)1 << 1)
+#endif
+
+/* Times an ioctl that may see EAGAIN (the mm changing under it) is tried. */
+#define EAGAIN_TRIES 1000
+
+static uint64_t addr_of(const dmem_kvm_region *r, uint64_t gfn)
+{
+  return (uint64_t)(uintptr_t)r->base + gfn * PAGE;
+}
+
+int dmem__kvm_is_zero(const void *page)
+{
+  const uint64_t *w = page;
+  uint64_t acc = 0;
+  for (size_t i = 0; i < PAGE / 8; i++)
+    acc |= w[i];
+  return acc == 0;
+}
+
+/* (Un)write-protects pages gfn .. gfn+n-1. Lifting also wakes writers
+ * unless !wake. */
+int dmem__kvm_wp(dmem_kvm_region *r, uint64_t gfn, uint64_t n, int on, int wake)
+{
+  if (!(r->track & DMEM_KVM_TRACK_WP))
+    return 0;
+  struct uffdio_writeprotect wp = {.range = {.start = addr_of(r, gfn), .len = n * PAGE},
+                                   .mode = on ? UFFDIO_WRITEPROTECT_MODE_WP
+                                              : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE)};
+  for (int i = 0; i < EAGAIN_TRIES; i++) {
+    if (ioctl(r->uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
+      return 0;
+    if (errno != EAGAIN)
+      break;
+  }
+  return dmem__kvm_fail(r, DMEM_ESYS, "UFFDIO_WRITEPROTECT of %llu pages at gfn %llu: %s",
+                        (unsigned long long)n, (unsigned long long)gfn, strerror(errno));
+}
+
+int dmem__kvm_wake(dmem_kvm_region *r, uint64_t gfn)
+{
+  struct uffdio_range rg = {.start = addr_of(r, gfn), .len = PAGE};
+  return ioctl(r->uffd, UFFDIO_WAKE, &rg) == 0 ? 0 : DMEM_ESYS;
+}
+
+static int pwrite_page(dmem_kvm_region *r, uint64_t gfn, const void *content)
+{
+  off_t off = (off_t)(r->fd_offset + gfn * PAGE);
+  size_t done = 0;
+  while (done < PAGE) {
+    ssize_t k = pwrite(r->fd, (const uint8_t *)content + done, PAGE - done, off + (off_t)done);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      return dmem__kvm_fail(r, DMEM_ESYS, "pwrite of gfn %llu: %s", (unsigned long long)gfn,
+                            k < 0 ? strerror(errno) : "short write");
+    done += (size_t)k;
+  }
+  return 0;
+}
+
+/* Fills a hole through userfaultfd: writable for a write fault, else
+ * write-protected (ARMED) so that the next write is seen. Returns 0, or
+ * 1 when the memfd already had a block there (EEXIST), or an error. */
+static int uffd_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int writable)
+{
+  int wp = !writable && (r->track & DMEM_KVM_TRACK_WP);
+  for (int i = 0; i < EAGAIN_TRIES; i++) {
+    int rc;
+    if (!wp && dmem__kvm_is_zero(content)) {
+      struct uffdio_zeropage z = {.range = {.start = addr_of(r, gfn), .len = PAGE}, .mode = 0};
+      rc = ioctl(r->uffd, UFFDIO_ZEROPAGE, &z);
+    } else {
+      struct uffdio_copy c = {.dst = addr_of(r, gfn),
+                              .src = (uint64_t)(uintptr_t)content,
+                              .len = PAGE,
+                              .mode = wp ? UFFDIO_COPY_MODE_WP : 0};
+      rc = ioctl(r->uffd, UFFDIO_COPY, &c);
+    }
+    if (rc == 0) {
+      r->pages[gfn] = (uint8_t)((r->pages[gfn] & ~PG_EVICTED) | (wp ? PG_ARMED : 0));
+      r->st.installs++;
+      return 0;
+    }
+    if (errno == EEXIST)
+      return 1;
+    if (errno != EAGAIN)
+      break;
+  }
+  return dmem__kvm_fail(r, DMEM_ESYS, "UFFDIO_COPY of gfn %llu: %s", (unsigned long long)gfn,
+                        strerror(errno));
+}
+
+int dmem__kvm_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int write, int overwrite)
+{
+  int rc = uffd_fill(r, gfn, content, write);
+  if (rc == 1 && !overwrite) {
+    dmem__kvm_wake(r, gfn);
+  } else if (rc == 1) {
+    /* A block appeared under the hole (the VMM wrote the memfd another
+     * way): write the content into it, and wake whoever waits. */
+    rc = pwrite_page(r, gfn, content);
+    if (rc == 0) {
+      r->pages[gfn] &= (uint8_t)~PG_EVICTED;
+      dmem__kvm_wake(r, gfn);
+      rc = 1;
+    }
+  }
+  return rc;
+}
+
+/* ---------------------------------------------------------------- ops */
+
+static int op_read(void *buf, uint64_t gfn, void *ud)
+{
+  dmem_kvm_region *r = ud;
+  if (gfn >= r->npages)
+    return DMEM_ERANGE;
+  /* pread, not the mapping: a hole reads as zeros without being filled,
+   * and the engine never waits on a fault. */
+  off_t off = (off_t)(r->fd_offset + gfn * PAGE);
+  size_t done = 0;
+  while (done < PAGE) {
+    ssize_t k = pread(r->fd, (uint8_t *)buf + done, PAGE - done, off + (off_t)done);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      return DMEM_EIO;
+    done += (size_t)k;
+  }
+  return 0;
+}
+
+static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
+{
+  dmem_kvm_region *r = ud;
+  if (first > r->npages || n > r->npages - first)
+    return DMEM_ERANGE;
+  if (n == 0)
+    return 0;
+  pthread_mutex_lock(&r->mu);
+  int rc = r->log_dirty ? dmem__kvm_sync_dirty(r) : 0;
+  if (rc)
+    goto out;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t *p = &r->pages[first + i];
+    uint8_t b = 0;
+    if (!(*p & PG_EVICTED)) {
+      if (!(r->track & DMEM_KVM_TRACK_MINOR))
+        *p |= PG_REF;
+      if (!(r->track & DMEM_KVM_TRACK_WP) && (*p & PG_REF))
+        *p |= PG_MOD;
+      b = (uint8_t)(((*p & PG_REF) ? DMEM_BIT_REFERENCED : 0) |
+                    ((*p & PG_MOD) ? DMEM_BIT_MODIFIED | DMEM_BIT_REFERENCED : 0));
+      *p = (uint8_t)((*p & ~(PG_REF | PG_MOD)) | ((r->track & DMEM_KVM_TRACK_WP) ? PG_ARMED : 0));
+    }
+    out[i] = b;
+  }
+  /* Re-arm: write-protect (the next write is a WP fault), then drop the
+   * page-table entries (the next touch is a MINOR fault). Zapping keeps
+   * the write protection as a marker, and evicted pages are holes either
+   * way. */
+  rc = dmem__kvm_wp(r, first, n, 1, 0);
+  if (rc == 0 && (r->track & DMEM_KVM_TRACK_MINOR) &&
+      madvise(r->base + first * PAGE, n * PAGE, MADV_DONTNEED) != 0)
+    rc = dmem__kvm_fail(r, DMEM_ESYS, "MADV_DONTNEED of %zu pages at gfn %llu: %s", n,
+                        (unsigned long long)first, strerror(errno));
+  r->st.bits_calls++;
+out:
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
+static int op_protect(uint64_t gfn, void *ud)
+{
+  dmem_kvm_region *r = ud;
+  if (gfn >= r->npages)
+    return DMEM_ERANGE;
+  pthread_mutex_lock(&r->mu);
+  int rc = dmem__kvm_wp(r, gfn, 1, 1, 0);
+  if (rc == 0)
+    r->pages[gfn] |= PG_EPROT;
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
+static int op_unprotect(uint64_t gfn, void *ud)
+{
+  dmem_kvm_region *r = ud;
+  if (gfn >= r->npages)
+    return DMEM_ERANGE;
+  pthread_mutex_lock(&r->mu);
+  uint8_t *p = &r->pages[gfn];
+  int rc = 0;
+  /* An ARMED page stays write-protected for tracking: its waiting writers
+   * are released by the fault thread, which records the write. */
+  if (!(*p & PG_ARMED))
+    rc = dmem__kvm_wp(r, gfn, 1, 0, 1);
+  if (rc == 0) {
+    *p &= (uint8_t)~PG_EPROT;
+    pthread_cond_broadcast(&r->cv);
+  }
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
+static int op_evict(uint64_t gfn, void *ud)
+{
+  dmem_kvm_region *r = ud;
+  if (gfn >= r->npages)
+    return DMEM_ERANGE;
+  pthread_mutex_lock(&r->mu);
+  int rc = 0;
+  if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                (off_t)(r->fd_offset + gfn * PAGE), PAGE) != 0) {
+    rc = dmem__kvm_fail(r, DMEM_ESYS, "PUNCH_HOLE of gfn %llu: %s", (unsigned long long)gfn,
+                        strerror(errno));
+  } else {
+    /* The punch already unmapped the block; this drops any entry left. */
+    (void)madvise(r->base + gfn * PAGE, PAGE, MADV_DONTNEED);
+    r->pages[gfn] = (uint8_t)(PG_EVICTED | (r->pages[gfn] & (PG_FAULT | PG_FWRITE)));
+    r->st.evictions++;
+    pthread_cond_broadcast(&r->cv);
+  }
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
+static int op_install(uint64_t gfn, const void *content, void *ud)
+{
+  dmem_kvm_region *r = ud;
+  if (gfn >= r->npages)
+    return DMEM_ERANGE;
+  pthread_mutex_lock(&r->mu);
+  uint8_t *p = &r->pages[gfn];
+  int fault = (*p & PG_FAULT) != 0, write = (*p & PG_FWRITE) != 0;
+  int rc;
+  if (*p & PG_EVICTED) {
+    rc = dmem__kvm_fill(r, gfn, content, write, 1);
+    if (rc > 0)
+      rc = 0;
+  } else {
+    /* Resident: replace the content in place (no fault to serve), and
+     * lift the engine's protection unless tracking keeps the page armed. */
+    rc = pwrite_page(r, gfn, content);
+    if (rc == 0 && !(*p & PG_ARMED))
+      rc = dmem__kvm_wp(r, gfn, 1, 0, 1);
+  }
+  if (rc == 0) {
+    *p &= (uint8_t) ~(PG_EPROT | PG_FAULT | PG_FWRITE);
+    if (fault)
+      *p |= (uint8_t)(PG_REF | (write ? PG_MOD : 0));
+    pthread_cond_broadcast(&r->cv);
+  }
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
+const dmem_adapter_ops dmem__kvm_ops_wp = {
+    .version = DMEM_ADAPTER_OPS_VERSION,
+    .read = op_read,
+    .bits = op_bits,
+    .protect = op_protect,
+    .unprotect = op_unprotect,
+    .evict = op_evict,
+    .share = NULL, /* shared pages are evicted and rebuilt from their frame */
+    .install = op_install,
+};
+
+/* Without WP mode there is no protection to offer: the guest must then be
+ * paused while the engine scans (adapter.h). */
+const dmem_adapter_ops dmem__kvm_ops_nowp = {
+    .version = DMEM_ADAPTER_OPS_VERSION,
+    .read = op_read,
+    .bits = op_bits,
+    .protect = NULL,
+    .unprotect = NULL,
+    .evict = op_evict,
+    .share = NULL,
+    .install = op_install,
+};

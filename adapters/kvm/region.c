@@ -1,0 +1,399 @@
+/* A region: guest RAM in a memfd, mapped MAP_SHARED, and its attachment to
+ * an engine (userfaultfd registration, fault thread, dmem_vm). The ops the
+ * engine calls are in ops.c, the fault thread in uffd.c, KVM slots in
+ * kvm.c; region.h has the per-page state and the lock order.
+ *
+ * Life of a region: create (memfd and mapping, made or given) → attach
+ * (register, arm tracking over the whole range, start the thread, attach
+ * the VM) → detach (the engine installs every page it holds; then
+ * unregister, which wakes any thread still waiting, and stop the thread)
+ * → destroy. Attach and detach may repeat.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/userfaultfd.h>
+
+#include "region.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+static void *libc_alloc(size_t size, size_t align, void *ud)
+{
+  (void)ud;
+  return aligned_alloc(align, (size + align - 1) / align * align);
+}
+
+static void libc_free(void *ptr, size_t size, void *ud)
+{
+  (void)size;
+  (void)ud;
+  free(ptr);
+}
+
+void *dmem__kvm_alloc(dmem_kvm_region *r, size_t size)
+{
+  return r->alloc.alloc(size ? size : 1, 64, r->alloc.ud);
+}
+
+void dmem__kvm_free(dmem_kvm_region *r, void *p, size_t size)
+{
+  if (p)
+    r->alloc.free(p, size ? size : 1, r->alloc.ud);
+}
+
+int dmem__kvm_fail(dmem_kvm_region *r, int err, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->errmsg, sizeof r->errmsg, fmt, ap);
+  va_end(ap);
+  return err;
+}
+
+uint64_t dmem__kvm_now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Latency buckets: exact below 4 µs, then 4 per octave. */
+static unsigned lat_bucket(uint64_t us)
+{
+  if (us < 4)
+    return (unsigned)us;
+  unsigned e = 63u - (unsigned)__builtin_clzll(us); /* >= 2 */
+  unsigned b = 4 + (e - 2) * 4 + (unsigned)((us >> (e - 2)) & 3);
+  return b < DMEM_KVM_LAT_BUCKETS ? b : DMEM_KVM_LAT_BUCKETS - 1;
+}
+
+uint64_t dmem_kvm_lat_bucket_us(unsigned b)
+{
+  if (b < 4)
+    return b;
+  unsigned e = (b - 4) / 4 + 2, sub = (b - 4) % 4;
+  return (uint64_t)(4 + sub) << (e - 2);
+}
+
+void dmem__kvm_lat_record(dmem_kvm_region *r, uint64_t ns)
+{
+  r->st.lat_hist[lat_bucket(ns / 1000)]++;
+  r->st.lat_count++;
+  r->st.lat_sum_ns += ns;
+  if (ns > r->st.lat_max_ns)
+    r->st.lat_max_ns = ns;
+}
+
+double dmem_kvm_stats_percentile_us(const dmem_kvm_stats *s, double q)
+{
+  if (!s || s->lat_count == 0)
+    return 0;
+  if (q < 0)
+    q = 0;
+  if (q > 1)
+    q = 1;
+  uint64_t want = (uint64_t)(q * (double)s->lat_count + 0.999999);
+  if (want == 0)
+    want = 1;
+  uint64_t seen = 0;
+  for (unsigned b = 0; b < DMEM_KVM_LAT_BUCKETS; b++) {
+    seen += s->lat_hist[b];
+    if (seen >= want)
+      return (double)dmem_kvm_lat_bucket_us(b + 1);
+  }
+  return (double)dmem_kvm_lat_bucket_us(DMEM_KVM_LAT_BUCKETS);
+}
+
+/* ---------------------------------------------------------------- create */
+
+static int check_options(const dmem_kvm_region_options *o)
+{
+  if (o->version != DMEM_KVM_REGION_OPTIONS_VERSION)
+    return DMEM_EVERSION;
+  if (o->size == 0 || o->size % PAGE || o->fd_offset % PAGE)
+    return DMEM_EINVAL;
+  if (o->addr && (o->fd < 0 || (uintptr_t)o->addr % PAGE))
+    return DMEM_EINVAL;
+  if (o->fd < 0 && o->fd_offset)
+    return DMEM_EINVAL;
+  if (o->allocator && (!o->allocator->alloc || !o->allocator->free))
+    return DMEM_EINVAL;
+  if (o->track & ~(DMEM_KVM_TRACK_MINOR | DMEM_KVM_TRACK_WP))
+    return DMEM_EINVAL;
+  return 0;
+}
+
+/* The memfd and its mapping, made or checked. */
+static int setup_memory(dmem_kvm_region *r, const dmem_kvm_region_options *o)
+{
+  if (o->fd < 0) {
+    r->fd = memfd_create(o->name ? o->name : "dmem-guest", MFD_CLOEXEC);
+    if (r->fd < 0)
+      return dmem__kvm_fail(r, DMEM_ESYS, "memfd_create: %s", strerror(errno));
+    r->own_fd = 1;
+    if (ftruncate(r->fd, (off_t)o->size) != 0)
+      return dmem__kvm_fail(r, DMEM_ESYS, "ftruncate of the memfd to %llu bytes: %s",
+                            (unsigned long long)o->size, strerror(errno));
+  } else {
+    r->fd = o->fd;
+    struct statfs sfs;
+    struct stat st;
+    if (fstatfs(r->fd, &sfs) != 0 || fstat(r->fd, &st) != 0)
+      return dmem__kvm_fail(r, DMEM_EINVAL, "fd %d: %s", r->fd, strerror(errno));
+    if (sfs.f_type != TMPFS_MAGIC || !S_ISREG(st.st_mode))
+      return dmem__kvm_fail(r, DMEM_EINVAL, "fd %d is not a memfd or shared-memory file", r->fd);
+    if ((uint64_t)st.st_size < o->fd_offset + o->size)
+      return dmem__kvm_fail(r, DMEM_EINVAL, "fd %d holds %lld bytes, short of %llu", r->fd,
+                            (long long)st.st_size, (unsigned long long)(o->fd_offset + o->size));
+  }
+  if (o->addr) {
+    r->base = o->addr;
+    return 0;
+  }
+  void *m = mmap(NULL, o->size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, (off_t)o->fd_offset);
+  if (m == MAP_FAILED)
+    return dmem__kvm_fail(r, DMEM_ESYS, "mmap of %llu bytes: %s", (unsigned long long)o->size,
+                          strerror(errno));
+  r->base = m;
+  r->own_map = 1;
+  /* Page-sized blocks: a huge page would make hole punching and faults
+   * work on 2 MiB at once. Advice only. */
+  (void)madvise(m, o->size, MADV_NOHUGEPAGE);
+  return 0;
+}
+
+static void release(dmem_kvm_region *r)
+{
+  if (r->own_map)
+    munmap(r->base, r->size);
+  if (r->own_fd && r->fd >= 0)
+    close(r->fd);
+  dmem__kvm_free(r, r->pages, r->npages);
+  dmem__kvm_free(r, r->dirty, (r->npages + 63) / 64 * 8);
+  dmem_allocator a = r->alloc;
+  a.free(r, sizeof *r, a.ud);
+}
+
+int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options *opts)
+{
+  if (!out || !opts)
+    return DMEM_EINVAL;
+  int rc = check_options(opts);
+  if (rc)
+    return rc;
+  dmem_allocator a = {libc_alloc, libc_free, NULL};
+  if (opts->allocator)
+    a = *opts->allocator;
+  dmem_kvm_region *r = a.alloc(sizeof *r, 64, a.ud);
+  if (!r)
+    return DMEM_ENOMEM;
+  memset(r, 0, sizeof *r);
+  r->alloc = a;
+  r->opts = *opts;
+  r->opts.name = NULL; /* not kept */
+  r->opts.allocator = NULL;
+  r->size = opts->size;
+  r->npages = opts->size / PAGE;
+  r->fd_offset = opts->fd_offset;
+  r->fd = r->uffd = r->stop_fd = r->vm_fd = -1;
+  r->pages = dmem__kvm_alloc(r, r->npages);
+  if (!r->pages) {
+    release(r);
+    return DMEM_ENOMEM;
+  }
+  memset(r->pages, 0, r->npages);
+  rc = setup_memory(r, opts);
+  if (rc == 0 && pthread_mutex_init(&r->mu, NULL) != 0)
+    rc = DMEM_ESYS;
+  if (rc == 0 && pthread_cond_init(&r->cv, NULL) != 0) {
+    pthread_mutex_destroy(&r->mu);
+    rc = DMEM_ESYS;
+  }
+  if (rc) {
+    release(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+/* Undoes attach's registration and thread, whatever was reached. */
+static void teardown(dmem_kvm_region *r)
+{
+  dmem__kvm_uffd_unregister(r);
+  dmem__kvm_thread_stop(r);
+  dmem__kvm_uffd_close(r);
+  pthread_mutex_lock(&r->mu);
+  r->vm = NULL;
+  r->engine = NULL;
+  r->detaching = 0;
+  memset(r->pages, 0, r->npages);
+  pthread_mutex_unlock(&r->mu);
+}
+
+void dmem_kvm_region_destroy(dmem_kvm_region *r)
+{
+  if (!r)
+    return;
+  if (r->vm && dmem_kvm_region_detach(r) == 0) {
+    /* detached cleanly */
+  } else if (r->vm || r->uffd >= 0 || r->have_thread) {
+    teardown(r);
+  }
+  pthread_cond_destroy(&r->cv);
+  pthread_mutex_destroy(&r->mu);
+  release(r);
+}
+
+/* ---------------------------------------------------------------- attach */
+
+int dmem_kvm_region_attach(dmem_vm **out, dmem_kvm_region *r, dmem_engine *e, const char *name)
+{
+  if (!out || !r || !e)
+    return DMEM_EINVAL;
+  if (r->vm || r->uffd >= 0)
+    return dmem__kvm_fail(r, DMEM_EBUSY, "the region is attached already");
+  int rc = dmem__kvm_uffd_open(r);
+  if (rc)
+    return rc;
+  /* Arm tracking over the whole range, so that the first scan's bits are
+   * true: every write from now on is seen, and with MINOR every touch. */
+  pthread_mutex_lock(&r->mu);
+  memset(r->pages, (r->track & DMEM_KVM_TRACK_WP) ? PG_ARMED : 0, r->npages);
+  r->detaching = 0;
+  r->continue_wp = 1; /* until the kernel says otherwise */
+  rc = dmem__kvm_wp(r, 0, r->npages, 1, 0);
+  if (rc == 0 && (r->track & DMEM_KVM_TRACK_MINOR) && madvise(r->base, r->size, MADV_DONTNEED))
+    rc = dmem__kvm_fail(r, DMEM_ESYS, "MADV_DONTNEED of the region: %s", strerror(errno));
+  pthread_mutex_unlock(&r->mu);
+  if (rc == 0)
+    rc = dmem__kvm_thread_start(r);
+  dmem_vm *vm = NULL;
+  if (rc == 0) {
+    dmem_vm_options vo = DMEM_VM_OPTIONS_INIT;
+    vo.ops = (r->track & DMEM_KVM_TRACK_WP) ? &dmem__kvm_ops_wp : &dmem__kvm_ops_nowp;
+    vo.ud = r;
+    vo.npages = r->npages;
+    vo.name = name;
+    rc = dmem_vm_attach(&vm, e, &vo);
+    if (rc)
+      dmem__kvm_fail(r, rc, "dmem_vm_attach: %s", dmem_engine_errmsg(e));
+  }
+  if (rc) {
+    teardown(r);
+    return rc;
+  }
+  pthread_mutex_lock(&r->mu);
+  r->vm = vm;
+  r->engine = e;
+  pthread_mutex_unlock(&r->mu);
+  *out = vm;
+  return 0;
+}
+
+int dmem_kvm_region_detach(dmem_kvm_region *r)
+{
+  if (!r)
+    return DMEM_EINVAL;
+  if (!r->vm) {
+    if (r->uffd >= 0 || r->have_thread)
+      teardown(r);
+    return 0;
+  }
+  /* From here the fault thread leaves the engine alone (dmem_vm_detach()
+   * must not race with faults on the VM); wait for a call under way. */
+  pthread_mutex_lock(&r->mu);
+  r->detaching = 1;
+  while (r->in_engine)
+    pthread_cond_wait(&r->cv, &r->mu);
+  pthread_mutex_unlock(&r->mu);
+  int rc = dmem_vm_detach(r->vm);
+  if (rc) {
+    dmem__kvm_fail(r, rc, "dmem_vm_detach: %s", dmem_engine_errmsg(r->engine));
+    pthread_mutex_lock(&r->mu);
+    r->detaching = 0;
+    pthread_mutex_unlock(&r->mu);
+    /* Threads whose faults were left to detach fault again now. */
+    struct uffdio_range rg = {.start = (uint64_t)(uintptr_t)r->base, .len = r->size};
+    (void)ioctl(r->uffd, UFFDIO_WAKE, &rg);
+    return rc;
+  }
+  teardown(r);
+  return 0;
+}
+
+/* -------------------------------------------------------------- accessors */
+
+void *dmem_kvm_region_addr(const dmem_kvm_region *r)
+{
+  return r ? r->base : NULL;
+}
+
+uint64_t dmem_kvm_region_size(const dmem_kvm_region *r)
+{
+  return r ? r->size : 0;
+}
+
+uint64_t dmem_kvm_region_npages(const dmem_kvm_region *r)
+{
+  return r ? r->npages : 0;
+}
+
+int dmem_kvm_region_fd(const dmem_kvm_region *r)
+{
+  return r ? r->fd : -1;
+}
+
+dmem_vm *dmem_kvm_region_vm(const dmem_kvm_region *r)
+{
+  return r ? r->vm : NULL;
+}
+
+unsigned dmem_kvm_region_track(const dmem_kvm_region *r)
+{
+  return r ? r->track : 0;
+}
+
+const char *dmem_kvm_region_errmsg(const dmem_kvm_region *r)
+{
+  return r ? r->errmsg : "";
+}
+
+int dmem_kvm_region_memfd_bytes(uint64_t *out, const dmem_kvm_region *r)
+{
+  if (!out || !r)
+    return DMEM_EINVAL;
+  struct stat st;
+  if (fstat(r->fd, &st) != 0)
+    return DMEM_ESYS;
+  *out = (uint64_t)st.st_blocks * 512u;
+  return 0;
+}
+
+int dmem_kvm_region_stats(dmem_kvm_stats *out, const dmem_kvm_region *r)
+{
+  if (!out || !r)
+    return DMEM_EINVAL;
+  if (out->version != DMEM_KVM_STATS_VERSION)
+    return DMEM_EVERSION;
+  dmem_kvm_region *m = (dmem_kvm_region *)r; /* the lock, not the data */
+  pthread_mutex_lock(&m->mu);
+  *out = r->st;
+  pthread_mutex_unlock(&m->mu);
+  out->version = DMEM_KVM_STATS_VERSION;
+  return 0;
+}

@@ -1,0 +1,385 @@
+/* The guest's side of the KVM adapter: the userfaultfd registration and
+ * the thread that serves the region's faults (region.h has the per-page
+ * state).
+ *
+ * Three kinds of fault arrive, for a vCPU (through KVM's get_user_pages)
+ * and for a VMM thread alike:
+ *  - MISSING: the memfd has no block for the page. An EVICTED page is
+ *    rebuilt by the engine (dmem_vm_fault() calls install(), whose
+ *    UFFDIO_COPY wakes the faulting thread); any other hole is a page never
+ *    written, filled with zeros here.
+ *  - MINOR: the block is there but bits() dropped the page-table entry:
+ *    record "referenced" (and "modified" for a write), UFFDIO_CONTINUE.
+ *  - WP: a write to a write-protected page: record "modified", lift the
+ *    protection (which wakes the writer).
+ *
+ * Invariants:
+ *  - no fault path makes a page writable while the engine protects it
+ *    (EPROT): it waits on region->cv, with mu, until the engine lets go;
+ *    read faults do not wait (they map the page write-protected);
+ *  - the thread holds mu only for its own state and ioctls, never while
+ *    it calls into the engine (the engine calls the ops with its lock held,
+ *    and they take mu);
+ *  - once detaching is set, the thread no longer calls into the engine:
+ *    the pages it holds come back through detach's installs, whose
+ *    UFFDIO_COPY wakes their waiters.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "region.h"
+
+#ifndef UFFDIO_CONTINUE_MODE_WP
+#define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1)
+#endif
+
+/* Fault messages read at once. */
+#define MSG_BATCH 64
+/* How long a wait on the engine's protection sleeps between checks for a
+ * stop request, in milliseconds. */
+#define WAIT_SLICE_MS 100
+/* After a fault the engine could not serve, before the thread faults
+ * again (a failing page would otherwise spin). */
+#define FAIL_BACKOFF_US 1000
+
+/* ------------------------------------------------------------- register */
+
+int dmem__kvm_uffd_open(dmem_kvm_region *r)
+{
+  int probe = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  if (probe < 0)
+    return dmem__kvm_fail(r, DMEM_ENOTSUP, "cannot open userfaultfd: %s", strerror(errno));
+  /* UFFDIO_API with features 0 reports every feature; it may be called
+   * once per descriptor, so the real one is opened afterwards. */
+  struct uffdio_api api = {.api = UFFD_API, .features = 0};
+  int rc = ioctl(probe, UFFDIO_API, &api);
+  close(probe);
+  if (rc != 0)
+    return dmem__kvm_fail(r, DMEM_ENOTSUP, "UFFDIO_API: %s", strerror(errno));
+  uint64_t have = api.features;
+  if (!(have & UFFD_FEATURE_MISSING_SHMEM))
+    return dmem__kvm_fail(r, DMEM_ENOTSUP, "userfaultfd lacks MISSING faults on shared memory");
+  unsigned want = r->opts.track ? r->opts.track : DMEM_KVM_TRACK_MINOR | DMEM_KVM_TRACK_WP;
+  unsigned track = 0;
+  uint64_t features = UFFD_FEATURE_MISSING_SHMEM;
+  uint64_t modes = UFFDIO_REGISTER_MODE_MISSING;
+  if ((want & DMEM_KVM_TRACK_MINOR) && (have & UFFD_FEATURE_MINOR_SHMEM)) {
+    track |= DMEM_KVM_TRACK_MINOR;
+    features |= UFFD_FEATURE_MINOR_SHMEM;
+    modes |= UFFDIO_REGISTER_MODE_MINOR;
+  }
+  if ((want & DMEM_KVM_TRACK_WP) && (have & UFFD_FEATURE_WP_HUGETLBFS_SHMEM)) {
+    track |= DMEM_KVM_TRACK_WP;
+    features |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+    modes |= UFFDIO_REGISTER_MODE_WP;
+  }
+
+  int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0)
+    return dmem__kvm_fail(r, DMEM_ENOTSUP, "cannot open userfaultfd: %s", strerror(errno));
+  api = (struct uffdio_api){.api = UFFD_API, .features = features};
+  if (ioctl(fd, UFFDIO_API, &api) != 0) {
+    rc = dmem__kvm_fail(r, DMEM_ENOTSUP, "UFFDIO_API with features %#llx: %s",
+                        (unsigned long long)features, strerror(errno));
+    close(fd);
+    return rc;
+  }
+  struct uffdio_register reg = {.range = {.start = (uint64_t)(uintptr_t)r->base, .len = r->size},
+                                .mode = modes};
+  if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) {
+    rc = dmem__kvm_fail(r, DMEM_ESYS, "UFFDIO_REGISTER of %llu bytes at %p: %s",
+                        (unsigned long long)r->size, (void *)r->base, strerror(errno));
+    close(fd);
+    return rc;
+  }
+  uint64_t need = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE);
+  if (track & DMEM_KVM_TRACK_MINOR)
+    need |= 1ull << _UFFDIO_CONTINUE;
+  if (track & DMEM_KVM_TRACK_WP)
+    need |= 1ull << _UFFDIO_WRITEPROTECT;
+  if ((reg.ioctls & need) != need) {
+    rc = dmem__kvm_fail(r, DMEM_ENOTSUP, "the registered range lacks ioctls %#llx",
+                        (unsigned long long)(need & ~reg.ioctls));
+    close(fd); /* closing also unregisters */
+    return rc;
+  }
+  int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd < 0) {
+    rc = dmem__kvm_fail(r, DMEM_ESYS, "eventfd: %s", strerror(errno));
+    close(fd);
+    return rc;
+  }
+  r->uffd = fd;
+  r->stop_fd = efd;
+  r->track = track;
+  return 0;
+}
+
+void dmem__kvm_uffd_unregister(dmem_kvm_region *r)
+{
+  if (r->uffd < 0)
+    return;
+  /* Wakes every thread still waiting on the range; they fault again
+   * without userfaultfd and see the memfd as it is. */
+  struct uffdio_range rg = {.start = (uint64_t)(uintptr_t)r->base, .len = r->size};
+  (void)ioctl(r->uffd, UFFDIO_UNREGISTER, &rg);
+}
+
+void dmem__kvm_uffd_close(dmem_kvm_region *r)
+{
+  if (r->uffd >= 0)
+    close(r->uffd); /* also unregisters, if that was not done */
+  if (r->stop_fd >= 0)
+    close(r->stop_fd);
+  r->uffd = r->stop_fd = -1;
+  r->track = 0;
+}
+
+/* ---------------------------------------------------------------- faults */
+
+/* Waits, mu held, until the engine no longer protects the page. */
+static void wait_unprotected(dmem_kvm_region *r, uint64_t gfn)
+{
+  if (!(r->pages[gfn] & PG_EPROT))
+    return;
+  r->st.faults_waited++;
+  while ((r->pages[gfn] & PG_EPROT) && !r->stopping) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += WAIT_SLICE_MS * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&r->cv, &r->mu, &until);
+  }
+}
+
+/* A hole the engine does not hold: a page never written, or a fault that
+ * someone else served already. mu held; for a write, the page is not
+ * protected by the engine. */
+static void fill_zero(dmem_kvm_region *r, uint64_t gfn, int write)
+{
+  int rc = dmem__kvm_fill(r, gfn, r->zeros, write, 0);
+  if (rc == 0) {
+    r->st.zero_fills++;
+    r->pages[gfn] |= (uint8_t)(PG_REF | (write ? PG_MOD : 0));
+  } else if (rc == 1) {
+    r->st.faults_spurious++;
+  } else {
+    r->st.faults_failed++;
+    dmem__kvm_wake(r, gfn);
+  }
+}
+
+static void serve_missing(dmem_kvm_region *r, uint64_t gfn, int write, uint64_t t0)
+{
+  uint8_t *p = &r->pages[gfn];
+  int failed = 0;
+  pthread_mutex_lock(&r->mu);
+  r->st.faults_missing++;
+  while (!r->stopping) {
+    if (!(*p & PG_EVICTED)) {
+      if (write && (*p & PG_EPROT)) {
+        wait_unprotected(r, gfn); /* then look again: it may be evicted now */
+        continue;
+      }
+      fill_zero(r, gfn, write);
+      break;
+    }
+    dmem_vm *vm = r->vm;
+    if (r->detaching || !vm)
+      break; /* detach's install will fill it and wake the thread */
+    *p |= (uint8_t)(PG_FAULT | (write ? PG_FWRITE : 0));
+    r->in_engine++;
+    pthread_mutex_unlock(&r->mu);
+
+    int rc = dmem_vm_fault(vm, gfn);
+
+    pthread_mutex_lock(&r->mu);
+    if (--r->in_engine == 0)
+      pthread_cond_broadcast(&r->cv);
+    if (!(*p & PG_FAULT)) {
+      /* install() served it, and its UFFDIO_COPY woke the thread */
+      dmem__kvm_lat_record(r, dmem__kvm_now_ns() - t0);
+      break;
+    }
+    *p &= (uint8_t) ~(PG_FAULT | PG_FWRITE);
+    if (rc == 0 && !(*p & PG_EVICTED))
+      continue; /* resident for the engine: installed meanwhile, or never written */
+    r->st.faults_failed++;
+    failed = rc ? rc : DMEM_EINVAL;
+    break;
+  }
+  pthread_mutex_unlock(&r->mu);
+  if (failed) {
+    if (r->opts.fault_error)
+      r->opts.fault_error(r, gfn, failed, r->opts.ud);
+    usleep(FAIL_BACKOFF_US);
+    dmem__kvm_wake(r, gfn);
+  }
+}
+
+static int do_continue(dmem_kvm_region *r, uint64_t gfn, uint64_t mode)
+{
+  struct uffdio_continue c = {
+      .range = {.start = (uint64_t)(uintptr_t)(r->base + gfn * PAGE), .len = PAGE}, .mode = mode};
+  int rc;
+  do
+    rc = ioctl(r->uffd, UFFDIO_CONTINUE, &c);
+  while (rc != 0 && errno == EAGAIN);
+  return rc;
+}
+
+/* Maps the page write-protected. Kernels without UFFDIO_CONTINUE_MODE_WP
+ * (added in Linux 6.4) refuse the mode: from then on, map it without
+ * waking anyone, protect it, and wake. A thread that touches the page
+ * between the two, without having faulted, writes unseen: a lost
+ * "modified" bit at worst, because serve_minor() then waits until the
+ * engine no longer protects the page. The first refusal fails with EAGAIN
+ * (the thread faults again, and that time serve_minor() waits). */
+static int continue_wp(dmem_kvm_region *r, uint64_t gfn)
+{
+  if (r->continue_wp) {
+    int rc = do_continue(r, gfn, UFFDIO_CONTINUE_MODE_WP);
+    if (rc == 0 || errno != EINVAL)
+      return rc;
+    r->continue_wp = 0;
+    errno = EAGAIN;
+    return -1;
+  }
+  int rc = do_continue(r, gfn, UFFDIO_CONTINUE_MODE_DONTWAKE);
+  if (rc == 0) {
+    (void)dmem__kvm_wp(r, gfn, 1, 1, 0);
+    dmem__kvm_wake(r, gfn);
+  }
+  return rc;
+}
+
+static void serve_minor(dmem_kvm_region *r, uint64_t gfn, int write)
+{
+  pthread_mutex_lock(&r->mu);
+  r->st.faults_minor++;
+  /* A write, or any touch where the page could not be mapped protected,
+   * waits for the engine to let go of the page. */
+  if (write || !r->continue_wp)
+    wait_unprotected(r, gfn);
+  uint8_t *p = &r->pages[gfn];
+  if (*p & PG_EVICTED) {
+    /* evicted since: the thread faults again, as MISSING */
+    dmem__kvm_wake(r, gfn);
+    pthread_mutex_unlock(&r->mu);
+    return;
+  }
+  /* A read keeps the page write-protected while it is armed for tracking
+   * or protected by the engine; a write makes it writable. */
+  int keep_wp = !write && (*p & (PG_ARMED | PG_EPROT)) && (r->track & DMEM_KVM_TRACK_WP);
+  int rc = keep_wp ? continue_wp(r, gfn) : do_continue(r, gfn, 0);
+  if (rc == 0) {
+    *p |= PG_REF;
+    if (write)
+      *p = (uint8_t)((*p | PG_MOD) & ~PG_ARMED);
+  } else {
+    /* EEXIST: mapped meanwhile; EAGAIN: see continue_wp(); else a failed
+     * ioctl. The thread retries its access and faults again if it must. */
+    if (errno == EEXIST)
+      r->st.faults_spurious++;
+    else if (errno != EAGAIN)
+      r->st.faults_failed++;
+    dmem__kvm_wake(r, gfn);
+  }
+  pthread_mutex_unlock(&r->mu);
+}
+
+static void serve_wp(dmem_kvm_region *r, uint64_t gfn)
+{
+  pthread_mutex_lock(&r->mu);
+  r->st.faults_wp++;
+  wait_unprotected(r, gfn);
+  uint8_t *p = &r->pages[gfn];
+  if (!(*p & PG_EVICTED))
+    *p = (uint8_t)((*p | PG_REF | PG_MOD) & ~PG_ARMED);
+  /* Lifting the protection wakes the writer; on an evicted page it only
+   * clears the marker, and the writer faults again as MISSING. */
+  if (dmem__kvm_wp(r, gfn, 1, 0, 1) != 0) {
+    r->st.faults_failed++;
+    dmem__kvm_wake(r, gfn);
+  }
+  pthread_mutex_unlock(&r->mu);
+}
+
+static void serve(dmem_kvm_region *r, const struct uffd_msg *m, uint64_t t0)
+{
+  if (m->event != UFFD_EVENT_PAGEFAULT)
+    return;
+  uint64_t addr = m->arg.pagefault.address;
+  uint64_t start = (uint64_t)(uintptr_t)r->base;
+  if (addr < start || addr - start >= r->size)
+    return;
+  uint64_t gfn = (addr - start) / PAGE;
+  uint64_t fl = m->arg.pagefault.flags;
+  if (fl & UFFD_PAGEFAULT_FLAG_WP)
+    serve_wp(r, gfn);
+  else if (fl & UFFD_PAGEFAULT_FLAG_MINOR)
+    serve_minor(r, gfn, (fl & UFFD_PAGEFAULT_FLAG_WRITE) != 0);
+  else
+    serve_missing(r, gfn, (fl & UFFD_PAGEFAULT_FLAG_WRITE) != 0, t0);
+}
+
+static void *fault_thread(void *arg)
+{
+  dmem_kvm_region *r = arg;
+  struct uffd_msg msgs[MSG_BATCH];
+  struct pollfd pfd[2] = {{.fd = r->uffd, .events = POLLIN}, {.fd = r->stop_fd, .events = POLLIN}};
+  for (;;) {
+    int k = poll(pfd, 2, -1);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0 || pfd[1].revents || (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL)))
+      break;
+    ssize_t n = read(r->uffd, msgs, sizeof msgs);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+      continue;
+    if (n <= 0)
+      break;
+    uint64_t t0 = dmem__kvm_now_ns();
+    for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++)
+      serve(r, &msgs[i], t0);
+  }
+  return NULL;
+}
+
+int dmem__kvm_thread_start(dmem_kvm_region *r)
+{
+  r->stopping = 0;
+  int rc = pthread_create(&r->thread, NULL, fault_thread, r);
+  if (rc != 0)
+    return dmem__kvm_fail(r, DMEM_ESYS, "cannot start the fault thread: %s", strerror(rc));
+  (void)pthread_setname_np(r->thread, "dmem-uffd");
+  r->have_thread = 1;
+  return 0;
+}
+
+void dmem__kvm_thread_stop(dmem_kvm_region *r)
+{
+  if (!r->have_thread)
+    return;
+  pthread_mutex_lock(&r->mu);
+  r->stopping = 1;
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  uint64_t one = 1;
+  while (write(r->stop_fd, &one, sizeof one) < 0 && errno == EINTR)
+    ;
+  pthread_join(r->thread, NULL);
+  r->have_thread = 0;
+}

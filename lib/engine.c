@@ -1,0 +1,658 @@
+/* The engine: its objects, the fault path, statistics and the background
+ * thread. The clock and the reclaim pipeline are in scan.c.
+ *
+ * Invariants:
+ *  - every guest page is in exactly one place: resident (private or a
+ *    mapped frame), or evicted as zero, shared frame, patch, compressed
+ *    blob or swap slot; dmem__page.kind says which and .loc names it;
+ *  - a frame's refs count the pages that share it plus the patches that
+ *    reference it, and a frame is freed (and leaves the stable indexes)
+ *    exactly when refs drops to 0;
+ *  - a page is released from the store only after the adapter installed
+ *    its rebuilt content, so a failed install or a corrupt blob leaves it
+ *    where it was;
+ *  - all of this is guarded by e->lock; adapter operations run under it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "engine.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+void dmem__set_kind(dmem_vm *vm, dmem__page *p, dmem_page_kind kind)
+{
+  vm->kinds[p->kind]--;
+  p->kind = (uint8_t)kind;
+  vm->kinds[kind]++;
+}
+
+void dmem__set_state(dmem_vm *vm, dmem__page *p, dmem_page_state state)
+{
+  vm->states[p->state]--;
+  p->state = (uint8_t)state;
+  vm->states[state]++;
+}
+
+dmem_vm *dmem__vm_of_live_id(dmem_engine *e, uint32_t id)
+{
+  for (uint32_t i = 0; i < e->nvms; i++) {
+    dmem_vm *vm = e->vms[i];
+    if (id >= vm->base && (uint64_t)(id - vm->base) < vm->npages)
+      return vm;
+  }
+  return NULL;
+}
+
+static const void *fetch_frame(uint32_t id, void *ud)
+{
+  dmem_engine *e = ud;
+  return dmem__frame_data(&e->store, id);
+}
+
+/* Content of a live page for the unstable index: only private resident
+ * pages count (anything else is not a live unique page any more). */
+static const void *fetch_live(uint32_t id, void *ud)
+{
+  dmem_engine *e = ud;
+  dmem_vm *vm = dmem__vm_of_live_id(e, id);
+  if (!vm)
+    return NULL;
+  uint64_t gfn = id - vm->base;
+  if (vm->pages[gfn].kind != DMEM_PAGE_RESIDENT)
+    return NULL;
+  if (vm->ops->read(e->fetched, gfn, vm->ud) != 0)
+    return NULL;
+  return e->fetched;
+}
+
+static int make_indexes(dmem_engine *e, dmem_index **idx, dmem_simdet **sim, int live)
+{
+  dmem_index_options io = DMEM_INDEX_OPTIONS_INIT;
+  io.allocator = &e->alloc.hook;
+  io.seed = e->seed;
+  io.fetch = live ? fetch_live : fetch_frame;
+  io.fetch_ud = e;
+  int rc = dmem_index_create(idx, &io);
+  if (rc || !e->opts.simdet_kind)
+    return rc;
+  dmem_simdet_options so = DMEM_SIMDET_OPTIONS_INIT;
+  so.allocator = &e->alloc.hook;
+  so.kind = e->opts.simdet_kind;
+  so.k = e->opts.simdet_k;
+  so.s = e->opts.simdet_s;
+  so.candidates = e->opts.simdet_candidates;
+  so.seed = e->seed ^ 0x5bd1e995u;
+  rc = dmem_simdet_create(sim, &so);
+  if (rc) {
+    dmem_index_destroy(*idx);
+    *idx = NULL;
+  }
+  return rc;
+}
+
+/* Drops the unstable indexes and starts empty ones; on failure keeps the
+ * old ones (their entries are checked on use, so stale is safe). */
+int dmem__rebuild_unstable(dmem_engine *e)
+{
+  dmem_index *idx = NULL;
+  dmem_simdet *sim = NULL;
+  int rc = make_indexes(e, &idx, &sim, 1);
+  if (rc)
+    return rc;
+  dmem_index_destroy(e->live_idx);
+  dmem_simdet_destroy(e->live_sim);
+  e->live_idx = idx;
+  e->live_sim = sim;
+  e->since_flush = 0;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- engine */
+
+static int check_options(const dmem_engine_options *o)
+{
+  if (o->version != DMEM_ENGINE_OPTIONS_VERSION)
+    return DMEM_EVERSION;
+  if (o->c4_passes < 2 || o->c4_passes > 200 || o->slice_pages < 1)
+    return DMEM_EINVAL;
+  if (o->codec != DMEM_CODEC_BEST && !dmem_codec_available(o->codec))
+    return DMEM_EINVAL;
+  if (o->simdet_kind && o->simdet_kind != DMEM_SIMDET_HASH &&
+      o->simdet_kind != DMEM_SIMDET_CONTENT)
+    return DMEM_EINVAL;
+  if (o->policy && o->policy->version != DMEM_POLICY_VERSION)
+    return DMEM_EVERSION;
+  return 0;
+}
+
+int dmem_engine_create(dmem_engine **out, const dmem_engine_options *opts)
+{
+  static const dmem_engine_options defaults = DMEM_ENGINE_OPTIONS_INIT;
+  if (!out)
+    return DMEM_EINVAL;
+  if (!opts)
+    opts = &defaults;
+  int rc = check_options(opts);
+  if (rc)
+    return rc;
+  dmem__alloc a;
+  dmem__alloc_init(&a, opts->allocator);
+  dmem_engine *e = dmem__malloc_aligned(&a, sizeof *e, 64);
+  if (!e)
+    return DMEM_ENOMEM;
+  memset(e, 0, offsetof(dmem_engine, buf));
+  e->alloc = a;
+  e->opts = *opts;
+  e->opts.swap_path = NULL; /* the store keeps its own copy */
+  dmem__policy_resolve(&e->policy, opts->policy);
+  e->env.c4_passes = opts->c4_passes;
+  e->seed = opts->seed;
+  if (!e->seed && getrandom(&e->seed, sizeof e->seed, 0) != (ssize_t)sizeof e->seed) {
+    dmem__free(&a, e, sizeof *e);
+    return DMEM_ESYS;
+  }
+  rc = dmem__store_init(&e->store, &e->alloc, opts->swap_path, opts->swap_max_bytes);
+  if (rc) {
+    dmem__free(&a, e, sizeof *e);
+    return rc;
+  }
+  dmem_codec_options co = DMEM_CODEC_OPTIONS_INIT;
+  co.allocator = &e->alloc.hook;
+  co.best_mask = opts->codec_best_mask ? opts->codec_best_mask
+                                       : (1u << DMEM_CODEC_WKDM) | (1u << DMEM_CODEC_LZO);
+  rc = dmem_codec_create(&e->codec, &co);
+  if (!rc)
+    rc = make_indexes(e, &e->frames_idx, &e->frames_sim, 0);
+  if (!rc)
+    rc = make_indexes(e, &e->live_idx, &e->live_sim, 1);
+  if (!rc && pthread_mutex_init(&e->lock, NULL) != 0)
+    rc = DMEM_ESYS;
+  if (!rc && pthread_mutex_init(&e->scan_lock, NULL) != 0) {
+    pthread_mutex_destroy(&e->lock);
+    rc = DMEM_ESYS;
+  }
+  if (!rc && pthread_cond_init(&e->cond, NULL) != 0) {
+    pthread_mutex_destroy(&e->scan_lock);
+    pthread_mutex_destroy(&e->lock);
+    rc = DMEM_ESYS;
+  }
+  if (rc) {
+    dmem_index_destroy(e->frames_idx);
+    dmem_index_destroy(e->live_idx);
+    dmem_simdet_destroy(e->frames_sim);
+    dmem_simdet_destroy(e->live_sim);
+    dmem_codec_destroy(e->codec);
+    dmem__store_fini(&e->store);
+    dmem__free(&a, e, sizeof *e);
+    return rc;
+  }
+  *out = e;
+  return 0;
+}
+
+void dmem_engine_destroy(dmem_engine *e)
+{
+  if (!e)
+    return;
+  dmem_engine_stop(e);
+  while (e->nvms) {
+    dmem_vm *vm = e->vms[e->nvms - 1];
+    if (dmem_vm_detach(vm) != 0) {
+      /* Pages that could not be restored are lost with the engine; say
+       * so in the message, but free everything. */
+      pthread_mutex_lock(&e->lock);
+      e->nvms--;
+      pthread_mutex_unlock(&e->lock);
+      dmem__free(&e->alloc, vm->pages, vm->npages * sizeof *vm->pages);
+      dmem__free(&e->alloc, vm, sizeof *vm);
+    }
+  }
+  dmem__free(&e->alloc, e->vms, e->capvms * sizeof *e->vms);
+  dmem_index_destroy(e->frames_idx);
+  dmem_index_destroy(e->live_idx);
+  dmem_simdet_destroy(e->frames_sim);
+  dmem_simdet_destroy(e->live_sim);
+  dmem_codec_destroy(e->codec);
+  dmem__store_fini(&e->store);
+  pthread_cond_destroy(&e->cond);
+  pthread_mutex_destroy(&e->scan_lock);
+  pthread_mutex_destroy(&e->lock);
+  dmem__alloc a = e->alloc;
+  dmem__free(&a, e, sizeof *e);
+}
+
+const char *dmem_engine_errmsg(const dmem_engine *e)
+{
+  return e ? e->errmsg : "";
+}
+
+/* -------------------------------------------------------------------- VMs */
+
+int dmem_vm_attach(dmem_vm **out, dmem_engine *e, const dmem_vm_options *o)
+{
+  if (!out || !e || !o)
+    return DMEM_EINVAL;
+  if (o->version != DMEM_VM_OPTIONS_VERSION)
+    return DMEM_EVERSION;
+  const dmem_adapter_ops *ops = o->ops;
+  if (!ops || !o->npages || !ops->read || !ops->bits || !ops->evict || !ops->install ||
+      (!ops->protect != !ops->unprotect))
+    return DMEM_EINVAL;
+  if (ops->version != DMEM_ADAPTER_OPS_VERSION)
+    return DMEM_EVERSION;
+  pthread_mutex_lock(&e->lock);
+  int rc = 0;
+  dmem_vm *vm = NULL;
+  if (o->npages > (uint64_t)INT32_MAX - e->next_base) {
+    rc = dmem__fail(e->errmsg, DMEM_ERANGE, "%llu pages exceed the engine's id space",
+                    (unsigned long long)o->npages);
+    goto out;
+  }
+  if (e->nvms == e->capvms) {
+    uint32_t ncap = e->capvms ? e->capvms * 2 : 4;
+    dmem_vm **nv = dmem__malloc(&e->alloc, ncap * sizeof *nv);
+    if (!nv) {
+      rc = DMEM_ENOMEM;
+      goto out;
+    }
+    if (e->vms)
+      memcpy(nv, e->vms, e->nvms * sizeof *nv);
+    dmem__free(&e->alloc, e->vms, e->capvms * sizeof *e->vms);
+    e->vms = nv;
+    e->capvms = ncap;
+  }
+  vm = dmem__calloc(&e->alloc, sizeof *vm);
+  if (vm)
+    vm->pages = dmem__malloc(&e->alloc, o->npages * sizeof *vm->pages);
+  if (!vm || !vm->pages) {
+    dmem__free(&e->alloc, vm, sizeof *vm);
+    rc = DMEM_ENOMEM;
+    goto out;
+  }
+  for (uint64_t i = 0; i < o->npages; i++)
+    vm->pages[i] = (dmem__page){.loc = DMEM__NO_ID, .kind = DMEM_PAGE_RESIDENT, .state = DMEM_C1};
+  vm->e = e;
+  vm->id = e->next_vm_id++;
+  vm->base = e->next_base;
+  e->next_base += (uint32_t)o->npages;
+  vm->npages = o->npages;
+  vm->ops = ops;
+  vm->ud = o->ud;
+  vm->kinds[DMEM_PAGE_RESIDENT] = o->npages;
+  vm->states[DMEM_C1] = o->npages;
+  if (o->name)
+    snprintf(vm->name, sizeof vm->name, "%s", o->name);
+  else
+    snprintf(vm->name, sizeof vm->name, "vm%u", vm->id);
+  e->vms[e->nvms++] = vm;
+  *out = vm;
+out:
+  pthread_mutex_unlock(&e->lock);
+  return rc;
+}
+
+uint32_t dmem_vm_id(const dmem_vm *vm)
+{
+  return vm->id;
+}
+
+int dmem__unmap(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
+{
+  const dmem_adapter_ops *ops = vm->ops;
+  dmem__page *p = &vm->pages[gfn];
+  /* What the guest sees is the truth, frame or its own copy: a modified bit
+   * or a VMM write does not prove the mapping is gone, so copy the page
+   * into private memory before the frame may go. */
+  int rc = ops->protect ? ops->protect(gfn, vm->ud) : 0;
+  if (rc == 0) {
+    rc = ops->read(e->unmap_buf, gfn, vm->ud);
+    if (rc == 0)
+      rc = ops->install(gfn, e->unmap_buf, vm->ud);
+    if (rc && ops->unprotect)
+      ops->unprotect(gfn, vm->ud);
+  }
+  if (rc) {
+    /* Still mapped, but written: try again on its next visit. */
+    p->flags |= PAGE_F_DIRTY;
+    vm->errors++;
+    e->errors++;
+    return dmem__fail(e->errmsg, rc, "%s: cannot unmap page %llu: %s", vm->name,
+                      (unsigned long long)gfn, dmem_strerror(rc));
+  }
+  dmem__release(e, p);
+  dmem__set_kind(vm, p, DMEM_PAGE_RESIDENT);
+  dmem__set_state(vm, p, DMEM_C1);
+  p->idle = 0;
+  return 0;
+}
+
+/* Installs the page's content as private memory and frees its storage. */
+static int restore_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
+{
+  dmem__page *p = &vm->pages[gfn];
+  if (p->kind == DMEM_PAGE_RESIDENT)
+    return 0;
+  if (p->kind == DMEM_PAGE_MAPPED)
+    return dmem__unmap(e, vm, gfn);
+  int rc = dmem__rebuild(e->buf, e, p);
+  if (rc == 0)
+    rc = vm->ops->install(gfn, e->buf, vm->ud);
+  if (rc) {
+    vm->errors++;
+    e->errors++;
+    return dmem__fail(e->errmsg, rc, "%s: cannot restore page %llu: %s", vm->name,
+                      (unsigned long long)gfn, dmem_strerror(rc));
+  }
+  dmem__release(e, p);
+  dmem__set_kind(vm, p, DMEM_PAGE_RESIDENT);
+  dmem__set_state(vm, p, DMEM_C1);
+  p->idle = 0;
+  return 0;
+}
+
+int dmem_vm_detach(dmem_vm *vm)
+{
+  if (!vm)
+    return DMEM_EINVAL;
+  dmem_engine *e = vm->e;
+  pthread_mutex_lock(&e->lock);
+  while (e->scanning) /* a scan between two pages may hold this VM */
+    pthread_cond_wait(&e->cond, &e->lock);
+  int first = 0;
+  for (uint64_t gfn = 0; gfn < vm->npages; gfn++) {
+    int rc = restore_page(e, vm, gfn);
+    if (rc && !first)
+      first = rc;
+  }
+  if (first) {
+    pthread_mutex_unlock(&e->lock);
+    return first;
+  }
+  for (uint32_t i = 0; i < e->nvms; i++) {
+    if (e->vms[i] == vm) {
+      e->vms[i] = e->vms[--e->nvms];
+      break;
+    }
+  }
+  e->rr = 0;
+  /* Its live pages may sit in the unstable indexes: start them afresh. */
+  dmem__rebuild_unstable(e);
+  pthread_mutex_unlock(&e->lock);
+  dmem__free(&e->alloc, vm->pages, vm->npages * sizeof *vm->pages);
+  dmem__free(&e->alloc, vm, sizeof *vm);
+  return 0;
+}
+
+/* ------------------------------------------------------- rebuild, release */
+
+int dmem__rebuild(void *out, dmem_engine *e, const dmem__page *p)
+{
+  const uint8_t *payload;
+  const dmem__blob_hdr *h;
+  int rc;
+  switch (p->kind) {
+  case DMEM_PAGE_ZERO:
+    memset(out, 0, DMEM_PAGE_SIZE);
+    return 0;
+  case DMEM_PAGE_SHARED:
+  case DMEM_PAGE_MAPPED:
+    memcpy(out, dmem__frame_data(&e->store, p->loc), DMEM_PAGE_SIZE);
+    return dmem__checksum(out) == dmem__frame_meta(&e->store, p->loc)->csum ? 0 : DMEM_ECORRUPT;
+  case DMEM_PAGE_PATCHED:
+    h = dmem__blob_get(&e->store, p->loc, &payload);
+    rc = dmem_delta_decode(out, dmem__frame_data(&e->store, h->ref), payload, h->len);
+    break;
+  case DMEM_PAGE_COMPRESSED:
+    h = dmem__blob_get(&e->store, p->loc, &payload);
+    rc = dmem_codec_decompress(out, e->codec, payload, h->len);
+    break;
+  case DMEM_PAGE_SWAPPED:
+    return dmem__swap_get(out, &e->store, p->loc);
+  default:
+    return DMEM_EINVAL;
+  }
+  if (rc)
+    return DMEM_ECORRUPT;
+  return dmem__checksum(out) == h->csum ? 0 : DMEM_ECORRUPT;
+}
+
+static void frame_unref(dmem_engine *e, uint32_t id, int sharer)
+{
+  dmem__frame *f = dmem__frame_meta(&e->store, id);
+  f->refs--;
+  if (sharer)
+    f->sharers--;
+  if (f->refs == 0) {
+    dmem_index_remove(e->frames_idx, f->hash, id);
+    if (e->frames_sim)
+      dmem_simdet_remove(e->frames_sim, id, dmem__frame_data(&e->store, id));
+    dmem__frame_release_if_unused(&e->store, id);
+  }
+}
+
+/* Frees whatever holds the page's content (it must be elsewhere by now). */
+void dmem__release(dmem_engine *e, dmem__page *p)
+{
+  const uint8_t *payload;
+  switch (p->kind) {
+  case DMEM_PAGE_SHARED:
+  case DMEM_PAGE_MAPPED:
+    frame_unref(e, p->loc, 1);
+    break;
+  case DMEM_PAGE_PATCHED: {
+    uint32_t ref = dmem__blob_get(&e->store, p->loc, &payload)->ref;
+    dmem__blob_free(&e->store, p->loc);
+    frame_unref(e, ref, 0);
+    break;
+  }
+  case DMEM_PAGE_COMPRESSED:
+    dmem__blob_free(&e->store, p->loc);
+    break;
+  case DMEM_PAGE_SWAPPED:
+    dmem__swap_free(&e->store, p->loc);
+    break;
+  default:
+    break;
+  }
+  p->loc = DMEM__NO_ID;
+}
+
+/* ------------------------------------------------------------ page calls */
+
+static int check_range(const dmem_vm *vm, uint64_t gfn, size_t n)
+{
+  return gfn < vm->npages && n <= vm->npages - gfn ? 0 : DMEM_ERANGE;
+}
+
+int dmem_vm_fault(dmem_vm *vm, uint64_t gfn)
+{
+  if (!vm)
+    return DMEM_EINVAL;
+  if (check_range(vm, gfn, 1))
+    return DMEM_ERANGE;
+  dmem_engine *e = vm->e;
+  /* Say so before waiting: a scan gives the lock up between pages, and
+   * mutexes are not fair, so it yields to announced faults. */
+  __atomic_add_fetch(&e->fault_waiters, 1, __ATOMIC_ACQ_REL);
+  pthread_mutex_lock(&e->lock);
+  __atomic_sub_fetch(&e->fault_waiters, 1, __ATOMIC_ACQ_REL);
+  dmem__page *p = &vm->pages[gfn];
+  int rc = 0;
+  if (p->kind != DMEM_PAGE_RESIDENT && p->kind != DMEM_PAGE_MAPPED) {
+    rc = restore_page(e, vm, gfn);
+    if (rc == 0) {
+      vm->faults++;
+      e->faults++;
+    }
+  }
+  pthread_mutex_unlock(&e->lock);
+  return rc;
+}
+
+int dmem_vm_read(void *buf, dmem_vm *vm, uint64_t gfn)
+{
+  if (!buf || !vm)
+    return DMEM_EINVAL;
+  if (check_range(vm, gfn, 1))
+    return DMEM_ERANGE;
+  dmem_engine *e = vm->e;
+  pthread_mutex_lock(&e->lock);
+  const dmem__page *p = &vm->pages[gfn];
+  int rc = p->kind == DMEM_PAGE_RESIDENT || p->kind == DMEM_PAGE_MAPPED
+             ? vm->ops->read(buf, gfn, vm->ud)
+             : dmem__rebuild(buf, e, p);
+  pthread_mutex_unlock(&e->lock);
+  return rc;
+}
+
+int dmem_vm_page(dmem_page_kind *kind, dmem_page_state *state, dmem_vm *vm, uint64_t gfn)
+{
+  if (!vm)
+    return DMEM_EINVAL;
+  if (check_range(vm, gfn, 1))
+    return DMEM_ERANGE;
+  pthread_mutex_lock(&vm->e->lock);
+  if (kind)
+    *kind = (dmem_page_kind)vm->pages[gfn].kind;
+  if (state)
+    *state = (dmem_page_state)vm->pages[gfn].state;
+  pthread_mutex_unlock(&vm->e->lock);
+  return 0;
+}
+
+int dmem_vm_dirty(dmem_vm *vm, uint64_t gfn, size_t n)
+{
+  if (!vm)
+    return DMEM_EINVAL;
+  if (check_range(vm, gfn, n))
+    return DMEM_ERANGE;
+  pthread_mutex_lock(&vm->e->lock);
+  for (size_t i = 0; i < n; i++)
+    vm->pages[gfn + i].flags |= PAGE_F_DIRTY;
+  pthread_mutex_unlock(&vm->e->lock);
+  return 0;
+}
+
+int dmem_vm_io_hint(dmem_vm *vm, uint64_t gfn, size_t n)
+{
+  if (!vm)
+    return DMEM_EINVAL;
+  if (check_range(vm, gfn, n))
+    return DMEM_ERANGE;
+  dmem_engine *e = vm->e;
+  for (size_t i = 0; i < n; i++) {
+    pthread_mutex_lock(&e->lock);
+    dmem__hint_page(e, vm, gfn + i);
+    pthread_mutex_unlock(&e->lock);
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ scan */
+
+int dmem_engine_scan(size_t *visited, dmem_engine *e, size_t budget)
+{
+  if (!e)
+    return DMEM_EINVAL;
+  size_t done = 0;
+  /* Scans take turns: a slice's bits and cursor span the moments when the
+   * engine lock is dropped between pages. */
+  pthread_mutex_lock(&e->scan_lock);
+  pthread_mutex_lock(&e->lock);
+  e->scanning++;
+  while (done < budget && e->nvms) {
+    dmem_vm *vm = e->vms[e->rr % e->nvms];
+    e->rr = (e->rr + 1) % e->nvms;
+    size_t n = e->opts.slice_pages;
+    if (n > budget - done)
+      n = budget - done;
+    if (n > sizeof e->slice_bits)
+      n = sizeof e->slice_bits;
+    if (n > vm->npages - vm->cursor)
+      n = (size_t)(vm->npages - vm->cursor);
+    uint64_t first = vm->cursor;
+    vm->cursor = (vm->cursor + n) % vm->npages;
+    dmem__scan_slice(e, vm, first, n); /* drops and retakes the lock per page */
+    done += n;
+    e->since_flush += n;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < e->nvms; i++)
+      total += e->vms[i]->npages;
+    if (e->since_flush >= total)
+      dmem__rebuild_unstable(e);
+  }
+  if (--e->scanning == 0)
+    pthread_cond_broadcast(&e->cond);
+  pthread_mutex_unlock(&e->lock);
+  pthread_mutex_unlock(&e->scan_lock);
+  if (visited)
+    *visited = done;
+  return 0;
+}
+
+static void *scan_thread(void *arg)
+{
+  dmem_engine *e = arg;
+  pthread_mutex_lock(&e->lock);
+  while (!e->stopping) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)(e->tick_ms % 1000) * 1000000L;
+    ts.tv_sec += e->tick_ms / 1000 + ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&e->cond, &e->lock, &ts);
+    if (e->stopping)
+      break;
+    size_t per = e->per_tick;
+    pthread_mutex_unlock(&e->lock);
+    dmem_engine_scan(NULL, e, per);
+    pthread_mutex_lock(&e->lock);
+  }
+  pthread_mutex_unlock(&e->lock);
+  return NULL;
+}
+
+int dmem_engine_start(dmem_engine *e, unsigned tick_ms, size_t pages_per_tick)
+{
+  if (!e || !tick_ms || !pages_per_tick)
+    return DMEM_EINVAL;
+  pthread_mutex_lock(&e->lock);
+  int rc = 0;
+  if (e->running) {
+    rc = DMEM_EBUSY;
+  } else {
+    e->tick_ms = tick_ms;
+    e->per_tick = pages_per_tick;
+    e->stopping = 0;
+    if (pthread_create(&e->thread, NULL, scan_thread, e) != 0)
+      rc = dmem__fail(e->errmsg, DMEM_ESYS, "cannot start the scan thread: %s", strerror(errno));
+    else
+      e->running = 1;
+  }
+  pthread_mutex_unlock(&e->lock);
+  return rc;
+}
+
+void dmem_engine_stop(dmem_engine *e)
+{
+  if (!e)
+    return;
+  pthread_mutex_lock(&e->lock);
+  if (!e->running) {
+    pthread_mutex_unlock(&e->lock);
+    return;
+  }
+  e->stopping = 1;
+  pthread_cond_broadcast(&e->cond);
+  pthread_mutex_unlock(&e->lock);
+  pthread_join(e->thread, NULL);
+  pthread_mutex_lock(&e->lock);
+  e->running = 0;
+  pthread_mutex_unlock(&e->lock);
+}

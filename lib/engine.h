@@ -1,0 +1,97 @@
+/* The engine's internals, shared by engine.c (objects, faults, stats),
+ * scan.c (clock and reclaim) and policy.c. */
+#ifndef DMEM_ENGINE_H
+#define DMEM_ENGINE_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <diffmem/diffmem.h>
+
+#include "internal.h"
+#include "store.h"
+
+/* One guest page: 8 bytes. loc names the frame, blob or swap slot. */
+typedef struct dmem__page {
+  uint32_t loc;
+  uint8_t kind;  /* dmem_page_kind */
+  uint8_t state; /* dmem_page_state */
+  uint8_t idle;  /* scans in a row that found it unreferenced (saturates) */
+  uint8_t flags; /* PAGE_F_* */
+} dmem__page;
+
+#define PAGE_F_DIRTY 0x1u /* the VMM wrote it (dmem_vm_dirty) */
+#define PAGE_F_REF 0x2u   /* referenced, seen outside a scan visit */
+
+struct dmem_vm {
+  dmem_engine *e;
+  uint32_t id;
+  uint32_t base; /* live-page ids are base + gfn */
+  uint64_t npages;
+  const dmem_adapter_ops *ops;
+  void *ud;
+  char name[32];
+  dmem__page *pages;
+  uint64_t cursor; /* next gfn the scanner visits */
+  uint64_t kinds[7], states[5];
+  uint64_t merges, faults, hints, errors, scanned;
+};
+
+struct dmem_engine {
+  dmem__alloc alloc;
+  pthread_mutex_t lock;
+  pthread_mutex_t scan_lock; /* one scan at a time; taken before lock */
+  dmem_engine_options opts;
+  dmem_policy policy; /* hooks resolved: never NULL */
+  dmem_policy_env env;
+  uint64_t seed;
+  dmem_codec *codec;
+  /* Stable indexes over frames, and unstable ones over live guest pages
+   * (like KSM's unstable tree: entries may be stale and are always checked
+   * against current content; both are rebuilt after every full pass). */
+  dmem_index *frames_idx, *live_idx;
+  dmem_simdet *frames_sim, *live_sim;
+  dmem__store store;
+  dmem_vm **vms;
+  uint32_t nvms, capvms, next_vm_id, next_base;
+  uint32_t rr; /* VM whose slice comes next */
+  uint64_t since_flush; /* visits since the unstable indexes were rebuilt */
+  uint64_t merges, faults, hints, errors, scanned;
+  /* the background thread */
+  pthread_t thread;
+  pthread_cond_t cond;
+  int running, stopping;
+  int scanning; /* scans in progress (they drop the lock between pages) */
+  int fault_waiters; /* faults waiting for the lock (atomic): a scan lets them in */
+  unsigned tick_ms;
+  size_t per_tick;
+  char errmsg[DMEM__ERRMSG_MAX];
+  /* scratch, used with the lock held */
+  uint8_t buf[DMEM_PAGE_SIZE] __attribute__((aligned(64)));
+  uint8_t other[DMEM_PAGE_SIZE] __attribute__((aligned(64)));
+  uint8_t fetched[DMEM_PAGE_SIZE] __attribute__((aligned(64)));
+  uint8_t patch[DMEM_DELTA_MAX] __attribute__((aligned(64)));
+  uint8_t best[DMEM_DELTA_MAX] __attribute__((aligned(64)));
+  uint8_t blob[DMEM_COMPRESS_BOUND] __attribute__((aligned(64)));
+  uint8_t unmap_buf[DMEM_PAGE_SIZE] __attribute__((aligned(64)));
+  uint8_t slice_bits[4096];
+};
+
+/* engine.c */
+void dmem__set_kind(dmem_vm *vm, dmem__page *p, dmem_page_kind kind);
+void dmem__set_state(dmem_vm *vm, dmem__page *p, dmem_page_state state);
+int dmem__rebuild(void *out, dmem_engine *e, const dmem__page *p);
+void dmem__release(dmem_engine *e, dmem__page *p);
+/* A MAPPED page becomes private memory with the content the guest sees. */
+int dmem__unmap(dmem_engine *e, dmem_vm *vm, uint64_t gfn);
+dmem_vm *dmem__vm_of_live_id(dmem_engine *e, uint32_t id);
+int dmem__rebuild_unstable(dmem_engine *e);
+
+/* scan.c */
+int dmem__scan_slice(dmem_engine *e, dmem_vm *vm, uint64_t first, size_t n);
+void dmem__hint_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn);
+
+/* policy.c */
+void dmem__policy_resolve(dmem_policy *out, const dmem_policy *given);
+
+#endif

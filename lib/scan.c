@@ -1,0 +1,438 @@
+/* The clock and the reclaim pipeline (Difference Engine, section 4).
+ *
+ * A scan visits a slice of a VM: it reads the slice's referenced/modified
+ * bits, moves each page through the NRU states C1..C4 with the policy's
+ * classify hook, and offers each resident page to the techniques the policy
+ * allows for its new state, in the paper's order: share (zero pages and
+ * identical pages), patch (against a similar reference frame), compress,
+ * swap. The first that saves memory wins.
+ *
+ * Races with the guest. Before reading a page it will reclaim, the engine
+ * write-protects it (adapter protect) and reads its bits once more: a write
+ * that landed after the slice's bits were read shows up there and the page
+ * is left alone as C1. Protection holds until the page is evicted, shared
+ * or unprotected, so the content read is the content stored.
+ *
+ * References are frames, never live pages. A unique page chosen as a
+ * reference (or found identical to another live page) is first copied into
+ * a frame and shared onto it, so the guest keeps writing freely (a write
+ * breaks the sharing, not the frame) and patches against it stay valid.
+ */
+#include "config.h"
+
+#include <sched.h>
+#include <string.h>
+
+#include "engine.h"
+
+enum { NOT_DONE = 0, DONE = 1 };
+
+static uint32_t live_id(const dmem_vm *vm, uint64_t gfn)
+{
+  return vm->base + (uint32_t)gfn;
+}
+
+static int page_is_zero(const uint8_t *b)
+{
+  uint64_t acc = 0;
+  for (size_t i = 0; i < DMEM_PAGE_SIZE; i += 8) {
+    uint64_t w;
+    memcpy(&w, b + i, 8);
+    acc |= w;
+  }
+  return acc == 0;
+}
+
+static void count_error(dmem_engine *e, dmem_vm *vm, int rc, const char *what, uint64_t gfn)
+{
+  vm->errors++;
+  e->errors++;
+  dmem__fail(e->errmsg, rc, "%s: %s of page %llu failed: %s", vm->name, what,
+             (unsigned long long)gfn, dmem_strerror(rc));
+}
+
+static void unprotect(dmem_vm *vm, uint64_t gfn)
+{
+  if (vm->ops->unprotect)
+    vm->ops->unprotect(gfn, vm->ud);
+}
+
+static void merged(dmem_engine *e, dmem_vm *vm)
+{
+  vm->merges++;
+  e->merges++;
+}
+
+/* Protects a page and reads it; fails (page unprotected) when the guest
+ * modified it since its bits were last read, unless ignore_modified. */
+static int lock_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn, void *buf, int ignore_modified)
+{
+  const dmem_adapter_ops *ops = vm->ops;
+  int rc = ops->protect ? ops->protect(gfn, vm->ud) : 0;
+  if (rc) {
+    count_error(e, vm, rc, "protect", gfn);
+    return rc;
+  }
+  uint8_t bits = 0;
+  rc = ops->bits(&bits, gfn, 1, vm->ud);
+  if (rc) {
+    count_error(e, vm, rc, "reading the bits", gfn);
+    unprotect(vm, gfn);
+    return rc;
+  }
+  dmem__page *p = &vm->pages[gfn];
+  if ((bits & DMEM_BIT_MODIFIED) && !ignore_modified) {
+    unprotect(vm, gfn);
+    if (p->kind == DMEM_PAGE_MAPPED) {
+      (void)dmem__unmap(e, vm, gfn); /* counted if it fails */
+    } else {
+      dmem__set_state(vm, p, DMEM_C1);
+      p->idle = 0;
+    }
+    return DMEM_EBUSY;
+  }
+  /* Reading cleared the bit; keep it for the page's next visit. */
+  if (bits & DMEM_BIT_REFERENCED)
+    p->flags |= PAGE_F_REF;
+  if (buf) {
+    rc = ops->read(buf, gfn, vm->ud);
+    if (rc) {
+      count_error(e, vm, rc, "read", gfn);
+      unprotect(vm, gfn);
+    }
+  }
+  return rc;
+}
+
+/* Shares page gfn onto frame fid: mapped copy-on-write when the page is
+ * read-hot (C2) and the adapter can, else evicted. */
+static int share_onto(dmem_engine *e, dmem_vm *vm, uint64_t gfn, uint32_t fid)
+{
+  dmem__page *p = &vm->pages[gfn];
+  int map = e->opts.map_shared && vm->ops->share && p->state == DMEM_C2;
+  int rc = map ? vm->ops->share(gfn, fid, dmem__frame_data(&e->store, fid), vm->ud)
+               : vm->ops->evict(gfn, vm->ud);
+  if (rc) {
+    count_error(e, vm, rc, map ? "share" : "evict", gfn);
+    return rc;
+  }
+  dmem__frame *f = dmem__frame_meta(&e->store, fid);
+  f->refs++;
+  f->sharers++;
+  p->loc = fid;
+  dmem__set_kind(vm, p, map ? DMEM_PAGE_MAPPED : DMEM_PAGE_SHARED);
+  merged(e, vm);
+  return 0;
+}
+
+/* A new frame holding content, entered in the stable indexes. */
+static int new_frame(uint32_t *fid, dmem_engine *e, const void *content, uint64_t hash)
+{
+  int rc = dmem__frame_new(fid, &e->store, content, hash);
+  if (rc)
+    return rc;
+  /* An index entry that cannot be added only costs a later match. */
+  (void)dmem_index_insert(e->frames_idx, hash, *fid);
+  if (e->frames_sim)
+    (void)dmem_simdet_insert(e->frames_sim, *fid, content);
+  return 0;
+}
+
+/* Turns live page (qvm, qgfn), expected to hold `expect`, into a frame that
+ * it then shares. On success *fid names the frame. */
+static int freeze_live(uint32_t *fid, dmem_engine *e, dmem_vm *qvm, uint64_t qgfn,
+                       const void *expect, uint64_t hash)
+{
+  if (qvm->pages[qgfn].kind != DMEM_PAGE_RESIDENT)
+    return DMEM_ENOENT;
+  if (lock_page(e, qvm, qgfn, e->other, 0) != 0)
+    return DMEM_EBUSY;
+  if (memcmp(e->other, expect, DMEM_PAGE_SIZE) != 0) {
+    unprotect(qvm, qgfn);
+    return DMEM_EBUSY;
+  }
+  int rc = new_frame(fid, e, e->other, hash);
+  if (rc == 0) {
+    rc = share_onto(e, qvm, qgfn, *fid);
+    if (rc) {
+      dmem_index_remove(e->frames_idx, hash, *fid);
+      if (e->frames_sim)
+        dmem_simdet_remove(e->frames_sim, *fid, e->other);
+      dmem__frame_release_if_unused(&e->store, *fid);
+    }
+  }
+  if (rc)
+    unprotect(qvm, qgfn);
+  return rc;
+}
+
+static int try_share(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *buf)
+{
+  dmem__page *p = &vm->pages[gfn];
+  if (page_is_zero(buf)) {
+    int rc = vm->ops->evict(gfn, vm->ud);
+    if (rc) {
+      count_error(e, vm, rc, "evict", gfn);
+      return NOT_DONE;
+    }
+    dmem__set_kind(vm, p, DMEM_PAGE_ZERO);
+    merged(e, vm);
+    return DONE;
+  }
+  uint64_t h = dmem_index_hash(e->frames_idx, buf);
+  uint32_t id;
+  if (dmem_index_lookup(&id, e->frames_idx, buf, h) == 0)
+    return share_onto(e, vm, gfn, id) == 0 ? DONE : NOT_DONE;
+  if (dmem_index_lookup(&id, e->live_idx, buf, h) == 0 && id != live_id(vm, gfn)) {
+    dmem_vm *qvm = dmem__vm_of_live_id(e, id);
+    uint32_t fid;
+    if (qvm && freeze_live(&fid, e, qvm, id - qvm->base, buf, h) == 0)
+      return share_onto(e, vm, gfn, fid) == 0 ? DONE : NOT_DONE;
+  }
+  (void)dmem_index_insert(e->live_idx, h, live_id(vm, gfn));
+  return NOT_DONE;
+}
+
+/* Encodes buf against ref; keeps it in e->best when shorter than *best. */
+static int better_patch(dmem_engine *e, const uint8_t *buf, const uint8_t *ref, size_t *best)
+{
+  size_t len;
+  size_t cap = *best ? *best - 1 : DMEM__BLOB_MAX < DMEM_DELTA_MAX ? DMEM__BLOB_MAX : DMEM_DELTA_MAX;
+  if (dmem_delta_encode(&len, e->patch, cap, buf, ref) != 0)
+    return 0;
+  memcpy(e->best, e->patch, len);
+  *best = len;
+  return 1;
+}
+
+static int try_patch(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *buf)
+{
+  uint32_t cand[8];
+  size_t best = 0;
+  uint32_t fid = DMEM__NO_ID, lid = DMEM__NO_ID;
+  unsigned want = e->opts.simdet_candidates;
+  size_t n = dmem_simdet_query(cand, want, e->frames_sim, buf);
+  for (size_t i = 0; i < n; i++)
+    if (better_patch(e, buf, dmem__frame_data(&e->store, cand[i]), &best))
+      fid = cand[i];
+  n = dmem_simdet_query(cand, want, e->live_sim, buf);
+  for (size_t i = 0; i < n; i++) {
+    dmem_vm *qvm = dmem__vm_of_live_id(e, cand[i]);
+    if (!qvm || cand[i] == live_id(vm, gfn))
+      continue;
+    uint64_t q = cand[i] - qvm->base;
+    const dmem__page *qp = &qvm->pages[q];
+    if (qp->kind != DMEM_PAGE_RESIDENT || qp->state == DMEM_C1)
+      continue;
+    if (qvm->ops->read(e->other, q, qvm->ud) != 0)
+      continue;
+    if (better_patch(e, buf, e->other, &best)) {
+      lid = cand[i];
+      fid = DMEM__NO_ID;
+      memcpy(e->fetched, e->other, DMEM_PAGE_SIZE);
+    }
+  }
+  if (!best)
+    return NOT_DONE;
+  if (lid != DMEM__NO_ID) {
+    dmem_vm *qvm = dmem__vm_of_live_id(e, lid);
+    uint64_t h = dmem_index_hash(e->frames_idx, e->fetched);
+    if (freeze_live(&fid, e, qvm, lid - qvm->base, e->fetched, h) != 0)
+      return NOT_DONE;
+  }
+  dmem__blob_hdr hdr = {.len = (uint16_t)best,
+                        .kind = DMEM_PAGE_PATCHED,
+                        .csum = dmem__checksum(buf),
+                        .ref = fid};
+  uint32_t blob;
+  if (dmem__blob_put(&blob, &e->store, &hdr, e->best) != 0)
+    return NOT_DONE;
+  dmem__frame_meta(&e->store, fid)->refs++;
+  int rc = vm->ops->evict(gfn, vm->ud);
+  dmem__page *p = &vm->pages[gfn];
+  if (rc) {
+    count_error(e, vm, rc, "evict", gfn);
+    p->kind = DMEM_PAGE_PATCHED; /* release() reads the blob it names */
+    p->loc = blob;
+    dmem__release(e, p);
+    p->kind = DMEM_PAGE_RESIDENT;
+    return NOT_DONE;
+  }
+  p->loc = blob;
+  dmem__set_kind(vm, p, DMEM_PAGE_PATCHED);
+  merged(e, vm);
+  return DONE;
+}
+
+static int try_compress(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *buf)
+{
+  size_t len;
+  /* Keep nothing that does not save half a page, slot header included. */
+  size_t cap = DMEM_PAGE_SIZE / 2 - sizeof(dmem__blob_hdr);
+  if (dmem_codec_compress(&len, e->blob, cap, e->codec, e->opts.codec, buf) != 0)
+    return NOT_DONE;
+  dmem__blob_hdr hdr = {.len = (uint16_t)len, .kind = DMEM_PAGE_COMPRESSED,
+                        .csum = dmem__checksum(buf), .ref = DMEM__NO_ID};
+  uint32_t blob;
+  if (dmem__blob_put(&blob, &e->store, &hdr, e->blob) != 0)
+    return NOT_DONE;
+  int rc = vm->ops->evict(gfn, vm->ud);
+  if (rc) {
+    count_error(e, vm, rc, "evict", gfn);
+    dmem__blob_free(&e->store, blob);
+    return NOT_DONE;
+  }
+  dmem__page *p = &vm->pages[gfn];
+  p->loc = blob;
+  dmem__set_kind(vm, p, DMEM_PAGE_COMPRESSED);
+  merged(e, vm);
+  return DONE;
+}
+
+static int try_swap(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *buf)
+{
+  uint32_t slot;
+  if (dmem__swap_put(&slot, &e->store, buf) != 0)
+    return NOT_DONE; /* a hint, not an order: the page stays */
+  int rc = vm->ops->evict(gfn, vm->ud);
+  if (rc) {
+    count_error(e, vm, rc, "evict", gfn);
+    dmem__swap_free(&e->store, slot);
+    return NOT_DONE;
+  }
+  dmem__page *p = &vm->pages[gfn];
+  p->loc = slot;
+  dmem__set_kind(vm, p, DMEM_PAGE_SWAPPED);
+  merged(e, vm);
+  return DONE;
+}
+
+/* Offers a resident page to the techniques in T. */
+static void reclaim(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned T, int hint)
+{
+  dmem__page *p = &vm->pages[gfn];
+  if (p->kind == DMEM_PAGE_MAPPED) {
+    /* Shared already. Once it cools, drop the mapping: the frame stays and
+     * the page is rebuilt from it on touch (one VMA less). */
+    if (p->state < DMEM_C3 || lock_page(e, vm, gfn, e->buf, 0) != 0)
+      return;
+    /* A write the bits did not show (the VMM's own, say) gave the page
+     * content of its own: keep that, not the frame. */
+    if (memcmp(e->buf, dmem__frame_data(&e->store, p->loc), DMEM_PAGE_SIZE) != 0) {
+      unprotect(vm, gfn);
+      (void)dmem__unmap(e, vm, gfn);
+      return;
+    }
+    int rc = vm->ops->evict(gfn, vm->ud);
+    if (rc) {
+      count_error(e, vm, rc, "evict", gfn);
+      unprotect(vm, gfn);
+      return;
+    }
+    dmem__set_kind(vm, p, DMEM_PAGE_SHARED);
+    return;
+  }
+  uint8_t *buf = e->buf;
+  if (lock_page(e, vm, gfn, buf, hint) != 0)
+    return;
+  if ((T & DMEM_TECH_SHARE) && try_share(e, vm, gfn, buf) == DONE)
+    return;
+  if ((T & DMEM_TECH_PATCH) && e->frames_sim && try_patch(e, vm, gfn, buf) == DONE)
+    return;
+  if ((T & DMEM_TECH_COMPRESS) && try_compress(e, vm, gfn, buf) == DONE)
+    return;
+  if ((T & DMEM_TECH_SWAP) && try_swap(e, vm, gfn, buf) == DONE)
+    return;
+  if ((T & DMEM_TECH_REFERENCE) && e->live_sim)
+    (void)dmem_simdet_insert(e->live_sim, live_id(vm, gfn), buf);
+  unprotect(vm, gfn);
+}
+
+/* Under pressure, moves an evicted patched or compressed page to swap. */
+static void swap_evicted(dmem_engine *e, dmem_vm *vm, dmem__page *p)
+{
+  uint32_t slot;
+  if (dmem__rebuild(e->buf, e, p) != 0 || dmem__swap_put(&slot, &e->store, e->buf) != 0)
+    return;
+  dmem__release(e, p);
+  p->loc = slot;
+  dmem__set_kind(vm, p, DMEM_PAGE_SWAPPED);
+  merged(e, vm);
+}
+
+static void visit(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned bits)
+{
+  dmem__page *p = &vm->pages[gfn];
+  int resident = p->kind == DMEM_PAGE_RESIDENT || p->kind == DMEM_PAGE_MAPPED;
+  if (p->flags & PAGE_F_DIRTY)
+    bits |= DMEM_BIT_MODIFIED | DMEM_BIT_REFERENCED;
+  if (p->flags & PAGE_F_REF)
+    bits |= DMEM_BIT_REFERENCED;
+  p->flags &= (uint8_t) ~(PAGE_F_DIRTY | PAGE_F_REF);
+  if (!resident)
+    bits = 0;
+  if (bits)
+    p->idle = 0;
+  else if (p->idle < UINT8_MAX)
+    p->idle++;
+  dmem_page_info info = {.vm_id = vm->id, .gfn = gfn, .state = (dmem_page_state)p->state,
+                         .kind = (dmem_page_kind)p->kind, .idle_passes = p->idle, .bits = bits};
+  dmem_page_state st = e->policy.classify(&info, &e->env, e->policy.ud);
+  if (st < DMEM_C1 || st > DMEM_C4)
+    st = DMEM_C1;
+  dmem__set_state(vm, p, st);
+  vm->scanned++;
+  e->scanned++;
+  if (p->kind == DMEM_PAGE_MAPPED && (bits & DMEM_BIT_MODIFIED)) {
+    (void)dmem__unmap(e, vm, gfn);
+    return;
+  }
+  if (resident) {
+    unsigned T = e->policy.techniques(&info, st, &e->env, e->policy.ud);
+    if (T)
+      reclaim(e, vm, gfn, T, 0);
+  } else if (e->env.pressure &&
+             (p->kind == DMEM_PAGE_PATCHED || p->kind == DMEM_PAGE_COMPRESSED) &&
+             e->store.swap_fd >= 0 && e->policy.victim(&info, &e->env, e->policy.ud)) {
+    swap_evicted(e, vm, p);
+  }
+}
+
+int dmem__scan_slice(dmem_engine *e, dmem_vm *vm, uint64_t first, size_t n)
+{
+  int rc = vm->ops->bits(e->slice_bits, first, n, vm->ud);
+  if (rc) {
+    count_error(e, vm, rc, "reading the bits", first);
+    return rc;
+  }
+  for (size_t i = 0; i < n; i++) {
+    uint64_t limit = e->opts.store_limit_bytes;
+    e->env.pressure = limit && dmem__store_bytes(&e->store) > limit;
+    visit(e, vm, first + i, e->slice_bits[i]);
+    /* Let waiting faults in between pages: the lock is not fair, so step
+     * aside until they have it (bounded, in case one never comes). */
+    pthread_mutex_unlock(&e->lock);
+    for (int spin = 0; spin < 1000 && __atomic_load_n(&e->fault_waiters, __ATOMIC_ACQUIRE); spin++)
+      sched_yield();
+    pthread_mutex_lock(&e->lock);
+  }
+  return 0;
+}
+
+void dmem__hint_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
+{
+  dmem__page *p = &vm->pages[gfn];
+  /* The VMM wrote it: a mapped page holds new content of its own now. */
+  if (p->kind == DMEM_PAGE_MAPPED && dmem__unmap(e, vm, gfn) != 0)
+    return;
+  if (p->kind != DMEM_PAGE_RESIDENT)
+    return;
+  vm->hints++;
+  e->hints++;
+  /* The I/O that filled it is the write its bits show: it is read-hot page
+   * cache from now on (C2), a candidate to share and to serve as reference. */
+  p->flags &= (uint8_t)~PAGE_F_DIRTY;
+  p->idle = 0;
+  dmem__set_state(vm, p, DMEM_C2);
+  reclaim(e, vm, gfn, DMEM_TECH_SHARE | DMEM_TECH_REFERENCE, 1);
+}

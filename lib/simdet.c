@@ -1,0 +1,568 @@
+/* Similarity detectors: find a reference page for a page to patch, after
+ * the Difference Engine (Gupta et al., OSDI 2008, section 3.2).
+ *
+ * Keys. A page has k * s blocks of 64 bytes, block j chosen by rule j;
+ * key g is made of blocks g*s .. g*s+s-1 (their keyed XXH3 hashes, hashed
+ * again with g when s > 1, tagged with g when s = 1), so block j of one
+ * page only ever meets block j of another. The rules:
+ *  - DMEM_SIMDET_HASH, the paper's HashSimilarityDetector(k, s): block j
+ *    sits at a fixed pseudo-random 8-byte-aligned offset drawn once from
+ *    the seed (the k * s offsets distinct). Cheap: k * s XXH3 calls on 64
+ *    bytes.
+ *  - DMEM_SIMDET_CONTENT, shift-tolerant min-hash: every 8-byte-aligned
+ *    64-byte window has a rolling value (a polynomial over its 8 words in
+ *    a seeded odd multiplier, updated in O(1) per window), and block j is
+ *    the window whose value is smallest under seeded function j, a xor and
+ *    a multiply. The choice depends on content only, so content that moves
+ *    within the page by a multiple of 8 bytes keeps its blocks and keys;
+ *    and a change that hits one block moves only the keys holding it
+ *    (choosing by rank among one function's smallest would move them all).
+ *    Cost: 2 multiplies per window for the values, one per window and
+ *    block for the minima; 505 windows. About 1.4 us a page at (2, 1),
+ *    where HASH takes 40 ns.
+ * A block that is one repeated 8-byte word (zeros, 0xff, a fill pattern)
+ * is never used: it would make every page holding it "similar" and flood
+ * its bucket. HASH then tries the block's fallback offsets (TRIES - 1 of
+ * them, also fixed) and drops the key when all are such; CONTENT passes
+ * over such windows, and drops the key when the page has no other. Keys
+ * repeated within a page count once.
+ *
+ * Table. One open-addressing table, Robin Hood linear probing, backward-
+ * shift deletion, as in pageindex.c. An entry is 1 + candidates 32-bit
+ * words: {tag, ids[candidates]}; tag is the key's high 32 bits and the
+ * home bucket tag & mask, so the table can double without the pages.
+ * Two keys with one tag share a bucket, which only adds a hint: candidates
+ * are hints the caller checks. ids fill from the front, oldest first; the
+ * rest are UINT32_MAX, so an entry whose ids[0] is UINT32_MAX is empty and
+ * that id cannot be inserted. A full bucket drops its oldest id; an id
+ * inserted again moves to the newest place; a bucket left with no id is
+ * deleted. count <= cap - cap / 8, checked before any change.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+#include <xxhash.h>
+
+#include <diffmem/codec.h>
+
+#include "internal.h"
+
+#define MAX_K 8
+#define MAX_S 8
+#define MAX_C 8
+#define MAX_BLOCKS (MAX_K * MAX_S)
+#define BLOCK 64
+#define NWIN ((DMEM_PAGE_SIZE - BLOCK) / 8 + 1) /* 8-byte-aligned windows */
+#define TRIES 4                                 /* HASH offsets per block */
+#define NO_POS UINT16_MAX
+#define EMPTY_ID UINT32_MAX
+#define MIN_CAP ((size_t)32)
+
+struct dmem_simdet {
+  dmem__alloc alloc;
+  dmem_simdet_kind kind;
+  unsigned k, s, cand;
+  size_t stride; /* words per entry: 1 + cand */
+  uint64_t seed;
+  uint64_t mul, mul8;                      /* CONTENT: rolling multiplier and its 8th power */
+  uint64_t fx[MAX_BLOCKS], fm[MAX_BLOCKS]; /* CONTENT: block j's function */
+  uint32_t *tab;                           /* (mask + 1) * stride words */
+  size_t mask, count, limit;
+  uint16_t off[MAX_BLOCKS][TRIES]; /* HASH: byte offsets */
+};
+
+static uint64_t splitmix(uint64_t *x)
+{
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static inline uint64_t load64(const uint8_t *p)
+{
+  uint64_t w;
+  memcpy(&w, p, 8);
+  return w;
+}
+
+/* Is the 64-byte block one 8-byte word repeated? */
+static int uniform_block(const uint8_t *b)
+{
+  uint64_t w0 = load64(b);
+  for (int i = 8; i < BLOCK; i += 8)
+    if (load64(b + i) != w0)
+      return 0;
+  return 1;
+}
+
+/* ------------------------------------------------------------------ keys */
+
+static uint64_t block_hash(const dmem_simdet *d, const uint8_t *b)
+{
+  return XXH3_64bits_withSeed(b, BLOCK, d->seed);
+}
+
+/* Key g of a page from its s block hashes. The group is part of the key:
+ * block j of one page is only compared with block j of another. */
+static uint64_t group_key(const dmem_simdet *d, const uint64_t *h, unsigned g)
+{
+  if (d->s == 1)
+    return h[0] ^ (g * 0x9e3779b97f4a7c15ull); /* high bits stay uniform */
+  return XXH3_64bits_withSeed(h, d->s * sizeof *h, d->seed + g);
+}
+
+/* Appends key unless a key with its tag is there; returns the new count. */
+static unsigned add_key(uint64_t *keys, unsigned nk, uint64_t key)
+{
+  for (unsigned i = 0; i < nk; i++)
+    if (keys[i] >> 32 == key >> 32)
+      return nk;
+  keys[nk] = key;
+  return nk + 1;
+}
+
+static unsigned hash_keys(const dmem_simdet *d, const uint8_t *page, uint64_t *keys)
+{
+  unsigned nk = 0;
+  for (unsigned g = 0; g < d->k; g++) {
+    uint64_t h[MAX_S];
+    unsigned j;
+    for (j = 0; j < d->s; j++) {
+      const uint16_t *off = d->off[g * d->s + j];
+      unsigned t = 0;
+      while (t < TRIES && uniform_block(page + off[t]))
+        t++;
+      if (t == TRIES)
+        break;
+      h[j] = block_hash(d, page + off[t]);
+    }
+    if (j == d->s)
+      nk = add_key(keys, nk, group_key(d, h, g));
+  }
+  return nk;
+}
+
+/* The rolling values of the page's windows that are not uniform, and
+ * their word indexes; returns how many. A window's value is the
+ * polynomial sum of word[w + i] * mul^(7 - i), i < 8, updated in O(1);
+ * it is uniform when it ends a run of 8 or more equal words. */
+static unsigned window_values(const dmem_simdet *d, const uint8_t *page, uint64_t *v, uint16_t *at)
+{
+  uint64_t r = 0, prev = load64(page);
+  unsigned run = 0, n = 0;
+  for (unsigned i = 0; i < 8; i++) {
+    uint64_t x = load64(page + 8 * i);
+    run = x == prev ? run + 1 : 1;
+    prev = x;
+    r = r * d->mul + x;
+  }
+  for (unsigned w = 0;; w++) {
+    if (run < 8) {
+      v[n] = r;
+      at[n++] = (uint16_t)w;
+    }
+    if (w + 1 == NWIN)
+      return n;
+    uint64_t x = load64(page + 8 * (w + 8));
+    run = x == prev ? run + 1 : 1;
+    prev = x;
+    r = r * d->mul - load64(page + 8 * w) * d->mul8 + x;
+  }
+}
+
+/* For each of the k * s content functions, the window (word index) whose
+ * value under it is smallest, or NO_POS when every window is uniform.
+ * Function j orders windows by (value ^ fx[j]) * fm[j]; on a tie (equal
+ * windows) the first wins. */
+static void content_anchors(const dmem_simdet *d, const uint8_t *page, uint16_t *pos)
+{
+  uint64_t v[NWIN];
+  uint16_t at[NWIN];
+  unsigned n = window_values(d, page, v, at);
+  for (unsigned j = 0; j < d->k * d->s; j++) {
+    uint64_t fx = d->fx[j], fm = d->fm[j], best = UINT64_MAX;
+    unsigned bi = 0;
+    for (unsigned i = 0; i < n; i++) {
+      uint64_t x = (v[i] ^ fx) * fm;
+      if (x < best) {
+        best = x;
+        bi = i;
+      }
+    }
+    pos[j] = n ? at[bi] : NO_POS;
+  }
+}
+
+static unsigned content_keys(const dmem_simdet *d, const uint8_t *page, uint64_t *keys)
+{
+  uint16_t pos[MAX_BLOCKS];
+  content_anchors(d, page, pos);
+  unsigned nk = 0;
+  for (unsigned g = 0; g < d->k; g++) {
+    uint64_t h[MAX_S];
+    unsigned j;
+    for (j = 0; j < d->s && pos[g * d->s + j] != NO_POS; j++)
+      h[j] = block_hash(d, page + 8 * (size_t)pos[g * d->s + j]);
+    if (j == d->s)
+      nk = add_key(keys, nk, group_key(d, h, g));
+  }
+  return nk;
+}
+
+/* The page's distinct keys (at most k); returns how many. */
+static unsigned page_keys(const dmem_simdet *d, const void *page, uint64_t *keys)
+{
+  return d->kind == DMEM_SIMDET_CONTENT ? content_keys(d, page, keys) : hash_keys(d, page, keys);
+}
+
+/* ----------------------------------------------------------------- table */
+
+static inline uint32_t *entry(const dmem_simdet *d, size_t i)
+{
+  return d->tab + i * d->stride;
+}
+
+static inline int is_empty(const uint32_t *e)
+{
+  return e[1] == EMPTY_ID;
+}
+
+static inline size_t dist(size_t i, uint32_t tag, size_t mask)
+{
+  return (i - (tag & mask)) & mask;
+}
+
+static inline size_t limit_of(size_t cap)
+{
+  return cap - cap / 8;
+}
+
+/* Homes come from 32 tag bits; 2^31 buckets is far beyond any host. */
+static int cap_ok(size_t cap, size_t stride)
+{
+  return cap <= SIZE_MAX / (stride * sizeof(uint32_t)) && cap <= ((size_t)1 << 31);
+}
+
+static uint32_t *alloc_tab(const dmem_simdet *d, size_t cap)
+{
+  size_t bytes = cap * d->stride * sizeof(uint32_t);
+  uint32_t *t = dmem__malloc_aligned(&d->alloc, bytes, 64);
+  if (t)
+    memset(t, 0xff, bytes);
+  return t;
+}
+
+static void free_tab(const dmem_simdet *d)
+{
+  dmem__free(&d->alloc, d->tab, (d->mask + 1) * d->stride * sizeof(uint32_t));
+}
+
+/* The entry of tag, or SIZE_MAX. */
+static size_t find(const dmem_simdet *d, uint32_t tag)
+{
+  size_t mask = d->mask, i = tag & mask;
+  for (size_t n = 0;; n++, i = (i + 1) & mask) {
+    const uint32_t *e = entry(d, i);
+    if (is_empty(e) || dist(i, e[0], mask) < n)
+      return SIZE_MAX;
+    if (e[0] == tag)
+      return i;
+  }
+}
+
+/* Puts entry e (stride words, clobbered) in its Robin Hood place; there is
+ * an empty slot. Returns where e itself went. */
+static size_t rh_place(uint32_t *tab, size_t mask, size_t stride, uint32_t *e)
+{
+  uint32_t tmp[1 + MAX_C];
+  size_t i = e[0] & mask, where = SIZE_MAX;
+  for (size_t n = 0;; n++, i = (i + 1) & mask) {
+    uint32_t *cur = tab + i * stride;
+    if (cur[1] == EMPTY_ID) {
+      memcpy(cur, e, stride * sizeof *e);
+      return where == SIZE_MAX ? i : where;
+    }
+    size_t cn = dist(i, cur[0], mask);
+    if (cn < n) {
+      memcpy(tmp, cur, stride * sizeof *tmp);
+      memcpy(cur, e, stride * sizeof *e);
+      memcpy(e, tmp, stride * sizeof *e);
+      n = cn;
+      if (where == SIZE_MAX)
+        where = i;
+    }
+  }
+}
+
+/* Doubles the table; on failure the detector is as it was. */
+static int grow(dmem_simdet *d)
+{
+  size_t cap = d->mask + 1, ncap = cap * 2;
+  if (!cap_ok(ncap, d->stride))
+    return DMEM_ENOMEM;
+  uint32_t *nt = alloc_tab(d, ncap);
+  if (!nt)
+    return DMEM_ENOMEM;
+  uint32_t e[1 + MAX_C];
+  for (size_t i = 0; i < cap; i++) {
+    if (is_empty(entry(d, i)))
+      continue;
+    memcpy(e, entry(d, i), d->stride * sizeof *e);
+    rh_place(nt, ncap - 1, d->stride, e);
+  }
+  free_tab(d);
+  d->tab = nt;
+  d->mask = ncap - 1;
+  d->limit = limit_of(ncap);
+  return 0;
+}
+
+/* Deletes entry i by backward shift. */
+static void delete_entry(dmem_simdet *d, size_t i)
+{
+  size_t mask = d->mask;
+  for (;;) {
+    size_t j = (i + 1) & mask;
+    uint32_t *e = entry(d, j);
+    if (is_empty(e) || dist(j, e[0], mask) == 0)
+      break;
+    memcpy(entry(d, i), e, d->stride * sizeof *e);
+    i = j;
+  }
+  memset(entry(d, i), 0xff, d->stride * sizeof(uint32_t));
+  d->count--;
+}
+
+/* Removes id from bucket ids (cand of them); returns 1 if it was there. */
+static int bucket_drop(uint32_t *ids, unsigned cand, uint32_t id)
+{
+  for (unsigned j = 0; j < cand && ids[j] != EMPTY_ID; j++) {
+    if (ids[j] != id)
+      continue;
+    memmove(ids + j, ids + j + 1, (cand - 1 - j) * sizeof *ids);
+    ids[cand - 1] = EMPTY_ID;
+    return 1;
+  }
+  return 0;
+}
+
+/* Appends id as the newest, dropping it from older places or the oldest. */
+static void bucket_push(uint32_t *ids, unsigned cand, uint32_t id)
+{
+  if (!bucket_drop(ids, cand, id) && ids[cand - 1] != EMPTY_ID)
+    bucket_drop(ids, cand, ids[0]);
+  unsigned n = 0;
+  while (ids[n] != EMPTY_ID)
+    n++;
+  ids[n] = id;
+}
+
+/* ------------------------------------------------------------------- API */
+
+static int check_options(const dmem_simdet_options *o)
+{
+  if (o->version != DMEM_SIMDET_OPTIONS_VERSION)
+    return DMEM_EVERSION;
+  if (o->kind != DMEM_SIMDET_HASH && o->kind != DMEM_SIMDET_CONTENT)
+    return DMEM_EINVAL;
+  if (o->k < 1 || o->k > MAX_K || o->s < 1 || o->s > MAX_S)
+    return DMEM_EINVAL;
+  if (o->candidates < 1 || o->candidates > MAX_C)
+    return DMEM_EINVAL;
+  return 0;
+}
+
+static int get_seed(uint64_t *seed)
+{
+  for (;;) {
+    ssize_t n = getrandom(seed, sizeof *seed, 0);
+    if (n == (ssize_t)sizeof *seed)
+      return 0;
+    if (n >= 0 || errno != EINTR)
+      return DMEM_ESYS;
+  }
+}
+
+/* HASH offsets: k * s distinct primary ones, then fallbacks, 8-aligned. */
+static void draw_offsets(dmem_simdet *d)
+{
+  uint8_t used[NWIN] = {0};
+  uint64_t x = d->seed;
+  for (unsigned t = 0; t < TRIES; t++) {
+    for (unsigned b = 0; b < d->k * d->s; b++) {
+      unsigned w;
+      do
+        w = (unsigned)(splitmix(&x) % NWIN);
+      while (t == 0 && used[w]);
+      used[w] = 1;
+      d->off[b][t] = (uint16_t)(w * 8);
+    }
+  }
+}
+
+static void init_keys(dmem_simdet *d)
+{
+  uint64_t x = d->seed ^ 0x243f6a8885a308d3ull;
+  d->mul = splitmix(&x) | 1;
+  d->mul8 = 1;
+  for (int i = 0; i < 8; i++)
+    d->mul8 *= d->mul;
+  for (unsigned j = 0; j < MAX_BLOCKS; j++) {
+    d->fx[j] = splitmix(&x);
+    d->fm[j] = splitmix(&x) | 1;
+  }
+  draw_offsets(d);
+}
+
+static size_t initial_cap(const dmem_simdet_options *o, size_t stride)
+{
+  size_t want = o->expected_pages > SIZE_MAX / o->k ? SIZE_MAX : o->expected_pages * o->k;
+  size_t cap = MIN_CAP;
+  while (limit_of(cap) < want && cap_ok(cap * 2, stride))
+    cap *= 2;
+  return cap;
+}
+
+int dmem_simdet_create(dmem_simdet **out, const dmem_simdet_options *opts)
+{
+  if (!out || !opts)
+    return DMEM_EINVAL;
+  int rc = check_options(opts);
+  if (rc)
+    return rc;
+  uint64_t seed = opts->seed;
+  if (!seed && get_seed(&seed))
+    return DMEM_ESYS;
+  dmem__alloc a;
+  dmem__alloc_init(&a, opts->allocator);
+  dmem_simdet *d = dmem__calloc(&a, sizeof *d);
+  if (!d)
+    return DMEM_ENOMEM;
+  d->alloc = a;
+  d->kind = opts->kind;
+  d->k = opts->k;
+  d->s = opts->s;
+  d->cand = opts->candidates;
+  d->stride = 1 + (size_t)d->cand;
+  d->seed = seed;
+  init_keys(d);
+  size_t cap = initial_cap(opts, d->stride);
+  d->tab = alloc_tab(d, cap);
+  if (!d->tab) {
+    dmem__free(&a, d, sizeof *d);
+    return DMEM_ENOMEM;
+  }
+  d->mask = cap - 1;
+  d->limit = limit_of(cap);
+  *out = d;
+  return 0;
+}
+
+void dmem_simdet_destroy(dmem_simdet *d)
+{
+  if (!d)
+    return;
+  dmem__alloc a = d->alloc;
+  free_tab(d);
+  dmem__free(&a, d, sizeof *d);
+}
+
+int dmem_simdet_insert(dmem_simdet *d, uint32_t id, const void *page)
+{
+  if (!d || !page || id == EMPTY_ID)
+    return DMEM_EINVAL;
+  uint64_t keys[MAX_K];
+  unsigned nk = page_keys(d, page, keys), missing = 0;
+  for (unsigned i = 0; i < nk; i++)
+    missing += find(d, (uint32_t)(keys[i] >> 32)) == SIZE_MAX;
+  /* Room for every new bucket first: a failure then changes nothing. */
+  while (d->count + missing > d->limit)
+    if (grow(d))
+      return DMEM_ENOMEM;
+  for (unsigned i = 0; i < nk; i++) {
+    uint32_t tag = (uint32_t)(keys[i] >> 32);
+    size_t b = find(d, tag);
+    if (b == SIZE_MAX) {
+      uint32_t e[1 + MAX_C];
+      memset(e, 0xff, sizeof e);
+      e[0] = tag;
+      b = rh_place(d->tab, d->mask, d->stride, e);
+      d->count++;
+    }
+    bucket_push(entry(d, b) + 1, d->cand, id);
+  }
+  return 0;
+}
+
+void dmem_simdet_remove(dmem_simdet *d, uint32_t id, const void *page)
+{
+  if (!d || !page || id == EMPTY_ID)
+    return;
+  uint64_t keys[MAX_K];
+  unsigned nk = page_keys(d, page, keys);
+  for (unsigned i = 0; i < nk; i++) {
+    size_t b = find(d, (uint32_t)(keys[i] >> 32));
+    if (b == SIZE_MAX || !bucket_drop(entry(d, b) + 1, d->cand, id))
+      continue;
+    if (is_empty(entry(d, b)))
+      delete_entry(d, b);
+  }
+}
+
+/* Orders found/votes by votes, most first; stable, so ties keep the order
+ * in which the ids were met (key order, newest first in a bucket). */
+static void sort_votes(uint32_t *found, uint8_t *votes, size_t n)
+{
+  for (size_t i = 1; i < n; i++) {
+    uint32_t id = found[i];
+    uint8_t v = votes[i];
+    size_t j = i;
+    for (; j > 0 && votes[j - 1] < v; j--) {
+      found[j] = found[j - 1];
+      votes[j] = votes[j - 1];
+    }
+    found[j] = id;
+    votes[j] = v;
+  }
+}
+
+size_t dmem_simdet_query(uint32_t *out_ids, size_t max, const dmem_simdet *d, const void *page)
+{
+  if (!out_ids || !d || !page || !max)
+    return 0;
+  uint64_t keys[MAX_K];
+  unsigned nk = page_keys(d, page, keys);
+  uint32_t found[MAX_K * MAX_C];
+  uint8_t votes[MAX_K * MAX_C];
+  size_t nf = 0;
+  for (unsigned i = 0; i < nk; i++) {
+    size_t b = find(d, (uint32_t)(keys[i] >> 32));
+    if (b == SIZE_MAX)
+      continue;
+    const uint32_t *ids = entry(d, b) + 1;
+    for (unsigned j = d->cand; j-- > 0;) {
+      if (ids[j] == EMPTY_ID)
+        continue;
+      size_t f = 0;
+      while (f < nf && found[f] != ids[j])
+        f++;
+      if (f == nf) {
+        found[nf] = ids[j];
+        votes[nf++] = 0;
+      }
+      votes[f]++;
+    }
+  }
+  sort_votes(found, votes, nf);
+  size_t n = nf < max ? nf : max;
+  memcpy(out_ids, found, n * sizeof *out_ids);
+  return n;
+}
+
+size_t dmem_simdet_memory(const dmem_simdet *d)
+{
+  return d ? sizeof *d + (d->mask + 1) * d->stride * sizeof(uint32_t) : 0;
+}

@@ -1,0 +1,160 @@
+/* Statistics and Satori's per-VM accounting.
+ *
+ * What a page saves: a shared or mapped page saves its 4 KiB less its part
+ * of the frame, which is split evenly among everything that references the
+ * frame (sharers and patches); a patched page saves 4 KiB less its slot and
+ * its part of the reference frame; a compressed page 4 KiB less its slot; a
+ * zero or swapped page all of it. Summed over VMs this is guest memory less
+ * the host memory that holds it. The entitlement (Satori) pools what
+ * sharing saved and hands it back in proportion to the pages each VM
+ * shares, plus what the VM's own pages saved by other means.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "engine.h"
+
+typedef struct vm_sums {
+  double share_saved; /* from shared and mapped pages */
+  double other_saved; /* zero, patched, compressed, swapped */
+  uint64_t shared_pages;
+} vm_sums;
+
+static double frame_part(const dmem_engine *e, uint32_t fid)
+{
+  return (double)DMEM_PAGE_SIZE / (double)dmem__frame_meta(&e->store, fid)->refs;
+}
+
+static void sum_vm(vm_sums *s, const dmem_engine *e, const dmem_vm *vm)
+{
+  const uint8_t *payload;
+  memset(s, 0, sizeof *s);
+  for (uint64_t g = 0; g < vm->npages; g++) {
+    const dmem__page *p = &vm->pages[g];
+    switch (p->kind) {
+    case DMEM_PAGE_SHARED:
+    case DMEM_PAGE_MAPPED:
+      s->share_saved += DMEM_PAGE_SIZE - frame_part(e, p->loc);
+      s->shared_pages++;
+      break;
+    case DMEM_PAGE_PATCHED: {
+      uint32_t ref = dmem__blob_get(&e->store, p->loc, &payload)->ref;
+      s->other_saved +=
+        (double)DMEM_PAGE_SIZE - (double)dmem__blob_slot_size(p->loc) - frame_part(e, ref);
+      break;
+    }
+    case DMEM_PAGE_COMPRESSED:
+      s->other_saved += (double)DMEM_PAGE_SIZE - (double)dmem__blob_slot_size(p->loc);
+      break;
+    case DMEM_PAGE_ZERO:
+    case DMEM_PAGE_SWAPPED:
+      s->other_saved += DMEM_PAGE_SIZE;
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+static void fill_counts(dmem_stats *out, const dmem_vm *vm)
+{
+  out->pages += vm->npages;
+  out->resident += vm->kinds[DMEM_PAGE_RESIDENT];
+  out->mapped += vm->kinds[DMEM_PAGE_MAPPED];
+  out->zero += vm->kinds[DMEM_PAGE_ZERO];
+  out->shared += vm->kinds[DMEM_PAGE_SHARED];
+  out->patched += vm->kinds[DMEM_PAGE_PATCHED];
+  out->compressed += vm->kinds[DMEM_PAGE_COMPRESSED];
+  out->swapped += vm->kinds[DMEM_PAGE_SWAPPED];
+  for (int i = 1; i <= 4; i++)
+    out->state[i] += vm->states[i];
+}
+
+/* Sharing savings of all VMs and their shared pages, for entitlements. */
+static void pool_totals(double *share_saved, uint64_t *shared_pages, const dmem_engine *e)
+{
+  *share_saved = 0;
+  *shared_pages = 0;
+  for (uint32_t i = 0; i < e->nvms; i++) {
+    vm_sums s;
+    sum_vm(&s, e, e->vms[i]);
+    *share_saved += s.share_saved;
+    *shared_pages += s.shared_pages;
+  }
+}
+
+static int64_t entitlement(const vm_sums *s, double pool, uint64_t pool_pages)
+{
+  double share = pool_pages ? pool * (double)s->shared_pages / (double)pool_pages : 0;
+  return (int64_t)(share + s->other_saved);
+}
+
+int dmem_vm_stats(dmem_stats *out, dmem_vm *vm)
+{
+  if (!out || !vm)
+    return DMEM_EINVAL;
+  dmem_engine *e = vm->e;
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&e->lock);
+  fill_counts(out, vm);
+  vm_sums s;
+  sum_vm(&s, e, vm);
+  double pool;
+  uint64_t pool_pages;
+  pool_totals(&pool, &pool_pages, e);
+  out->bytes_saved = (int64_t)(s.share_saved + s.other_saved);
+  out->entitlement_bytes = entitlement(&s, pool, pool_pages);
+  out->merges = vm->merges;
+  out->faults = vm->faults;
+  out->hints = vm->hints;
+  out->errors = vm->errors;
+  out->scanned = vm->scanned;
+  pthread_mutex_unlock(&e->lock);
+  return 0;
+}
+
+static uint64_t meta_bytes(const dmem_engine *e)
+{
+  uint64_t b = sizeof *e + dmem__store_meta_bytes(&e->store);
+  b += dmem_index_memory(e->frames_idx) + dmem_index_memory(e->live_idx);
+  if (e->frames_sim)
+    b += dmem_simdet_memory(e->frames_sim) + dmem_simdet_memory(e->live_sim);
+  for (uint32_t i = 0; i < e->nvms; i++)
+    b += sizeof(dmem_vm) + e->vms[i]->npages * sizeof(dmem__page);
+  return b;
+}
+
+int dmem_engine_stats(dmem_stats *out, dmem_engine *e)
+{
+  if (!out || !e)
+    return DMEM_EINVAL;
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&e->lock);
+  double pool;
+  uint64_t pool_pages;
+  pool_totals(&pool, &pool_pages, e);
+  for (uint32_t i = 0; i < e->nvms; i++) {
+    vm_sums s;
+    fill_counts(out, e->vms[i]);
+    sum_vm(&s, e, e->vms[i]);
+    /* The sum of the VMs' figures, rounded as each VM's is. */
+    out->entitlement_bytes += entitlement(&s, pool, pool_pages);
+  }
+  out->frames = e->store.nframes;
+  out->store_bytes = dmem__store_bytes(&e->store);
+  out->swap_bytes = e->store.swap_used * DMEM_PAGE_SIZE;
+  /* Guest memory less the host memory that holds it: private pages, and
+   * the store's slabs (frames, mapped or not, patches, blobs), slack
+   * included. The swap file is disk, not memory. */
+  out->bytes_saved =
+    (int64_t)(out->pages - out->resident) * DMEM_PAGE_SIZE - (int64_t)out->store_bytes;
+  out->merges = e->merges;
+  out->faults = e->faults;
+  out->hints = e->hints;
+  out->errors = e->errors;
+  out->scanned = e->scanned;
+  out->meta_bytes = meta_bytes(e);
+  pthread_mutex_unlock(&e->lock);
+  return 0;
+}

@@ -1,0 +1,71 @@
+/* The randomized model test of the engine, shared by tests/test_model.c
+ * (the Check suite run by make check) and tests/stress_model.c (a longer
+ * run from the command line).
+ *
+ * One or more VMs on the in-memory adapter start with content drawn from
+ * a small pool of templates (so that zero, identical and similar pages
+ * abound), and a shadow copy of every page. Random operations follow:
+ * guest reads (compared with the shadow) and writes (small edits, copies
+ * of other pages, zeroing), scans with small budgets, I/O hints after VMM
+ * writes, dmem_vm_dirty, explicit faults, dmem_vm_read (compared), and now
+ * and then a detach and reattach. Guest accesses set the bits that drive
+ * the clock, with a hot set taking most of them, so that every technique
+ * occurs. At the end every page is read and compared again, the VMs are
+ * detached and the adapter's memory compared with the shadow.
+ *
+ * In the concurrent configuration a guest thread does the reads, writes,
+ * hints and faults (it alone writes, so the shadow stays exact) while the
+ * main thread scans and samples, and the engine's own thread runs for a
+ * while. */
+#ifndef DMEM_TEST_MODEL_H
+#define DMEM_TEST_MODEL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <diffmem/diffmem.h>
+
+#define MODEL_MAXVM 4
+
+typedef struct model_config {
+  const char *name;
+  unsigned nvms;    /* 1 .. MODEL_MAXVM */
+  uint64_t npages;  /* per VM */
+  uint64_t ops;     /* operations (the guest thread's, when concurrent) */
+  uint64_t seed;
+  int share;        /* adapter offers share(); engine maps shared C2 pages */
+  int protect;      /* adapter offers protect()/unprotect() */
+  int swap;         /* swap file under /tmp and a small store limit */
+  int concurrent;   /* guest thread against a scanning main thread */
+  int bg_thread;    /* with concurrent: dmem_engine_start() for a while */
+  int reattach;     /* detach and reattach a VM now and then */
+  double fail_p;    /* adapter failure probability per operation; 0: none */
+} model_config;
+
+typedef struct model_result {
+  uint64_t ops;             /* operations done */
+  uint64_t mismatches;      /* reads that differed from the shadow */
+  char mismatch[512];       /* the first one, in words */
+  uint64_t errors;          /* unexpected return codes */
+  char error[256];          /* the first one */
+  uint64_t violations;      /* of the adapter contract, per memadapter */
+  char violation[256];      /* the first one */
+  uint64_t kinds_seen[7];   /* samples of dmem_vm_page() per kind */
+  uint64_t states_seen[5];  /* and per clock state */
+  uint64_t reattaches;
+  dmem_stats stats;         /* engine totals before the final detach */
+  double seconds;
+} model_result;
+
+/* Runs one configuration. @return 0 when there was no mismatch, no
+ * unexpected error and no contract violation. */
+int model_run(model_result *out, const model_config *cfg);
+
+/* The standard configurations, with @total_ops shared among them and
+ * seeds from @seed. @return how many were written (at most @max). */
+size_t model_configs(model_config *out, size_t max, uint64_t total_ops, uint64_t seed);
+
+/* One line per configuration: ops, time, merges, kinds seen, failures. */
+void model_print(FILE *f, const model_config *cfg, const model_result *res);
+
+#endif

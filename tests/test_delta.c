@@ -1,0 +1,604 @@
+/* The delta codec: round trips on the kinds of page pairs it is made for,
+ * the cap, hand-made patches that pin the format, every way a patch can be
+ * malformed, and known answers for three fixed pairs. */
+#include "config.h"
+
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <diffmem/codec.h>
+
+#include "testutil.h"
+
+#define PAGE DMEM_PAGE_SIZE
+#define GUARD 64
+#define GUARD_BYTE 0xa5
+
+/* ---- Page makers and helpers ---- */
+
+static void put64(uint8_t *p, uint64_t v)
+{
+  memcpy(p, &v, 8);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
+/* A page like a heap page: small integers, pointers into two mappings,
+ * zero words and a little text, all from the seed. */
+static void make_page(uint8_t *page, uint64_t seed)
+{
+  for (unsigned i = 0; i < PAGE / 8; i++) {
+    uint64_t r = test_rand(&seed), w = r; /* 1 in 6: random bits */
+    unsigned kind = (unsigned)(r % 6);
+    if (kind == 0)
+      w = 0;
+    else if (kind == 1)
+      w = (r >> 8) % 1000;
+    else if (kind == 2)
+      w = 0x00007f3a12340000ull + ((r >> 8) & 0xfff8);
+    else if (kind == 3)
+      w = 0x000055d0a0000000ull + ((r >> 8) & 0xfffff8);
+    else if (kind == 4)
+      memcpy(&w, "key_1234", 8), w += (r >> 60) << 56;
+    put64(page + i * 8, w);
+  }
+}
+
+static void make_random(uint8_t *page, uint64_t seed)
+{
+  for (unsigned i = 0; i < PAGE; i += 8)
+    put64(page + i, test_rand(&seed));
+}
+
+/* What two address-space layouts do to a page: every pointer into the
+ * first mapping moves by one slide, every pointer into the second by
+ * another. */
+static void relocate(uint8_t *page)
+{
+  for (unsigned i = 0; i < PAGE; i += 8) {
+    uint64_t w = get64(page + i);
+    if ((w >> 32) == 0x7f3a)
+      put64(page + i, w + 0x0000005c21000000ull);
+    else if ((w >> 32) == 0x55d0)
+      put64(page + i, w - 0x0000002e00400000ull);
+  }
+}
+
+/* Moves the page's content by `by` bytes; vacated bytes get a pattern. */
+static void move_content(uint8_t *page, const uint8_t *src, int by)
+{
+  for (int i = 0; i < (int)PAGE; i++) {
+    int from = i - by;
+    page[i] = from >= 0 && from < (int)PAGE ? src[from] : (uint8_t)(i * 37 + 11);
+  }
+}
+
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+/* One assertion, not one a byte: each costs Check a message to its parent. */
+static void assert_guard(const uint8_t *p, size_t from, size_t to)
+{
+  size_t i = from;
+  while (i < to && p[i] == GUARD_BYTE)
+    i++;
+  ck_assert_msg(i == to, "byte %zu past the end was written", i);
+}
+
+/* Encodes page against ref with the default cap, checks that the patch
+ * decodes to page exactly, and returns its length. */
+static size_t round_trip(const uint8_t *page, const uint8_t *ref)
+{
+  uint8_t patch[DMEM_DELTA_MAX], out[PAGE + GUARD];
+  size_t len = 0;
+  ck_assert_int_eq(dmem_delta_encode(&len, patch, sizeof patch, page, ref), 0);
+  ck_assert(len >= 1 && len <= DMEM_DELTA_MAX);
+  memset(out, GUARD_BYTE, sizeof out);
+  ck_assert_int_eq(dmem_delta_decode(out, ref, patch, len), 0);
+  ck_assert(memcmp(out, page, PAGE) == 0);
+  assert_guard(out, PAGE, sizeof out);
+  return len;
+}
+
+/* Decodes a patch from an exactly sized heap copy, so that ASan sees any
+ * read past its end. */
+static int decode_exact(uint8_t *page, const uint8_t *ref, const uint8_t *patch, size_t len)
+{
+  uint8_t *copy = malloc(len ? len : 1);
+  ck_assert_ptr_nonnull(copy);
+  memcpy(copy, patch, len);
+  int rc = dmem_delta_decode(page, ref, copy, len);
+  free(copy);
+  return rc;
+}
+
+/* ---- Round trips ---- */
+
+START_TEST(identical_is_tiny)
+{
+  uint8_t page[PAGE];
+  make_page(page, 1);
+  ck_assert_uint_le(round_trip(page, page), 3);
+  memset(page, 0, PAGE);
+  ck_assert_uint_le(round_trip(page, page), 3);
+}
+END_TEST
+
+START_TEST(one_word_changed)
+{
+  uint8_t ref[PAGE], page[PAGE];
+  make_page(ref, 2);
+  for (unsigned w = 0; w < PAGE / 8; w += 37) {
+    memcpy(page, ref, PAGE);
+    put64(page + w * 8, get64(page + w * 8) ^ 0x0123456789abcdefull);
+    /* a tag and 8 bytes, with a copy tag or two around them */
+    ck_assert_uint_le(round_trip(page, ref), 14);
+  }
+  memcpy(page, ref, PAGE);
+  page[PAGE - 1] ^= 1;
+  ck_assert_uint_le(round_trip(page, ref), 6); /* COPY 4095, LIT 1 */
+  page[PAGE - 1] ^= 1, page[0] ^= 0x80;
+  ck_assert_uint_le(round_trip(page, ref), 6);
+}
+END_TEST
+
+START_TEST(scattered_changes)
+{
+  uint8_t ref[PAGE], page[PAGE];
+  uint64_t s = 3;
+  for (int round = 0; round < 50; round++) {
+    make_page(ref, 100 + (uint64_t)round);
+    memcpy(page, ref, PAGE);
+    unsigned n = 1 + (unsigned)(test_rand(&s) % 40);
+    for (unsigned k = 0; k < n; k++)
+      page[test_rand(&s) % PAGE] ^= (uint8_t)(1 + test_rand(&s) % 255);
+    /* each changed byte costs at most a literal byte and two tags */
+    ck_assert_uint_le(round_trip(page, ref), 3 + 6 * n);
+  }
+}
+END_TEST
+
+START_TEST(shifted_content)
+{
+  static const int moves[] = {1, 8, 24, 100, -8, -24, -100};
+  uint8_t ref[PAGE], page[PAGE];
+  make_page(ref, 4);
+  for (unsigned k = 0; k < sizeof moves / sizeof moves[0]; k++) {
+    move_content(page, ref, moves[k]);
+    size_t len = round_trip(page, ref);
+    size_t fresh = (size_t)abs(moves[k]);
+    /* the fresh bytes as literals, and a handful of ops */
+    ck_assert_msg(len <= fresh + 48, "move %d: %zu bytes", moves[k], len);
+  }
+}
+END_TEST
+
+/* 24-byte objects: a count, a pointer to their type, a pointer onwards. */
+static void make_objects(uint8_t *page, uint64_t seed)
+{
+  for (unsigned i = 0; i + 24 <= PAGE; i += 24) {
+    put64(page + i, 1 + test_rand(&seed) % 50);
+    put64(page + i + 8, 0x00007f3a12340000ull + 64 * (test_rand(&seed) % 4));
+    put64(page + i + 16, 0x000055d0a0000000ull + 8 * (test_rand(&seed) % 100000));
+  }
+  memset(page + PAGE - PAGE % 24, 0, PAGE % 24);
+}
+
+START_TEST(relocated_pointers)
+{
+  uint8_t ref[PAGE], page[PAGE];
+  make_page(ref, 5);
+  memcpy(page, ref, PAGE);
+  relocate(page);
+  unsigned moved = 0;
+  for (unsigned i = 0; i < PAGE; i += 8)
+    moved += get64(page + i) != get64(ref + i);
+  ck_assert_uint_ge(moved, 100);
+  /* Pointers at random places: a literal for each would cost 5 bytes. */
+  ck_assert_uint_le(round_trip(page, ref), 4 * moved);
+  /* Pointers in a row of objects: the difference repeats, one op or two. */
+  make_objects(ref, 6);
+  memcpy(page, ref, PAGE);
+  relocate(page);
+  ck_assert_uint_le(round_trip(page, ref), 16);
+  page[1000] ^= 1;
+  ck_assert_uint_le(round_trip(page, ref), 24);
+}
+END_TEST
+
+START_TEST(fills)
+{
+  uint8_t ref[PAGE], page[PAGE];
+  make_page(ref, 6);
+  memcpy(page, ref, PAGE);
+  memset(page + 1000, 0, 1500);
+  memset(page + 3000, 0xff, 200);
+  ck_assert_uint_le(round_trip(page, ref), 24);
+  make_random(ref, 7);
+  memset(page, 0, PAGE);
+  ck_assert_uint_le(round_trip(page, ref), 4);
+}
+END_TEST
+
+/* Many mutated pairs: whatever the encoder accepts must decode exactly. */
+START_TEST(random_mutations)
+{
+  uint8_t ref[PAGE], page[PAGE], patch[DMEM_DELTA_MAX];
+  uint64_t s = 8;
+  unsigned accepted = 0;
+  for (int round = 0; round < 400; round++) {
+    make_page(ref, 1000 + (uint64_t)round);
+    memcpy(page, ref, PAGE);
+    unsigned kind = (unsigned)(test_rand(&s) % 4), n = (unsigned)(test_rand(&s) % 64);
+    if (kind == 1)
+      relocate(page);
+    if (kind == 2)
+      move_content(page, ref, (int)(test_rand(&s) % 200) - 100);
+    for (unsigned k = 0; k < n; k++) {
+      unsigned at = (unsigned)(test_rand(&s) % (PAGE - 16)),
+               len = 1 + (unsigned)(test_rand(&s) % 16);
+      if (kind == 3)
+        memmove(page + at, ref + (test_rand(&s) % (PAGE - 16)), len);
+      else
+        memset(page + at, (int)(test_rand(&s) & 0xff), len);
+    }
+    size_t len;
+    int rc = dmem_delta_encode(&len, patch, sizeof patch, page, ref);
+    if (rc == DMEM_ETOOBIG)
+      continue;
+    ck_assert_int_eq(rc, 0);
+    accepted++;
+    ck_assert_uint_eq(round_trip(page, ref), len);
+  }
+  ck_assert_uint_ge(accepted, 300);
+}
+END_TEST
+
+/* ---- The cap ---- */
+
+START_TEST(cap_is_exact)
+{
+  uint8_t ref[PAGE], page[PAGE], full[DMEM_DELTA_MAX];
+  uint8_t buf[DMEM_DELTA_MAX + GUARD];
+  make_page(ref, 13);
+  memcpy(page, ref, PAGE);
+  relocate(page);
+  for (unsigned i = 0; i < PAGE; i += 97)
+    page[i] ^= 0x5a;
+  size_t len, got;
+  ck_assert_int_eq(dmem_delta_encode(&len, full, sizeof full, page, ref), 0);
+  ck_assert_uint_ge(len, 16);
+  for (size_t cap = 0; cap <= len; cap++) {
+    memset(buf, GUARD_BYTE, sizeof buf);
+    int rc = dmem_delta_encode(&got, buf, cap, page, ref);
+    if (cap < len) {
+      ck_assert_int_eq(rc, DMEM_ETOOBIG);
+    } else {
+      ck_assert_int_eq(rc, 0);
+      ck_assert_uint_eq(got, len);
+      ck_assert(memcmp(buf, full, len) == 0);
+    }
+    assert_guard(buf, cap, sizeof buf);
+  }
+}
+END_TEST
+
+/* Unrelated pages, and a page 2100 bytes of which are new, are refused
+ * whatever room the caller gives; 1900 new bytes fit. */
+START_TEST(too_big)
+{
+  uint8_t ref[PAGE], page[PAGE], *big = malloc(2 * PAGE);
+  size_t len;
+  ck_assert_ptr_nonnull(big);
+  make_page(ref, 11);
+  make_page(page, 12);
+  ck_assert_int_eq(dmem_delta_encode(&len, big, 2 * PAGE, page, ref), DMEM_ETOOBIG);
+  make_random(ref, 14);
+  make_random(page, 15);
+  ck_assert_int_eq(dmem_delta_encode(&len, big, 2 * PAGE, page, ref), DMEM_ETOOBIG);
+  memcpy(page + 2100, ref + 2100, PAGE - 2100);
+  memset(big, GUARD_BYTE, 2 * PAGE);
+  ck_assert_int_eq(dmem_delta_encode(&len, big, 2 * PAGE, page, ref), DMEM_ETOOBIG);
+  assert_guard(big, DMEM_DELTA_MAX, 2 * PAGE);
+  memcpy(page + 1900, ref + 1900, PAGE - 1900);
+  ck_assert_int_eq(dmem_delta_encode(&len, big, 2 * PAGE, page, ref), 0);
+  ck_assert_uint_le(len, 1900 + 8);
+  free(big);
+}
+END_TEST
+
+START_TEST(null_arguments)
+{
+  uint8_t ref[PAGE] = {0}, page[PAGE] = {0}, patch[16];
+  size_t len;
+  ck_assert_int_eq(dmem_delta_encode(NULL, patch, sizeof patch, page, ref), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_delta_encode(&len, NULL, sizeof patch, page, ref), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_delta_encode(&len, patch, sizeof patch, NULL, ref), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_delta_encode(&len, patch, sizeof patch, page, NULL), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_delta_decode(NULL, ref, patch, 1), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_delta_decode(page, NULL, patch, 1), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_delta_decode(page, ref, NULL, 0), DMEM_EINVAL);
+}
+END_TEST
+
+/* ---- Hand-made patches ---- */
+
+enum { K_COPY, K_SHIFT, K_LIT, K_FILL, K_XREP, K_XNEW, K_XREP1, K_XREP2 };
+
+static uint8_t pb[2 * PAGE]; /* the patch being built */
+static size_t pbn;
+
+static void pb_varint(unsigned v)
+{
+  for (; v >= 0x80; v >>= 7)
+    pb[pbn++] = (uint8_t)(v | 0x80);
+  pb[pbn++] = (uint8_t)v;
+}
+
+/* Builds a patch from (len, kind, argument) triples, leaving out arguments
+ * of -1. A literal's bytes are 1, 2, 3 ..., a fill's byte is 0xee. */
+static void build(const int *ops, size_t n)
+{
+  pbn = 0;
+  for (size_t i = 0; i + 2 < n; i += 3) {
+    pb_varint(((unsigned)ops[i] - 1) << 3 | (unsigned)ops[i + 1]);
+    if (ops[i + 2] >= 0)
+      pb_varint((unsigned)ops[i + 2]);
+    for (int k = 0; ops[i + 1] == K_LIT && k < ops[i]; k++)
+      pb[pbn++] = (uint8_t)(k + 1);
+    if (ops[i + 1] == K_FILL)
+      pb[pbn++] = 0xee;
+  }
+}
+
+static void ref_pattern(uint8_t *ref)
+{
+  for (unsigned i = 0; i < PAGE; i++)
+    ref[i] = (uint8_t)(i * 7 + 1);
+}
+
+/* Pins the format: every op kind, decoded as the comment in delta.c says. */
+START_TEST(format_by_hand)
+{
+  /* clang-format off */
+  static const int ops[] = {
+      100, K_COPY, -1, 50, K_SHIFT, 10 /* +5 */, 4, K_LIT, -1, 46, K_FILL, -1,
+      /* dist: {100}, {3,100}, {100,3}, {8,100,3}, {3,8,100}, {3,8,100} */
+      50, K_XNEW, 100, 10, K_XNEW, 3, 20, K_XREP1, -1, 10, K_XNEW, 8, 10, K_XREP2, -1, 5, K_XREP, -1,
+      PAGE - 305, K_SHIFT, 9 /* -5, back to 0 */};
+  /* clang-format on */
+  static const unsigned xlen[] = {50, 10, 20, 10, 10, 5}, xdist[] = {100, 3, 100, 8, 3, 3};
+  uint8_t ref[PAGE], want[PAGE], got[PAGE];
+  ref_pattern(ref);
+  memcpy(want, ref, 100);
+  memcpy(want + 100, ref + 105, 50);
+  memcpy(want + 150, "\1\2\3\4", 4);
+  memset(want + 154, 0xee, 46);
+  for (unsigned k = 0, pos = 200; k < 6; pos += xlen[k++])
+    for (unsigned i = pos; i < pos + xlen[k]; i++)
+      want[i] = ref[i] ^ want[i - xdist[k]] ^ ref[i - xdist[k]];
+  memcpy(want + 305, ref + 305, PAGE - 305);
+  build(ops, sizeof ops / sizeof ops[0]);
+  ck_assert_int_eq(decode_exact(got, ref, pb, pbn), 0);
+  ck_assert(memcmp(got, want, PAGE) == 0);
+}
+END_TEST
+
+static int decode_ops(const int *ops, size_t n)
+{
+  uint8_t ref[PAGE], page[PAGE];
+  ref_pattern(ref);
+  build(ops, n);
+  return decode_exact(page, ref, pb, pbn);
+}
+
+#define DECODE_OPS(...)                                                                            \
+  decode_ops((const int[]){__VA_ARGS__}, sizeof((const int[]){__VA_ARGS__}) / sizeof(int))
+
+START_TEST(malformed_by_hand)
+{
+  uint8_t ref[PAGE], page[PAGE];
+  static const uint8_t long_varint[] = {0x80, 0x80, 0x80, 0x01};
+  ref_pattern(ref);
+  ck_assert_int_eq(DECODE_OPS(PAGE, K_COPY, -1), 0);
+  ck_assert_int_eq(DECODE_OPS(PAGE, K_LIT, -1), 0);
+  ck_assert_int_eq(decode_exact(page, ref, (const uint8_t *)"", 0), DMEM_ETRUNC);
+  ck_assert_int_eq(decode_exact(page, ref, long_varint, 4), DMEM_ECORRUPT);
+  /* copy sources past either end of the reference */
+  ck_assert_int_eq(DECODE_OPS(PAGE, K_SHIFT, 2), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_OPS(PAGE, K_SHIFT, 1), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_OPS(4000, K_COPY, -1, 96, K_SHIFT, 2), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_OPS(4000, K_COPY, -1, 96, K_SHIFT, 16383), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_OPS(4000, K_COPY, -1, 95, K_SHIFT, 2, 1, K_COPY, -1), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_OPS(100, K_COPY, -1, 96, K_SHIFT, 2000000, 3900, K_COPY, -1),
+                   DMEM_ECORRUPT);
+  /* ops past the page end, or short of it */
+  ck_assert_int_eq(DECODE_OPS(100, K_COPY, -1, 4000, K_COPY, -1), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_OPS(100, K_COPY, -1, 3996, K_LIT, -1, 1, K_FILL, -1), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_OPS(100, K_COPY, -1, 3995, K_FILL, -1), DMEM_ETRUNC);
+  /* XOR copies without a distance, or reading ahead of themselves */
+  ck_assert_int_eq(DECODE_OPS(10, K_LIT, -1, 4086, K_XREP, -1), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_OPS(10, K_LIT, -1, 4086, K_XREP1, -1), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_OPS(10, K_LIT, -1, 4086, K_XREP2, -1), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_OPS(10, K_LIT, -1, 4086, K_XNEW, 0), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_OPS(10, K_LIT, -1, 4086, K_XNEW, 11), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_OPS(10, K_LIT, -1, 4086, K_XNEW, 10), 0);
+  ck_assert_int_eq(DECODE_OPS(10, K_LIT, -1, 10, K_XNEW, 10, 4076, K_XREP1, -1), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_OPS(10, K_LIT, -1, 10, K_XNEW, 10, 10, K_XNEW, 1, 4066, K_XREP1, -1), 0);
+}
+END_TEST
+
+/* Valid patches of several shapes, for the corruption tests. */
+static size_t sample_patch(uint8_t *patch, uint8_t *ref, unsigned which)
+{
+  uint8_t page[PAGE];
+  make_page(ref, 30 + which);
+  memcpy(page, ref, PAGE);
+  if (which % 3 == 1)
+    relocate(page);
+  if (which % 3 == 2)
+    move_content(page, ref, 24);
+  for (unsigned i = which; i < PAGE; i += 301 + which)
+    page[i] ^= (uint8_t)(i | 1);
+  memset(page + 3000, 0, 100);
+  size_t len;
+  ck_assert_int_eq(dmem_delta_encode(&len, patch, DMEM_DELTA_MAX, page, ref), 0);
+  return len;
+}
+
+START_TEST(every_truncation_fails)
+{
+  uint8_t ref[PAGE], patch[DMEM_DELTA_MAX], out[PAGE + GUARD];
+  for (unsigned which = 0; which < 6; which++) {
+    size_t len = sample_patch(patch, ref, which);
+    for (size_t cut = 0; cut < len; cut++) {
+      memset(out, GUARD_BYTE, sizeof out);
+      ck_assert_int_eq(decode_exact(out, ref, patch, cut), DMEM_ETRUNC);
+      assert_guard(out, PAGE, sizeof out);
+    }
+    ck_assert_int_eq(decode_exact(out, ref, patch, len), 0);
+  }
+}
+END_TEST
+
+START_TEST(trailing_bytes_rejected)
+{
+  uint8_t ref[PAGE], patch[DMEM_DELTA_MAX + 8], out[PAGE];
+  for (unsigned which = 0; which < 3; which++) {
+    size_t len = sample_patch(patch, ref, which);
+    memcpy(patch + len, "\0\x01garbage", 8);
+    for (size_t extra = 1; extra <= 8; extra++)
+      ck_assert_int_eq(decode_exact(out, ref, patch, len + extra), DMEM_ECORRUPT);
+  }
+}
+END_TEST
+
+static void check_any_outcome(const uint8_t *ref, const uint8_t *patch, size_t len)
+{
+  uint8_t out[PAGE + GUARD];
+  memset(out, GUARD_BYTE, sizeof out);
+  int rc = decode_exact(out, ref, patch, len);
+  ck_assert(rc == 0 || rc == DMEM_ECORRUPT || rc == DMEM_ETRUNC);
+  assert_guard(out, PAGE, sizeof out);
+}
+
+START_TEST(bit_flips_never_crash)
+{
+  uint8_t ref[PAGE], patch[DMEM_DELTA_MAX], bad[DMEM_DELTA_MAX];
+  uint64_t s = 40;
+  for (unsigned which = 0; which < 6; which++) {
+    size_t len = sample_patch(patch, ref, which);
+    for (unsigned k = 0; k < 1500; k++) {
+      size_t bit = test_rand(&s) % (len * 8), bit2 = test_rand(&s) % (len * 8);
+      memcpy(bad, patch, len);
+      bad[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+      bad[bit2 / 8] ^= (uint8_t)((k & 1u) << (bit2 % 8)); /* every other time */
+      check_any_outcome(ref, bad, len);
+    }
+  }
+}
+END_TEST
+
+START_TEST(random_bytes_never_crash)
+{
+  uint8_t ref[PAGE], junk[600];
+  uint64_t s = 41;
+  make_page(ref, 42);
+  for (unsigned k = 0; k < 5000; k++) {
+    size_t len = test_rand(&s) % sizeof junk;
+    for (size_t i = 0; i < len; i++)
+      junk[i] = (uint8_t)test_rand(&s);
+    /* small tags now and then, so that some inputs get far */
+    for (size_t i = 0; i < len; i += 1 + test_rand(&s) % 8)
+      junk[i] &= 0x7f;
+    check_any_outcome(ref, junk, len);
+  }
+}
+END_TEST
+
+/* ---- Known answers: generated once, checked forever ---- A change is a
+ * change of the encoder's output; look at the sizes before updating. */
+
+static void kat_pair(uint8_t *page, uint8_t *ref, unsigned which)
+{
+  make_page(ref, 21 + which);
+  memcpy(page, ref, PAGE);
+  if (which == 0) {
+    put64(page + 24, get64(page + 24) ^ 0xffull);
+    put64(page + 800, 12345);
+    put64(page + 3200, get64(page + 3200) + 1);
+  } else if (which == 1) {
+    relocate(page);
+    page[1234] ^= 7;
+  } else {
+    move_content(page, ref, 24);
+    memcpy(page + 2000, "changed!", 8);
+  }
+}
+
+START_TEST(known_answers)
+{
+  static const struct {
+    size_t len;
+    uint64_t fnv;
+  } want[3] = {
+      {20, 0x12358a52bc288d02ull},  /* three words changed */
+      {583, 0x45e0cc978b4ac2ccull}, /* pointers relocated, one byte changed */
+      {41, 0xb3f3e7c7d4ed3727ull},  /* content moved by 24, 8 bytes changed */
+  };
+  uint8_t ref[PAGE], page[PAGE], patch[DMEM_DELTA_MAX];
+  for (unsigned k = 0; k < 3; k++) {
+    kat_pair(page, ref, k);
+    size_t len;
+    ck_assert_int_eq(dmem_delta_encode(&len, patch, sizeof patch, page, ref), 0);
+    ck_assert_msg(len == want[k].len && fnv1a(patch, len) == want[k].fnv,
+                  "pair %u: %zu bytes, fnv1a 0x%016llx", k, len,
+                  (unsigned long long)fnv1a(patch, len));
+    round_trip(page, ref);
+  }
+}
+END_TEST
+
+Suite *dmem_test_suite(void)
+{
+  Suite *s = suite_create("delta");
+  TCase *tc = tcase_create("round_trip");
+  tcase_add_test(tc, identical_is_tiny);
+  tcase_add_test(tc, one_word_changed);
+  tcase_add_test(tc, scattered_changes);
+  tcase_add_test(tc, shifted_content);
+  tcase_add_test(tc, relocated_pointers);
+  tcase_add_test(tc, fills);
+  tcase_add_test(tc, random_mutations);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("cap");
+  tcase_add_test(tc, cap_is_exact);
+  tcase_add_test(tc, too_big);
+  tcase_add_test(tc, null_arguments);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("malformed");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, format_by_hand);
+  tcase_add_test(tc, malformed_by_hand);
+  tcase_add_test(tc, every_truncation_fails);
+  tcase_add_test(tc, trailing_bytes_rejected);
+  tcase_add_test(tc, bit_flips_never_crash);
+  tcase_add_test(tc, random_bytes_never_crash);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("known_answers");
+  tcase_add_test(tc, known_answers);
+  suite_add_tcase(s, tc);
+  return s;
+}

@@ -1,0 +1,1338 @@
+/* The engine against its headers (diffmem.h, adapter.h, policy.h), on the
+ * in-memory adapter: every clock transition, every technique, faults,
+ * hints, detach and destroy, failures of each adapter operation and of
+ * each allocation, custom policies and the per-VM accounting. Each test
+ * checks the content of the pages (through the guest and dmem_vm_read())
+ * and the statistics, not just return codes. */
+#include "config.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <diffmem/diffmem.h>
+
+#include "memadapter.h"
+#include "testutil.h"
+
+#define PAGE DMEM_PAGE_SIZE
+#define MAXVM 2
+
+enum { FX_SHARE = 1, FX_PROTECT = 2, FX_MAP = 4, FX_SWAP = 8, FX_TS = 16 };
+#define FX_MAPPING (FX_SHARE | FX_PROTECT | FX_MAP)
+
+typedef struct fx {
+  dmem_engine_options o;
+  dmem_engine *e;
+  mem_adapter *m[MAXVM];
+  dmem_vm *vm[MAXVM];
+  uint8_t *want[MAXVM]; /* expected content, npages * PAGE */
+  unsigned nvm;
+  uint64_t npages;
+  char swap[64];
+} fx;
+
+/* ---------------------------------------------------------------- page content */
+
+static void pg_random(uint8_t *b, uint64_t seed)
+{
+  uint64_t s = seed * 7919 + 1;
+  for (unsigned i = 0; i < PAGE; i += 8) {
+    uint64_t v = test_rand(&s);
+    memcpy(b + i, &v, 8);
+  }
+}
+
+/* Unique but compressible: words from a small vocabulary (no zero blocks,
+ * so that two such pages are not similar). */
+static void pg_text(uint8_t *b, uint64_t seed)
+{
+  static const char *const words[] = {"page ", "frame ", "guest ", "share ", "patch ",
+                                      "clock ", "zero ", "swap "};
+  uint64_t s = seed * 104729 + 3;
+  size_t n = 0;
+  while (n < PAGE) {
+    const char *w = words[test_rand(&s) % 8];
+    size_t l = strlen(w) < PAGE - n ? strlen(w) : PAGE - n;
+    memcpy(b + n, w, l);
+    n += l;
+  }
+  memcpy(b, &seed, sizeof seed);
+}
+
+/* @ref with @nwords 8-byte words changed at spread-out offsets. */
+static void pg_similar(uint8_t *b, const uint8_t *ref, uint64_t seed, unsigned nwords)
+{
+  uint64_t s = seed;
+  memcpy(b, ref, PAGE);
+  for (unsigned i = 0; i < nwords; i++) {
+    uint64_t v = test_rand(&s);
+    memcpy(b + (i * 1031 * 8 + 24) % PAGE / 8 * 8, &v, 8);
+  }
+}
+
+/* ---------------------------------------------------------------- fixture */
+
+static void fx_init(fx *f, unsigned nvm, uint64_t npages, unsigned flags)
+{
+  memset(f, 0, sizeof *f);
+  f->o = (dmem_engine_options)DMEM_ENGINE_OPTIONS_INIT;
+  f->o.seed = 0x5eed;
+  f->o.c4_passes = 3;
+  f->o.slice_pages = (unsigned)npages;
+  f->o.map_shared = (flags & FX_MAP) != 0;
+  f->nvm = nvm;
+  f->npages = npages;
+  if (flags & FX_SWAP) {
+    snprintf(f->swap, sizeof f->swap, "/tmp/dmem-test-%ld-%ld.swap", (long)getpid(),
+             (long)clock());
+    f->o.swap_path = f->swap;
+    f->o.store_limit_bytes = 1;
+  }
+  for (unsigned v = 0; v < nvm; v++) {
+    mem_options mo = {npages, (flags & FX_SHARE) != 0, (flags & FX_PROTECT) != 0,
+                      (flags & FX_TS) != 0, 77 + v};
+    f->m[v] = mem_create(&mo);
+    f->want[v] = calloc(npages, PAGE);
+    ck_assert(f->m[v] && f->want[v]);
+  }
+}
+
+static void fx_start(fx *f)
+{
+  ck_assert_int_eq(dmem_engine_create(&f->e, &f->o), 0);
+  for (unsigned v = 0; v < f->nvm; v++)
+    ck_assert_int_eq(mem_attach(&f->vm[v], f->e, f->m[v], v ? "vm1" : "vm0"), 0);
+}
+
+static uint8_t *fx_want(fx *f, unsigned v, uint64_t gfn) { return f->want[v] + gfn * PAGE; }
+
+/* Sets a page's content before the engine runs. */
+static void fx_set(fx *f, unsigned v, uint64_t gfn, const uint8_t *content)
+{
+  memcpy(fx_want(f, v, gfn), content, PAGE);
+  mem_load(f->m[v], gfn, content);
+}
+
+static void fx_write(fx *f, unsigned v, uint64_t gfn, size_t off, const void *d, size_t len)
+{
+  ck_assert_int_eq(mem_guest_write(f->m[v], gfn, off, d, len), 0);
+  memcpy(fx_want(f, v, gfn) + off, d, len);
+}
+
+static void fx_touch(fx *f, unsigned v, uint64_t gfn)
+{
+  uint8_t buf[PAGE];
+  ck_assert_int_eq(mem_guest_read(f->m[v], gfn, buf), 0);
+  ck_assert_mem_eq(buf, fx_want(f, v, gfn), PAGE);
+}
+
+static dmem_page_kind fx_kind(fx *f, unsigned v, uint64_t gfn)
+{
+  dmem_page_kind k;
+  dmem_page_state s;
+  ck_assert_int_eq(dmem_vm_page(&k, &s, f->vm[v], gfn), 0);
+  return k;
+}
+
+static dmem_page_state fx_state(fx *f, unsigned v, uint64_t gfn)
+{
+  dmem_page_kind k;
+  dmem_page_state s;
+  ck_assert_int_eq(dmem_vm_page(&k, &s, f->vm[v], gfn), 0);
+  return s;
+}
+
+static dmem_stats fx_es(fx *f)
+{
+  dmem_stats s;
+  ck_assert_int_eq(dmem_engine_stats(&s, f->e), 0);
+  return s;
+}
+
+static dmem_stats fx_vs(fx *f, unsigned v)
+{
+  dmem_stats s;
+  ck_assert_int_eq(dmem_vm_stats(&s, f->vm[v]), 0);
+  return s;
+}
+
+static uint64_t kinds_sum(const dmem_stats *s)
+{
+  return s->resident + s->mapped + s->zero + s->shared + s->patched + s->compressed + s->swapped;
+}
+
+/* Where the engine says a page lives agrees with the adapter: evicted
+ * pages are absent, and only a page the engine calls MAPPED may be mapped
+ * (the reverse need not hold: a guest write breaks the mapping first). */
+static void fx_check_where(fx *f, unsigned v, uint64_t g, dmem_page_kind k)
+{
+  int resident = k == DMEM_PAGE_RESIDENT || k == DMEM_PAGE_MAPPED;
+  ck_assert_msg(mem_present(f->m[v], g) == resident, "vm%u gfn %llu: kind %d but %s", v,
+                (unsigned long long)g, (int)k, resident ? "absent" : "present");
+  ck_assert_msg(k == DMEM_PAGE_MAPPED || !mem_mapped(f->m[v], g),
+                "vm%u gfn %llu: kind %d but the adapter still maps frame", v,
+                (unsigned long long)g, (int)k);
+}
+
+/* The statistics agree with themselves, with dmem_vm_page(), with the
+ * adapter and across VMs. */
+static void fx_check_stats(fx *f)
+{
+  dmem_stats es = fx_es(f), sum;
+  memset(&sum, 0, sizeof sum);
+  for (unsigned v = 0; v < f->nvm; v++) {
+    dmem_stats vs = fx_vs(f, v);
+    uint64_t kinds[7] = {0}, states[5] = {0};
+    for (uint64_t g = 0; g < f->npages; g++) {
+      dmem_page_kind k;
+      dmem_page_state s;
+      ck_assert_int_eq(dmem_vm_page(&k, &s, f->vm[v], g), 0);
+      ck_assert(k <= DMEM_PAGE_SWAPPED && s >= DMEM_C1 && s <= DMEM_C4);
+      fx_check_where(f, v, g, k);
+      kinds[k]++, states[s]++;
+    }
+    uint64_t got[7] = {vs.resident, vs.mapped, vs.zero, vs.shared,
+                       vs.patched,  vs.compressed, vs.swapped};
+    for (int k = 0; k < 7; k++)
+      ck_assert_msg(got[k] == kinds[k], "vm%u kind %d: stats %llu, pages %llu", v, k,
+                    (unsigned long long)got[k], (unsigned long long)kinds[k]);
+    for (int s = 1; s <= 4; s++)
+      ck_assert_uint_eq(vs.state[s], states[s]);
+    ck_assert_uint_eq(vs.pages, f->npages);
+    sum.pages += vs.pages, sum.resident += vs.resident, sum.zero += vs.zero;
+    sum.entitlement_bytes += vs.entitlement_bytes;
+  }
+  ck_assert_uint_eq(es.pages, sum.pages);
+  ck_assert_uint_eq(es.resident, sum.resident);
+  ck_assert_uint_eq(es.zero, sum.zero);
+  ck_assert_uint_eq(kinds_sum(&es), es.pages);
+  ck_assert_int_eq(es.entitlement_bytes, sum.entitlement_bytes);
+  ck_assert_int_eq(es.bytes_saved,
+                   (int64_t)((es.pages - es.resident) * PAGE) - (int64_t)es.store_bytes);
+  for (unsigned v = 0; v < f->nvm; v++) {
+    for (uint64_t g = 0; g < f->npages; g++)
+      ck_assert_msg(!mem_protected(f->m[v], g), "vm%u gfn %llu left protected", v,
+                    (unsigned long long)g);
+    ck_assert_msg(mem_violations(f->m[v]) == 0, "adapter contract: %s",
+                  mem_violation_msg(f->m[v]));
+  }
+}
+
+/* One full pass over every VM. */
+static void fx_pass(fx *f)
+{
+  size_t visited = 0;
+  size_t budget = f->nvm * f->npages;
+  ck_assert_int_eq(dmem_engine_scan(&visited, f->e, budget), 0);
+  ck_assert_uint_eq(visited, budget);
+  fx_check_stats(f);
+}
+
+/* Every page reads back as expected through the engine. */
+static void fx_verify(fx *f)
+{
+  uint8_t buf[PAGE];
+  for (unsigned v = 0; v < f->nvm; v++)
+    for (uint64_t g = 0; g < f->npages; g++) {
+      ck_assert_int_eq(dmem_vm_read(buf, f->vm[v], g), 0);
+      ck_assert_msg(memcmp(buf, fx_want(f, v, g), PAGE) == 0, "vm%u gfn %llu differs (kind %d)",
+                    v, (unsigned long long)g, (int)fx_kind(f, v, g));
+    }
+}
+
+/* After detach or destroy: the adapter holds every page, privately. */
+static void fx_verify_adapter(fx *f)
+{
+  uint8_t buf[PAGE];
+  for (unsigned v = 0; v < f->nvm; v++)
+    for (uint64_t g = 0; g < f->npages; g++) {
+      ck_assert_msg(mem_present(f->m[v], g) && !mem_mapped(f->m[v], g),
+                    "vm%u gfn %llu not restored", v, (unsigned long long)g);
+      ck_assert_int_eq(mem_peek(f->m[v], g, buf), 0);
+      ck_assert_msg(memcmp(buf, fx_want(f, v, g), PAGE) == 0, "vm%u gfn %llu restored wrong", v,
+                    (unsigned long long)g);
+    }
+}
+
+static void fx_no_violations(fx *f)
+{
+  for (unsigned v = 0; v < f->nvm; v++)
+    ck_assert_msg(mem_violations(f->m[v]) == 0, "adapter contract: %s",
+                  mem_violation_msg(f->m[v]));
+}
+
+/* Detaches every VM (checking the adapters), destroys the engine. */
+static void fx_end(fx *f)
+{
+  for (unsigned v = 0; v < f->nvm; v++)
+    if (f->vm[v]) {
+      ck_assert_int_eq(dmem_vm_detach(f->vm[v]), 0);
+      f->vm[v] = NULL;
+      mem_set_vm(f->m[v], NULL);
+    }
+  fx_verify_adapter(f);
+  dmem_stats es = fx_es(f);
+  ck_assert_uint_eq(es.pages, 0);
+  ck_assert_uint_eq(es.frames, 0);
+  ck_assert_uint_eq(es.store_bytes, 0);
+  dmem_engine_destroy(f->e);
+  fx_no_violations(f);
+  if (f->swap[0])
+    ck_assert_msg(access(f->swap, F_OK) != 0, "swap file %s left behind", f->swap);
+  for (unsigned v = 0; v < f->nvm; v++) {
+    mem_destroy(f->m[v]);
+    free(f->want[v]);
+  }
+}
+
+/* Fills pages with distinct random content from @first on. */
+static void fx_random(fx *f, unsigned v, uint64_t first, uint64_t n, uint64_t seed)
+{
+  uint8_t b[PAGE];
+  for (uint64_t g = first; g < first + n; g++) {
+    pg_random(b, seed * 1000 + g * 10 + v);
+    fx_set(f, v, g, b);
+  }
+}
+
+static void expect_states(fx *f, unsigned v, const char *states)
+{
+  for (uint64_t g = 0; states[g]; g++)
+    ck_assert_msg(fx_state(f, v, g) == (dmem_page_state)(states[g] - '0'),
+                  "vm%u gfn %llu: state C%d, want C%c", v, (unsigned long long)g,
+                  (int)fx_state(f, v, g), states[g]);
+}
+
+static void expect_kind(fx *f, unsigned v, uint64_t first, uint64_t n, dmem_page_kind k)
+{
+  for (uint64_t g = first; g < first + n; g++)
+    ck_assert_msg(fx_kind(f, v, g) == k, "vm%u gfn %llu: kind %d, want %d", v,
+                  (unsigned long long)g, (int)fx_kind(f, v, g), (int)k);
+}
+
+static void touch_all(fx *f)
+{
+  for (unsigned v = 0; v < f->nvm; v++)
+    for (uint64_t g = 0; g < f->npages; g++)
+      fx_touch(f, v, g);
+}
+
+/* ---------------------------------------------------------------- API edges */
+
+START_TEST(options_validated)
+{
+  dmem_engine *e = NULL;
+  dmem_engine_options o = DMEM_ENGINE_OPTIONS_INIT;
+  o.version = DMEM_ENGINE_OPTIONS_VERSION + 1;
+  ck_assert_int_eq(dmem_engine_create(&e, &o), DMEM_EVERSION);
+  o = (dmem_engine_options)DMEM_ENGINE_OPTIONS_INIT;
+  o.c4_passes = 1;
+  ck_assert_int_eq(dmem_engine_create(&e, &o), DMEM_EINVAL);
+  o.c4_passes = 0;
+  ck_assert_int_eq(dmem_engine_create(&e, &o), DMEM_EINVAL);
+  o = (dmem_engine_options)DMEM_ENGINE_OPTIONS_INIT;
+  o.slice_pages = 0;
+  ck_assert_int_eq(dmem_engine_create(&e, &o), DMEM_EINVAL);
+  o = (dmem_engine_options)DMEM_ENGINE_OPTIONS_INIT;
+  o.c4_passes = 2;
+  ck_assert_int_eq(dmem_engine_create(&e, &o), 0);
+  ck_assert_ptr_nonnull(dmem_engine_errmsg(e));
+  dmem_engine_destroy(e);
+  dmem_engine_destroy(NULL);
+}
+END_TEST
+
+START_TEST(attach_and_ranges)
+{
+  fx f;
+  uint8_t buf[PAGE];
+  dmem_page_kind k;
+  dmem_page_state st;
+  fx_init(&f, 2, 4, 0);
+  fx_random(&f, 0, 0, 4, 1);
+  fx_start(&f);
+  ck_assert_uint_ne(dmem_vm_id(f.vm[0]), dmem_vm_id(f.vm[1]));
+  dmem_vm *vm;
+  dmem_vm_options vo = DMEM_VM_OPTIONS_INIT;
+  vo.npages = 4;
+  ck_assert_int_eq(dmem_vm_attach(&vm, f.e, &vo), DMEM_EINVAL);
+  vo.ops = mem_ops(f.m[0]);
+  vo.ud = f.m[0];
+  vo.npages = 0;
+  ck_assert_int_eq(dmem_vm_attach(&vm, f.e, &vo), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_vm_fault(f.vm[0], 4), DMEM_ERANGE);
+  ck_assert_int_eq(dmem_vm_read(buf, f.vm[0], 4), DMEM_ERANGE);
+  ck_assert_int_eq(dmem_vm_page(&k, &st, f.vm[0], 4), DMEM_ERANGE);
+  ck_assert_int_eq(dmem_vm_io_hint(f.vm[0], 3, 2), DMEM_ERANGE);
+  ck_assert_int_eq(dmem_vm_dirty(f.vm[0], 4, 1), DMEM_ERANGE);
+  ck_assert_int_eq(dmem_vm_dirty(f.vm[0], 2, 3), DMEM_ERANGE);
+  expect_states(&f, 0, "1111");
+  expect_kind(&f, 1, 0, 4, DMEM_PAGE_RESIDENT);
+  dmem_stats vs = fx_vs(&f, 0);
+  ck_assert_uint_eq(vs.pages, 4);
+  ck_assert_uint_eq(vs.resident, 4);
+  ck_assert_uint_eq(vs.state[1], 4);
+  ck_assert_uint_eq(fx_es(&f).pages, 8);
+  /* A fault on a resident page does nothing. */
+  ck_assert_int_eq(dmem_vm_fault(f.vm[0], 2), 0);
+  ck_assert_uint_eq(mem_calls(f.m[0], MEM_OP_INSTALL), 0);
+  ck_assert_uint_eq(fx_es(&f).faults, 0);
+  fx_check_stats(&f);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- the clock */
+
+START_TEST(clock_transitions)
+{
+  fx f;
+  fx_init(&f, 1, 8, 0);
+  fx_random(&f, 0, 0, 8, 2);
+  fx_start(&f);
+  mem_set_bits(f.m[0], 0, DMEM_BIT_REFERENCED);
+  mem_set_bits(f.m[0], 1, DMEM_BIT_REFERENCED | DMEM_BIT_MODIFIED);
+  fx_pass(&f);
+  expect_states(&f, 0, "21333333");
+  fx_pass(&f);
+  expect_states(&f, 0, "33333333");
+  fx_pass(&f); /* c4_passes = 3 idle scans for gfn 2..7 */
+  expect_states(&f, 0, "33444444");
+  fx_pass(&f);
+  expect_states(&f, 0, "44444444");
+  uint8_t x = 0x5a;
+  fx_write(&f, 0, 3, 17, &x, 1);
+  fx_touch(&f, 0, 4);
+  fx_pass(&f);
+  expect_states(&f, 0, "44412444");
+  fx_pass(&f);
+  expect_states(&f, 0, "44433444");
+  expect_kind(&f, 0, 0, 8, DMEM_PAGE_RESIDENT);
+  dmem_stats es = fx_es(&f);
+  ck_assert_uint_eq(es.scanned, 6 * 8);
+  ck_assert_uint_eq(es.merges, 0);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- zero and identical pages */
+
+START_TEST(zero_pages)
+{
+  fx f;
+  uint8_t buf[PAGE], zero[PAGE] = {0};
+  fx_init(&f, 1, 8, 0);
+  fx_random(&f, 0, 4, 4, 3);
+  fx_start(&f);
+  fx_pass(&f);
+  expect_kind(&f, 0, 0, 4, DMEM_PAGE_ZERO);
+  expect_kind(&f, 0, 4, 4, DMEM_PAGE_RESIDENT);
+  dmem_stats es = fx_es(&f);
+  ck_assert_uint_eq(es.zero, 4);
+  ck_assert_uint_eq(es.frames, 0);
+  ck_assert_uint_eq(es.store_bytes, 0);
+  ck_assert_uint_ge(es.merges, 4);
+  ck_assert(!mem_present(f.m[0], 0));
+  ck_assert_int_eq(dmem_vm_read(buf, f.vm[0], 1), 0);
+  ck_assert_mem_eq(buf, zero, PAGE);
+  expect_kind(&f, 0, 1, 1, DMEM_PAGE_ZERO);
+  fx_touch(&f, 0, 2); /* faults: zeros, resident, C1 */
+  expect_kind(&f, 0, 2, 1, DMEM_PAGE_RESIDENT);
+  ck_assert_int_eq(fx_state(&f, 0, 2), DMEM_C1);
+  ck_assert_uint_eq(fx_es(&f).faults, es.faults + 1);
+  ck_assert_uint_eq(fx_es(&f).zero, 3);
+  fx_write(&f, 0, 3, 100, "hello", 5);
+  fx_pass(&f);
+  expect_kind(&f, 0, 3, 1, DMEM_PAGE_RESIDENT);
+  ck_assert_int_eq(fx_state(&f, 0, 3), DMEM_C1);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+START_TEST(share_same_vm)
+{
+  fx f;
+  uint8_t x[PAGE];
+  fx_init(&f, 1, 4, 0);
+  fx_random(&f, 0, 0, 4, 4);
+  pg_random(x, 999);
+  fx_set(&f, 0, 0, x), fx_set(&f, 0, 1, x), fx_set(&f, 0, 3, x);
+  fx_start(&f);
+  fx_pass(&f);
+  expect_kind(&f, 0, 0, 2, DMEM_PAGE_SHARED);
+  expect_kind(&f, 0, 2, 1, DMEM_PAGE_RESIDENT);
+  expect_kind(&f, 0, 3, 1, DMEM_PAGE_SHARED);
+  dmem_stats es = fx_es(&f);
+  ck_assert_uint_eq(es.frames, 1);
+  ck_assert_uint_eq(es.shared, 3);
+  ck_assert_uint_ge(es.store_bytes, PAGE);
+  ck_assert_uint_ge(es.merges, 3);
+  ck_assert(!mem_present(f.m[0], 0) && !mem_present(f.m[0], 3));
+  fx_touch(&f, 0, 1);
+  expect_kind(&f, 0, 1, 1, DMEM_PAGE_RESIDENT);
+  ck_assert_int_eq(fx_state(&f, 0, 1), DMEM_C1);
+  fx_write(&f, 0, 0, 0, "abc", 3); /* faults, then writes a private copy */
+  fx_verify(&f);                   /* gfn 3 still reads the frame */
+  ck_assert_uint_eq(fx_es(&f).frames, 1);
+  fx_touch(&f, 0, 3);
+  es = fx_es(&f);
+  ck_assert_uint_eq(es.frames, 0);
+  ck_assert_uint_eq(es.store_bytes, 0);
+  fx_check_stats(&f);
+  fx_end(&f);
+}
+END_TEST
+
+START_TEST(share_cross_vm_mapped)
+{
+  fx f;
+  uint8_t x[PAGE], y[PAGE];
+  fx_init(&f, 2, 4, FX_MAPPING);
+  fx_random(&f, 0, 0, 4, 5), fx_random(&f, 1, 0, 4, 6);
+  pg_random(x, 1001), pg_random(y, 1002);
+  fx_set(&f, 0, 0, x), fx_set(&f, 1, 0, x);
+  fx_set(&f, 0, 1, y), fx_set(&f, 1, 2, y);
+  fx_start(&f);
+  for (int i = 0; i < 2; i++) {
+    touch_all(&f);
+    fx_pass(&f);
+    ck_assert_int_eq(fx_kind(&f, 0, 0), DMEM_PAGE_MAPPED);
+    ck_assert_int_eq(fx_kind(&f, 1, 0), DMEM_PAGE_MAPPED);
+    ck_assert_int_eq(fx_kind(&f, 0, 1), DMEM_PAGE_MAPPED);
+    ck_assert_int_eq(fx_kind(&f, 1, 2), DMEM_PAGE_MAPPED);
+    ck_assert_int_eq(fx_state(&f, 1, 2), DMEM_C2);
+    ck_assert(mem_mapped(f.m[0], 0) && mem_mapped(f.m[1], 2));
+    dmem_stats es = fx_es(&f);
+    ck_assert_uint_eq(es.frames, 2);
+    ck_assert_uint_eq(es.mapped, 4);
+    ck_assert_uint_eq(fx_vs(&f, 0).mapped, 2);
+  }
+  fx_write(&f, 0, 0, 64, "guest", 5); /* breaks copy-on-write */
+  ck_assert(!mem_mapped(f.m[0], 0) && mem_mapped(f.m[1], 0));
+  fx_touch(&f, 1, 0);
+  touch_all(&f);
+  fx_pass(&f);
+  ck_assert_int_eq(fx_kind(&f, 0, 0), DMEM_PAGE_RESIDENT);
+  ck_assert_int_eq(fx_state(&f, 0, 0), DMEM_C1);
+  ck_assert_int_eq(fx_kind(&f, 0, 1), DMEM_PAGE_MAPPED);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+/* Shared pages are evicted unless C2 with share() and map_shared. */
+START_TEST(share_evicts_unless_mapped)
+{
+  for (int c2 = 0; c2 < 2; c2++) {
+    fx f;
+    uint8_t x[PAGE];
+    fx_init(&f, 1, 4, FX_SHARE | FX_PROTECT | (c2 ? 0 : FX_MAP));
+    fx_random(&f, 0, 0, 4, 7);
+    pg_random(x, 1003);
+    fx_set(&f, 0, 0, x), fx_set(&f, 0, 1, x);
+    fx_start(&f);
+    if (c2)
+      touch_all(&f);
+    fx_pass(&f);
+    expect_kind(&f, 0, 0, 2, DMEM_PAGE_SHARED);
+    ck_assert_int_eq(fx_state(&f, 0, 0), c2 ? DMEM_C2 : DMEM_C3);
+    ck_assert_uint_eq(mem_calls(f.m[0], MEM_OP_SHARE), 0);
+    ck_assert(!mem_present(f.m[0], 0) && !mem_present(f.m[0], 1));
+    fx_verify(&f);
+    fx_end(&f);
+  }
+}
+END_TEST
+
+/* ---------------------------------------------------------------- patch, compress, swap */
+
+START_TEST(similar_patched)
+{
+  static const unsigned flags[] = {0, FX_MAPPING};
+  for (int i = 0; i < 2; i++) {
+    fx f;
+    uint8_t r[PAGE], p[PAGE];
+    fx_init(&f, 1, 4, flags[i]);
+    fx_random(&f, 0, 0, 4, 8);
+    pg_random(r, 1004);
+    pg_similar(p, r, 5, 2);
+    fx_set(&f, 0, 0, r), fx_set(&f, 0, 1, p);
+    fx_start(&f);
+    for (int pass = 0; pass < 2 && fx_kind(&f, 0, 1) != DMEM_PAGE_PATCHED; pass++) {
+      fx_touch(&f, 0, 0); /* the reference stays C2 */
+      fx_pass(&f);
+    }
+    ck_assert_int_eq(fx_kind(&f, 0, 1), DMEM_PAGE_PATCHED);
+    ck_assert_int_eq(fx_state(&f, 0, 1), DMEM_C3);
+    dmem_page_kind rk = fx_kind(&f, 0, 0);
+    ck_assert(rk == DMEM_PAGE_RESIDENT || rk == DMEM_PAGE_MAPPED || rk == DMEM_PAGE_SHARED);
+    dmem_stats es = fx_es(&f);
+    ck_assert_uint_eq(es.patched, 1);
+    ck_assert_uint_ge(es.frames, 1);
+    ck_assert_uint_gt(es.store_bytes, 0);
+    fx_verify(&f);
+    fx_touch(&f, 0, 1);
+    ck_assert_int_eq(fx_kind(&f, 0, 1), DMEM_PAGE_RESIDENT);
+    ck_assert_int_eq(fx_state(&f, 0, 1), DMEM_C1);
+    fx_end(&f);
+  }
+}
+END_TEST
+
+START_TEST(compressed_in_c4)
+{
+  fx f;
+  uint8_t t[PAGE];
+  fx_init(&f, 1, 4, 0);
+  fx_random(&f, 0, 1, 3, 9);
+  pg_text(t, 1);
+  fx_set(&f, 0, 0, t);
+  fx_start(&f);
+  fx_pass(&f);
+  fx_pass(&f);
+  expect_kind(&f, 0, 0, 1, DMEM_PAGE_RESIDENT); /* C3: share or patch only */
+  ck_assert_int_eq(fx_state(&f, 0, 0), DMEM_C3);
+  fx_pass(&f);
+  expect_kind(&f, 0, 0, 1, DMEM_PAGE_COMPRESSED);
+  expect_kind(&f, 0, 1, 3, DMEM_PAGE_RESIDENT);
+  ck_assert_int_eq(fx_state(&f, 0, 0), DMEM_C4);
+  dmem_stats es = fx_es(&f);
+  ck_assert_uint_eq(es.compressed, 1);
+  ck_assert_uint_eq(es.frames, 0);
+  ck_assert_uint_gt(es.store_bytes, 0); /* the store may count whole chunks */
+  ck_assert(!mem_present(f.m[0], 0));
+  fx_verify(&f);
+  expect_kind(&f, 0, 0, 1, DMEM_PAGE_COMPRESSED);
+  fx_touch(&f, 0, 0);
+  expect_kind(&f, 0, 0, 1, DMEM_PAGE_RESIDENT);
+  ck_assert_int_eq(fx_state(&f, 0, 0), DMEM_C1);
+  fx_end(&f);
+}
+END_TEST
+
+/* Compressible pages 0..3, random 4..5, swap under pressure; passes until
+ * page 0..@n-1 are all swapped. */
+static void swap_setup(fx *f, unsigned n)
+{
+  uint8_t t[PAGE];
+  fx_init(f, 1, 6, FX_SWAP);
+  fx_random(f, 0, 4, 2, 10);
+  for (uint64_t g = 0; g < 4; g++) {
+    pg_text(t, 20 + g);
+    fx_set(f, 0, g, t);
+  }
+  fx_start(f);
+  struct stat st;
+  ck_assert_msg(stat(f->swap, &st) == 0, "no swap file at %s", f->swap);
+  for (unsigned pass = 0; pass < f->o.c4_passes + 4; pass++) {
+    unsigned swapped = 0;
+    for (uint64_t g = 0; g < n; g++)
+      swapped += fx_kind(f, 0, g) == DMEM_PAGE_SWAPPED;
+    if (swapped == n)
+      return;
+    fx_pass(f);
+  }
+  ck_abort_msg("pages not swapped out");
+}
+
+START_TEST(swapped_under_pressure)
+{
+  fx f;
+  swap_setup(&f, 4);
+  dmem_stats es = fx_es(&f);
+  ck_assert_uint_ge(es.swapped, 4);
+  ck_assert_uint_gt(es.swap_bytes, 0);
+  ck_assert(!mem_present(f.m[0], 0));
+  fx_verify(&f);
+  for (uint64_t g = 0; g < 4; g++) {
+    fx_touch(&f, 0, g);
+    ck_assert_int_eq(fx_kind(&f, 0, g), DMEM_PAGE_RESIDENT);
+    ck_assert_int_eq(fx_state(&f, 0, g), DMEM_C1);
+  }
+  fx_check_stats(&f);
+  fx_end(&f);
+}
+END_TEST
+
+START_TEST(swap_needs_pressure)
+{
+  fx f;
+  uint8_t t[PAGE];
+  fx_init(&f, 1, 4, FX_SWAP);
+  f.o.store_limit_bytes = 0; /* never under pressure */
+  fx_random(&f, 0, 1, 3, 11);
+  pg_text(t, 30);
+  fx_set(&f, 0, 0, t);
+  fx_start(&f);
+  for (unsigned i = 0; i < f.o.c4_passes + 3; i++)
+    fx_pass(&f);
+  expect_kind(&f, 0, 0, 1, DMEM_PAGE_COMPRESSED);
+  expect_kind(&f, 0, 1, 3, DMEM_PAGE_RESIDENT);
+  ck_assert_uint_eq(fx_es(&f).swapped, 0);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+START_TEST(swap_corruption_detected)
+{
+  fx f;
+  uint8_t buf[PAGE];
+  swap_setup(&f, 1);
+  int fd = open(f.swap, O_RDWR);
+  ck_assert_int_ge(fd, 0);
+  struct stat st;
+  ck_assert_int_eq(fstat(fd, &st), 0);
+  ck_assert_int_gt(st.st_size, 0);
+  memset(buf, 0xa5, PAGE);
+  for (off_t off = 0; off < st.st_size; off += PAGE)
+    ck_assert_int_gt(pwrite(fd, buf, PAGE, off), 0);
+  close(fd);
+  uint64_t installs = mem_calls(f.m[0], MEM_OP_INSTALL);
+  uint64_t errors = fx_es(&f).errors;
+  int rc = dmem_vm_fault(f.vm[0], 0);
+  ck_assert_msg(rc == DMEM_ECORRUPT || rc == DMEM_EIO, "fault: %s", dmem_err_name(rc));
+  ck_assert_int_eq(fx_kind(&f, 0, 0), DMEM_PAGE_SWAPPED);
+  ck_assert(!mem_present(f.m[0], 0));
+  ck_assert_uint_eq(mem_calls(f.m[0], MEM_OP_INSTALL), installs);
+  ck_assert_uint_gt(fx_es(&f).errors, errors);
+  rc = dmem_vm_read(buf, f.vm[0], 0);
+  ck_assert_msg(rc == DMEM_ECORRUPT || rc == DMEM_EIO, "read: %s", dmem_err_name(rc));
+  rc = mem_guest_read(f.m[0], 0, buf);
+  ck_assert_msg(rc == DMEM_ECORRUPT || rc == DMEM_EIO, "guest: %s", dmem_err_name(rc));
+  ck_assert_int_ne(dmem_vm_detach(f.vm[0]), 0);
+  ck_assert_int_eq(fx_kind(&f, 0, 0), DMEM_PAGE_SWAPPED); /* still attached */
+  fx_check_stats(&f);
+  dmem_engine_destroy(f.e);
+  ck_assert(access(f.swap, F_OK) != 0);
+  fx_no_violations(&f);
+  mem_destroy(f.m[0]);
+  free(f.want[0]);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- hints and dirty */
+
+START_TEST(io_hint_shares_now)
+{
+  fx f;
+  uint8_t x[PAGE], y[PAGE], zero[PAGE] = {0};
+  fx_init(&f, 1, 10, 0);
+  fx_random(&f, 0, 0, 10, 12);
+  pg_random(x, 1005), pg_random(y, 1010);
+  fx_set(&f, 0, 0, x), fx_set(&f, 0, 1, x);
+  fx_start(&f);
+  fx_pass(&f);
+  expect_kind(&f, 0, 0, 2, DMEM_PAGE_SHARED);
+  dmem_stats es0 = fx_es(&f);
+  /* The VMM fills gfn 5 with a copy of a shared frame, 6 and 7 with the
+   * same new content, 8 with zeros. */
+  const uint8_t *fill[4] = {x, y, y, zero};
+  for (uint64_t i = 0; i < 4; i++) {
+    memcpy(fx_want(&f, 0, 5 + i), fill[i], PAGE);
+    ck_assert_int_eq(mem_write(f.m[0], 5 + i, 0, fill[i], PAGE, 0), 0);
+  }
+  ck_assert_int_eq(dmem_vm_io_hint(f.vm[0], 5, 1), 0);
+  ck_assert_int_eq(fx_kind(&f, 0, 5), DMEM_PAGE_SHARED);
+  dmem_stats es = fx_es(&f);
+  ck_assert_uint_eq(es.frames, 1);
+  ck_assert_uint_eq(es.hints, es0.hints + 1);
+  ck_assert_uint_eq(es.scanned, es0.scanned);
+  /* gfn 6 is remembered as a candidate, so gfn 7 shares with it. */
+  ck_assert_int_eq(dmem_vm_io_hint(f.vm[0], 6, 3), 0);
+  ck_assert_int_eq(fx_kind(&f, 0, 7), DMEM_PAGE_SHARED);
+  ck_assert_int_eq(fx_kind(&f, 0, 6), DMEM_PAGE_SHARED);
+  ck_assert_int_eq(fx_kind(&f, 0, 8), DMEM_PAGE_ZERO);
+  ck_assert_uint_eq(fx_es(&f).frames, 2);
+  ck_assert_uint_eq(fx_es(&f).hints, es0.hints + 4);
+  ck_assert_uint_eq(fx_es(&f).scanned, es0.scanned);
+  ck_assert_int_eq(dmem_vm_io_hint(f.vm[0], 9, 2), DMEM_ERANGE);
+  fx_check_stats(&f);
+  fx_verify(&f);
+  fx_touch(&f, 0, 6);
+  fx_end(&f);
+}
+END_TEST
+
+START_TEST(dirty_forces_c1)
+{
+  fx f;
+  fx_init(&f, 1, 5, 0);
+  fx_random(&f, 0, 0, 4, 13); /* gfn 4 stays zero */
+  fx_start(&f);
+  ck_assert_int_eq(dmem_vm_dirty(f.vm[0], 4, 1), 0);
+  fx_pass(&f);
+  expect_states(&f, 0, "33331");
+  expect_kind(&f, 0, 4, 1, DMEM_PAGE_RESIDENT); /* C1 is left alone */
+  ck_assert_int_eq(dmem_vm_dirty(f.vm[0], 1, 2), 0);
+  fx_pass(&f);
+  expect_states(&f, 0, "31133");
+  expect_kind(&f, 0, 4, 1, DMEM_PAGE_ZERO);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- detach, destroy */
+
+/* 16 pages: zero 0-1, identical 2-3, reference 4 and similar 5,
+ * compressible 6-7, random 8-15. */
+static void fx_mixed(fx *f, unsigned v)
+{
+  uint8_t b[PAGE], r[PAGE];
+  fx_random(f, v, 8, 8, 14 + v);
+  pg_random(b, 1006);
+  fx_set(f, v, 2, b), fx_set(f, v, 3, b);
+  pg_random(r, 1007 + v);
+  fx_set(f, v, 4, r);
+  pg_similar(b, r, 6, 2);
+  fx_set(f, v, 5, b);
+  pg_text(b, 40 + v);
+  fx_set(f, v, 6, b);
+  pg_text(b, 50 + v);
+  fx_set(f, v, 7, b);
+}
+
+/* Passes with gfn 4 kept referenced; returns the kinds seen, as bits. */
+static unsigned fx_cycle(fx *f, unsigned passes)
+{
+  unsigned seen = 0;
+  for (unsigned i = 0; i < passes; i++) {
+    for (unsigned v = 0; v < f->nvm; v++)
+      fx_touch(f, v, 4);
+    fx_pass(f);
+    for (unsigned v = 0; v < f->nvm; v++)
+      for (uint64_t g = 0; g < f->npages; g++)
+        seen |= 1u << fx_kind(f, v, g);
+  }
+  return seen;
+}
+
+static const unsigned restore_flags[] = {0, FX_MAPPING, FX_SWAP};
+
+START_TEST(detach_restores)
+{
+  fx f;
+  fx_init(&f, 1, 16, restore_flags[_i]);
+  fx_mixed(&f, 0);
+  fx_start(&f);
+  unsigned seen = fx_cycle(&f, f.o.c4_passes + 3);
+  unsigned want = 1u << DMEM_PAGE_ZERO | 1u << DMEM_PAGE_SHARED | 1u << DMEM_PAGE_PATCHED |
+                  1u << DMEM_PAGE_COMPRESSED;
+  if (f.swap[0])
+    want |= 1u << DMEM_PAGE_SWAPPED;
+  ck_assert_msg((seen & want) == want, "kinds seen %#x, want %#x", seen, want);
+  fx_verify(&f);
+  fx_end(&f); /* detach: every page back in the adapter, privately */
+}
+END_TEST
+
+START_TEST(destroy_restores)
+{
+  fx f;
+  fx_init(&f, 2, 16, restore_flags[_i]);
+  fx_mixed(&f, 0), fx_mixed(&f, 1);
+  fx_start(&f);
+  unsigned seen = fx_cycle(&f, f.o.c4_passes + 3);
+  ck_assert(seen & (1u << DMEM_PAGE_PATCHED));
+  dmem_engine_destroy(f.e);
+  fx_verify_adapter(&f);
+  fx_no_violations(&f);
+  if (f.swap[0])
+    ck_assert(access(f.swap, F_OK) != 0);
+  for (unsigned v = 0; v < 2; v++) {
+    mem_destroy(f.m[v]);
+    free(f.want[v]);
+  }
+}
+END_TEST
+
+/* ---------------------------------------------------------------- adapter failures */
+
+static const mem_op failing_ops[] = {MEM_OP_READ, MEM_OP_BITS, MEM_OP_PROTECT, MEM_OP_EVICT};
+
+/* While @op fails, nothing is reclaimed and nothing is lost. */
+START_TEST(failed_op_leaves_pages)
+{
+  fx f;
+  uint8_t buf[PAGE];
+  mem_op op = failing_ops[_i];
+  fx_init(&f, 1, 16, FX_SHARE | FX_PROTECT);
+  fx_mixed(&f, 0);
+  fx_start(&f);
+  mem_fail_next(f.m[0], op, 1000000, DMEM_EIO);
+  for (unsigned i = 0; i < f.o.c4_passes + 1; i++)
+    fx_pass(&f);
+  ck_assert_uint_gt(mem_failed(f.m[0], op), 0);
+  ck_assert_uint_gt(fx_es(&f).errors, 0);
+  expect_kind(&f, 0, 0, 16, DMEM_PAGE_RESIDENT);
+  for (uint64_t g = 0; g < 16; g++) {
+    ck_assert_int_eq(mem_peek(f.m[0], g, buf), 0);
+    ck_assert_mem_eq(buf, fx_want(&f, 0, g), PAGE);
+  }
+  mem_fail_clear(f.m[0]);
+  fx_pass(&f);
+  expect_kind(&f, 0, 0, 2, DMEM_PAGE_ZERO);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+START_TEST(failed_share_keeps_content)
+{
+  fx f;
+  uint8_t x[PAGE];
+  fx_init(&f, 1, 4, FX_MAPPING);
+  fx_random(&f, 0, 0, 4, 15);
+  pg_random(x, 1008);
+  fx_set(&f, 0, 0, x), fx_set(&f, 0, 1, x);
+  fx_start(&f);
+  mem_fail_next(f.m[0], MEM_OP_SHARE, 1000000, DMEM_EIO);
+  touch_all(&f);
+  fx_pass(&f);
+  ck_assert_uint_gt(mem_failed(f.m[0], MEM_OP_SHARE), 0);
+  ck_assert_uint_gt(fx_es(&f).errors, 0);
+  for (uint64_t g = 0; g < 2; g++) {
+    dmem_page_kind k = fx_kind(&f, 0, g);
+    ck_assert(k == DMEM_PAGE_RESIDENT || k == DMEM_PAGE_SHARED);
+    ck_assert(!mem_mapped(f.m[0], g));
+  }
+  fx_verify(&f);
+  mem_fail_clear(f.m[0]);
+  for (int i = 0; i < 4 && fx_kind(&f, 0, 1) != DMEM_PAGE_MAPPED; i++) {
+    touch_all(&f);
+    fx_pass(&f);
+  }
+  expect_kind(&f, 0, 0, 2, DMEM_PAGE_MAPPED);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+START_TEST(failed_install_keeps_page)
+{
+  fx f;
+  uint8_t buf[PAGE];
+  fx_init(&f, 1, 4, 0);
+  fx_random(&f, 0, 2, 2, 16);
+  fx_start(&f);
+  fx_pass(&f);
+  expect_kind(&f, 0, 0, 2, DMEM_PAGE_ZERO);
+  mem_fail_next(f.m[0], MEM_OP_INSTALL, 1, DMEM_EIO);
+  ck_assert_int_eq(dmem_vm_fault(f.vm[0], 0), DMEM_EIO);
+  ck_assert_int_eq(fx_kind(&f, 0, 0), DMEM_PAGE_ZERO);
+  ck_assert(!mem_present(f.m[0], 0));
+  ck_assert_uint_gt(fx_es(&f).errors, 0);
+  ck_assert_int_eq(dmem_vm_fault(f.vm[0], 0), 0);
+  ck_assert_int_eq(fx_kind(&f, 0, 0), DMEM_PAGE_RESIDENT);
+  mem_fail_next(f.m[0], MEM_OP_INSTALL, 1, DMEM_EIO);
+  ck_assert_int_eq(mem_guest_read(f.m[0], 1, buf), DMEM_EIO);
+  fx_touch(&f, 0, 1);
+  fx_pass(&f);
+  expect_kind(&f, 0, 0, 1, DMEM_PAGE_ZERO);
+  /* A detach that cannot install keeps the VM attached; a retry works. */
+  mem_fail_next(f.m[0], MEM_OP_INSTALL, 1, DMEM_EIO);
+  ck_assert_int_eq(dmem_vm_detach(f.vm[0]), DMEM_EIO);
+  ck_assert_uint_eq(fx_vs(&f, 0).pages, 4);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+static int retry_touch(fx *f, unsigned v, uint64_t g, const void *wr, size_t len)
+{
+  uint8_t buf[PAGE];
+  for (int i = 0; i < 100; i++) {
+    int rc = wr ? mem_guest_write(f->m[v], g, 8, wr, len) : mem_guest_read(f->m[v], g, buf);
+    if (rc == DMEM_EIO)
+      continue;
+    ck_assert_int_eq(rc, 0);
+    if (wr)
+      memcpy(fx_want(f, v, g) + 8, wr, len);
+    else
+      ck_assert_mem_eq(buf, fx_want(f, v, g), PAGE);
+    return 0;
+  }
+  ck_abort_msg("guest access failed 100 times");
+  return -1;
+}
+
+START_TEST(random_failures_keep_content)
+{
+  fx f;
+  uint64_t s = 99;
+  fx_init(&f, 2, 16, FX_MAPPING);
+  fx_mixed(&f, 0), fx_mixed(&f, 1);
+  fx_start(&f);
+  for (unsigned v = 0; v < 2; v++)
+    for (int op = 0; op < MEM_OP_COUNT; op++)
+      if (op != MEM_OP_UNPROTECT)
+        mem_fail_prob(f.m[v], (mem_op)op, 0.25, DMEM_EIO);
+  for (int pass = 0; pass < 30; pass++) {
+    for (int i = 0; i < 8; i++) {
+      uint64_t r = test_rand(&s);
+      retry_touch(&f, r & 1, (r >> 8) % 16, (r >> 16) % 4 ? NULL : &r, sizeof r);
+    }
+    fx_pass(&f);
+  }
+  ck_assert_uint_gt(fx_es(&f).errors, 0);
+  mem_fail_clear(f.m[0]), mem_fail_clear(f.m[1]);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- mapped pages and writes */
+
+/* Two identical pages mapped copy-on-write; then variant @i: the VMM writes
+ * page 0 and hints it (0) or marks it dirty and detaches (1); an adapter
+ * that reports both bits for a read (2); dmem_vm_dirty with no write (3).
+ * Whatever the engine makes of it, no write is lost and no frame is freed
+ * under a mapping. */
+START_TEST(mapped_pages_follow_writes)
+{
+  fx f;
+  uint8_t x[PAGE], y[PAGE];
+  fx_init(&f, 1, 2, FX_MAPPING);
+  pg_random(x, 1011), pg_random(y, 1012);
+  fx_set(&f, 0, 0, x), fx_set(&f, 0, 1, x);
+  fx_start(&f);
+  touch_all(&f);
+  fx_pass(&f);
+  expect_kind(&f, 0, 0, 2, DMEM_PAGE_MAPPED);
+  if (_i <= 1) {
+    memcpy(fx_want(&f, 0, 0), y, PAGE);
+    ck_assert_int_eq(mem_write(f.m[0], 0, 0, y, PAGE, 0), 0); /* VMM write */
+    ck_assert_int_eq(_i ? dmem_vm_dirty(f.vm[0], 0, 1) : dmem_vm_io_hint(f.vm[0], 0, 1), 0);
+    if (_i == 1) {
+      fx_end(&f); /* detach before any scan sees the dirty mark */
+      return;
+    }
+  } else if (_i == 2) {
+    mem_set_bits(f.m[0], 0, DMEM_BIT_REFERENCED | DMEM_BIT_MODIFIED);
+    mem_set_bits(f.m[0], 1, DMEM_BIT_REFERENCED | DMEM_BIT_MODIFIED);
+  } else {
+    ck_assert_int_eq(dmem_vm_dirty(f.vm[0], 0, 2), 0);
+  }
+  for (int pass = 0; pass < 3; pass++) {
+    fx_pass(&f); /* checks the adapter still maps only what the engine calls MAPPED */
+    fx_verify(&f);
+  }
+  touch_all(&f);
+  fx_end(&f);
+}
+END_TEST
+
+/* Bits read for a slice must not be applied to a page whose kind changed
+ * since: P, visited first, takes Q as patch reference (Q becomes a mapped
+ * frame); Q's MODIFIED bit was read with the slice, before the mapping. */
+START_TEST(stale_slice_bits)
+{
+  fx f;
+  uint8_t q[PAGE], p[PAGE];
+  fx_init(&f, 1, 2, FX_MAPPING);
+  pg_random(q, 1013);
+  pg_similar(p, q, 7, 2);
+  fx_set(&f, 0, 0, p), fx_set(&f, 0, 1, q);
+  fx_start(&f);
+  fx_touch(&f, 0, 1);
+  fx_pass(&f);                                          /* P C3, Q C2 */
+  ck_assert_int_eq(dmem_vm_io_hint(f.vm[0], 1, 1), 0); /* Q: reference candidate */
+  fx_write(&f, 0, 1, 8, q + 8, 8);                      /* same bytes, MODIFIED */
+  fx_pass(&f);
+  fx_touch(&f, 0, 0); /* P's patch goes; Q's frame must stay while mapped */
+  fx_check_stats(&f);
+  fx_touch(&f, 0, 1);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- allocation failures */
+
+/* Engine create, two attaches, one detach and destroy with allocation
+ * @fail_at failing; returns the allocations asked for. */
+static long alloc_setup_once(long fail_at)
+{
+  test_alloc ta;
+  test_alloc_init(&ta);
+  ta.fail_at = fail_at;
+  fx f;
+  fx_init(&f, 2, 8, FX_SWAP);
+  f.o.allocator = &ta.hook;
+  int rc = dmem_engine_create(&f.e, &f.o);
+  for (unsigned v = 0; rc == 0 && v < 2; v++)
+    rc = mem_attach(&f.vm[v], f.e, f.m[v], "vm");
+  if (f.vm[0]) {
+    int drc = dmem_vm_detach(f.vm[0]);
+    ck_assert_int_eq(drc == DMEM_ENOMEM ? dmem_vm_detach(f.vm[0]) : drc, 0);
+  }
+  dmem_engine_destroy(f.e);
+  ck_assert_msg(rc == 0 || (rc == DMEM_ENOMEM && ta.allocs >= fail_at), "fail_at %ld: %s",
+                fail_at, dmem_err_name(rc));
+  ck_assert_msg(ta.live_bytes == 0, "fail_at %ld: %ld bytes leaked", fail_at, ta.live_bytes);
+  ck_assert(access(f.swap, F_OK) != 0);
+  for (unsigned v = 0; v < 2; v++) {
+    mem_destroy(f.m[v]);
+    free(f.want[v]);
+  }
+  return ta.allocs;
+}
+
+START_TEST(alloc_failures_setup)
+{
+  long i = 1;
+  while (alloc_setup_once(i) >= i)
+    i++;
+  ck_assert_int_gt(i, 1);
+}
+END_TEST
+
+/* A mixed VM scanned, read and detached while allocation number @k after
+ * the attach fails; returns the allocations the run asked for after attach. */
+static long alloc_scan_once(long k)
+{
+  test_alloc ta;
+  test_alloc_init(&ta);
+  fx f;
+  uint8_t buf[PAGE];
+  fx_init(&f, 1, 16, 0);
+  fx_mixed(&f, 0);
+  f.o.allocator = &ta.hook;
+  fx_start(&f);
+  long a0 = ta.allocs;
+  ta.fail_at = k ? a0 + k : 0;
+  for (unsigned i = 0; i < f.o.c4_passes + 2; i++) {
+    fx_touch(&f, 0, 4);
+    int rc = dmem_engine_scan(NULL, f.e, 16);
+    ck_assert(rc == 0 || rc == DMEM_ENOMEM);
+  }
+  fx_check_stats(&f);
+  for (uint64_t g = 0; g < 16; g++) {
+    int rc = dmem_vm_read(buf, f.vm[0], g);
+    if (rc == DMEM_ENOMEM)
+      rc = dmem_vm_read(buf, f.vm[0], g);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(memcmp(buf, fx_want(&f, 0, g), PAGE) == 0, "k %ld gfn %llu", k,
+                  (unsigned long long)g);
+  }
+  int rc = dmem_vm_detach(f.vm[0]);
+  if (rc == DMEM_ENOMEM)
+    rc = dmem_vm_detach(f.vm[0]);
+  ck_assert_int_eq(rc, 0);
+  f.vm[0] = NULL;
+  fx_end(&f);
+  ck_assert_msg(ta.live_bytes == 0, "k %ld: %ld bytes leaked", k, ta.live_bytes);
+  return ta.allocs - a0;
+}
+
+START_TEST(alloc_failures_scan)
+{
+  long n = alloc_scan_once(0);
+  ck_assert_int_gt(n, 0);
+  for (long k = 1; k <= n; k++)
+    alloc_scan_once(k);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- custom policies */
+
+enum { POL_COMPRESS_C3, POL_NOTHING, POL_ALL_C4, POL_NO_VICTIM };
+
+typedef struct pol_rec {
+  unsigned mode, calls, bad, c4;
+  uint32_t vm_id;
+  uint64_t npages;
+} pol_rec;
+
+static void pol_see(const dmem_page_info *p, const dmem_policy_env *env, pol_rec *r)
+{
+  r->calls++;
+  if (p->vm_id != r->vm_id || p->gfn >= r->npages || env->c4_passes != r->c4 ||
+      p->state < DMEM_C1 || p->state > DMEM_C4 || p->kind > DMEM_PAGE_SWAPPED)
+    r->bad++;
+}
+
+static dmem_page_state pol_classify(const dmem_page_info *p, const dmem_policy_env *env, void *ud)
+{
+  pol_see(p, env, ud);
+  return DMEM_C4;
+}
+
+static unsigned pol_techniques(const dmem_page_info *p, dmem_page_state state,
+                               const dmem_policy_env *env, void *ud)
+{
+  pol_rec *r = ud;
+  pol_see(p, env, r);
+  if (r->mode == POL_COMPRESS_C3 && state == DMEM_C3)
+    return DMEM_TECH_COMPRESS;
+  return 0;
+}
+
+static int pol_victim(const dmem_page_info *p, const dmem_policy_env *env, void *ud)
+{
+  pol_see(p, env, ud);
+  return 0;
+}
+
+/* Text at 0-3, identical random pages at 4-5, zero at 6-7. */
+static void policy_run(unsigned mode)
+{
+  fx f;
+  uint8_t b[PAGE];
+  pol_rec rec = {mode, 0, 0, 3, 0, 8};
+  dmem_policy pol = {DMEM_POLICY_VERSION, NULL, NULL, NULL, &rec};
+  if (mode == POL_ALL_C4)
+    pol.classify = pol_classify;
+  else if (mode == POL_NO_VICTIM)
+    pol.victim = pol_victim;
+  else
+    pol.techniques = pol_techniques;
+  fx_init(&f, 1, 8, mode == POL_NO_VICTIM ? FX_SWAP : 0);
+  f.o.policy = &pol;
+  for (uint64_t g = 0; g < 4; g++)
+    pg_text(b, 60 + g), fx_set(&f, 0, g, b);
+  pg_random(b, 1009);
+  fx_set(&f, 0, 4, b), fx_set(&f, 0, 5, b);
+  fx_start(&f);
+  rec.vm_id = dmem_vm_id(f.vm[0]);
+  fx_pass(&f);
+  if (mode == POL_COMPRESS_C3 || mode == POL_ALL_C4) {
+    expect_kind(&f, 0, 0, 4, DMEM_PAGE_COMPRESSED);
+    ck_assert_int_eq(fx_state(&f, 0, 0), mode == POL_ALL_C4 ? DMEM_C4 : DMEM_C3);
+  }
+  for (unsigned i = 0; i < f.o.c4_passes + 2; i++)
+    fx_pass(&f);
+  if (mode == POL_COMPRESS_C3 || mode == POL_NOTHING) {
+    expect_kind(&f, 0, 4, 2, DMEM_PAGE_RESIDENT); /* no share technique */
+    ck_assert_int_ne(fx_kind(&f, 0, 6), DMEM_PAGE_ZERO);
+    ck_assert_uint_eq(fx_es(&f).frames, 0);
+  }
+  if (mode == POL_NOTHING) {
+    expect_kind(&f, 0, 0, 8, DMEM_PAGE_RESIDENT);
+    ck_assert_uint_eq(fx_es(&f).merges, 0);
+  }
+  if (mode == POL_NO_VICTIM) {
+    expect_kind(&f, 0, 0, 4, DMEM_PAGE_COMPRESSED);
+    ck_assert_uint_eq(fx_es(&f).swapped, 0);
+  }
+  ck_assert_uint_gt(rec.calls, 0);
+  ck_assert_uint_eq(rec.bad, 0);
+  fx_verify(&f);
+  fx_end(&f);
+}
+
+START_TEST(custom_policy)
+{
+  policy_run((unsigned)_i);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- accounting */
+
+START_TEST(entitlement_split)
+{
+  fx f;
+  uint8_t b[PAGE], zero[PAGE] = {0};
+  fx_init(&f, 2, 8, 0);
+  fx_random(&f, 0, 4, 4, 17), fx_random(&f, 1, 4, 4, 18);
+  for (uint64_t g = 0; g < 4; g++) {
+    pg_random(b, 2000 + g);
+    fx_set(&f, 0, g, b), fx_set(&f, 1, g, b);
+  }
+  fx_start(&f);
+  fx_pass(&f);
+  expect_kind(&f, 0, 0, 4, DMEM_PAGE_SHARED);
+  expect_kind(&f, 1, 0, 4, DMEM_PAGE_SHARED);
+  dmem_stats es = fx_es(&f), v0 = fx_vs(&f, 0), v1 = fx_vs(&f, 1);
+  ck_assert_uint_eq(es.frames, 4);
+  /* Each of the 8 shared pages saves half a page: 4 pages per VM... less
+   * nothing else, since VM figures count pages, not the store's slack. */
+  ck_assert_int_eq(v0.bytes_saved, v1.bytes_saved);
+  ck_assert_int_eq(v0.bytes_saved, 2 * PAGE);
+  ck_assert_int_gt(v0.entitlement_bytes, 0);
+  ck_assert_int_eq(v0.entitlement_bytes, v1.entitlement_bytes);
+  ck_assert_int_eq(v0.entitlement_bytes + v1.entitlement_bytes, es.entitlement_bytes);
+  for (uint64_t g = 4; g < 8; g++) {
+    memset(fx_want(&f, 0, g), 0, PAGE);
+    ck_assert_int_eq(mem_write(f.m[0], g, 0, zero, PAGE, 0), 0);
+  }
+  fx_pass(&f);
+  expect_kind(&f, 0, 4, 4, DMEM_PAGE_ZERO);
+  es = fx_es(&f), v0 = fx_vs(&f, 0), v1 = fx_vs(&f, 1);
+  ck_assert_int_gt(v0.bytes_saved, v1.bytes_saved);
+  ck_assert_int_gt(v0.entitlement_bytes, v1.entitlement_bytes);
+  ck_assert_int_eq(v0.entitlement_bytes + v1.entitlement_bytes, es.entitlement_bytes);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- the engine's thread */
+
+START_TEST(background_thread)
+{
+  fx f;
+  fx_init(&f, 1, 64, FX_SHARE | FX_PROTECT | FX_TS);
+  fx_random(&f, 0, 32, 32, 19);
+  fx_start(&f);
+  ck_assert_int_eq(dmem_engine_start(f.e, 1, 16), 0);
+  ck_assert_int_eq(dmem_engine_start(f.e, 1, 16), DMEM_EBUSY);
+  for (int i = 0; i < 10000 && fx_es(&f).zero < 32; i++) {
+    if (i % 16 == 0)
+      fx_touch(&f, 0, 32 + (uint64_t)i / 16 % 32);
+    usleep(1000);
+  }
+  dmem_engine_stop(f.e);
+  dmem_engine_stop(f.e);
+  ck_assert_uint_eq(fx_es(&f).zero, 32);
+  fx_check_stats(&f);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+Suite *dmem_test_suite(void)
+{
+  Suite *s = suite_create("engine");
+  TCase *tc = tcase_create("engine");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, options_validated);
+  tcase_add_test(tc, attach_and_ranges);
+  tcase_add_test(tc, clock_transitions);
+  tcase_add_test(tc, zero_pages);
+  tcase_add_test(tc, share_same_vm);
+  tcase_add_test(tc, share_cross_vm_mapped);
+  tcase_add_test(tc, share_evicts_unless_mapped);
+  tcase_add_test(tc, similar_patched);
+  tcase_add_test(tc, compressed_in_c4);
+  tcase_add_test(tc, swapped_under_pressure);
+  tcase_add_test(tc, swap_needs_pressure);
+  tcase_add_test(tc, swap_corruption_detected);
+  tcase_add_test(tc, io_hint_shares_now);
+  tcase_add_test(tc, dirty_forces_c1);
+  tcase_add_loop_test(tc, detach_restores, 0, 3);
+  tcase_add_loop_test(tc, destroy_restores, 0, 3);
+  tcase_add_loop_test(tc, failed_op_leaves_pages, 0, 4);
+  tcase_add_test(tc, failed_share_keeps_content);
+  tcase_add_test(tc, failed_install_keeps_page);
+  tcase_add_test(tc, random_failures_keep_content);
+  tcase_add_loop_test(tc, mapped_pages_follow_writes, 0, 4);
+  tcase_add_test(tc, stale_slice_bits);
+  tcase_add_test(tc, alloc_failures_setup);
+  tcase_add_test(tc, alloc_failures_scan);
+  tcase_add_loop_test(tc, custom_policy, POL_COMPRESS_C3, POL_NO_VICTIM + 1);
+  tcase_add_test(tc, entitlement_split);
+  tcase_add_test(tc, background_thread);
+  suite_add_tcase(s, tc);
+  return s;
+}

@@ -1,0 +1,431 @@
+/* diffmem bench codecs: measures the page codecs, the delta encoder and the
+ * similarity detectors on real pages, all in one run so that the ratios
+ * between them hold on a noisy machine. Each timed pass runs --repeat times
+ * and the fastest is kept. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#if DMEM_HAVE_ZLIB
+#include <zlib.h>
+#endif
+
+#include <diffmem/codec.h>
+
+#include "cmd.h"
+#include "json.h"
+#include "pages.h"
+
+typedef struct codec_result {
+  const char *name;
+  size_t pages, in_bytes, out_bytes;
+  double c_secs, d_secs;
+  int roundtrip_ok;
+} codec_result;
+
+typedef struct delta_result {
+  char detector[32];
+  size_t pages_tried, pairs, patch_bytes, zlib_xor_bytes;
+  size_t encodes; /* encode calls, those refused as too big included */
+  double e_secs, d_secs, detect_secs;
+  int roundtrip_ok;
+} delta_result;
+
+typedef struct bench_opts {
+  int json;
+  int repeat;
+} bench_opts;
+
+static double mbps(size_t bytes, double secs)
+{
+  return secs > 0 ? (double)bytes / 1e6 / secs : 0.0;
+}
+
+/* Compresses every non-zero page of the set with one codec, then
+ * decompresses every blob and compares. */
+static int bench_codec(codec_result *r, dmem_codec *c, dmem_codec_id id, const page_set *set,
+                       int repeat)
+{
+  size_t n = set->npages;
+  uint8_t *blobs = malloc(n * DMEM_COMPRESS_BOUND + 1);
+  size_t *lens = calloc(n + 1, sizeof *lens);
+  uint8_t back[DMEM_PAGE_SIZE];
+  if (!blobs || !lens) {
+    free(blobs);
+    free(lens);
+    return -1;
+  }
+  memset(r, 0, sizeof *r);
+  r->name = dmem_codec_name(id);
+  r->roundtrip_ok = 1;
+  r->c_secs = r->d_secs = 1e30;
+  for (int rep = 0; rep < repeat; rep++) {
+    size_t out = 0, pages = 0;
+    double t0 = now_seconds();
+    for (size_t i = 0; i < n; i++) {
+      uint8_t *b = blobs + i * DMEM_COMPRESS_BOUND;
+      if (dmem_codec_compress(&lens[i], b, DMEM_COMPRESS_BOUND, c, id, page_at(set, i)) != 0) {
+        lens[i] = 0;
+        r->roundtrip_ok = 0;
+      }
+      out += lens[i];
+      pages++;
+    }
+    double t1 = now_seconds();
+    for (size_t i = 0; i < n; i++) {
+      if (lens[i] && dmem_codec_decompress(back, c, blobs + i * DMEM_COMPRESS_BOUND, lens[i]) != 0)
+        r->roundtrip_ok = 0;
+    }
+    double t2 = now_seconds();
+    if (t1 - t0 < r->c_secs)
+      r->c_secs = t1 - t0;
+    if (t2 - t1 < r->d_secs)
+      r->d_secs = t2 - t1;
+    r->pages = pages;
+    r->out_bytes = out;
+  }
+  /* Verify once more outside the timed loop. */
+  for (size_t i = 0; i < n; i++) {
+    if (!lens[i] || dmem_codec_decompress(back, c, blobs + i * DMEM_COMPRESS_BOUND, lens[i]) != 0 ||
+        memcmp(back, page_at(set, i), DMEM_PAGE_SIZE) != 0)
+      r->roundtrip_ok = 0;
+  }
+  r->in_bytes = r->pages * DMEM_PAGE_SIZE;
+  free(blobs);
+  free(lens);
+  return 0;
+}
+
+static const void *fetch_page(uint32_t id, void *ud)
+{
+  return page_at((const page_set *)ud, id);
+}
+
+#if DMEM_HAVE_ZLIB
+static size_t zlib_xor_size(const uint8_t *page, const uint8_t *ref)
+{
+  uint8_t x[DMEM_PAGE_SIZE], z[DMEM_PAGE_SIZE + 256];
+  for (size_t i = 0; i < DMEM_PAGE_SIZE; i++)
+    x[i] = page[i] ^ ref[i];
+  uLongf zl = sizeof z;
+  if (compress2(z, &zl, x, DMEM_PAGE_SIZE, 6) != Z_OK)
+    return DMEM_PAGE_SIZE;
+  return zl;
+}
+#endif
+
+/* Walks the pages in order, as a scanner would: a page with an identical
+ * earlier page is shared and skipped; otherwise the detector proposes
+ * references among the earlier pages, the best patch under half a page is
+ * kept, and the page is indexed. */
+static int bench_delta(delta_result *r, const dmem_simdet_options *so, const char *label,
+                       const page_set *set)
+{
+  memset(r, 0, sizeof *r);
+  snprintf(r->detector, sizeof r->detector, "%s", label);
+  r->roundtrip_ok = 1;
+  dmem_index_options io = DMEM_INDEX_OPTIONS_INIT;
+  io.seed = 0x9e3779b97f4a7c15ull;
+  io.expected_pages = set->npages;
+  io.fetch = fetch_page;
+  io.fetch_ud = (void *)set;
+  dmem_index *idx = NULL;
+  dmem_simdet *det = NULL;
+  int rc = dmem_index_create(&idx, &io);
+  if (rc == 0)
+    rc = dmem_simdet_create(&det, so);
+  if (rc != 0) {
+    fprintf(stderr, "diffmem bench: %s: %s\n", label, dmem_strerror(rc));
+    dmem_index_destroy(idx);
+    return -1;
+  }
+  uint8_t patch[DMEM_DELTA_MAX], best[DMEM_DELTA_MAX], back[DMEM_PAGE_SIZE];
+  uint32_t cand[8];
+  for (size_t i = 0; i < set->npages; i++) {
+    const uint8_t *p = page_at(set, i);
+    if (page_is_zero(p))
+      continue;
+    uint64_t h = dmem_index_hash(idx, p);
+    uint32_t same;
+    if (dmem_index_lookup(&same, idx, p, h) == 0)
+      continue;
+    r->pages_tried++;
+    double t0 = now_seconds();
+    size_t nc = dmem_simdet_query(cand, so->candidates, det, p);
+    double t1 = now_seconds();
+    r->detect_secs += t1 - t0;
+    size_t best_len = 0;
+    uint32_t best_ref = 0;
+    for (size_t k = 0; k < nc; k++) {
+      size_t len;
+      double e0 = now_seconds();
+      int erc = dmem_delta_encode(&len, patch, sizeof patch, p, page_at(set, cand[k]));
+      r->e_secs += now_seconds() - e0;
+      r->encodes++;
+      if (erc == 0 && (best_len == 0 || len < best_len)) {
+        best_len = len;
+        best_ref = cand[k];
+        memcpy(best, patch, len);
+      }
+    }
+    if (best_len) {
+      double d0 = now_seconds();
+      int drc = dmem_delta_decode(back, page_at(set, best_ref), best, best_len);
+      r->d_secs += now_seconds() - d0;
+      if (drc != 0 || memcmp(back, p, DMEM_PAGE_SIZE) != 0)
+        r->roundtrip_ok = 0;
+      r->pairs++;
+      r->patch_bytes += best_len;
+#if DMEM_HAVE_ZLIB
+      r->zlib_xor_bytes += zlib_xor_size(p, page_at(set, best_ref));
+#endif
+    }
+    if (dmem_index_insert(idx, h, (uint32_t)i) != 0 || dmem_simdet_insert(det, (uint32_t)i, p) != 0) {
+      fprintf(stderr, "diffmem bench: out of memory indexing page %zu\n", i);
+      break;
+    }
+  }
+  dmem_simdet_destroy(det);
+  dmem_index_destroy(idx);
+  return 0;
+}
+
+static void print_codec_table(const codec_result *r, size_t n, const char *title)
+{
+  printf("%s\n", title);
+  printf("  %-6s %8s %12s %12s %7s %10s %10s %s\n", "codec", "pages", "in_bytes", "out_bytes",
+         "ratio", "comp MB/s", "dec MB/s", "roundtrip");
+  for (size_t i = 0; i < n; i++)
+    printf("  %-6s %8zu %12zu %12zu %7.3f %10.0f %10.0f %s\n", r[i].name, r[i].pages,
+           r[i].in_bytes, r[i].out_bytes,
+           r[i].out_bytes ? (double)r[i].in_bytes / (double)r[i].out_bytes : 0.0,
+           mbps(r[i].in_bytes, r[i].c_secs), mbps(r[i].in_bytes, r[i].d_secs),
+           r[i].roundtrip_ok ? "ok" : "FAILED");
+}
+
+static void json_codecs(const codec_result *r, size_t n)
+{
+  printf("[");
+  for (size_t i = 0; i < n; i++) {
+    printf("%s{\"name\":", i ? "," : "");
+    json_str(stdout, r[i].name);
+    printf(",\"pages\":%zu,\"in_bytes\":%zu,\"out_bytes\":%zu,\"ratio\":%.4f,"
+           "\"compress_MBps\":%.1f,\"decompress_MBps\":%.1f,\"roundtrip_ok\":%s}",
+           r[i].pages, r[i].in_bytes, r[i].out_bytes,
+           r[i].out_bytes ? (double)r[i].in_bytes / (double)r[i].out_bytes : 0.0,
+           mbps(r[i].in_bytes, r[i].c_secs), mbps(r[i].in_bytes, r[i].d_secs),
+           r[i].roundtrip_ok ? "true" : "false");
+  }
+  printf("]");
+}
+
+static const dmem_codec_id bench_ids[] = {DMEM_CODEC_WKDM, DMEM_CODEC_LZO, DMEM_CODEC_LZ4,
+                                          DMEM_CODEC_ZSTD, DMEM_CODEC_BEST};
+#define NBENCH (sizeof bench_ids / sizeof bench_ids[0])
+
+/* Runs every available codec over one set; returns how many results. */
+static size_t run_codecs(codec_result *out, dmem_codec *c, const page_set *set, int repeat)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < NBENCH; i++) {
+    if (!dmem_codec_available(bench_ids[i]))
+      continue;
+    if (bench_codec(&out[n], c, bench_ids[i], set, repeat) == 0)
+      n++;
+  }
+  return n;
+}
+
+/* Drops all-zero pages: the engine never compresses them (it keeps no frame
+ * for a zero page at all), so they would only flatter every codec. */
+static size_t drop_zero_pages(page_set *set)
+{
+  size_t kept = 0;
+  for (size_t i = 0; i < set->npages; i++) {
+    if (page_is_zero(page_at(set, i)))
+      continue;
+    if (kept != i)
+      memcpy(set->data + kept * DMEM_PAGE_SIZE, page_at(set, i), DMEM_PAGE_SIZE);
+    kept++;
+  }
+  size_t dropped = set->npages - kept;
+  set->npages = kept;
+  return dropped;
+}
+
+static int run_codecs_cmd(const bench_opts *o, int nfiles, char **files)
+{
+  int rc = 1;
+  page_set all = {0};
+  page_set *per = calloc((size_t)nfiles, sizeof *per);
+  codec_result *res = calloc(NBENCH, sizeof *res);
+  codec_result *fres = calloc(NBENCH * (size_t)nfiles, sizeof *fres);
+  size_t *fn = calloc((size_t)nfiles, sizeof *fn);
+  delta_result dres[3];
+  size_t ndelta = 0, zeros = 0;
+  dmem_codec *c = NULL;
+  if (!per || !res || !fres || !fn) {
+    fprintf(stderr, "diffmem bench: out of memory\n");
+    goto out;
+  }
+  for (int f = 0; f < nfiles; f++) {
+    if (page_set_load(&per[f], files[f]) != 0 || page_set_load(&all, files[f]) != 0)
+      goto out;
+    drop_zero_pages(&per[f]);
+  }
+  zeros = drop_zero_pages(&all);
+  if (all.npages == 0) {
+    fprintf(stderr, "diffmem bench: the input has no non-zero pages\n");
+    goto out;
+  }
+  int err = dmem_codec_create(&c, NULL);
+  if (err != 0) {
+    fprintf(stderr, "diffmem bench: cannot make a codec context: %s\n", dmem_strerror(err));
+    goto out;
+  }
+  size_t nres = run_codecs(res, c, &all, o->repeat);
+  if (nfiles > 1)
+    for (int f = 0; f < nfiles; f++)
+      fn[f] = per[f].npages ? run_codecs(fres + NBENCH * (size_t)f, c, &per[f], 1) : 0;
+
+  dmem_simdet_options paper = DMEM_SIMDET_OPTIONS_INIT;
+  paper.seed = 0x5eed;
+  if (bench_delta(&dres[ndelta], &paper, "hash(2,1)", &all) == 0)
+    ndelta++;
+  dmem_simdet_options wide = paper;
+  wide.k = 4;
+  if (bench_delta(&dres[ndelta], &wide, "hash(4,1)", &all) == 0)
+    ndelta++;
+  dmem_simdet_options content = paper;
+  content.kind = DMEM_SIMDET_CONTENT;
+  if (bench_delta(&dres[ndelta], &content, "content(2,1)", &all) == 0)
+    ndelta++;
+
+  rc = 0;
+  for (size_t i = 0; i < nres; i++)
+    if (!res[i].roundtrip_ok)
+      rc = 1;
+  for (size_t i = 0; i < ndelta; i++)
+    if (!dres[i].roundtrip_ok)
+      rc = 1;
+
+  if (o->json) {
+    printf("{\"codecs\":");
+    json_codecs(res, nres);
+    printf(",\"delta\":[");
+    for (size_t i = 0; i < ndelta; i++) {
+      const delta_result *d = &dres[i];
+      printf("%s{\"detector\":", i ? "," : "");
+      json_str(stdout, d->detector);
+      printf(",\"pairs\":%zu,\"mean_patch_bytes\":%.1f,\"encode_MBps\":%.1f,"
+             "\"decode_MBps\":%.1f,\"roundtrip_ok\":%s,\"pages_tried\":%zu,"
+             "\"bytes_saved\":%zu,\"zlib_xor_mean_bytes\":%.1f,\"detect_MBps\":%.1f}",
+             d->pairs, d->pairs ? (double)d->patch_bytes / (double)d->pairs : 0.0,
+             mbps(d->encodes * DMEM_PAGE_SIZE, d->e_secs), mbps(d->pairs * DMEM_PAGE_SIZE, d->d_secs),
+             d->roundtrip_ok ? "true" : "false", d->pages_tried,
+             d->pairs * DMEM_PAGE_SIZE - d->patch_bytes,
+             d->pairs ? (double)d->zlib_xor_bytes / (double)d->pairs : 0.0,
+             mbps(d->pages_tried * DMEM_PAGE_SIZE, d->detect_secs));
+    }
+    printf("],\"zero_pages_dropped\":%zu,\"files\":[", zeros);
+    for (int f = 0; f < nfiles && nfiles > 1; f++) {
+      printf("%s{\"path\":", f ? "," : "");
+      json_str(stdout, files[f]);
+      printf(",\"codecs\":");
+      json_codecs(fres + NBENCH * (size_t)f, fn[f]);
+      printf("}");
+    }
+    printf("]}\n");
+  } else {
+    printf("%zu non-zero pages from %d file(s); %zu zero pages left out\n\n", all.npages, nfiles,
+           zeros);
+    print_codec_table(res, nres, "codecs, all pages:");
+    for (int f = 0; f < nfiles && nfiles > 1; f++) {
+      char title[512];
+      snprintf(title, sizeof title, "\ncodecs, %s:", files[f]);
+      print_codec_table(fres + NBENCH * (size_t)f, fn[f], title);
+    }
+    printf("\ndelta (pages not identical to an earlier page, patched against a candidate):\n");
+    printf("  %-13s %8s %8s %10s %10s %11s %10s %10s %s\n", "detector", "tried", "pairs",
+           "mean patch", "zlib(xor)", "saved KiB", "enc MB/s", "dec MB/s", "roundtrip");
+    for (size_t i = 0; i < ndelta; i++) {
+      const delta_result *d = &dres[i];
+      printf("  %-13s %8zu %8zu %10.1f %10.1f %11zu %10.0f %10.0f %s\n", d->detector,
+             d->pages_tried, d->pairs,
+             d->pairs ? (double)d->patch_bytes / (double)d->pairs : 0.0,
+             d->pairs ? (double)d->zlib_xor_bytes / (double)d->pairs : 0.0,
+             (d->pairs * DMEM_PAGE_SIZE - d->patch_bytes) / 1024,
+             mbps(d->encodes * DMEM_PAGE_SIZE, d->e_secs), mbps(d->pairs * DMEM_PAGE_SIZE, d->d_secs),
+             d->roundtrip_ok ? "ok" : "FAILED");
+    }
+  }
+out:
+  dmem_codec_destroy(c);
+  for (int f = 0; per && f < nfiles; f++)
+    page_set_free(&per[f]);
+  page_set_free(&all);
+  free(per);
+  free(res);
+  free(fres);
+  free(fn);
+  return rc;
+}
+
+static int run(int argc, char **argv)
+{
+  bench_opts o = {.json = 0, .repeat = 3};
+  if (argc < 2)
+    return cmd_usage_error(&dmem_cmd_bench, "missing what to measure (codecs)");
+  if (strcmp(argv[1], "codecs") != 0)
+    return cmd_usage_error(&dmem_cmd_bench, "unknown benchmark '%s'", argv[1]);
+  int nfiles = 0;
+  char **files = calloc((size_t)argc, sizeof *files);
+  if (!files)
+    return 1;
+  for (int i = 2; i < argc; i++) {
+    if (strcmp(argv[i], "--json") == 0) {
+      o.json = 1;
+    } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
+      char *end;
+      long v = strtol(argv[++i], &end, 10);
+      if (*end || v < 1 || v > 100) {
+        free(files);
+        return cmd_usage_error(&dmem_cmd_bench, "--repeat takes a number from 1 to 100");
+      }
+      o.repeat = (int)v;
+    } else if (argv[i][0] == '-' && argv[i][1]) {
+      free(files);
+      return cmd_usage_error(&dmem_cmd_bench, "unknown option '%s'", argv[i]);
+    } else {
+      files[nfiles++] = argv[i];
+    }
+  }
+  if (nfiles == 0) {
+    free(files);
+    return cmd_usage_error(&dmem_cmd_bench, "no page file given");
+  }
+  int rc = run_codecs_cmd(&o, nfiles, files);
+  free(files);
+  return rc;
+}
+
+const dmem_cmd dmem_cmd_bench = {
+  .name = "bench",
+  .summary = "measure codecs, delta encoding and similarity detectors on real pages",
+  .usage = "usage: diffmem bench codecs [--json] [--repeat N] FILE...\n"
+           "\n"
+           "Reads each FILE as raw 4 KiB pages (for example from bench/capture-pages)\n"
+           "and reports, for each page codec (wkdm, lzo, lz4, zstd, best): pages,\n"
+           "input and output bytes, ratio, compress and decompress MB/s, and whether\n"
+           "every page round-tripped; with several files, the same per file. For\n"
+           "each similarity detector it walks the pages in order, skips pages\n"
+           "identical to an earlier one, patches the rest against the detector's\n"
+           "candidate, and reports pairs found, mean patch size (beside zlib of\n"
+           "page XOR reference), bytes saved, encode MB/s (over every encode call,\n"
+           "refused ones included), decode MB/s and round trip.\n"
+           "All-zero pages are left out: the engine keeps no data for them.\n"
+           "Each timed codec pass runs N times (default 3) and the fastest counts.\n"
+           "Exit status 1 if any round trip failed.\n",
+  .run = run,
+};

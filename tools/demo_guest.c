@@ -1,0 +1,827 @@
+/* The guests of `diffmem demo`: content, program, VM and replay
+ * (demo_guest.h says what a guest is and what its program does). */
+#include "config.h"
+
+#include "demo_guest.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE DG_PAGE
+#define PORT_REPORT 0x10
+
+static int fail(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t len, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, len, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+int dg_layout_make(dg_layout *l, uint64_t content_pages, uint64_t data_pages)
+{
+  memset(l, 0, sizeof *l);
+  if (content_pages == 0 || data_pages == 0 ||
+      content_pages + data_pages > DG_MAX_PAGES - DG_CTL_PAGES)
+    return -1;
+  l->content_gfn = 0;
+  l->content_pages = content_pages;
+  l->data_gfn = content_pages;
+  l->data_pages = data_pages;
+  l->ctl_gfn = content_pages + data_pages;
+  l->npages = l->ctl_gfn + DG_CTL_PAGES;
+  return 0;
+}
+
+static uint64_t mix64(uint64_t z)
+{
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* ---------------------------------------------------------------- files */
+
+typedef struct dg_file {
+  char *path;
+  uint64_t pages, key; /* key: the global order */
+  dev_t dev;
+  ino_t ino;
+} dg_file;
+
+struct dg_files {
+  dg_file *e;
+  size_t n, cap;
+};
+
+/* Files larger than this are left out: the guests should hold many
+ * programs, not a few big ones. */
+#define FILE_MAX_BYTES (8u << 20)
+
+static uint64_t fnv1a(const char *s)
+{
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+  return h;
+}
+
+static int seen_inode(const dg_files *f, dev_t dev, ino_t ino)
+{
+  for (size_t i = 0; i < f->n; i++)
+    if (f->e[i].dev == dev && f->e[i].ino == ino)
+      return 1;
+  return 0;
+}
+
+static void scan_dir(dg_files *f, const char *dir, int only_so)
+{
+  DIR *d = opendir(dir);
+  if (!d)
+    return;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.' || (only_so && !strstr(de->d_name, ".so")))
+      continue;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path)
+      continue;
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t)PAGE ||
+        st.st_size > (off_t)FILE_MAX_BYTES || access(path, R_OK) != 0 ||
+        seen_inode(f, st.st_dev, st.st_ino))
+      continue;
+    if (f->n == f->cap) {
+      size_t cap = f->cap ? f->cap * 2 : 1024;
+      dg_file *e = realloc(f->e, cap * sizeof *e);
+      if (!e)
+        break;
+      f->e = e;
+      f->cap = cap;
+    }
+    char *p = strdup(path);
+    if (!p)
+      break;
+    dg_file *e = &f->e[f->n++];
+    e->path = p;
+    e->pages = ((uint64_t)st.st_size + PAGE - 1) / PAGE;
+    e->key = mix64(fnv1a(de->d_name));
+    e->dev = st.st_dev;
+    e->ino = st.st_ino;
+  }
+  closedir(d);
+}
+
+static int by_key(const void *a, const void *b)
+{
+  const dg_file *x = a, *y = b;
+  if (x->key != y->key)
+    return x->key < y->key ? -1 : 1;
+  return strcmp(x->path, y->path);
+}
+
+dg_files *dg_files_scan(void)
+{
+  dg_files *f = calloc(1, sizeof *f);
+  if (!f)
+    return NULL;
+  scan_dir(f, "/usr/bin", 0);
+  scan_dir(f, "/usr/lib/x86_64-linux-gnu", 1);
+  scan_dir(f, "/usr/lib/aarch64-linux-gnu", 1);
+  scan_dir(f, "/usr/lib64", 1);
+  scan_dir(f, "/usr/lib", 1);
+  if (f->n == 0) {
+    dg_files_free(f);
+    return NULL;
+  }
+  /* By a hash of the name: the same order on every run of this machine,
+   * and programs and libraries mixed. */
+  qsort(f->e, f->n, sizeof *f->e, by_key);
+  return f;
+}
+
+void dg_files_free(dg_files *f)
+{
+  if (!f)
+    return;
+  for (size_t i = 0; i < f->n; i++)
+    free(f->e[i].path);
+  free(f->e);
+  free(f);
+}
+
+/* Reads pages * 4 KiB bytes of a file into dst. A file that ends early
+ * is an error, or with short_ok the rest is zeros (a file's last page). */
+static int read_pages(uint8_t *dst, uint64_t pages, const char *path, int short_ok, char *err,
+                      size_t errlen)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
+  size_t want = (size_t)pages * PAGE, got = 0;
+  while (got < want) {
+    ssize_t k = pread(fd, dst + got, want - got, (off_t)got);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0 || (k == 0 && !short_ok)) {
+      close(fd);
+      return fail(err, errlen, "%s: read failed at offset %zu: %s", path, got,
+                  k < 0 ? strerror(errno) : "unexpected end of file");
+    }
+    if (k == 0)
+      break;
+    got += (size_t)k;
+  }
+  close(fd);
+  memset(dst + got, 0, want - got);
+  return 0;
+}
+
+int dg_fill_files(uint8_t *dst, uint64_t n, uint64_t zero_pages, const dg_files *f, unsigned guest,
+                  char *err, size_t errlen)
+{
+  uint64_t want = zero_pages < n ? n - zero_pages : 0, have = 0;
+  size_t *pick = malloc(f->n * sizeof *pick), npick = 0;
+  if (!pick)
+    return fail(err, errlen, "out of memory");
+  /* Walk the global order; this guest skips a third of the files (its own
+   * third), and takes the skipped ones only if it runs short. */
+  for (int round = 0; round < 2 && have < want; round++) {
+    for (size_t i = 0; i < f->n && have < want; i++) {
+      int skip = mix64(f->e[i].key ^ (0x9e3779b97f4a7c15ull * (guest + 1))) % 3 == 0;
+      if (skip != round)
+        continue;
+      pick[npick++] = i;
+      have += f->e[i].pages;
+    }
+  }
+  /* Its own layout: the picks, rotated. */
+  size_t rot = npick ? (size_t)(mix64(guest + 17) % npick) : 0;
+  uint64_t at = 0;
+  int rc = 0;
+  for (size_t k = 0; k < npick && at < want && rc == 0; k++) {
+    const dg_file *e = &f->e[pick[(k + rot) % npick]];
+    uint64_t np = e->pages < want - at ? e->pages : want - at;
+    rc = read_pages(dst + at * PAGE, np, e->path, 1, err, errlen);
+    at += np;
+  }
+  free(pick);
+  if (rc == 0)
+    memset(dst + at * PAGE, 0, (size_t)(n - at) * PAGE);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- heap */
+
+static void put64(uint8_t *p, uint64_t v)
+{
+  memcpy(p, &v, 8);
+}
+
+/* Three kinds of page, by i % 4: objects with pointers (differ between
+ * guests in the pointers' upper bytes: ASLR), counters and names (differ
+ * in a few words), and tables (the same in every guest). */
+static void heap_page(uint8_t *p, unsigned guest, uint64_t i)
+{
+  uint64_t base = 0x560000000000ull + (uint64_t)guest * 0x1234567000ull;
+  uint64_t lib = 0x7f0000000000ull + (uint64_t)guest * 0x9876000ull;
+  memset(p, 0, PAGE);
+  switch (i % 4) {
+  case 0:
+    for (uint64_t k = 0; k < PAGE / 64; k++) {
+      uint8_t *o = p + k * 64;
+      uint64_t id = i * (PAGE / 64) + k;
+      put64(o, base + (id + 1) * 64);                /* next */
+      put64(o + 8, id ? base + (id - 1) * 64 : 0);   /* prev */
+      put64(o + 16, lib + (id % 11) * 0x40);         /* vtable */
+      put64(o + 24, (1 + id % 5) | (id % 11) << 32); /* refs, type */
+      put64(o + 32, mix64(id) & 0xffffffffffull);    /* key */
+      snprintf((char *)o + 40, 24, "obj-%u", (unsigned)(id % 100000000));
+    }
+    break;
+  case 1:
+  case 2:
+    for (uint64_t k = 0; k < PAGE / 32; k++) {
+      uint8_t *o = p + k * 32;
+      snprintf((char *)o, 20, "ctr.%u.%u", (unsigned)(i % 1000000), (unsigned)k);
+      put64(o + 24, (i * 31 + k) % 1000);
+    }
+    for (unsigned k = 0; k < 6; k++) /* this guest's own figures */
+      put64(p + (mix64(i * 8 + k) % (PAGE / 32)) * 32 + 24,
+            mix64(guest * 1000003 + i + k) % 100000);
+    break;
+  default:
+    for (uint64_t k = 0; k < PAGE / 4; k++) {
+      uint32_t v = (uint32_t)((i * 2654435761u + k * k) & 0xfff);
+      memcpy(p + k * 4, &v, 4);
+    }
+    break;
+  }
+}
+
+void dg_fill_heap(uint8_t *dst, uint64_t n, unsigned guest)
+{
+  for (uint64_t i = 0; i < n; i++)
+    heap_page(dst + i * PAGE, guest, i);
+}
+
+int dg_read_image(uint8_t *dst, uint64_t n, const char *path, char *err, size_t errlen)
+{
+  return read_pages(dst, n, path, 0, err, errlen);
+}
+
+/* ---------------------------------------------------------------- program */
+
+/* The loop of demo_guest.h, assembled from AT&T source with GNU as --64;
+ * rsi points at the parameter block (u32 words, enum below). Registers:
+ * ebx the LCG, rbp operations done, edi the sum, r8d x1, r9d x2 >> 8. */
+// clang-format off
+static const uint8_t guest_code[] = {
+  /* start: */
+  0x8b, 0x1e,                         /* 00: mov (%rsi),%ebx          x = seed */
+  0x31, 0xed,                         /* 02: xor %ebp,%ebp            ops = 0 */
+  0x31, 0xff,                         /* 04: xor %edi,%edi            sum = 0 */
+  /* loop: */
+  0x69, 0xdb, 0x0d, 0x66, 0x19, 0x00, /* 06: imul $1664525,%ebx,%ebx */
+  0x81, 0xc3, 0x5f, 0xf3, 0x6e, 0x3c, /* 0c: add $1013904223,%ebx */
+  0x41, 0x89, 0xd8,                   /* 12: mov %ebx,%r8d            x1 */
+  0x69, 0xdb, 0x0d, 0x66, 0x19, 0x00, /* 15: imul $1664525,%ebx,%ebx */
+  0x81, 0xc3, 0x5f, 0xf3, 0x6e, 0x3c, /* 1b: add $1013904223,%ebx */
+  0x41, 0x89, 0xd9,                   /* 21: mov %ebx,%r9d */
+  0x41, 0xc1, 0xe9, 0x08,             /* 24: shr $8,%r9d              r = x2 >> 8 */
+  0x44, 0x89, 0xc0,                   /* 28: mov %r8d,%eax */
+  0xc1, 0xe8, 0x10,                   /* 2b: shr $16,%eax             h = x1 >> 16 */
+  0x3b, 0x46, 0x08,                   /* 2e: cmp 0x8(%rsi),%eax */
+  0x72, 0x2d,                         /* 31: jb cold */
+  0x3b, 0x46, 0x0c,                   /* 33: cmp 0xc(%rsi),%eax */
+  0x72, 0x49,                         /* 36: jb data */
+  0x44, 0x89, 0xc8,                   /* 38: mov %r9d,%eax            hot read */
+  0x23, 0x46, 0x18,                   /* 3b: and 0x18(%rsi),%eax      r & mask */
+  0x8b, 0x4e, 0x1c,                   /* 3e: mov 0x1c(%rsi),%ecx */
+  0x49, 0x89, 0xea,                   /* 41: mov %rbp,%r10 */
+  0x49, 0xd3, 0xea,                   /* 44: shr %cl,%r10             ops >> shift */
+  0x44, 0x8b, 0x5e, 0x20,             /* 47: mov 0x20(%rsi),%r11d */
+  0x4d, 0x0f, 0xaf, 0xd3,             /* 4b: imul %r11,%r10           * step */
+  0x4c, 0x01, 0xd0,                   /* 4f: add %r10,%rax */
+  0x31, 0xd2,                         /* 52: xor %edx,%edx */
+  0x44, 0x8b, 0x5e, 0x14,             /* 54: mov 0x14(%rsi),%r11d */
+  0x49, 0xf7, 0xf3,                   /* 58: div %r11                 % content dwords */
+  0x48, 0x89, 0xd0,                   /* 5b: mov %rdx,%rax */
+  0xeb, 0x0f,                         /* 5e: jmp content_read */
+  /* cold: */
+  0x44, 0x89, 0xc8,                   /* 60: mov %r9d,%eax */
+  0x44, 0x8b, 0x5e, 0x14,             /* 63: mov 0x14(%rsi),%r11d */
+  0x49, 0x0f, 0xaf, 0xc3,             /* 67: imul %r11,%rax */
+  0x48, 0xc1, 0xe8, 0x18,             /* 6b: shr $24,%rax             r * dwords >> 24 */
+  /* content_read: */
+  0x48, 0xc1, 0xe0, 0x02,             /* 6f: shl $2,%rax */
+  0x44, 0x8b, 0x5e, 0x10,             /* 73: mov 0x10(%rsi),%r11d */
+  0x4c, 0x01, 0xd8,                   /* 77: add %r11,%rax */
+  0xc1, 0xc7, 0x05,                   /* 7a: rol $5,%edi */
+  0x03, 0x38,                         /* 7d: add (%rax),%edi          sum */
+  0xeb, 0x45,                         /* 7f: jmp next */
+  /* data: */
+  0x44, 0x89, 0xc8,                   /* 81: mov %r9d,%eax */
+  0x23, 0x46, 0x2c,                   /* 84: and 0x2c(%rsi),%eax */
+  0x8b, 0x4e, 0x30,                   /* 87: mov 0x30(%rsi),%ecx */
+  0x49, 0x89, 0xea,                   /* 8a: mov %rbp,%r10 */
+  0x49, 0xd3, 0xea,                   /* 8d: shr %cl,%r10 */
+  0x44, 0x8b, 0x5e, 0x34,             /* 90: mov 0x34(%rsi),%r11d */
+  0x4d, 0x0f, 0xaf, 0xd3,             /* 94: imul %r11,%r10 */
+  0x4c, 0x01, 0xd0,                   /* 98: add %r10,%rax */
+  0x31, 0xd2,                         /* 9b: xor %edx,%edx */
+  0x44, 0x8b, 0x5e, 0x28,             /* 9d: mov 0x28(%rsi),%r11d */
+  0x49, 0xf7, 0xf3,                   /* a1: div %r11                 % data dwords */
+  0x48, 0x8d, 0x04, 0x95, 0x00, 0x00, 0x00, 0x00, /* a4: lea 0(,%rdx,4),%rax */
+  0x44, 0x8b, 0x5e, 0x24,             /* ac: mov 0x24(%rsi),%r11d */
+  0x4c, 0x01, 0xd8,                   /* b0: add %r11,%rax */
+  0x85, 0xdb,                         /* b3: test %ebx,%ebx */
+  0x78, 0x07,                         /* b5: js write                 x2 top bit */
+  0xc1, 0xc7, 0x05,                   /* b7: rol $5,%edi */
+  0x03, 0x38,                         /* ba: add (%rax),%edi */
+  0xeb, 0x08,                         /* bc: jmp next */
+  /* write: */
+  0x44, 0x89, 0xc1,                   /* be: mov %r8d,%ecx */
+  0xc1, 0xe9, 0x18,                   /* c1: shr $24,%ecx */
+  0x01, 0x08,                         /* c4: add %ecx,(%rax)          += x1 >> 24 */
+  /* next: */
+  0x48, 0xff, 0xc5,                   /* c6: inc %rbp */
+  0x89, 0xe8,                         /* c9: mov %ebp,%eax */
+  0x23, 0x46, 0x04,                   /* cb: and 0x4(%rsi),%eax */
+  0x0f, 0x85, 0x32, 0xff, 0xff, 0xff, /* ce: jne loop */
+  0x89, 0xe8,                         /* d4: mov %ebp,%eax */
+  0xe7, 0x10,                         /* d6: out %eax,$0x10           report */
+  0xe9, 0x29, 0xff, 0xff, 0xff,       /* d8: jmp loop */
+};
+// clang-format on
+
+/* The parameter page, u32 words (offset 4 * word in the code above). */
+// clang-format off
+enum { P_SEED, P_REPMASK, P_COLD, P_DATAOP, P_CONTENT, P_CDWORDS, P_HOTMASK, P_HOTSHIFT,
+       P_HOTSTEP, P_DATA, P_DDWORDS, P_DMASK, P_DSHIFT, P_DSTEP, P_WORDS };
+// clang-format on
+
+static void params(uint32_t *w, const dg_layout *l, const dg_program *p)
+{
+  memset(w, 0, P_WORDS * 4);
+  w[P_SEED] = p->seed;
+  w[P_REPMASK] = (1u << p->report_log) - 1;
+  w[P_COLD] = p->cold_thresh;
+  w[P_DATAOP] = p->data_thresh;
+  w[P_CONTENT] = (uint32_t)(l->content_gfn * PAGE);
+  w[P_CDWORDS] = (uint32_t)(l->content_pages * (PAGE / 4));
+  w[P_HOTMASK] = (1u << p->hot_win_log) - 1;
+  w[P_HOTSHIFT] = p->hot_shift;
+  w[P_HOTSTEP] = p->hot_step;
+  w[P_DATA] = (uint32_t)(l->data_gfn * PAGE);
+  w[P_DDWORDS] = (uint32_t)(l->data_pages * (PAGE / 4));
+  w[P_DMASK] = (1u << p->data_win_log) - 1;
+  w[P_DSHIFT] = p->data_shift;
+  w[P_DSTEP] = p->data_step;
+}
+
+/* Where the code page holds the descriptor tables. A TSS of our own
+ * matters: where OUT at CPL 3 is checked against the TSS's I/O bitmap
+ * (this project's PVM hosts do, IOPL notwithstanding), the reset TR (base
+ * 0, limit 0xffff) would read a bitmap out of guest page 0, which here
+ * holds content. Ours allows ports 0 to 0x3ff. The IDT is empty: any
+ * exception is a triple fault, which the run loop reports. */
+#define TSS_OFF 0x800u
+#define TSS_LIMIT (0x68u + 128u) /* the header, the bitmap, its 0xff end */
+#define GDT_OFF 0xc00u
+#define GDT_LIMIT (7u * 8 - 1)
+#define IDT_OFF 0xe00u
+#define SEL_CODE 0x1b /* GDT entry 3, RPL 3 */
+#define SEL_DATA 0x23 /* entry 4 */
+#define SEL_TSS 0x28  /* entries 5 and 6 */
+
+static void descriptor_tables(uint8_t *page, uint64_t at)
+{
+  uint8_t *tss = page + TSS_OFF;
+  uint16_t iomap = 0x68;
+  memcpy(tss + 0x66, &iomap, 2);
+  tss[TSS_LIMIT] = 0xff;
+  uint64_t *gdt = (uint64_t *)(page + GDT_OFF), base = at + TSS_OFF;
+  gdt[3] = 0x00affb000000ffffull; /* 64-bit code, DPL 3 */
+  gdt[4] = 0x00cff3000000ffffull; /* data, DPL 3 */
+  gdt[5] = (TSS_LIMIT & 0xffffull) | (base & 0xffffffull) << 16 | 0x8bull << 40 |
+           ((base >> 24) & 0xffull) << 56; /* busy 64-bit TSS, present */
+  gdt[6] = base >> 32;
+}
+
+/* The control part as dg_guest_create writes it: ctl is DG_CTL_PAGES
+ * pages at guest page l->ctl_gfn. */
+static void control_pages(uint8_t *ctl, const dg_layout *l, const dg_program *p)
+{
+  uint64_t at = l->ctl_gfn * PAGE;
+  memset(ctl, 0, (size_t)DG_CTL_PAGES * PAGE);
+  memcpy(ctl, guest_code, sizeof guest_code);
+  descriptor_tables(ctl, at);
+  params((uint32_t *)(ctl + PAGE), l, p);
+  uint64_t *pml4 = (uint64_t *)(ctl + 2 * PAGE), *pdpt = (uint64_t *)(ctl + 3 * PAGE);
+  /* Present, writable, user, and accessed (and dirty): bits the CPU
+   * would set otherwise, so that the page tables stay as written. */
+  pml4[0] = (at + 3 * PAGE) | 0x27;
+  for (uint64_t i = 0; i < 4; i++) {
+    pdpt[i] = (at + (4 + i) * PAGE) | 0x27;
+    uint64_t *pd = (uint64_t *)(ctl + (4 + i) * PAGE);
+    for (uint64_t j = 0; j < 512; j++)
+      pd[j] = (i << 30 | j << 21) | 0xe7; /* a 2 MiB page */
+  }
+}
+
+uint64_t dg_check_control(const uint8_t *mem, const dg_layout *l, const dg_program *p)
+{
+  uint8_t want[DG_CTL_PAGES * PAGE];
+  control_pages(want, l, p);
+  uint64_t bad = 0;
+  for (unsigned i = 0; i < DG_CTL_PAGES; i++)
+    bad += memcmp(want + i * PAGE, mem + (l->ctl_gfn + i) * PAGE, PAGE) != 0;
+  return bad;
+}
+
+static uint32_t rotl5(uint32_t v)
+{
+  return v << 5 | v >> 27;
+}
+
+uint32_t dg_replay(uint8_t *data, const uint8_t *content, const dg_layout *l, const dg_program *p,
+                   uint64_t ops)
+{
+  uint32_t w[P_WORDS];
+  params(w, l, p);
+  uint64_t cdw = w[P_CDWORDS], ddw = w[P_DDWORDS];
+  uint32_t x = w[P_SEED], sum = 0, v;
+  for (uint64_t op = 0; op < ops; op++) {
+    uint32_t x1 = x = x * 1664525u + 1013904223u;
+    uint32_t x2 = x = x * 1664525u + 1013904223u;
+    uint32_t r = x2 >> 8, h = x1 >> 16;
+    uint64_t i;
+    if (h < w[P_COLD]) {
+      i = (uint64_t)r * cdw >> 24;
+    } else if (h < w[P_DATAOP]) {
+      i = ((r & w[P_DMASK]) + (op >> w[P_DSHIFT]) * w[P_DSTEP]) % ddw;
+      memcpy(&v, data + i * 4, 4);
+      if (x2 & 0x80000000u) {
+        v += x1 >> 24;
+        memcpy(data + i * 4, &v, 4);
+      } else {
+        sum = rotl5(sum) + v;
+      }
+      continue;
+    } else {
+      i = ((r & w[P_HOTMASK]) + (op >> w[P_HOTSHIFT]) * w[P_HOTSTEP]) % cdw;
+    }
+    memcpy(&v, content + i * 4, 4);
+    sum = rotl5(sum) + v;
+  }
+  return sum;
+}
+
+/* ---------------------------------------------------------------- the VM */
+
+struct dg_guest {
+  dmem_kvm_region *region;
+  dg_layout layout;
+  dg_program prog;
+  int kvm, vm, vcpu;
+  struct kvm_run *run;
+  size_t run_size;
+  pthread_t thread;
+  int started;
+  double ops_per_s;
+  int stop, forced, done; /* atomics */
+  uint64_t ops_now;       /* atomic */
+  dg_result res;
+};
+
+static struct kvm_cpuid2 *supported_cpuid(int kvm)
+{
+  for (unsigned n = 64; n <= 1024; n *= 2) {
+    struct kvm_cpuid2 *c = calloc(1, sizeof *c + n * sizeof(struct kvm_cpuid_entry2));
+    if (!c)
+      return NULL;
+    c->nent = n;
+    if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, c) == 0)
+      return c;
+    free(c);
+    if (errno != E2BIG)
+      return NULL;
+  }
+  return NULL;
+}
+
+/* 64-bit flat segments at CPL 3, paging on, IOPL 3. */
+static int setup_vcpu(dg_guest *g, char *err, size_t len)
+{
+  struct kvm_cpuid2 *cpuid = supported_cpuid(g->kvm);
+  int rc = cpuid ? ioctl(g->vcpu, KVM_SET_CPUID2, cpuid) : 0;
+  free(cpuid);
+  if (rc != 0)
+    return fail(err, len, "KVM_SET_CPUID2: %s", strerror(errno));
+  struct kvm_sregs s;
+  if (ioctl(g->vcpu, KVM_GET_SREGS, &s) != 0)
+    return fail(err, len, "KVM_GET_SREGS: %s", strerror(errno));
+  uint64_t at = g->layout.ctl_gfn * PAGE;
+  struct kvm_segment cs = {.base = 0,
+                           .limit = 0xffffffff,
+                           .selector = SEL_CODE,
+                           .type = 11,
+                           .present = 1,
+                           .dpl = 3,
+                           .db = 0,
+                           .s = 1,
+                           .l = 1,
+                           .g = 1};
+  struct kvm_segment ds = cs;
+  ds.selector = SEL_DATA;
+  ds.type = 3;
+  ds.l = 0;
+  ds.db = 1;
+  struct kvm_segment tr = {
+      .base = at + TSS_OFF, .limit = TSS_LIMIT, .selector = SEL_TSS, .type = 11, .present = 1};
+  s.cs = cs;
+  s.ds = s.es = s.fs = s.gs = s.ss = ds;
+  s.tr = tr;
+  s.gdt.base = at + GDT_OFF;
+  s.gdt.limit = GDT_LIMIT;
+  s.idt.base = at + IDT_OFF;
+  s.idt.limit = 0;
+  s.cr3 = at + 2 * PAGE;
+  s.cr4 |= 0x20;        /* PAE */
+  s.efer |= 0x500;      /* LME | LMA */
+  s.cr0 |= 0x80000001u; /* PG | PE */
+  if (ioctl(g->vcpu, KVM_SET_SREGS, &s) != 0)
+    return fail(err, len, "KVM_SET_SREGS (long mode, CPL 3): %s", strerror(errno));
+  struct kvm_regs r;
+  memset(&r, 0, sizeof r);
+  r.rflags = 0x3002; /* IOPL 3: OUT at CPL 3 */
+  r.rip = at;
+  r.rsi = at + PAGE;
+  if (ioctl(g->vcpu, KVM_SET_REGS, &r) != 0)
+    return fail(err, len, "KVM_SET_REGS: %s", strerror(errno));
+  return 0;
+}
+
+int dg_guest_create(dg_guest **out, dmem_kvm_region *r, const dg_layout *l, const dg_program *p,
+                    char *err, size_t errlen)
+{
+  if (dmem_kvm_region_npages(r) < l->npages || p->report_log < 4 || p->report_log > 30 ||
+      p->hot_win_log > 22 || p->data_win_log > 22 || p->hot_shift > 63 || p->data_shift > 63 ||
+      p->data_thresh < p->cold_thresh)
+    return fail(err, errlen, "bad guest configuration");
+  dg_guest *g = calloc(1, sizeof *g);
+  if (!g)
+    return fail(err, errlen, "out of memory");
+  g->region = r;
+  g->layout = *l;
+  g->prog = *p;
+  g->kvm = g->vm = g->vcpu = -1;
+  control_pages((uint8_t *)dmem_kvm_region_addr(r) + l->ctl_gfn * PAGE, l, p);
+  const char *what = NULL;
+  int sz = 0;
+  if ((g->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC)) < 0)
+    what = "cannot open /dev/kvm";
+  else if ((g->vm = ioctl(g->kvm, KVM_CREATE_VM, 0)) < 0)
+    what = "KVM_CREATE_VM";
+  else if ((sz = ioctl(g->kvm, KVM_GET_VCPU_MMAP_SIZE, 0)) <= 0)
+    what = "KVM_GET_VCPU_MMAP_SIZE";
+  else if (dmem_kvm_region_set_slot(r, g->vm, 0, 0, 0) != 0)
+    what = dmem_kvm_region_errmsg(r);
+  else if ((g->vcpu = ioctl(g->vm, KVM_CREATE_VCPU, 0ul)) < 0)
+    what = "KVM_CREATE_VCPU";
+  else if ((g->run = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, g->vcpu, 0)) ==
+           MAP_FAILED)
+    what = "mmap of kvm_run";
+  int rc = -1;
+  if (what) {
+    if (g->run == MAP_FAILED)
+      g->run = NULL;
+    fail(err, errlen, "%s: %s", what, strerror(errno));
+    goto out;
+  }
+  g->run_size = (size_t)sz;
+  rc = setup_vcpu(g, err, errlen);
+out:
+  if (rc != 0) {
+    dg_guest_destroy(g);
+    return -1;
+  }
+  *out = g;
+  return 0;
+}
+
+void dg_guest_destroy(dg_guest *g)
+{
+  if (!g)
+    return;
+  dg_guest_join(g, 0);
+  if (g->run)
+    munmap(g->run, g->run_size);
+  if (g->vcpu >= 0)
+    close(g->vcpu);
+  if (g->vm >= 0) {
+    dmem_kvm_region_set_slot(g->region, -1, 0, 0, 0);
+    close(g->vm);
+  }
+  if (g->kvm >= 0)
+    close(g->kvm);
+  free(g);
+}
+
+static uint64_t now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void verr(dg_guest *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void verr(dg_guest *g, const char *fmt, ...)
+{
+  if (g->res.error[0])
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g->res.error, sizeof g->res.error, fmt, ap);
+  va_end(ap);
+}
+
+/* Sleeps until the report's time slot, so that the guest runs about
+ * ops_per_s; a guest that fell behind (slow faults) skips the backlog
+ * instead of bursting. Wakes early when asked to stop. */
+static void pace(dg_guest *g, uint64_t *t0)
+{
+  if (g->ops_per_s <= 0)
+    return;
+  uint64_t slot = (uint64_t)((double)(g->res.reports << g->prog.report_log) / g->ops_per_s * 1e9);
+  uint64_t target = *t0 + slot, now = now_ns();
+  if (now > target + 200000000u) {
+    *t0 += now - target;
+    return;
+  }
+  while (now < target && !__atomic_load_n(&g->stop, __ATOMIC_ACQUIRE)) {
+    uint64_t d = target - now < 50000000u ? target - now : 50000000u;
+    struct timespec ts = {0, (long)d};
+    nanosleep(&ts, NULL);
+    now = now_ns();
+  }
+}
+
+/* A report: checks it, then stops (reading the results) or paces.
+ * Returns 1 to leave the run loop, 0 to go on, -1 on error. */
+static int on_report(dg_guest *g, uint64_t *t0)
+{
+  struct kvm_run *run = g->run;
+  uint32_t val;
+  if (run->io.direction != KVM_EXIT_IO_OUT || run->io.size != 4 || run->io.count != 1 ||
+      run->io.port != PORT_REPORT) {
+    verr(g, "unexpected I/O exit: port %#x dir %u size %u", run->io.port, run->io.direction,
+         run->io.size);
+    return -1;
+  }
+  memcpy(&val, (uint8_t *)run + run->io.data_offset, 4);
+  uint64_t want = (g->res.reports + 1) << g->prog.report_log;
+  if (val != (uint32_t)want) {
+    verr(g, "report %u, expected %u", val, (uint32_t)want);
+    return -1;
+  }
+  g->res.reports++;
+  __atomic_store_n(&g->ops_now, want, __ATOMIC_RELEASE);
+  if (!__atomic_load_n(&g->stop, __ATOMIC_ACQUIRE)) {
+    pace(g, t0);
+    return 0;
+  }
+  struct kvm_regs r;
+  if (ioctl(g->vcpu, KVM_GET_REGS, &r) != 0) {
+    verr(g, "KVM_GET_REGS: %s", strerror(errno));
+    return -1;
+  }
+  if (r.rbp != want) {
+    verr(g, "stopped after %llu operations, reported %llu", (unsigned long long)r.rbp,
+         (unsigned long long)want);
+    return -1;
+  }
+  g->res.ops = r.rbp;
+  g->res.sum = (uint32_t)r.rdi;
+  g->res.stopped = 1;
+  return 1;
+}
+
+static void exit_error(dg_guest *g)
+{
+  struct kvm_run *run = g->run;
+  if (run->exit_reason == KVM_EXIT_SHUTDOWN)
+    verr(g, "KVM_EXIT_SHUTDOWN: the guest took an exception (triple fault)");
+  else if (run->exit_reason == KVM_EXIT_MMIO)
+    verr(g, "KVM_EXIT_MMIO at %#llx (guest RAM not reachable?)",
+         (unsigned long long)run->mmio.phys_addr);
+  else if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
+    verr(g, "KVM_EXIT_INTERNAL_ERROR, suberror %u", run->internal.suberror);
+  else
+    verr(g, "unexpected exit reason %u", run->exit_reason);
+}
+
+static void *vcpu_thread(void *arg)
+{
+  dg_guest *g = arg;
+  uint64_t t0 = now_ns();
+  for (;;) {
+    if (__atomic_load_n(&g->forced, __ATOMIC_ACQUIRE)) {
+      verr(g, "forced out of the guest between reports");
+      break;
+    }
+    int rc = ioctl(g->vcpu, KVM_RUN, 0);
+    g->res.exits++;
+    if (rc < 0 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    if (rc < 0) {
+      verr(g, "KVM_RUN: %s", strerror(errno));
+      break;
+    }
+    if (g->run->exit_reason != KVM_EXIT_IO) {
+      exit_error(g);
+      break;
+    }
+    if (on_report(g, &t0) != 0)
+      break;
+  }
+  struct timespec cpu;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+  g->res.cpu_ns = (uint64_t)cpu.tv_sec * 1000000000u + (uint64_t)cpu.tv_nsec;
+  __atomic_store_n(&g->done, 1, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+static void on_signal(int sig)
+{
+  (void)sig;
+}
+
+int dg_guest_start(dg_guest *g, double ops_per_s)
+{
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal; /* only to interrupt KVM_RUN */
+  sigaction(SIGUSR1, &sa, NULL);
+  g->ops_per_s = ops_per_s;
+  if (pthread_create(&g->thread, NULL, vcpu_thread, g) != 0)
+    return -1;
+  g->started = 1;
+  return 0;
+}
+
+void dg_guest_stop(dg_guest *g)
+{
+  __atomic_store_n(&g->stop, 1, __ATOMIC_RELEASE);
+}
+
+int dg_guest_join(dg_guest *g, unsigned timeout_ms)
+{
+  if (!g->started)
+    return g->res.stopped ? 0 : -1;
+  dg_guest_stop(g);
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)timeout_ms * 1000000u;
+  until.tv_sec += (time_t)(ns / 1000000000u);
+  until.tv_nsec = (long)(ns % 1000000000u);
+  if (pthread_timedjoin_np(g->thread, NULL, &until) != 0) {
+    __atomic_store_n(&g->forced, 1, __ATOMIC_RELEASE);
+    g->run->immediate_exit = 1;
+    pthread_kill(g->thread, SIGUSR1);
+    pthread_join(g->thread, NULL);
+  }
+  g->started = 0;
+  return g->res.stopped ? 0 : -1;
+}
+
+int dg_guest_running(const dg_guest *g)
+{
+  return g->started && !__atomic_load_n(&g->done, __ATOMIC_ACQUIRE);
+}
+
+uint64_t dg_guest_ops(const dg_guest *g)
+{
+  return __atomic_load_n(&g->ops_now, __ATOMIC_ACQUIRE);
+}
+
+const dg_result *dg_guest_result(const dg_guest *g)
+{
+  return &g->res;
+}

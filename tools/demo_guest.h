@@ -1,0 +1,144 @@
+/* The guests of `diffmem demo`: their content, their program and their
+ * VM (demo_guest.c).
+ *
+ * A guest is one KVM VM with one vCPU over one dmem_kvm_region (slot 0 at
+ * guest physical address 0). Its RAM has three parts, in this order:
+ *
+ *   content  the pages the guest only reads: an IMAGE file, or pages built
+ *            from the machine's own binaries and libraries plus zero pages;
+ *   data     pages the guest reads and writes (a heap);
+ *   control  DG_CTL_PAGES pages: code, parameters, page tables.
+ *
+ * The vCPU runs in 64-bit mode at CPL 3 (on PVM hosts supervisor code is
+ * emulated instruction by instruction, user code runs natively), with the
+ * RAM identity-mapped by 2 MiB pages and IOPL 3 so that OUT works. Its
+ * program is a loop driven by a 32-bit LCG (x = x * 1664525 + 1013904223,
+ * two steps per operation: x1 picks the kind, x2 the place). With
+ * h = x1 >> 16, an operation is
+ *   h <  cold_thresh  a cold read: a dword anywhere in the content;
+ *   h <  data_thresh  a data operation in the data window: a read, or
+ *                     when x2's top bit is set a read-modify-write that
+ *                     adds x1 >> 24 to the dword;
+ *   otherwise         a hot read: a dword in the hot window of content.
+ * Each window is 2^win_log dwords long and its start moves by step dwords
+ * every 2^shift operations (modulo its area), so that pages go cold behind
+ * it and are reclaimed, and come back when the window wraps round. Reads
+ * are folded into a sum (sum = rotl(sum, 5) + value). Every 2^report_log
+ * operations the vCPU reports with OUT to port 0x10; the host paces it
+ * there and stops it there, reading the operation count and the sum from
+ * its registers, so that the host can replay the LCG and know the exact
+ * final content of every data page and the sum the guest must have seen.
+ */
+#ifndef DMEM_TOOLS_DEMO_GUEST_H
+#define DMEM_TOOLS_DEMO_GUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <diffmem/diffmem.h>
+#include <diffmem/kvm.h>
+
+#define DG_PAGE DMEM_PAGE_SIZE
+/* Control pages: code, parameters, PML4, PDPT and 4 page directories
+ * (2 MiB pages cover 4 GiB: the program's addresses are 32-bit). */
+#define DG_CTL_PAGES 8
+/* Largest guest, in pages. */
+#define DG_MAX_PAGES ((uint64_t)1 << 20)
+
+typedef struct dg_layout {
+  uint64_t content_gfn, content_pages;
+  uint64_t data_gfn, data_pages;
+  uint64_t ctl_gfn;
+  uint64_t npages; /* all three parts */
+} dg_layout;
+
+/* Content at gfn 0, data after it, control last. Returns 0, or -1 when
+ * either part is empty or the guest exceeds DG_MAX_PAGES. */
+int dg_layout_make(dg_layout *l, uint64_t content_pages, uint64_t data_pages);
+
+typedef struct dg_program {
+  uint32_t seed;
+  unsigned report_log;               /* report every 2^report_log ops */
+  uint32_t cold_thresh, data_thresh; /* out of 65536, see above */
+  unsigned hot_win_log, hot_shift;   /* hot window in content */
+  uint32_t hot_step;
+  unsigned data_win_log, data_shift; /* data window (win_log <= 22) */
+  uint32_t data_step;
+} dg_program;
+
+/* ---------------------------------------------------------------- content */
+
+/* The machine's binaries and libraries (/usr/bin, the multiarch and plain
+ * /usr/lib shared objects), listed once and shared by the guests. */
+typedef struct dg_files dg_files;
+
+/* Lists the files; NULL when none was found or out of memory. */
+dg_files *dg_files_scan(void);
+void dg_files_free(dg_files *f);
+
+/* Fills n pages at dst with guest @guest's content: whole files in a
+ * selection and an order of its own (two guests share about two thirds of
+ * their files, not their layout), then zero_pages zero pages at the end.
+ * Deterministic while the files do not change. Returns 0, or -1 when
+ * reading failed (err says which file). */
+int dg_fill_files(uint8_t *dst, uint64_t n, uint64_t zero_pages, const dg_files *f, unsigned guest,
+                  char *err, size_t errlen);
+
+/* Fills n heap-like pages: objects with pointers into a heap whose base
+ * differs per guest, counters and names; a quarter of the pages hold
+ * tables that are the same in every guest. Deterministic. */
+void dg_fill_heap(uint8_t *dst, uint64_t n, unsigned guest);
+
+/* Reads the whole pages of a raw image into dst (n pages). Returns 0 or -1
+ * with err naming the file and offset. */
+int dg_read_image(uint8_t *dst, uint64_t n, const char *path, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------- the VM */
+
+typedef struct dg_guest dg_guest;
+
+typedef struct dg_result {
+  uint64_t ops;     /* operations done when it stopped at a report */
+  uint32_t sum;     /* its sum of reads then */
+  int stopped;      /* it stopped cleanly at a report */
+  uint64_t reports; /* progress reports, each checked */
+  uint64_t exits;   /* KVM_RUN returns */
+  uint64_t cpu_ns;  /* CPU time of its thread (guest and KVM included) */
+  char error[160];  /* the first error of its run loop, or "" */
+} dg_result;
+
+/* Writes the control pages through the region's mapping and makes the VM
+ * and its vCPU. Returns 0, or -1 with err set. */
+int dg_guest_create(dg_guest **out, dmem_kvm_region *r, const dg_layout *l, const dg_program *p,
+                    char *err, size_t errlen);
+/* Stops the vCPU if it still runs, closes everything. NULL does nothing. */
+void dg_guest_destroy(dg_guest *g);
+
+/* Starts the vCPU's thread; the guest runs about ops_per_s operations a
+ * second (paced at its reports), or flat out when 0. */
+int dg_guest_start(dg_guest *g, double ops_per_s);
+/* Asks the vCPU to stop at its next report. */
+void dg_guest_stop(dg_guest *g);
+/* Waits for the vCPU's thread; after timeout_ms it is forced out of the
+ * guest (immediate_exit and a signal), and the result is not replayable.
+ * Returns 0 when it stopped cleanly at a report, -1 otherwise. */
+int dg_guest_join(dg_guest *g, unsigned timeout_ms);
+/* 1 while the vCPU's thread runs (0 once it stopped or failed). */
+int dg_guest_running(const dg_guest *g);
+/* Operations reported so far (while it runs). */
+uint64_t dg_guest_ops(const dg_guest *g);
+const dg_result *dg_guest_result(const dg_guest *g);
+
+/* ---------------------------------------------------------------- replay */
+
+/* Pages of the control part that differ from what dg_guest_create wrote;
+ * mem is guest page 0. */
+uint64_t dg_check_control(const uint8_t *mem, const dg_layout *l, const dg_program *p);
+
+/* Replays ops operations: data (data_pages pages, holding the data part's
+ * initial content) becomes its final content; content is the content
+ * part. Returns the sum the guest must have computed. */
+uint32_t dg_replay(uint8_t *data, const uint8_t *content, const dg_layout *l, const dg_program *p,
+                   uint64_t ops);
+
+#endif
