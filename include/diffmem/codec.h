@@ -237,9 +237,11 @@ DMEM_API int dmem_index_lookup(uint32_t *out_id, dmem_index *index, const void *
                                uint64_t hash);
 
 /**
- * Adds page @p id with hash @p hash. Several ids may share a hash.
+ * Adds page @p id with hash @p hash. Several ids may share a hash; adding
+ * an (id, hash) that is already there does nothing.
  * @retval 0 success. @retval DMEM_ENOMEM the table could not grow; the
- *         index is unchanged.
+ *         index is unchanged. @retval DMEM_EINVAL @p id is UINT32_MAX
+ *         (reserved) or @p index is NULL.
  */
 DMEM_API int dmem_index_insert(dmem_index *index, uint64_t hash, uint32_t id);
 
@@ -267,8 +269,9 @@ typedef enum dmem_simdet_kind {
    *  hash of s 64-byte blocks at fixed pseudo-random offsets. */
   DMEM_SIMDET_HASH = 1,
   /** Shift-tolerant: k keys from 64-byte blocks chosen by content (the
-   *  blocks whose rolling hash is smallest), so that content moved within
-   *  the page yields the same keys. s blocks make one key, as above. */
+   *  8-byte-aligned windows whose rolling hash is smallest), so that
+   *  content moved within the page by a multiple of 8 bytes yields the same
+   *  keys. s blocks make one key, as above. */
   DMEM_SIMDET_CONTENT = 2
 } dmem_simdet_kind;
 
@@ -299,8 +302,11 @@ DMEM_API int dmem_simdet_create(dmem_simdet **out, const dmem_simdet_options *op
 DMEM_API void dmem_simdet_destroy(dmem_simdet *det);
 
 /**
- * Indexes page @p id as a possible reference.
+ * Indexes page @p id as a possible reference. Blocks that are one repeated
+ * 8-byte word (zeros, fills) are never keyed, so such pages match nothing.
+ * Inserting an id again makes it the newest in its buckets.
  * @retval 0 success. @retval DMEM_ENOMEM; the detector is unchanged.
+ * @retval DMEM_EINVAL @p id is UINT32_MAX (reserved) or a NULL pointer.
  */
 DMEM_API int dmem_simdet_insert(dmem_simdet *det, uint32_t id, const void *page);
 
