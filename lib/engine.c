@@ -302,6 +302,23 @@ uint32_t dmem_vm_id(const dmem_vm *vm)
   return vm->id;
 }
 
+int dmem__page_error(dmem_engine *e, dmem_vm *vm, int rc, const char *what, uint64_t gfn)
+{
+  vm->errors++;
+  e->errors++;
+  return dmem__fail(e->errmsg, rc, "%s: %s page %llu failed: %s", vm->name, what,
+                    (unsigned long long)gfn, dmem_strerror(rc));
+}
+
+/* The page's content is private guest memory again: free its storage. */
+static void made_private(dmem_engine *e, dmem_vm *vm, dmem__page *p)
+{
+  dmem__release(e, p);
+  dmem__set_kind(vm, p, DMEM_PAGE_RESIDENT);
+  dmem__set_state(vm, p, DMEM_C1);
+  p->idle = 0;
+}
+
 int dmem__unmap(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
 {
   const dmem_adapter_ops *ops = vm->ops;
@@ -320,15 +337,9 @@ int dmem__unmap(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
   if (rc) {
     /* Still mapped, but written: try again on its next visit. */
     p->flags |= PAGE_F_DIRTY;
-    vm->errors++;
-    e->errors++;
-    return dmem__fail(e->errmsg, rc, "%s: cannot unmap page %llu: %s", vm->name,
-                      (unsigned long long)gfn, dmem_strerror(rc));
+    return dmem__page_error(e, vm, rc, "unmapping", gfn);
   }
-  dmem__release(e, p);
-  dmem__set_kind(vm, p, DMEM_PAGE_RESIDENT);
-  dmem__set_state(vm, p, DMEM_C1);
-  p->idle = 0;
+  made_private(e, vm, p);
   return 0;
 }
 
@@ -343,16 +354,9 @@ static int restore_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
   int rc = dmem__rebuild(e->buf, e, p);
   if (rc == 0)
     rc = vm->ops->install(gfn, e->buf, vm->ud);
-  if (rc) {
-    vm->errors++;
-    e->errors++;
-    return dmem__fail(e->errmsg, rc, "%s: cannot restore page %llu: %s", vm->name,
-                      (unsigned long long)gfn, dmem_strerror(rc));
-  }
-  dmem__release(e, p);
-  dmem__set_kind(vm, p, DMEM_PAGE_RESIDENT);
-  dmem__set_state(vm, p, DMEM_C1);
-  p->idle = 0;
+  if (rc)
+    return dmem__page_error(e, vm, rc, "restoring", gfn);
+  made_private(e, vm, p);
   return 0;
 }
 

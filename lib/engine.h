@@ -82,6 +82,8 @@ void dmem__set_kind(dmem_vm *vm, dmem__page *p, dmem_page_kind kind);
 void dmem__set_state(dmem_vm *vm, dmem__page *p, dmem_page_state state);
 int dmem__rebuild(void *out, dmem_engine *e, const dmem__page *p);
 void dmem__release(dmem_engine *e, dmem__page *p);
+/* Counts a failed operation on a page and keeps its message; returns rc. */
+int dmem__page_error(dmem_engine *e, dmem_vm *vm, int rc, const char *what, uint64_t gfn);
 /* A MAPPED page becomes private memory with the content the guest sees. */
 int dmem__unmap(dmem_engine *e, dmem_vm *vm, uint64_t gfn);
 dmem_vm *dmem__vm_of_live_id(dmem_engine *e, uint32_t id);

@@ -45,10 +45,7 @@ static int page_is_zero(const uint8_t *b)
 
 static void count_error(dmem_engine *e, dmem_vm *vm, int rc, const char *what, uint64_t gfn)
 {
-  vm->errors++;
-  e->errors++;
-  dmem__fail(e->errmsg, rc, "%s: %s of page %llu failed: %s", vm->name, what,
-             (unsigned long long)gfn, dmem_strerror(rc));
+  (void)dmem__page_error(e, vm, rc, what, gfn);
 }
 
 static void unprotect(dmem_vm *vm, uint64_t gfn)
