@@ -39,6 +39,14 @@
  * hugetlbfs and MAP_PRIVATE mappings are not supported: userfaultfd's
  * MINOR and WP modes and hole punching need shared memory (shmem).
  *
+ * Device emulation. The VMM's own writes to guest RAM go through the same
+ * mapping, so they fault like a vCPU's and the WP tracking sees them; still
+ * tell the engine: call dmem_vm_dirty() for pages a device wrote, and
+ * dmem_vm_io_hint() for pages just filled from a disk image (XLH: the
+ * engine indexes and shares them at once instead of waiting for its
+ * scanner). Call both after the write, from any thread; neither may be
+ * called from the fault thread.
+ *
  * Limits to know: other processes that map the same memfd (a vhost-user
  * backend) do not raise faults on this region's userfaultfd, so they read
  * evicted pages as zeros: keep such regions out of the engine, or give the
