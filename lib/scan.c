@@ -163,19 +163,26 @@ static int freeze_live(uint32_t *fid, dmem_engine *e, dmem_vm *qvm, uint64_t qgf
   return rc;
 }
 
+/* Evicts the page whose content now lives at loc as kind. On failure the
+ * page stays resident and the caller frees what it stored. */
+static int evict_to(dmem_engine *e, dmem_vm *vm, uint64_t gfn, dmem_page_kind kind, uint32_t loc)
+{
+  int rc = vm->ops->evict(gfn, vm->ud);
+  if (rc) {
+    count_error(e, vm, rc, "evict", gfn);
+    return rc;
+  }
+  dmem__page *p = &vm->pages[gfn];
+  p->loc = loc;
+  dmem__set_kind(vm, p, kind);
+  merged(e, vm);
+  return 0;
+}
+
 static int try_share(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *buf)
 {
-  dmem__page *p = &vm->pages[gfn];
-  if (page_is_zero(buf)) {
-    int rc = vm->ops->evict(gfn, vm->ud);
-    if (rc) {
-      count_error(e, vm, rc, "evict", gfn);
-      return NOT_DONE;
-    }
-    dmem__set_kind(vm, p, DMEM_PAGE_ZERO);
-    merged(e, vm);
-    return DONE;
-  }
+  if (page_is_zero(buf)) /* no storage at all */
+    return evict_to(e, vm, gfn, DMEM_PAGE_ZERO, DMEM__NO_ID) == 0 ? DONE : NOT_DONE;
   uint64_t h = dmem_index_hash(e->frames_idx, buf);
   uint32_t id;
   if (dmem_index_lookup(&id, e->frames_idx, buf, h) == 0)
@@ -245,19 +252,12 @@ static int try_patch(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *b
   if (dmem__blob_put(&blob, &e->store, &hdr, e->best) != 0)
     return NOT_DONE;
   dmem__frame_meta(&e->store, fid)->refs++;
-  int rc = vm->ops->evict(gfn, vm->ud);
-  dmem__page *p = &vm->pages[gfn];
-  if (rc) {
-    count_error(e, vm, rc, "evict", gfn);
-    p->kind = DMEM_PAGE_PATCHED; /* release() reads the blob it names */
-    p->loc = blob;
-    dmem__release(e, p);
-    p->kind = DMEM_PAGE_RESIDENT;
+  if (evict_to(e, vm, gfn, DMEM_PAGE_PATCHED, blob) != 0) {
+    /* Undo through release(), which frees the blob and its frame ref. */
+    dmem__page undo = {.loc = blob, .kind = DMEM_PAGE_PATCHED};
+    dmem__release(e, &undo);
     return NOT_DONE;
   }
-  p->loc = blob;
-  dmem__set_kind(vm, p, DMEM_PAGE_PATCHED);
-  merged(e, vm);
   return DONE;
 }
 
@@ -273,16 +273,10 @@ static int try_compress(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t
   uint32_t blob;
   if (dmem__blob_put(&blob, &e->store, &hdr, e->blob) != 0)
     return NOT_DONE;
-  int rc = vm->ops->evict(gfn, vm->ud);
-  if (rc) {
-    count_error(e, vm, rc, "evict", gfn);
+  if (evict_to(e, vm, gfn, DMEM_PAGE_COMPRESSED, blob) != 0) {
     dmem__blob_free(&e->store, blob);
     return NOT_DONE;
   }
-  dmem__page *p = &vm->pages[gfn];
-  p->loc = blob;
-  dmem__set_kind(vm, p, DMEM_PAGE_COMPRESSED);
-  merged(e, vm);
   return DONE;
 }
 
@@ -291,16 +285,10 @@ static int try_swap(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *bu
   uint32_t slot;
   if (dmem__swap_put(&slot, &e->store, buf) != 0)
     return NOT_DONE; /* a hint, not an order: the page stays */
-  int rc = vm->ops->evict(gfn, vm->ud);
-  if (rc) {
-    count_error(e, vm, rc, "evict", gfn);
+  if (evict_to(e, vm, gfn, DMEM_PAGE_SWAPPED, slot) != 0) {
     dmem__swap_free(&e->store, slot);
     return NOT_DONE;
   }
-  dmem__page *p = &vm->pages[gfn];
-  p->loc = slot;
-  dmem__set_kind(vm, p, DMEM_PAGE_SWAPPED);
-  merged(e, vm);
   return DONE;
 }
 
