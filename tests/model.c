@@ -24,13 +24,14 @@
 #define RETRIES 200
 
 typedef struct mvm {
-  mem_adapter *m;
+  void *g; /* the backend's VM */
   dmem_vm *vm;
   uint8_t *shadow; /* npages * PAGE */
 } mvm;
 
 typedef struct model {
   const model_config *cfg;
+  const model_backend *be;
   model_result *res;
   dmem_engine *e;
   dmem_engine_options o;
@@ -110,12 +111,12 @@ static int where_ok(model *md, unsigned v, uint64_t gfn)
   if (dmem_vm_page(&k, &st, md->v[v].vm, gfn) != 0)
     return 0;
   int resident = k == DMEM_PAGE_RESIDENT || k == DMEM_PAGE_MAPPED;
-  mem_adapter *m = md->v[v].m;
-  if (mem_present(m, gfn) == resident && (k == DMEM_PAGE_MAPPED || !mem_mapped(m, gfn)))
+  void *g = md->v[v].g;
+  int present = md->be->present(g, gfn), mapped = md->be->mapped(g, gfn);
+  if (present == resident && (k == DMEM_PAGE_MAPPED || !mapped))
     return 1;
   record_error(md, "vm %u gfn %llu: engine kind %d, adapter %s%s", v, (unsigned long long)gfn,
-               (int)k, mem_present(m, gfn) ? "present" : "absent",
-               mem_mapped(m, gfn) ? " and mapped" : "");
+               (int)k, present ? "present" : "absent", mapped ? " and mapped" : "");
   return 0;
 }
 
@@ -197,16 +198,11 @@ static void engine_options(model *md)
   }
 }
 
-static void set_failures(model *md, unsigned v, double p)
-{
-  for (int op = 0; op < MEM_OP_COUNT; op++)
-    if (op != MEM_OP_UNPROTECT) /* a failed unprotect would block the guest */
-      mem_fail_prob(md->v[v].m, (mem_op)op, p, DMEM_EIO);
-}
+static void set_failures(model *md, unsigned v, double p) { md->be->fail(md->v[v].g, p); }
 
 static int attach(model *md, unsigned v)
 {
-  int rc = mem_attach(&md->v[v].vm, md->e, md->v[v].m, "model");
+  int rc = md->be->attach(&md->v[v].vm, md->e, md->v[v].g);
   if (rc)
     record_error(md, "attach: %s", dmem_err_name(rc));
   return rc;
@@ -222,15 +218,13 @@ static int setup(model *md)
     return rc;
   }
   for (unsigned v = 0; v < md->cfg->nvms; v++) {
-    mem_options mo = {md->cfg->npages, md->cfg->share, md->cfg->protect, md->cfg->concurrent,
-                      md->cfg->seed + v};
-    md->v[v].m = mem_create(&mo);
+    md->v[v].g = md->be->create(md->cfg, v);
     md->v[v].shadow = malloc(md->cfg->npages * PAGE);
-    if (!md->v[v].m || !md->v[v].shadow)
+    if (!md->v[v].g || !md->v[v].shadow)
       return DMEM_ENOMEM;
     for (uint64_t g = 0; g < md->cfg->npages; g++) {
       initial_page(md, shadow(md, v, g));
-      mem_load(md->v[v].m, g, shadow(md, v, g));
+      md->be->load(md->v[v].g, g, shadow(md, v, g));
     }
     if ((rc = attach(md, v)) != 0)
       return rc;
@@ -258,7 +252,7 @@ static void guest_read(model *md, unsigned v, uint64_t gfn)
   int rc;
   if (!where_ok(md, v, gfn))
     return;
-  for (int i = 0; (rc = mem_guest_read(md->v[v].m, gfn, buf)) != 0 && i < RETRIES; i++)
+  for (int i = 0; (rc = md->be->guest_read(md->v[v].g, gfn, buf)) != 0 && i < RETRIES; i++)
     if (!tolerated(md, rc))
       break;
   if (rc)
@@ -274,7 +268,7 @@ static void write_at(model *md, unsigned v, uint64_t gfn, size_t off, const void
   int rc;
   if (!where_ok(md, v, gfn))
     return;
-  for (int i = 0; (rc = mem_write(md->v[v].m, gfn, off, d, len, bits)) != 0 && i < RETRIES; i++)
+  for (int i = 0; (rc = md->be->write(md->v[v].g, gfn, off, d, len, bits)) != 0 && i < RETRIES; i++)
     if (!tolerated(md, rc))
       break;
   if (rc)
@@ -408,27 +402,35 @@ static void sample(model *md)
   }
 }
 
+/* Detaches VM @v and compares the adapter's memory with the shadow.
+ * @return 0 when it all holds. */
+static int detach_check(model *md, unsigned v)
+{
+  mvm *x = &md->v[v];
+  int rc = md->be->detach(x->g, x->vm);
+  if (rc) {
+    record_error(md, "detach of vm %u: %s", v, dmem_err_name(rc));
+    return rc;
+  }
+  x->vm = NULL;
+  uint8_t buf[PAGE];
+  for (uint64_t g = 0; g < md->cfg->npages; g++) {
+    if (md->be->mapped(x->g, g) || md->be->peek(x->g, g, buf) != 0) {
+      record_error(md, "detach left vm %u gfn %llu absent or mapped", v, (unsigned long long)g);
+      return DMEM_EINVAL;
+    }
+    compare(md, v, g, buf, "after detach");
+  }
+  return 0;
+}
+
 /* Detaches a VM, checks the adapter holds the shadow, attaches it again. */
 static void reattach(model *md, uint64_t *s)
 {
   unsigned v = (unsigned)below(s, md->cfg->nvms);
-  mvm *x = &md->v[v];
   set_failures(md, v, 0);
-  int rc = dmem_vm_detach(x->vm);
-  if (rc) {
-    record_error(md, "detach: %s", dmem_err_name(rc));
+  if (detach_check(md, v) != 0)
     return;
-  }
-  x->vm = NULL;
-  mem_set_vm(x->m, NULL);
-  uint8_t buf[PAGE];
-  for (uint64_t g = 0; g < md->cfg->npages; g++) {
-    if (mem_mapped(x->m, g) || mem_peek(x->m, g, buf) != 0) {
-      record_error(md, "detach left vm %u gfn %llu absent or mapped", v, (unsigned long long)g);
-      return;
-    }
-    compare(md, v, g, buf, "after detach");
-  }
   if (attach(md, v) == 0)
     set_failures(md, v, md->cfg->fail_p);
   md->res->reattaches++;
@@ -494,6 +496,12 @@ static void *guest_main(void *p)
   return NULL;
 }
 
+static void concurrent(model *md, int on)
+{
+  for (unsigned v = 0; md->be->concurrent && v < md->cfg->nvms; v++)
+    md->be->concurrent(md->v[v].g, on);
+}
+
 /* The main thread scans and samples until the guest is done; in the middle
  * third of the run the engine's own thread scans too. */
 static void run_concurrent(model *md)
@@ -501,8 +509,10 @@ static void run_concurrent(model *md)
   guest_arg a = {md, 0};
   pthread_t t;
   md->opname = "concurrent";
+  concurrent(md, 1);
   if (pthread_create(&t, NULL, guest_main, &a) != 0) {
     record_error(md, "pthread_create");
+    concurrent(md, 0);
     return;
   }
   int bg = 0;
@@ -526,6 +536,7 @@ static void run_concurrent(model *md)
   pthread_join(t, NULL);
   if (bg == 1)
     dmem_engine_stop(md->e);
+  concurrent(md, 0);
 }
 
 /* ---------------------------------------------------------------- the run */
@@ -542,26 +553,6 @@ static void run_single(model *md)
   }
 }
 
-/* Detaches VM @v and compares the adapter's memory with the shadow. */
-static void detach_check(model *md, unsigned v)
-{
-  mvm *x = &md->v[v];
-  int rc = dmem_vm_detach(x->vm);
-  if (rc) {
-    record_error(md, "final detach of vm %u: %s", v, dmem_err_name(rc));
-    return;
-  }
-  x->vm = NULL;
-  mem_set_vm(x->m, NULL);
-  uint8_t buf[PAGE];
-  for (uint64_t g = 0; g < md->cfg->npages; g++) {
-    if (mem_mapped(x->m, g) || mem_peek(x->m, g, buf) != 0) {
-      record_error(md, "detach left vm %u gfn %llu absent or mapped", v, (unsigned long long)g);
-      return;
-    }
-    compare(md, v, g, buf, "after detach");
-  }
-}
 
 /* Every page through the engine, then through the guest, then detached. */
 static void final_check(model *md)
@@ -579,7 +570,7 @@ static void final_check(model *md)
     for (uint64_t g = 0; g < md->cfg->npages; g++)
       guest_read(md, v, g);
   for (unsigned v = 0; v < md->cfg->nvms; v++)
-    detach_check(md, v);
+    (void)detach_check(md, v);
 }
 
 static void teardown(model *md)
@@ -588,14 +579,16 @@ static void teardown(model *md)
   if (md->swap[0] && access(md->swap, F_OK) == 0)
     record_error(md, "swap file %s left behind", md->swap);
   for (unsigned v = 0; v < md->cfg->nvms; v++) {
-    mem_adapter *m = md->v[v].m;
-    if (m && mem_violations(m)) {
+    void *g = md->v[v].g;
+    const char *msg = "";
+    uint64_t nv = g ? md->be->violations(g, &msg) : 0;
+    if (nv) {
       if (md->res->violations == 0)
-        snprintf(md->res->violation, sizeof md->res->violation, "vm %u: %s", v,
-                 mem_violation_msg(m));
-      md->res->violations += mem_violations(m);
+        snprintf(md->res->violation, sizeof md->res->violation, "vm %u: %s", v, msg);
+      md->res->violations += nv;
     }
-    mem_destroy(m);
+    if (g)
+      md->be->destroy(g);
     free(md->v[v].shadow);
   }
 }
@@ -607,6 +600,7 @@ int model_run(model_result *out, const model_config *cfg)
   if (!md)
     return -1;
   md->cfg = cfg;
+  md->be = cfg->backend ? cfg->backend : &model_mem_backend;
   md->res = out;
   md->rng = cfg->seed;
   md->mrng = cfg->seed ^ 0x6a09e667f3bcc908ull;
@@ -629,6 +623,59 @@ int model_run(model_result *out, const model_config *cfg)
   free(md);
   return out->mismatches || out->errors || out->violations ? 1 : 0;
 }
+
+/* ---------------------------------------------------------------- the in-memory backend */
+
+static void *mb_create(const model_config *c, unsigned v)
+{
+  mem_options mo = {c->npages, c->share, c->protect, c->concurrent, c->seed + v};
+  return mem_create(&mo);
+}
+
+static void mb_destroy(void *g) { mem_destroy(g); }
+static void mb_load(void *g, uint64_t gfn, const void *c) { mem_load(g, gfn, c); }
+
+static int mb_attach(dmem_vm **out, dmem_engine *e, void *g)
+{
+  return mem_attach(out, e, g, "model");
+}
+
+static int mb_detach(void *g, dmem_vm *vm)
+{
+  int rc = dmem_vm_detach(vm);
+  if (rc == 0)
+    mem_set_vm(g, NULL);
+  return rc;
+}
+
+static int mb_guest_read(void *g, uint64_t gfn, void *buf) { return mem_guest_read(g, gfn, buf); }
+
+static int mb_write(void *g, uint64_t gfn, size_t off, const void *d, size_t len, unsigned bits)
+{
+  return mem_write(g, gfn, off, d, len, bits);
+}
+
+static int mb_peek(void *g, uint64_t gfn, void *buf) { return mem_peek(g, gfn, buf); }
+static int mb_present(void *g, uint64_t gfn) { return mem_present(g, gfn); }
+static int mb_mapped(void *g, uint64_t gfn) { return mem_mapped(g, gfn); }
+
+static void mb_fail(void *g, double p)
+{
+  for (int op = 0; op < MEM_OP_COUNT; op++)
+    if (op != MEM_OP_UNPROTECT) /* a failed unprotect would block the guest */
+      mem_fail_prob(g, (mem_op)op, p, DMEM_EIO);
+}
+
+static uint64_t mb_violations(void *g, const char **msg)
+{
+  *msg = mem_violation_msg(g);
+  return mem_violations(g);
+}
+
+const model_backend model_mem_backend = {
+  "memory",   mb_create, mb_destroy, mb_load, mb_attach,     mb_detach, mb_guest_read,
+  mb_write,   mb_peek,   mb_present, mb_mapped, mb_fail, mb_violations, NULL,
+};
 
 /* ---------------------------------------------------------------- configurations */
 
@@ -658,7 +705,7 @@ size_t model_configs(model_config *out, size_t max, uint64_t total_ops, uint64_t
     const model_shape *s = &shapes[i];
     model_config c = {s->name, s->nvms, s->npages, total_ops * s->percent / 100,
                       seed * 0x100000001b3ull + i + 1, s->share, s->protect, s->swap,
-                      s->concurrent, s->concurrent, s->reattach, s->fail_p};
+                      s->concurrent, s->concurrent, s->reattach, s->fail_p, NULL};
     out[i] = c;
   }
   return n;

@@ -27,7 +27,41 @@
 
 #define MODEL_MAXVM 4
 
-typedef struct model_config {
+/* Where the VMs' memory lives: the in-memory adapter (memadapter.h) by
+ * default, or another adapter with its hypervisor (the Xen adapter over
+ * the simulated hypervisor, say). Every call takes the VM's handle, made by
+ * @c create. */
+typedef struct model_config model_config;
+typedef struct model_backend {
+  const char *name;
+  /* VM number @v of @cfg->npages pages; NULL on failure. */
+  void *(*create)(const model_config *cfg, unsigned v);
+  void (*destroy)(void *g);
+  /* Setup before attach: the page holds @content. */
+  void (*load)(void *g, uint64_t gfn, const void *content);
+  int (*attach)(dmem_vm **out, dmem_engine *e, void *g);
+  /* dmem_vm_detach() and forgetting the VM. */
+  int (*detach)(void *g, dmem_vm *vm);
+  /* The guest's side (faults served through the engine), as memadapter.h's
+   * mem_guest_read and mem_write. */
+  int (*guest_read)(void *g, uint64_t gfn, void *buf);
+  int (*write)(void *g, uint64_t gfn, size_t off, const void *d, size_t len, unsigned bits);
+  /* Host's view without faults: DMEM_ENOENT for an absent page. */
+  int (*peek)(void *g, uint64_t gfn, void *buf);
+  int (*present)(void *g, uint64_t gfn);
+  int (*mapped)(void *g, uint64_t gfn);
+  /* Adapter operations fail with probability @p (DMEM_EIO or the like). */
+  void (*fail)(void *g, double p);
+  /* Contract violations seen, and the first one's words. */
+  uint64_t (*violations)(void *g, const char **msg);
+  /* The concurrent run starts (1) and ends (0); may be NULL. */
+  void (*concurrent)(void *g, int on);
+} model_backend;
+
+/* The in-memory adapter's backend (the default). */
+extern const model_backend model_mem_backend;
+
+struct model_config {
   const char *name;
   unsigned nvms;    /* 1 .. MODEL_MAXVM */
   uint64_t npages;  /* per VM */
@@ -40,7 +74,8 @@ typedef struct model_config {
   int bg_thread;    /* with concurrent: dmem_engine_start() for a while */
   int reattach;     /* detach and reattach a VM now and then */
   double fail_p;    /* adapter failure probability per operation; 0: none */
-} model_config;
+  const model_backend *backend; /* NULL: model_mem_backend */
+};
 
 typedef struct model_result {
   uint64_t ops;             /* operations done */
