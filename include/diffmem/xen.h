@@ -1,15 +1,81 @@
 /**
  * @file diffmem/xen.h
- * @brief libdiffmem-xen: the Xen binding through libxenctrl (Xen 4.17).
+ * @brief libdiffmem-xen: the engine's adapter for Xen HVM guests, through
+ *        libxenctrl (Xen 4.17).
  *
  * Link with `pkg-config --cflags --libs libdiffmem-xen`.
  *
- * Threads: dmem_xen_probe() may be called from any thread.
+ * What the adapter does with Xen (xenctrl.h names):
+ *  - Reading guest pages: xenforeignmemory_map() of one page, read-only.
+ *  - Modified bits: log-dirty (xc_shadow_control ENABLE_LOGDIRTY, then
+ *    xc_logdirty_control CLEAN, which is 4.17's form of the CLEAN and PEEK
+ *    operations that carry a bitmap). Log-dirty sees writes only, so a page
+ *    that was written reports both bits. Reads are seen only when they fault
+ *    an evicted page back in: such a page reports REFERENCED alone on the
+ *    next scan, so a read-hot shared page is then mapped copy-on-write
+ *    instead of evicted again. Other reads go unseen, so a read-hot page may
+ *    be reclaimed once and fault back. xc_set_mem_access() could see every
+ *    read, but only through a second (monitor) ring on Intel EPT, which this
+ *    adapter does not use.
+ *  - Eviction and fault-back (zero, shared, patched, compressed and swapped
+ *    pages alike): mem_paging with the vm_event ring, in xenpaging's order.
+ *    evict(): xc_mem_paging_nominate (the page turns read-only to the
+ *    guest), read the page again and compare it with what the engine last
+ *    read of it, then xc_mem_paging_evict. A guest write in between makes
+ *    the evict fail (EBUSY) and nothing is lost. A guest touch of an evicted
+ *    page pauses the vCPU and puts a request on the ring; the adapter's ring
+ *    service (dmem_xen_poll() or its thread) calls dmem_vm_fault(), which
+ *    rebuilds the page and installs it with xc_mem_paging_load, puts the
+ *    response on the ring and notifies the event channel, which unpauses the
+ *    vCPU. A touch of a page that was nominated but not yet evicted is
+ *    answered with xc_mem_paging_prep alone (the page is still there).
+ *  - Sharing (when dmem_xen_options.share is set): xc_memshr_control, then
+ *    for each engine frame one guest page is its Xen "source": share()
+ *    nominates the page (xc_memshr_nominate_gfn), compares its bytes with
+ *    the frame, and shares it onto the source with xc_memshr_share_gfns.
+ *    Xen invalidates a handle when the guest writes its page, so a write
+ *    after the comparison makes the share fail with
+ *    XENMEM_SHARING_OP_C_HANDLE_INVALID: no guest write is ever merged
+ *    away. When the source's handle is the stale one
+ *    (XENMEM_SHARING_OP_S_HANDLE_INVALID), the page becomes the frame's new
+ *    source. A guest write to a shared page gets a private copy from Xen.
+ *  - dmem_xen_share_range() (xc_memshr_range_share) for clones, and
+ *    dmem_xen_share_grefs() (xc_memshr_nominate_gref, xc_memshr_share_grefs)
+ *    for I/O buffers a backend has granted pages for.
+ *
+ * Not done: the sharing ring (xc_memshr_ring_enable). Xen crashes a guest
+ * whose copy-on-write break finds no free memory when that ring is absent;
+ * with @c share on, keep Xen's free memory above what the shared pages may
+ * need, or open with @c share 0.
+ *
+ * The adapter offers no protect(): a nominated page is Xen's own guard
+ * against lost writes (see above), and Xen has no call that lifts a paging
+ * nomination. A page nominated for an eviction that then failed stays
+ * nominated until the guest next writes it; that write costs one ring round
+ * trip, as under xenpaging.
+ *
+ * Requirements: an HVM guest with hardware-assisted paging (EPT or NPT);
+ * dmem_xen_open() refuses others with DMEM_ENOTSUP, because Xen's sharing
+ * and paging calls fail with ENODEV for them. The HVM parameter
+ * HVM_PARAM_PAGING_RING_PFN must name the ring page, as the toolstack sets
+ * it up for xenpaging. Run as root in dom0 (or a domain privileged for the
+ * guest). No other pager may run for the guest.
+ *
+ * Every Xen call goes through one table, dmem_xen_calls, which defaults to
+ * libxenctrl. Tests (and a researcher's simulator) pass their own table.
+ *
+ * Threads. Each dmem_xen belongs to one VM. dmem_xen_poll() must not run on
+ * two threads at once, nor together with the adapter's own thread
+ * (dmem_xen_start()). Everything else follows diffmem.h.
  */
 #ifndef DIFFMEM_XEN_H
 #define DIFFMEM_XEN_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include <diffmem/common.h>
+#include <diffmem/diffmem.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,6 +100,238 @@ typedef struct dmem_xen_info {
  * @retval DMEM_EINVAL out is NULL.
  */
 DMEM_API int dmem_xen_probe(dmem_xen_info *out);
+
+/** Facts about a domain, from xc_domain_getinfo(). */
+typedef struct dmem_xen_domain {
+  int hvm;         /**< an HVM guest */
+  int hap;         /**< with hardware-assisted paging */
+  int dying;       /**< being destroyed */
+  uint64_t npages; /**< guest frames 0 .. npages-1 that the adapter serves */
+} dmem_xen_domain;
+
+/* Operation codes of dmem_xen_calls.logdirty (values of xen/domctl.h). */
+#define DMEM_XEN_LOGDIRTY_OFF 0    /**< XEN_DOMCTL_SHADOW_OP_OFF */
+#define DMEM_XEN_LOGDIRTY_ENABLE 2 /**< XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY */
+#define DMEM_XEN_LOGDIRTY_CLEAN 11 /**< XEN_DOMCTL_SHADOW_OP_CLEAN */
+#define DMEM_XEN_LOGDIRTY_PEEK 12  /**< XEN_DOMCTL_SHADOW_OP_PEEK */
+
+/* The documented errors of the share calls, as errno values (xenctrl.h:
+ * "10 (or -XENMEM_SHARING_OP_S_HANDLE_INVALID)" and 9 for the client). */
+#define DMEM_XEN_ESHARE_SOURCE 10 /**< -XENMEM_SHARING_OP_S_HANDLE_INVALID */
+#define DMEM_XEN_ESHARE_CLIENT 9  /**< -XENMEM_SHARING_OP_C_HANDLE_INVALID */
+
+/**
+ * Every Xen call the adapter makes. Each takes the table's context @c hv
+ * first and keeps libxenctrl's convention: 0 (or the documented value) on
+ * success, -1 with errno set on failure, and errno values exactly as
+ * xenctrl.h documents them (ESRCH, ENODEV, EINVAL, E2BIG, EBUSY, ENOENT,
+ * DMEM_XEN_ESHARE_SOURCE, ...). The default table (@c calls NULL in
+ * dmem_xen_options) forwards to libxenctrl, libxenforeignmemory and
+ * libxenevtchn.
+ */
+typedef struct dmem_xen_calls {
+  unsigned version; /**< DMEM_XEN_CALLS_VERSION */
+
+  /** xc_domain_getinfo() of one domain; ESRCH when it does not exist. */
+  int (*domain_info)(void *hv, uint32_t domid, dmem_xen_domain *out);
+
+  /** xc_memshr_control(). */
+  int (*memshr_control)(void *hv, uint32_t domid, int enable);
+  /** xc_memshr_nominate_gfn(): a handle that Xen invalidates when the page
+   *  is written. */
+  int (*memshr_nominate_gfn)(void *hv, uint32_t domid, uint64_t gfn, uint64_t *handle);
+  /** xc_memshr_nominate_gref(). */
+  int (*memshr_nominate_gref)(void *hv, uint32_t domid, uint32_t gref, uint64_t *handle);
+  /** xc_memshr_share_gfns(). */
+  int (*memshr_share_gfns)(void *hv, uint32_t sdom, uint64_t sgfn, uint64_t shandle,
+                           uint32_t cdom, uint64_t cgfn, uint64_t chandle);
+  /** xc_memshr_share_grefs(). */
+  int (*memshr_share_grefs)(void *hv, uint32_t sdom, uint32_t sgref, uint64_t shandle,
+                            uint32_t cdom, uint32_t cgref, uint64_t chandle);
+  /** xc_memshr_range_share(). */
+  int (*memshr_range_share)(void *hv, uint32_t sdom, uint32_t cdom, uint64_t first,
+                            uint64_t last);
+
+  /** xc_hvm_param_get() (the adapter asks HVM_PARAM_PAGING_RING_PFN). */
+  int (*hvm_param_get)(void *hv, uint32_t domid, uint32_t param, uint64_t *value);
+  /** xc_mem_paging_enable(): the remote event-channel port in @p port. */
+  int (*paging_enable)(void *hv, uint32_t domid, uint32_t *port);
+  /** xc_mem_paging_disable(). */
+  int (*paging_disable)(void *hv, uint32_t domid);
+  /** xc_mem_paging_nominate(). */
+  int (*paging_nominate)(void *hv, uint32_t domid, uint64_t gfn);
+  /** xc_mem_paging_evict(). */
+  int (*paging_evict)(void *hv, uint32_t domid, uint64_t gfn);
+  /** xc_mem_paging_prep(): a page that still has its memory becomes
+   *  guest memory again; ENOENT when the page is not paging in or out. */
+  int (*paging_prep)(void *hv, uint32_t domid, uint64_t gfn);
+  /** xc_mem_paging_load(): gives an evicted page new memory holding
+   *  @p buffer (DMEM_PAGE_SIZE bytes). */
+  int (*paging_load)(void *hv, uint32_t domid, uint64_t gfn, void *buffer);
+  /** xc_mem_paging_resume(): Xen consumes the ring's responses. */
+  int (*paging_resume)(void *hv, uint32_t domid);
+  /** xc_domain_decrease_reservation_exact() of one page (the ring page
+   *  leaves the guest's physmap once it is mapped). */
+  int (*decrease_reservation)(void *hv, uint32_t domid, uint64_t gfn);
+
+  /** xenforeignmemory_map() of @p n pages from @p gfn; NULL with errno. */
+  void *(*map)(void *hv, uint32_t domid, int prot, uint64_t gfn, size_t n);
+  /** xenforeignmemory_unmap(). */
+  int (*unmap)(void *hv, void *addr, size_t n);
+
+  /** Log-dirty: DMEM_XEN_LOGDIRTY_ENABLE and _OFF through xc_shadow_control,
+   *  _CLEAN and _PEEK through xc_logdirty_control, which fill @p bitmap
+   *  (one bit per page, @p npages bits, in unsigned longs). */
+  int (*logdirty)(void *hv, uint32_t domid, unsigned op, unsigned long *bitmap,
+                  uint64_t npages);
+
+  /** xenevtchn_bind_interdomain(): the local port, or -1. */
+  int (*evtchn_bind)(void *hv, uint32_t domid, uint32_t remote_port);
+  /** xenevtchn_unbind(). */
+  int (*evtchn_unbind)(void *hv, uint32_t local_port);
+  /** xenevtchn_notify(). */
+  int (*evtchn_notify)(void *hv, uint32_t local_port);
+  /** xenevtchn_fd(): readable when an event is pending. */
+  int (*evtchn_fd)(void *hv);
+  /** xenevtchn_pending(): the pending local port, or -1 (EAGAIN) if none. */
+  int (*evtchn_pending)(void *hv);
+  /** xenevtchn_unmask(). */
+  int (*evtchn_unmask)(void *hv, uint32_t local_port);
+} dmem_xen_calls;
+
+#define DMEM_XEN_CALLS_VERSION 1
+
+/** One VM's adapter. */
+typedef struct dmem_xen dmem_xen;
+
+/** Options of dmem_xen_open(). Start from DMEM_XEN_OPTIONS_INIT. */
+typedef struct dmem_xen_options {
+  unsigned version; /**< DMEM_XEN_OPTIONS_VERSION */
+  uint32_t domid;   /**< the guest */
+  /** NULL: libxenctrl. Otherwise a table that outlives the adapter. */
+  const dmem_xen_calls *calls;
+  /** The context passed to @c calls (ignored when calls is NULL). */
+  void *hv;
+  /** Offer share(): pages shared copy-on-write in Xen's p2m. 0: shared
+   *  pages are evicted and rebuilt from their frame on touch. */
+  int share;
+  /** Pages served; 0: the domain's own count. */
+  uint64_t npages;
+} dmem_xen_options;
+
+#define DMEM_XEN_OPTIONS_VERSION 1
+#define DMEM_XEN_OPTIONS_INIT {DMEM_XEN_OPTIONS_VERSION, 0, NULL, NULL, 1, 0}
+
+/**
+ * Takes over paging for a guest: checks it is HVM with HAP, maps the
+ * paging ring, enables paging, binds its event channel, enables log-dirty,
+ * and enables sharing when asked.
+ * @retval 0 success.
+ * @retval DMEM_ENOTSUP no Xen here (the message says why, e.g. "cannot open
+ *         /dev/xen/privcmd: No such file or directory"), or a guest that is
+ *         not HVM with HAP.
+ * @retval DMEM_ENOENT no such domain. @retval DMEM_EBUSY another pager owns
+ *         the guest. @retval DMEM_ESYS another call failed (see the message).
+ * @retval DMEM_EINVAL, DMEM_EVERSION bad options. @retval DMEM_ENOMEM.
+ * @param errbuf receives the message on failure (may be NULL).
+ * @param errlen its size.
+ */
+DMEM_API int dmem_xen_open(dmem_xen **out, const dmem_xen_options *opts, char *errbuf,
+                           size_t errlen);
+
+/**
+ * Stops the adapter's thread, disables paging, log-dirty and the ring, and
+ * frees the adapter. Detach the VM first (dmem_vm_detach() installs every
+ * page); pages still evicted stay evicted. NULL does nothing.
+ */
+DMEM_API void dmem_xen_close(dmem_xen *x);
+
+/** The detail of the adapter's last error, or "". */
+DMEM_API const char *dmem_xen_errmsg(const dmem_xen *x);
+
+/** The pages the adapter serves. */
+DMEM_API uint64_t dmem_xen_npages(const dmem_xen *x);
+
+/**
+ * Attaches the guest to @p engine with this adapter's operations; the ring
+ * service then sends faults to the VM. One attachment at a time.
+ * @retval 0 success. @retval DMEM_EBUSY already attached.
+ * @return or dmem_vm_attach()'s error.
+ */
+DMEM_API int dmem_xen_attach(dmem_vm **out, dmem_engine *engine, dmem_xen *x, const char *name);
+
+/**
+ * Detaches the VM attached by dmem_xen_attach() (dmem_vm_detach(), which
+ * installs every page) and forgets it.
+ * @return dmem_vm_detach()'s result; on failure the VM stays attached.
+ */
+DMEM_API int dmem_xen_detach(dmem_xen *x);
+
+/** The event channel's file descriptor, for the VMM's own poll loop:
+ *  call dmem_xen_poll() when it is readable. */
+DMEM_API int dmem_xen_fd(const dmem_xen *x);
+
+/**
+ * Serves the paging ring: waits up to @p timeout_ms (0: not at all, -1:
+ * forever) for an event, then answers every request on the ring, and
+ * retries any request a failure left unanswered.
+ * @param served receives the requests answered (may be NULL).
+ * @retval 0 success (also when nothing was pending).
+ * @retval DMEM_EIO a request could not be answered now (its page could not
+ *         be rebuilt or loaded): its vCPU stays paused, and the request is
+ *         retried on the next call. The message names the page.
+ * @retval DMEM_ESYS waiting on or notifying the event channel failed.
+ */
+DMEM_API int dmem_xen_poll(dmem_xen *x, int timeout_ms, unsigned *served);
+
+/** Starts a thread that runs dmem_xen_poll() until dmem_xen_stop().
+ *  @retval 0. @retval DMEM_EBUSY running. @retval DMEM_ESYS. */
+DMEM_API int dmem_xen_start(dmem_xen *x);
+
+/** Stops and joins the thread; nothing if none runs. */
+DMEM_API void dmem_xen_stop(dmem_xen *x);
+
+/**
+ * Shares the pages @p first .. @p last of a clone with its source domain
+ * (xc_memshr_range_share): for a guest restored from the same snapshot as
+ * @p source, before it runs. Xen does not compare the pages: only call it
+ * when the two domains' pages in the range are known to be the same. Both
+ * adapters need share enabled.
+ * @retval 0. @retval DMEM_EINVAL different sizes, or sharing off.
+ * @retval DMEM_ENOMEM. @retval DMEM_ESYS.
+ */
+DMEM_API int dmem_xen_share_range(dmem_xen *source, dmem_xen *clone, uint64_t first,
+                                  uint64_t last);
+
+/**
+ * Shares two granted pages that hold the same bytes (a backend that has
+ * just filled both from the same disk block, say), by grant reference. Call
+ * it after unmapping both grants and before telling the guests that their
+ * I/O is done; Xen's handles make it fail rather than share a page a guest
+ * wrote after nomination.
+ * @retval 0. @retval DMEM_EBUSY a handle was invalidated by a write (the
+ *         pages stay as they were). @retval DMEM_EINVAL a grant reference
+ *         is invalid, or sharing off. @retval DMEM_ESYS.
+ */
+DMEM_API int dmem_xen_share_grefs(dmem_xen *source, uint32_t source_gref, dmem_xen *client,
+                                  uint32_t client_gref);
+
+/** The adapter's own counts. */
+typedef struct dmem_xen_stats {
+  uint64_t requests;      /**< ring requests read */
+  uint64_t faults;        /**< requests served by rebuilding a page */
+  uint64_t evict_fail;    /**< requests for nominated pages (prep only) */
+  uint64_t dropped;       /**< MEM_PAGING_DROP_PAGE notices */
+  uint64_t evicts;        /**< pages evicted */
+  uint64_t evict_changed; /**< evictions refused: the page changed after it was read */
+  uint64_t shares;        /**< pages shared in Xen's p2m */
+  uint64_t share_stale;   /**< shares refused: the page changed (client handle) */
+  uint64_t resourced;     /**< frames whose source page moved to another page */
+  uint64_t retries;       /**< requests left for a later dmem_xen_poll() */
+} dmem_xen_stats;
+
+/** Fills @p out. @retval 0. */
+DMEM_API int dmem_xen_stats_get(dmem_xen_stats *out, dmem_xen *x);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,449 @@
+/* The adapter's life cycle and its dmem_adapter_ops (see diffmem/xen.h for
+ * how each operation maps onto Xen's calls). */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "xen_internal.h"
+
+#define LONG_BITS (8 * sizeof(unsigned long))
+
+int xen__err(int errnum)
+{
+  switch (errnum) {
+  case ENOMEM:
+    return DMEM_ENOMEM;
+  case EBUSY:
+  case E2BIG:
+  case EAGAIN:
+  case DMEM_XEN_ESHARE_SOURCE:
+  case DMEM_XEN_ESHARE_CLIENT:
+    return DMEM_EBUSY;
+  case ENOENT:
+  case ESRCH:
+    return DMEM_ENOENT;
+  case EINVAL:
+    return DMEM_EINVAL;
+  case ENODEV:
+  case ENOSYS:
+  case EOPNOTSUPP:
+    return DMEM_ENOTSUP;
+  case EIO:
+    return DMEM_EIO;
+  default:
+    return DMEM_ESYS;
+  }
+}
+
+/* Records the detail of a failed call and returns its DMEM_E* code. */
+void xen__msg(dmem_xen *x, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  pthread_mutex_lock(&x->mu);
+  vsnprintf(x->errmsg, sizeof x->errmsg, fmt, ap);
+  pthread_mutex_unlock(&x->mu);
+  va_end(ap);
+}
+
+static int fail_call(dmem_xen *x, const char *call, uint64_t gfn, int errnum)
+{
+  xen__msg(x, "dom%u gfn %#llx: %s: %s", (unsigned)x->domid, (unsigned long long)gfn, call,
+           strerror(errnum));
+  return xen__err(errnum);
+}
+
+int xen__read(dmem_xen *x, uint64_t gfn, void *buf)
+{
+  void *p = x->calls->map(x->hv, x->domid, PROT_READ, gfn, 1);
+  if (!p)
+    return fail_call(x, "xenforeignmemory_map", gfn, errno);
+  memcpy(buf, p, XEN_PAGE);
+  x->calls->unmap(x->hv, p, 1);
+  return 0;
+}
+
+int xen__unshare(dmem_xen *x, uint64_t gfn)
+{
+  void *p = x->calls->map(x->hv, x->domid, PROT_READ | PROT_WRITE, gfn, 1);
+  if (!p)
+    return fail_call(x, "xenforeignmemory_map (writable)", gfn, errno);
+  x->calls->unmap(x->hv, p, 1);
+  return 0;
+}
+
+static int page_state(dmem_xen *x, uint64_t gfn)
+{
+  pthread_mutex_lock(&x->mu);
+  int s = x->pstate[gfn];
+  pthread_mutex_unlock(&x->mu);
+  return s;
+}
+
+static void set_page_state(dmem_xen *x, uint64_t gfn, int s)
+{
+  pthread_mutex_lock(&x->mu);
+  x->pstate[gfn] = (uint8_t)s;
+  pthread_mutex_unlock(&x->mu);
+}
+
+/* ---------------------------------------------------------------- operations */
+
+static int op_read(void *buf, uint64_t gfn, void *ud)
+{
+  dmem_xen *x = ud;
+  int rc = xen__read(x, gfn, buf);
+  if (rc)
+    return rc;
+  /* Kept so that an eviction can tell whether the page changed since. */
+  xen_recent *r = &x->recent[x->recent_next++ % XEN_RECENT];
+  memcpy(r->page, buf, XEN_PAGE);
+  r->gfn = gfn;
+  r->valid = 1;
+  return 0;
+}
+
+/* The content the engine last read of gfn, or NULL. */
+static const uint8_t *recent_of(dmem_xen *x, uint64_t gfn)
+{
+  for (unsigned i = 1; i <= XEN_RECENT; i++) {
+    const xen_recent *r = &x->recent[(x->recent_next - i) % XEN_RECENT];
+    if (r->valid && r->gfn == gfn)
+      return r->page;
+  }
+  return NULL;
+}
+
+static void forget_recent(dmem_xen *x, uint64_t gfn)
+{
+  for (unsigned i = 0; i < XEN_RECENT; i++)
+    if (x->recent[i].gfn == gfn)
+      x->recent[i].valid = 0;
+}
+
+static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
+{
+  dmem_xen *x = ud;
+  /* CLEAN hands over and clears the whole domain's bitmap; what is not
+   * asked for now is kept for later calls. */
+  if (x->calls->logdirty(x->hv, x->domid, DMEM_XEN_LOGDIRTY_CLEAN, x->bitmap, x->npages) != 0)
+    return fail_call(x, "xc_logdirty_control(CLEAN)", first, errno);
+  pthread_mutex_lock(&x->mu);
+  for (size_t i = 0; i < x->bitmap_longs; i++)
+    x->dirty[i] |= x->bitmap[i];
+  for (size_t i = 0; i < n; i++) {
+    uint64_t g = first + i;
+    unsigned long bit = 1ul << (g % LONG_BITS);
+    unsigned long *w = &x->dirty[g / LONG_BITS];
+    unsigned long *t = &x->touched[g / LONG_BITS];
+    int evicted = x->pstate[g] == XP_EVICTED;
+    out[i] = 0;
+    if (!evicted && (*w & bit))
+      out[i] = DMEM_BIT_REFERENCED | DMEM_BIT_MODIFIED;
+    else if (!evicted && (*t & bit))
+      out[i] = DMEM_BIT_REFERENCED;
+    *w &= ~bit;
+    *t &= ~bit;
+  }
+  pthread_mutex_unlock(&x->mu);
+  return 0;
+}
+
+static int op_evict(uint64_t gfn, void *ud)
+{
+  dmem_xen *x = ud;
+  const uint8_t *want = recent_of(x, gfn);
+  if (!want) { /* the engine always reads a page before it evicts it */
+    pthread_mutex_lock(&x->mu);
+    x->st.evict_changed++;
+    pthread_mutex_unlock(&x->mu);
+    xen__msg(x, "dom%u gfn %#llx: evict without a recent read", (unsigned)x->domid,
+             (unsigned long long)gfn);
+    return DMEM_EBUSY;
+  }
+  int state = page_state(x, gfn);
+  if (state == XP_SHARED) { /* Xen pages out private pages only */
+    int rc = xen__unshare(x, gfn);
+    if (rc)
+      return rc;
+    set_page_state(x, gfn, XP_GUEST);
+  }
+  if (state != XP_NOMINATED) {
+    if (x->calls->paging_nominate(x->hv, x->domid, gfn) != 0)
+      return fail_call(x, "xc_mem_paging_nominate", gfn, errno);
+    set_page_state(x, gfn, XP_NOMINATED);
+  }
+  /* Read-only to the guest from here on: a write now makes the evict fail.
+   * A write before it shows in the bytes. */
+  uint8_t now[XEN_PAGE];
+  int rc = xen__read(x, gfn, now);
+  if (rc)
+    return rc;
+  if (memcmp(now, want, XEN_PAGE) != 0) {
+    pthread_mutex_lock(&x->mu);
+    x->st.evict_changed++;
+    pthread_mutex_unlock(&x->mu);
+    xen__msg(x, "dom%u gfn %#llx: changed after it was read", (unsigned)x->domid,
+             (unsigned long long)gfn);
+    return DMEM_EBUSY;
+  }
+  if (x->calls->paging_evict(x->hv, x->domid, gfn) != 0)
+    return fail_call(x, "xc_mem_paging_evict", gfn, errno);
+  forget_recent(x, gfn);
+  pthread_mutex_lock(&x->mu);
+  x->pstate[gfn] = XP_EVICTED;
+  x->st.evicts++;
+  x->dirty[gfn / LONG_BITS] &= ~(1ul << (gfn % LONG_BITS));
+  pthread_mutex_unlock(&x->mu);
+  return 0;
+}
+
+static int op_share(uint64_t gfn, uint32_t frame_id, const void *frame, void *ud)
+{
+  dmem_xen *x = ud;
+  dmem_engine *engine = x->engine;
+  return xen__share(x, gfn, engine, frame_id, frame);
+}
+
+static int op_install(uint64_t gfn, const void *content, void *ud)
+{
+  dmem_xen *x = ud;
+  int state = page_state(x, gfn);
+  if (state != XP_EVICTED) {
+    /* Guest memory already (a page the engine mapped, being made private):
+     * what the guest sees is the truth, so only leave Xen's sharing. */
+    if (state != XP_SHARED)
+      return 0;
+    int rc = xen__unshare(x, gfn);
+    if (rc == 0)
+      set_page_state(x, gfn, XP_GUEST);
+    return rc;
+  }
+  if (x->calls->paging_load(x->hv, x->domid, gfn, (void *)content) != 0)
+    return fail_call(x, "xc_mem_paging_load", gfn, errno);
+  set_page_state(x, gfn, XP_GUEST);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+static int open_fail(dmem_xen *x, char *errbuf, size_t errlen, int rc, const char *fmt, ...)
+  __attribute__((format(printf, 5, 6)));
+
+static int open_fail(dmem_xen *x, char *errbuf, size_t errlen, int rc, const char *fmt, ...)
+{
+  if (errbuf && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+  }
+  dmem_xen_close(x);
+  return rc;
+}
+
+int dmem_xen_open(dmem_xen **out, const dmem_xen_options *opts, char *errbuf, size_t errlen)
+{
+  if (errbuf && errlen)
+    errbuf[0] = '\0';
+  if (!out || !opts)
+    return DMEM_EINVAL;
+  *out = NULL;
+  if (opts->version != DMEM_XEN_OPTIONS_VERSION)
+    return DMEM_EVERSION;
+  if (opts->calls && opts->calls->version != DMEM_XEN_CALLS_VERSION)
+    return DMEM_EVERSION;
+  dmem_xen *x = calloc(1, sizeof *x);
+  if (!x)
+    return DMEM_ENOMEM;
+  pthread_mutex_init(&x->mu, NULL);
+  x->port = -1;
+  x->domid = opts->domid;
+  if (opts->calls) {
+    x->calls = opts->calls;
+    x->hv = opts->hv;
+  } else {
+    int rc = xen__default_open(&x->own_hv, errbuf, errlen);
+    if (rc) {
+      dmem_xen_close(x);
+      return rc;
+    }
+    x->calls = &xen__default_calls;
+    x->hv = x->own_hv;
+  }
+  const dmem_xen_calls *c = x->calls;
+
+  dmem_xen_domain d;
+  memset(&d, 0, sizeof d);
+  if (c->domain_info(x->hv, x->domid, &d) != 0) {
+    int e = errno;
+    return open_fail(x, errbuf, errlen, xen__err(e), "dom%u: %s", (unsigned)x->domid,
+                     e == ESRCH ? "no such domain" : strerror(e));
+  }
+  if (!d.hvm || !d.hap)
+    return open_fail(x, errbuf, errlen, DMEM_ENOTSUP,
+                     "dom%u: sharing and paging need an HVM guest with hardware-assisted "
+                     "paging (this one is %s%s)",
+                     (unsigned)x->domid, d.hvm ? "HVM" : "PV", d.hvm && !d.hap ? " without HAP" : "");
+  if (d.dying)
+    return open_fail(x, errbuf, errlen, DMEM_ENOENT, "dom%u is dying", (unsigned)x->domid);
+  x->npages = opts->npages ? opts->npages : d.npages;
+  if (!x->npages || x->npages > d.npages)
+    return open_fail(x, errbuf, errlen, DMEM_EINVAL, "dom%u: %llu pages asked, it has %llu",
+                     (unsigned)x->domid, (unsigned long long)x->npages,
+                     (unsigned long long)d.npages);
+  x->bitmap_longs = (size_t)((x->npages + LONG_BITS - 1) / LONG_BITS);
+  x->pstate = calloc(x->npages, 1);
+  x->dirty = calloc(x->bitmap_longs, sizeof(unsigned long));
+  x->bitmap = calloc(x->bitmap_longs, sizeof(unsigned long));
+  x->touched = calloc(x->bitmap_longs, sizeof(unsigned long));
+  if (!x->pstate || !x->dirty || !x->bitmap || !x->touched)
+    return open_fail(x, errbuf, errlen, DMEM_ENOMEM, "out of memory");
+
+  int rc = xen__ring_init(x);
+  if (rc)
+    return open_fail(x, errbuf, errlen, rc, "%s", x->errmsg);
+  if (c->logdirty(x->hv, x->domid, DMEM_XEN_LOGDIRTY_ENABLE, NULL, 0) != 0) {
+    int e = errno;
+    return open_fail(x, errbuf, errlen, xen__err(e), "dom%u: enabling log-dirty: %s",
+                     (unsigned)x->domid, strerror(e));
+  }
+  x->logdirty_on = 1;
+  if (opts->share) {
+    if (c->memshr_control(x->hv, x->domid, 1) != 0) {
+      int e = errno;
+      return open_fail(x, errbuf, errlen, xen__err(e), "dom%u: xc_memshr_control: %s",
+                       (unsigned)x->domid,
+                       e == EXDEV ? "a passed-through device excludes sharing" : strerror(e));
+    }
+    x->memshr_on = 1;
+    x->share = 1;
+  }
+
+  x->ops = (dmem_adapter_ops){
+    .version = DMEM_ADAPTER_OPS_VERSION,
+    .read = op_read,
+    .bits = op_bits,
+    .evict = op_evict,
+    .share = x->share ? op_share : NULL,
+    .install = op_install,
+  };
+  *out = x;
+  return 0;
+}
+
+void dmem_xen_close(dmem_xen *x)
+{
+  if (!x)
+    return;
+  dmem_xen_stop(x);
+  xen__share_forget(x);
+  if (x->logdirty_on)
+    (void)x->calls->logdirty(x->hv, x->domid, DMEM_XEN_LOGDIRTY_OFF, NULL, 0);
+  xen__ring_fini(x);
+  if (x->own_hv)
+    xen__default_close(x->own_hv);
+  free(x->pstate);
+  free(x->dirty);
+  free(x->bitmap);
+  free(x->touched);
+  free(x->pending);
+  pthread_mutex_destroy(&x->mu);
+  free(x);
+}
+
+const char *dmem_xen_errmsg(const dmem_xen *x) { return x ? x->errmsg : ""; }
+
+uint64_t dmem_xen_npages(const dmem_xen *x) { return x ? x->npages : 0; }
+
+int dmem_xen_attach(dmem_vm **out, dmem_engine *engine, dmem_xen *x, const char *name)
+{
+  if (!out || !engine || !x)
+    return DMEM_EINVAL;
+  if (x->vm)
+    return DMEM_EBUSY;
+  /* The engine starts from "every page resident": bring back any page a
+   * previous attachment left evicted is not possible without its content,
+   * so refuse instead. */
+  for (uint64_t g = 0; g < x->npages; g++)
+    if (x->pstate[g] == XP_EVICTED)
+      return DMEM_EBUSY;
+  dmem_vm_options o = DMEM_VM_OPTIONS_INIT;
+  o.ops = &x->ops;
+  o.ud = x;
+  o.npages = x->npages;
+  o.name = name;
+  dmem_vm *vm;
+  int rc = dmem_vm_attach(&vm, engine, &o);
+  if (rc)
+    return rc;
+  pthread_mutex_lock(&x->mu);
+  x->vm = vm;
+  x->engine = engine;
+  memset(x->dirty, 0, x->bitmap_longs * sizeof(unsigned long));
+  memset(x->touched, 0, x->bitmap_longs * sizeof(unsigned long));
+  pthread_mutex_unlock(&x->mu);
+  *out = vm;
+  return 0;
+}
+
+int dmem_xen_detach(dmem_xen *x)
+{
+  if (!x || !x->vm)
+    return DMEM_EINVAL;
+  int rc = dmem_vm_detach(x->vm);
+  if (rc)
+    return rc;
+  xen__share_forget(x);
+  pthread_mutex_lock(&x->mu);
+  x->vm = NULL;
+  x->engine = NULL;
+  pthread_mutex_unlock(&x->mu);
+  return 0;
+}
+
+int dmem_xen_stats_get(dmem_xen_stats *out, dmem_xen *x)
+{
+  if (!out || !x)
+    return DMEM_EINVAL;
+  pthread_mutex_lock(&x->mu);
+  *out = x->st;
+  pthread_mutex_unlock(&x->mu);
+  return 0;
+}
+
+int dmem_xen_share_range(dmem_xen *source, dmem_xen *clone, uint64_t first, uint64_t last)
+{
+  if (!source || !clone || first > last || last >= source->npages || last >= clone->npages)
+    return DMEM_EINVAL;
+  if (!source->share || !clone->share)
+    return DMEM_EINVAL;
+  if (source->calls->memshr_range_share(source->hv, source->domid, clone->domid, first, last) != 0)
+    return fail_call(clone, "xc_memshr_range_share", first, errno);
+  return 0;
+}
+
+int dmem_xen_share_grefs(dmem_xen *source, uint32_t source_gref, dmem_xen *client,
+                         uint32_t client_gref)
+{
+  if (!source || !client || !source->share || !client->share)
+    return DMEM_EINVAL;
+  const dmem_xen_calls *c = source->calls;
+  uint64_t sh, ch;
+  if (c->memshr_nominate_gref(source->hv, source->domid, source_gref, &sh) != 0)
+    return fail_call(source, "xc_memshr_nominate_gref", source_gref, errno);
+  if (c->memshr_nominate_gref(client->hv, client->domid, client_gref, &ch) != 0)
+    return fail_call(client, "xc_memshr_nominate_gref", client_gref, errno);
+  if (c->memshr_share_grefs(source->hv, source->domid, source_gref, sh, client->domid,
+                            client_gref, ch) != 0)
+    return fail_call(client, "xc_memshr_share_grefs", client_gref, errno);
+  pthread_mutex_lock(&client->mu);
+  client->st.shares++;
+  pthread_mutex_unlock(&client->mu);
+  return 0;
+}

@@ -1,0 +1,287 @@
+/* The mem_paging vm_event ring: set-up in xenpaging's order (map the ring
+ * page, enable paging, bind the event channel, initialise the ring, take
+ * the page out of the guest's physmap), and the service that answers the
+ * guest's page-in requests through the engine. */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* vm_event.h keeps the ring's types for tools. */
+#define __XEN_TOOLS__ 1
+#include <xenctrl.h>
+#include <xen/hvm/params.h>
+#include <xen/vm_event.h>
+
+#include "xen_internal.h"
+
+#define BACK(x) ((vm_event_back_ring_t *)(x)->back)
+
+static int ring_fail(dmem_xen *x, int e, const char *what)
+{
+  xen__msg(x, "dom%u: %s: %s", (unsigned)x->domid, what, strerror(e));
+  return xen__err(e);
+}
+
+int xen__ring_init(dmem_xen *x)
+{
+  const dmem_xen_calls *c = x->calls;
+  uint64_t pfn = 0;
+  if (c->hvm_param_get(x->hv, x->domid, HVM_PARAM_PAGING_RING_PFN, &pfn) != 0)
+    return ring_fail(x, errno, "reading HVM_PARAM_PAGING_RING_PFN");
+  if (pfn == 0) {
+    xen__msg(x, "dom%u: the toolstack set no paging ring page (HVM_PARAM_PAGING_RING_PFN)",
+             (unsigned)x->domid);
+    return DMEM_ENOTSUP;
+  }
+  x->ring_gfn = pfn;
+  x->ring = c->map(x->hv, x->domid, PROT_READ | PROT_WRITE, pfn, 1);
+  if (!x->ring)
+    return ring_fail(x, errno, "mapping the paging ring page");
+  uint32_t remote = 0;
+  if (c->paging_enable(x->hv, x->domid, &remote) != 0) {
+    int e = errno;
+    if (e == EBUSY) {
+      xen__msg(x, "dom%u: another pager is enabled for this guest",
+               (unsigned)x->domid);
+      return DMEM_EBUSY;
+    }
+    if (e == ENODEV || e == EXDEV) {
+      xen__msg(x, "dom%u: xc_mem_paging_enable: %s (paging needs HAP "
+               "and no passed-through device)", (unsigned)x->domid, strerror(e));
+      return DMEM_ENOTSUP;
+    }
+    return ring_fail(x, e, "xc_mem_paging_enable");
+  }
+  x->paging_on = 1;
+  int port = c->evtchn_bind(x->hv, x->domid, remote);
+  if (port < 0)
+    return ring_fail(x, errno, "binding the paging event channel");
+  x->port = port;
+  vm_event_back_ring_t *back = calloc(1, sizeof *back);
+  if (!back)
+    return ring_fail(x, ENOMEM, "ring");
+  SHARED_RING_INIT((vm_event_sring_t *)x->ring);
+  BACK_RING_INIT(back, (vm_event_sring_t *)x->ring, XC_PAGE_SIZE);
+  x->back = back;
+  /* The guest must not see (or free) the ring page. */
+  if (c->decrease_reservation(x->hv, x->domid, pfn) != 0)
+    return ring_fail(x, errno, "removing the ring page from the guest's physmap");
+  return 0;
+}
+
+void xen__ring_fini(dmem_xen *x)
+{
+  const dmem_xen_calls *c = x->calls;
+  if (x->paging_on)
+    (void)c->paging_disable(x->hv, x->domid);
+  x->paging_on = 0;
+  if (x->port >= 0)
+    (void)c->evtchn_unbind(x->hv, (uint32_t)x->port);
+  x->port = -1;
+  if (x->ring)
+    (void)c->unmap(x->hv, x->ring, 1);
+  x->ring = NULL;
+  free(x->back);
+  x->back = NULL;
+}
+
+int dmem_xen_fd(const dmem_xen *x) { return x ? x->calls->evtchn_fd(x->hv) : -1; }
+
+static void respond(dmem_xen *x, const xen_pending *p, int *pushed)
+{
+  /* Every request gets its response, also when no vCPU waits (a foreign
+   * mapping's request, a drop notice): the response frees the slot. */
+  vm_event_back_ring_t *back = BACK(x);
+  vm_event_response_t rsp;
+  memset(&rsp, 0, sizeof rsp);
+  rsp.version = VM_EVENT_INTERFACE_VERSION;
+  rsp.reason = VM_EVENT_REASON_MEM_PAGING;
+  rsp.vcpu_id = p->vcpu;
+  rsp.flags = p->flags & VM_EVENT_FLAG_VCPU_PAUSED;
+  rsp.u.mem_paging.gfn = p->gfn;
+  rsp.u.mem_paging.flags = p->pflags & MEM_PAGING_DROP_PAGE;
+  *RING_GET_RESPONSE(back, back->rsp_prod_pvt) = rsp;
+  back->rsp_prod_pvt++;
+  *pushed = 1;
+}
+
+/* Answers one request. @return 0 when answered, DMEM_EIO when it must wait
+ * for a later poll. */
+static int serve(dmem_xen *x, const xen_pending *p, int *pushed)
+{
+  const dmem_xen_calls *c = x->calls;
+  if (p->gfn >= x->npages) {
+    xen__msg(x, "dom%u: ring request for gfn %#llx beyond %llu pages",
+             (unsigned)x->domid, (unsigned long long)p->gfn, (unsigned long long)x->npages);
+    respond(x, p, pushed); /* let the vCPU go; Xen handles the access */
+    return 0;
+  }
+  if (p->pflags & MEM_PAGING_DROP_PAGE) {
+    /* The guest gave the page back; nothing is to be loaded. */
+    pthread_mutex_lock(&x->mu);
+    x->pstate[p->gfn] = XP_GUEST;
+    x->st.dropped++;
+    pthread_mutex_unlock(&x->mu);
+    respond(x, p, pushed);
+    return 0;
+  }
+  if (p->pflags & MEM_PAGING_EVICT_FAIL) {
+    /* Nominated, touched before eviction: the page still has its memory. */
+    if (c->paging_prep(x->hv, x->domid, p->gfn) != 0 && errno != ENOENT) {
+      int e = errno;
+      xen__msg(x, "dom%u gfn %#llx: xc_mem_paging_prep: %s",
+               (unsigned)x->domid, (unsigned long long)p->gfn, strerror(e));
+      return DMEM_EIO;
+    }
+    pthread_mutex_lock(&x->mu);
+    x->pstate[p->gfn] = XP_GUEST;
+    x->st.evict_fail++;
+    pthread_mutex_unlock(&x->mu);
+    respond(x, p, pushed);
+    return 0;
+  }
+  pthread_mutex_lock(&x->mu);
+  dmem_vm *vm = x->vm;
+  int evicted = x->pstate[p->gfn] == XP_EVICTED;
+  pthread_mutex_unlock(&x->mu);
+  if (evicted) {
+    /* The engine rebuilds the page and loads it through op_install. */
+    int rc = vm ? dmem_vm_fault(vm, p->gfn) : DMEM_EINVAL;
+    if (rc) {
+      xen__msg(x, "dom%u gfn %#llx: page-in: %s", (unsigned)x->domid,
+               (unsigned long long)p->gfn, vm ? dmem_err_name(rc) : "no VM attached");
+      return DMEM_EIO;
+    }
+    /* The guest touched it: referenced, as log-dirty cannot tell. */
+    pthread_mutex_lock(&x->mu);
+    x->st.faults++;
+    x->touched[p->gfn / (8 * sizeof(unsigned long))] |= 1ul << (p->gfn % (8 * sizeof(unsigned long)));
+    pthread_mutex_unlock(&x->mu);
+  }
+  /* Not evicted (any more): an earlier request for the same page brought
+   * it back, and Xen lets the vCPU retry. */
+  respond(x, p, pushed);
+  return 0;
+}
+
+static int keep_pending(dmem_xen *x, const xen_pending *p)
+{
+  if (x->npending == x->cap_pending) {
+    size_t cap = x->cap_pending ? 2 * x->cap_pending : 16;
+    xen_pending *n = realloc(x->pending, cap * sizeof *n);
+    if (!n)
+      return DMEM_ENOMEM;
+    x->pending = n;
+    x->cap_pending = cap;
+  }
+  x->pending[x->npending++] = *p;
+  x->st.retries++;
+  return 0;
+}
+
+int dmem_xen_poll(dmem_xen *x, int timeout_ms, unsigned *served)
+{
+  if (served)
+    *served = 0;
+  if (!x || !x->back)
+    return DMEM_EINVAL;
+  const dmem_xen_calls *c = x->calls;
+  if (timeout_ms != 0) {
+    struct pollfd pfd = {.fd = c->evtchn_fd(x->hv), .events = POLLIN};
+    if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
+      return ring_fail(x, errno, "poll on the event channel");
+  }
+  int port = c->evtchn_pending(x->hv);
+  if (port >= 0 && c->evtchn_unmask(x->hv, (uint32_t)port) != 0)
+    return ring_fail(x, errno, "xenevtchn_unmask");
+
+  int pushed = 0, result = 0;
+  unsigned n = 0;
+  /* Requests a failure left unanswered go first. */
+  size_t old = x->npending;
+  xen_pending *retry = NULL;
+  if (old) {
+    retry = x->pending;
+    x->pending = NULL;
+    x->npending = x->cap_pending = 0;
+  }
+  for (size_t i = 0; i < old; i++) {
+    if (serve(x, &retry[i], &pushed) == 0) {
+      n++;
+    } else {
+      result = DMEM_EIO;
+      if (keep_pending(x, &retry[i]) != 0)
+        result = DMEM_ENOMEM;
+    }
+  }
+  free(retry);
+
+  vm_event_back_ring_t *back = BACK(x);
+  while (RING_HAS_UNCONSUMED_REQUESTS(back)) {
+    vm_event_request_t req;
+    RING_COPY_REQUEST(back, back->req_cons, &req);
+    back->req_cons++;
+    pthread_mutex_lock(&x->mu);
+    x->st.requests++;
+    pthread_mutex_unlock(&x->mu);
+    xen_pending p = {req.u.mem_paging.gfn, req.flags, req.u.mem_paging.flags, req.vcpu_id};
+    if (req.version != VM_EVENT_INTERFACE_VERSION || req.reason != VM_EVENT_REASON_MEM_PAGING) {
+      xen__msg(x, "dom%u: ring request of version %#x, reason %u "
+               "ignored", (unsigned)x->domid, req.version, req.reason);
+      respond(x, &p, &pushed);
+      continue;
+    }
+    if (serve(x, &p, &pushed) == 0) {
+      n++;
+    } else {
+      result = DMEM_EIO;
+      if (keep_pending(x, &p) != 0)
+        result = DMEM_ENOMEM;
+    }
+  }
+  if (pushed) {
+    int notify = 0;
+    RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(back, notify);
+    (void)notify; /* Xen may not ask; a spare notification costs nothing */
+    if (c->evtchn_notify(x->hv, (uint32_t)x->port) != 0)
+      return ring_fail(x, errno, "xenevtchn_notify");
+  }
+  if (served)
+    *served = n;
+  return result;
+}
+
+static void *ring_main(void *arg)
+{
+  dmem_xen *x = arg;
+  while (!__atomic_load_n(&x->stop, __ATOMIC_ACQUIRE))
+    (void)dmem_xen_poll(x, 50, NULL);
+  return NULL;
+}
+
+int dmem_xen_start(dmem_xen *x)
+{
+  if (!x || !x->back)
+    return DMEM_EINVAL;
+  if (x->running)
+    return DMEM_EBUSY;
+  x->stop = 0;
+  if (pthread_create(&x->thread, NULL, ring_main, x) != 0)
+    return DMEM_ESYS;
+  x->running = 1;
+  return 0;
+}
+
+void dmem_xen_stop(dmem_xen *x)
+{
+  if (!x || !x->running)
+    return;
+  __atomic_store_n(&x->stop, 1, __ATOMIC_RELEASE);
+  pthread_join(x->thread, NULL);
+  x->running = 0;
+}

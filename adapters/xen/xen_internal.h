@@ -1,0 +1,99 @@
+/* Internals of libdiffmem-xen, shared by its files. */
+#ifndef DMEM_XEN_INTERNAL_H
+#define DMEM_XEN_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <diffmem/xen.h>
+
+#define XEN_PAGE DMEM_PAGE_SIZE
+/* Pages whose last read the adapter keeps, to check an eviction against. */
+#define XEN_RECENT 16
+
+/* The adapter's view of one guest page (guarded by dmem_xen.mu). */
+enum {
+  XP_GUEST = 0,  /* guest memory as far as paging goes */
+  XP_NOMINATED,  /* paging-nominated: read-only to the guest, not evicted */
+  XP_EVICTED,    /* evicted; the engine holds the content */
+  XP_SHARED,     /* nominated for sharing or shared in Xen's p2m */
+};
+
+typedef struct xen_recent {
+  uint64_t gfn;
+  int valid;
+  uint8_t page[XEN_PAGE];
+} xen_recent;
+
+/* One request read off the ring and not answered yet. */
+typedef struct xen_pending {
+  uint64_t gfn;
+  uint32_t flags;  /* the request's VM_EVENT_FLAG_* */
+  uint32_t pflags; /* its mem_paging flags */
+  uint32_t vcpu;
+} xen_pending;
+
+struct dmem_xen {
+  const dmem_xen_calls *calls;
+  void *hv;
+  void *own_hv; /* the default table's context, made by open */
+  uint32_t domid;
+  uint64_t npages;
+  int share;
+  int paging_on, logdirty_on, memshr_on;
+
+  void *ring;            /* the mapped ring page */
+  uint64_t ring_gfn;
+  int port;              /* local event-channel port; -1 before bind */
+  void *back;            /* vm_event_back_ring_t */
+
+  pthread_mutex_t mu;    /* page states, dirty bits, stats, pending */
+  uint8_t *pstate;       /* XP_* per page */
+  unsigned long *dirty;  /* accumulated log-dirty bits */
+  unsigned long *touched; /* pages the guest faulted back in: referenced */
+  unsigned long *bitmap; /* one CLEAN's worth */
+  size_t bitmap_longs;
+  xen_recent recent[XEN_RECENT];
+  unsigned recent_next;
+  xen_pending *pending;  /* requests to retry */
+  size_t npending, cap_pending;
+
+  dmem_vm *vm;
+  dmem_engine *engine;
+  dmem_adapter_ops ops;
+  dmem_xen_stats st;
+
+  pthread_t thread;
+  int running;
+  volatile int stop;
+  char errmsg[256];
+};
+
+/* The default table and its context (calls.c). The context is made by
+ * xen__default_open, which fills errbuf with libxenctrl's own message when
+ * there is no hypervisor. */
+extern const dmem_xen_calls xen__default_calls;
+int xen__default_open(void **hv, char *errbuf, size_t errlen);
+void xen__default_close(void *hv);
+/* The default context's libxenctrl handle (for the probe). */
+struct xc_interface_core *xen__default_xch(void *hv);
+/* Sets the adapter's message (under its lock). */
+void xen__msg(dmem_xen *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* errno of a failed call -> DMEM_E*. */
+int xen__err(int errnum);
+
+/* The ring (ring.c). */
+int xen__ring_init(dmem_xen *x);
+void xen__ring_fini(dmem_xen *x);
+
+/* Sharing sources (share.c). */
+int xen__share(dmem_xen *x, uint64_t gfn, dmem_engine *engine, uint32_t fid, const void *frame);
+void xen__share_forget(dmem_xen *x);
+/* Makes a page private again in Xen's p2m (a writable foreign mapping
+ * unshares it), without changing its bytes. */
+int xen__unshare(dmem_xen *x, uint64_t gfn);
+/* Reads a page through a read-only foreign mapping. */
+int xen__read(dmem_xen *x, uint64_t gfn, void *buf);
+
+#endif

@@ -1,0 +1,836 @@
+/* The Xen adapter against the simulated hypervisor (xensim.h): opening and
+ * its refusals, eviction and fault-back through the vm_event ring in every
+ * paging state, sharing in the p2m with Xen's handle rules, clones and
+ * grant references, failures where the hypervisor says no, and the
+ * engine's randomized model (model.h) run through the adapter. None of it
+ * needs Xen; one test checks the clear error of the real libxenctrl path
+ * on a machine without Xen. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <diffmem/diffmem.h>
+#include <diffmem/xen.h>
+
+#include "model.h"
+#include "testutil.h"
+#include "xensim.h"
+
+#define PAGE DMEM_PAGE_SIZE
+
+/* ---------------------------------------------------------------- fixture */
+
+typedef struct fix {
+  xensim *s;
+  dmem_engine *e;
+  dmem_xen *x[2];
+  dmem_vm *vm[2];
+  unsigned n;
+  uint64_t npages;
+} fix;
+
+static void serve_all(void *ud)
+{
+  fix *f = ud;
+  for (unsigned i = 0; i < f->n; i++)
+    if (f->x[i])
+      (void)dmem_xen_poll(f->x[i], 0, NULL);
+}
+
+static void fill(uint8_t *b, uint64_t seed)
+{
+  uint64_t s = seed;
+  for (size_t i = 0; i < PAGE; i += 8) {
+    uint64_t v = test_rand(&s) & 0xff; /* distinct, and compressible */
+    memcpy(b + i, &v, 8);
+  }
+}
+
+/* @n domains of @npages pages, content from fill(seed + gfn) (so equal
+ * across domains), one engine, each domain attached. */
+static void setup(fix *f, unsigned n, uint64_t npages, int share)
+{
+  memset(f, 0, sizeof *f);
+  f->npages = npages;
+  f->s = xs_create(7);
+  ck_assert_ptr_nonnull(f->s);
+  xs_set_service(f->s, serve_all, f);
+  dmem_engine_options o = DMEM_ENGINE_OPTIONS_INIT;
+  o.seed = 99;
+  o.c4_passes = 2;
+  o.map_shared = share;
+  ck_assert_int_eq(dmem_engine_create(&f->e, &o), 0);
+  uint8_t b[PAGE];
+  for (unsigned i = 0; i < n; i++) {
+    ck_assert_int_eq(xs_domain(f->s, 10 + i, npages, 1, 1), 0);
+    for (uint64_t g = 0; g < npages; g++) {
+      fill(b, 1000 + g);
+      xs_load(f->s, 10 + i, g, b);
+    }
+    dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+    xo.domid = 10 + i;
+    xo.calls = xs_calls();
+    xo.hv = f->s;
+    xo.share = share;
+    char err[256];
+    int rc = dmem_xen_open(&f->x[i], &xo, err, sizeof err);
+    ck_assert_msg(rc == 0, "open: %s: %s", dmem_err_name(rc), err);
+    f->n = i + 1;
+    ck_assert_int_eq(dmem_xen_attach(&f->vm[i], f->e, f->x[i], "xen"), 0);
+  }
+}
+
+static void teardown(fix *f)
+{
+  for (unsigned i = 0; i < f->n; i++) {
+    if (f->vm[i])
+      ck_assert_int_eq(dmem_xen_detach(f->x[i]), 0);
+    f->vm[i] = NULL;
+  }
+  for (unsigned i = 0; i < f->n; i++) {
+    dmem_xen_close(f->x[i]);
+    f->x[i] = NULL;
+  }
+  dmem_engine_destroy(f->e);
+  xs_destroy(f->s);
+}
+
+static void scan_all(fix *f, unsigned rounds)
+{
+  for (unsigned r = 0; r < rounds; r++)
+    ck_assert_int_eq(dmem_engine_scan(NULL, f->e, f->n * f->npages), 0); /* one pass */
+}
+
+static void expect_page(fix *f, unsigned dom, uint64_t gfn, uint64_t seed)
+{
+  uint8_t want[PAGE], got[PAGE];
+  fill(want, seed);
+  ck_assert_int_eq(xs_access(f->s, 10 + dom, 0, gfn, 0, 0, got, PAGE), 0);
+  ck_assert_msg(memcmp(got, want, PAGE) == 0, "dom %u gfn %llu differs", dom,
+                (unsigned long long)gfn);
+}
+
+static uint64_t count_type(fix *f, unsigned dom, uint64_t npages, int type)
+{
+  uint64_t n = 0;
+  for (uint64_t g = 0; g < npages; g++)
+    n += xs_type(f->s, 10 + dom, g) == type;
+  return n;
+}
+
+/* ---------------------------------------------------------------- opening */
+
+static int try_open(xensim *s, uint32_t domid, char *err, size_t len)
+{
+  dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+  xo.domid = domid;
+  xo.calls = xs_calls();
+  xo.hv = s;
+  dmem_xen *x = NULL;
+  int rc = dmem_xen_open(&x, &xo, err, len);
+  if (rc == 0)
+    dmem_xen_close(x);
+  else
+    ck_assert_ptr_null(x);
+  return rc;
+}
+
+START_TEST(open_refusals)
+{
+  xensim *s = xs_create(1);
+  char err[256];
+  ck_assert_int_eq(xs_domain(s, 1, 16, 0, 0), 0); /* PV */
+  ck_assert_int_eq(xs_domain(s, 2, 16, 1, 0), 0); /* HVM without HAP */
+  ck_assert_int_eq(xs_domain(s, 3, 16, 1, 1), 0);
+  ck_assert_int_eq(xs_domain(s, 4, 16, 1, 1), 0);
+  xs_set_ring_param(s, 4, 0);
+
+  ck_assert_int_eq(try_open(s, 1, err, sizeof err), DMEM_ENOTSUP);
+  ck_assert_msg(strstr(err, "HVM") && strstr(err, "PV"), "%s", err);
+  ck_assert_int_eq(try_open(s, 2, err, sizeof err), DMEM_ENOTSUP);
+  ck_assert_msg(strstr(err, "without HAP"), "%s", err);
+  ck_assert_int_eq(try_open(s, 9, err, sizeof err), DMEM_ENOENT);
+  ck_assert_msg(strstr(err, "no such domain"), "%s", err);
+  ck_assert_int_eq(try_open(s, 4, err, sizeof err), DMEM_ENOTSUP);
+  ck_assert_msg(strstr(err, "HVM_PARAM_PAGING_RING_PFN"), "%s", err);
+
+  /* One pager per guest: a second one is refused while the first runs. */
+  dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+  xo.domid = 3;
+  xo.calls = xs_calls();
+  xo.hv = s;
+  dmem_xen *x;
+  ck_assert_int_eq(dmem_xen_open(&x, &xo, err, sizeof err), 0);
+  ck_assert_int_eq(xs_type(s, 3, 0), XS_RAM);
+  xs_set_ring_param(s, 3, 16);
+  ck_assert_int_eq(try_open(s, 3, err, sizeof err), DMEM_EBUSY);
+  ck_assert_msg(strstr(err, "another pager"), "%s", err);
+  dmem_xen_close(x);
+
+  xo.version = 99;
+  ck_assert_int_eq(dmem_xen_open(&x, &xo, NULL, 0), DMEM_EVERSION);
+  ck_assert_int_eq(dmem_xen_open(NULL, &xo, NULL, 0), DMEM_EINVAL);
+  xs_destroy(s);
+}
+END_TEST
+
+/* The real libxenctrl path on a machine without Xen: a clear error. */
+START_TEST(open_without_xen)
+{
+  if (access("/dev/xen/privcmd", F_OK) == 0 || access("/proc/xen/privcmd", F_OK) == 0)
+    return; /* Xen is here: nothing to check about its absence */
+  dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+  xo.domid = 1;
+  dmem_xen *x = NULL;
+  char err[256];
+  ck_assert_int_eq(dmem_xen_open(&x, &xo, err, sizeof err), DMEM_ENOTSUP);
+  ck_assert_ptr_null(x);
+  ck_assert_msg(strstr(err, "privcmd") || strstr(err, "Xen"), "message: %s", err);
+  dmem_xen_info info;
+  ck_assert_int_eq(dmem_xen_probe(&info), DMEM_ENOTSUP);
+  ck_assert_int_eq(info.major, -1);
+  ck_assert_str_ne(info.reason, "");
+}
+END_TEST
+
+/* ---------------------------------------------------------------- paging */
+
+START_TEST(evict_and_fault_back)
+{
+  fix f;
+  setup(&f, 1, 64, 0);
+  uint8_t z[PAGE] = {0};
+  for (uint64_t g = 48; g < 56; g++) /* zero pages */
+    xs_load(f.s, 10, g, z);
+  scan_all(&f, 6);
+  uint64_t paged = count_type(&f, 0, 64, XS_PAGED);
+  ck_assert_uint_gt(paged, 40);
+  dmem_stats st;
+  dmem_vm_stats(&st, f.vm[0]);
+  ck_assert_uint_eq(st.zero + st.shared + st.patched + st.compressed, paged);
+  ck_assert_uint_gt(st.zero, 0);
+
+  /* Every page read back through the ring: the vCPU waits, the service
+   * rebuilds it, Xen loads it and resumes the vCPU. */
+  uint64_t before = xs_requests(f.s);
+  for (uint64_t g = 0; g < 64; g++) {
+    if (g >= 48 && g < 56) {
+      uint8_t got[PAGE];
+      ck_assert_int_eq(xs_access(f.s, 10, 0, g, 0, 0, got, PAGE), 0);
+      ck_assert_mem_eq(got, z, PAGE);
+    } else {
+      expect_page(&f, 0, g, 1000 + g);
+    }
+    ck_assert(!xs_paused(f.s, 10, 0));
+  }
+  ck_assert_uint_eq(xs_requests(f.s) - before, paged);
+  ck_assert_uint_eq(xs_responses(f.s), xs_requests(f.s));
+  ck_assert_uint_eq(count_type(&f, 0, 64, XS_RAM), 64);
+  dmem_xen_stats xs;
+  dmem_xen_stats_get(&xs, f.x[0]);
+  ck_assert_uint_eq(xs.faults, paged);
+  ck_assert_uint_eq(xs.evicts, paged + 0);
+  ck_assert_uint_ge(xs_count(f.s, XS_PAGING_LOAD), paged);
+
+  /* Pages faulted in by reads are referenced, not modified: C2. */
+  scan_all(&f, 1);
+  dmem_page_kind k;
+  dmem_page_state ps;
+  ck_assert_int_eq(dmem_vm_page(&k, &ps, f.vm[0], 3), 0);
+  ck_assert_int_eq(ps, DMEM_C2);
+
+  /* Evicted again, then the VM is detached: every page is loaded back. */
+  scan_all(&f, 6);
+  ck_assert_uint_gt(count_type(&f, 0, 64, XS_PAGED), 0);
+  ck_assert_int_eq(dmem_xen_detach(f.x[0]), 0);
+  f.vm[0] = NULL;
+  ck_assert_uint_eq(count_type(&f, 0, 64, XS_RAM), 64);
+  for (uint64_t g = 0; g < 48; g++)
+    expect_page(&f, 0, g, 1000 + g);
+  teardown(&f);
+}
+END_TEST
+
+typedef struct writer {
+  fix *f;
+  uint64_t gfn;
+  uint8_t byte;
+  int vcpu;
+} writer;
+
+static void guest_writes(void *ud)
+{
+  writer *w = ud;
+  ck_assert_int_eq(xs_access(w->f->s, 10, w->vcpu, w->gfn, 1, 100, &w->byte, 1), 0);
+}
+
+/* A guest write between nomination and eviction: the page is paging-in
+ * with its memory, the request says EVICT_FAIL, the service answers with
+ * prep alone, and the evict fails. The write survives. */
+START_TEST(write_after_nominate)
+{
+  fix f;
+  setup(&f, 1, 1, 0);
+  writer w = {&f, 0, 0xab, 0};
+  xs_set_hook(f.s, XS_PAGING_EVICT, guest_writes, &w);
+  scan_all(&f, 6);
+  dmem_xen_stats xs;
+  dmem_xen_stats_get(&xs, f.x[0]);
+  ck_assert_uint_eq(xs.evict_fail, 1);
+  ck_assert_uint_ge(xs_count(f.s, XS_PAGING_PREP), 1);
+  uint8_t want[PAGE], got[PAGE];
+  fill(want, 1000);
+  want[100] = 0xab;
+  ck_assert_int_eq(xs_access(f.s, 10, 0, 0, 0, 0, got, PAGE), 0);
+  ck_assert_mem_eq(got, want, PAGE);
+  dmem_stats st;
+  dmem_engine_stats(&st, f.e);
+  ck_assert_uint_ge(st.errors, 1); /* the failed evict, counted */
+  teardown(&f);
+}
+END_TEST
+
+/* A guest write between the engine's read and the nomination: the adapter
+ * sees the bytes changed and refuses; the page stays nominated until the
+ * guest writes it again, which goes through the ring. */
+START_TEST(write_before_nominate)
+{
+  fix f;
+  setup(&f, 1, 1, 0);
+  writer w = {&f, 0, 0xcd, 0};
+  xs_set_hook(f.s, XS_PAGING_NOMINATE, guest_writes, &w);
+  for (int i = 0; i < 6 && xs_type(f.s, 10, 0) != XS_PAGING_OUT; i++)
+    scan_all(&f, 1);
+  dmem_xen_stats xs;
+  dmem_xen_stats_get(&xs, f.x[0]);
+  ck_assert_uint_eq(xs.evict_changed, 1);
+  ck_assert_int_eq(xs_type(f.s, 10, 0), XS_PAGING_OUT);
+  dmem_page_kind k;
+  dmem_page_state ps;
+  dmem_vm_page(&k, &ps, f.vm[0], 0);
+  ck_assert_int_eq(k, DMEM_PAGE_RESIDENT);
+  w.byte = 0xce;
+  w.gfn = 0;
+  guest_writes(&w); /* read-only now: the ring lets it through */
+  ck_assert_int_eq(xs_type(f.s, 10, 0), XS_RAM);
+  uint8_t want[PAGE], got[PAGE];
+  fill(want, 1000);
+  want[100] = 0xce;
+  ck_assert_int_eq(xs_access(f.s, 10, 0, 0, 0, 0, got, PAGE), 0);
+  ck_assert_mem_eq(got, want, PAGE);
+  /* And it can be evicted later, with its new bytes. */
+  scan_all(&f, 8);
+  ck_assert_int_eq(xs_type(f.s, 10, 0), XS_PAGED);
+  ck_assert_int_eq(xs_access(f.s, 10, 0, 0, 0, 0, got, PAGE), 0);
+  ck_assert_mem_eq(got, want, PAGE);
+  teardown(&f);
+}
+END_TEST
+
+/* Two vCPUs touch the same evicted page: two requests, one load, both
+ * resumed. A foreign access waits without a paused vCPU. */
+START_TEST(ring_requests)
+{
+  fix f;
+  setup(&f, 1, 8, 0);
+  scan_all(&f, 6);
+  ck_assert_int_eq(xs_type(f.s, 10, 2), XS_PAGED);
+  ck_assert_int_eq(xs_touch_nowait(f.s, 10, 0, 2, 0), 1);
+  ck_assert_int_eq(xs_touch_nowait(f.s, 10, 1, 2, 1), 1);
+  ck_assert(xs_paused(f.s, 10, 0) && xs_paused(f.s, 10, 1));
+  unsigned served = 0;
+  ck_assert_int_eq(dmem_xen_poll(f.x[0], 0, &served), 0);
+  ck_assert_uint_eq(served, 2);
+  ck_assert(!xs_paused(f.s, 10, 0) && !xs_paused(f.s, 10, 1));
+  ck_assert_int_eq(xs_type(f.s, 10, 2), XS_RAM);
+  ck_assert_uint_eq(xs_count(f.s, XS_PAGING_LOAD), 1);
+  expect_page(&f, 0, 2, 1002);
+
+  /* The VMM (no vCPU) writes an evicted page: it waits for the load. */
+  ck_assert_int_eq(xs_type(f.s, 10, 5), XS_PAGED);
+  uint8_t b = 0x5a;
+  ck_assert_int_eq(xs_access(f.s, 10, -1, 5, 1, 7, &b, 1), 0);
+  uint8_t got[PAGE], want[PAGE];
+  fill(want, 1005);
+  want[7] = 0x5a;
+  ck_assert_int_eq(xs_access(f.s, 10, 0, 5, 0, 0, got, PAGE), 0);
+  ck_assert_mem_eq(got, want, PAGE);
+  ck_assert_uint_eq(xs_responses(f.s), xs_requests(f.s));
+
+  /* Nothing pending: a poll with a timeout returns quietly. */
+  ck_assert_int_eq(dmem_xen_poll(f.x[0], 10, &served), 0);
+  ck_assert_uint_eq(served, 0);
+  teardown(&f);
+}
+END_TEST
+
+/* The hypervisor refuses a load: the request stays, its vCPU stays
+ * paused, the error names the page; the next poll serves it. */
+START_TEST(load_refused_then_retried)
+{
+  fix f;
+  setup(&f, 1, 8, 0);
+  scan_all(&f, 6);
+  ck_assert_int_eq(xs_type(f.s, 10, 4), XS_PAGED);
+  xs_fail(f.s, XS_PAGING_LOAD, 1.0, ENOMEM);
+  ck_assert_int_eq(xs_touch_nowait(f.s, 10, 0, 4, 0), 1);
+  unsigned served = 9;
+  ck_assert_int_eq(dmem_xen_poll(f.x[0], 0, &served), DMEM_EIO);
+  ck_assert_uint_eq(served, 0);
+  ck_assert(xs_paused(f.s, 10, 0));
+  ck_assert_msg(strstr(dmem_xen_errmsg(f.x[0]), "0x4"), "%s", dmem_xen_errmsg(f.x[0]));
+  ck_assert_int_eq(xs_type(f.s, 10, 4), XS_PAGING_IN);
+  dmem_page_kind k;
+  dmem_page_state ps;
+  dmem_vm_page(&k, &ps, f.vm[0], 4);
+  ck_assert_int_ne(k, DMEM_PAGE_RESIDENT); /* the engine still holds it */
+  xs_fail(f.s, XS_PAGING_LOAD, 0, 0);
+  ck_assert_int_eq(dmem_xen_poll(f.x[0], 0, &served), 0);
+  ck_assert_uint_eq(served, 1);
+  ck_assert(!xs_paused(f.s, 10, 0));
+  expect_page(&f, 0, 4, 1004);
+  dmem_xen_stats xs;
+  dmem_xen_stats_get(&xs, f.x[0]);
+  ck_assert_uint_eq(xs.retries, 1);
+
+  /* Refused nominations and evictions leave pages resident and counted. */
+  xs_fail(f.s, XS_PAGING_NOMINATE, 1.0, EBUSY);
+  expect_page(&f, 0, 5, 1005);
+  dmem_stats st0, st1;
+  dmem_engine_stats(&st0, f.e);
+  scan_all(&f, 6);
+  dmem_engine_stats(&st1, f.e);
+  ck_assert_uint_gt(st1.errors, st0.errors);
+  ck_assert_int_eq(xs_type(f.s, 10, 5), XS_RAM);
+  xs_fail(f.s, XS_PAGING_NOMINATE, 0, 0);
+  teardown(&f);
+}
+END_TEST
+
+/* The guest gives an evicted page back: a drop notice, no load, and the
+ * detach does not try to load it. */
+START_TEST(drop_notice)
+{
+  fix f;
+  setup(&f, 1, 4, 0);
+  scan_all(&f, 6);
+  ck_assert_int_eq(xs_type(f.s, 10, 1), XS_PAGED);
+  ck_assert_int_eq(xs_drop(f.s, 10, 1), 0);
+  ck_assert_int_eq(dmem_xen_poll(f.x[0], 0, NULL), 0);
+  dmem_xen_stats xs;
+  dmem_xen_stats_get(&xs, f.x[0]);
+  ck_assert_uint_eq(xs.dropped, 1);
+  uint64_t loads = xs_count(f.s, XS_PAGING_LOAD);
+  ck_assert_int_eq(dmem_xen_detach(f.x[0]), 0);
+  f.vm[0] = NULL;
+  ck_assert_uint_eq(xs_count(f.s, XS_PAGING_LOAD), loads + 3); /* the other three */
+  ck_assert_int_eq(xs_type(f.s, 10, 1), XS_HOLE);
+  teardown(&f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- sharing */
+
+/* The rules of the simulated hypervisor itself, as xenctrl.h states them. */
+START_TEST(sim_sharing_rules)
+{
+  xensim *s = xs_create(3);
+  const dmem_xen_calls *c = xs_calls();
+  ck_assert_int_eq(xs_domain(s, 1, 4, 1, 1), 0);
+  ck_assert_int_eq(xs_domain(s, 2, 4, 1, 0), 0);
+  uint8_t a[PAGE], b[PAGE];
+  fill(a, 1);
+  xs_load(s, 1, 0, a);
+  xs_load(s, 1, 1, a);
+  uint64_t h0, h1;
+  errno = 0;
+  ck_assert_int_eq(c->memshr_nominate_gfn(s, 1, 0, &h0), -1);
+  ck_assert_int_eq(errno, EINVAL); /* sharing not enabled */
+  ck_assert_int_eq(c->memshr_control(s, 2, 1), -1);
+  ck_assert_int_eq(errno, ENODEV); /* no HAP */
+  ck_assert_int_eq(c->memshr_control(s, 1, 1), 0);
+  ck_assert_int_eq(c->memshr_nominate_gfn(s, 1, 0, &h0), 0);
+  uint64_t again;
+  ck_assert_int_eq(c->memshr_nominate_gfn(s, 1, 0, &again), 0);
+  ck_assert_uint_eq(again, h0); /* the same handle while it is valid */
+  ck_assert_int_eq(c->memshr_nominate_gfn(s, 1, 1, &h1), 0);
+  /* A write invalidates the client's handle: errno 9. */
+  uint8_t byte = 1;
+  ck_assert_int_eq(xs_access(s, 1, 0, 1, 1, 0, &byte, 1), 0);
+  ck_assert_int_eq(c->memshr_share_gfns(s, 1, 0, h0, 1, 1, h1), -1);
+  ck_assert_int_eq(errno, DMEM_XEN_ESHARE_CLIENT);
+  ck_assert_int_eq(c->memshr_nominate_gfn(s, 1, 1, &h1), 0);
+  ck_assert_int_eq(xs_access(s, 1, 0, 0, 1, 0, &byte, 1), 0);
+  ck_assert_int_eq(c->memshr_share_gfns(s, 1, 0, h0, 1, 1, h1), -1);
+  ck_assert_int_eq(errno, DMEM_XEN_ESHARE_SOURCE);
+  /* Shared pages are copy-on-write. */
+  ck_assert_int_eq(c->memshr_nominate_gfn(s, 1, 0, &h0), 0);
+  ck_assert_int_eq(c->memshr_share_gfns(s, 1, 0, h0, 1, 1, h1), 0);
+  ck_assert_uint_eq(xs_sharers(s, 1, 0), 2);
+  byte = 0x77;
+  ck_assert_int_eq(xs_access(s, 1, 0, 1, 1, 9, &byte, 1), 0);
+  ck_assert_uint_eq(xs_sharers(s, 1, 0), 1);
+  ck_assert_uint_eq(xs_sharers(s, 1, 1), 1);
+  xs_peek(s, 1, 0, b);
+  ck_assert_int_eq(b[9], a[9]);
+  xs_peek(s, 1, 1, b);
+  ck_assert_int_eq(b[9], 0x77);
+  /* A page mapped by someone else cannot be nominated. */
+  void *m = c->map(s, 1, 1 /* PROT_READ */, 2, 1);
+  ck_assert_ptr_nonnull(m);
+  ck_assert_int_eq(c->memshr_nominate_gfn(s, 1, 2, &h0), -1);
+  ck_assert_int_eq(errno, E2BIG);
+  ck_assert_int_eq(c->paging_nominate(s, 1, 2), -1);
+  ck_assert_int_eq(errno, ENODEV); /* paging not enabled */
+  c->unmap(s, m, 1);
+  xs_destroy(s);
+}
+END_TEST
+
+/* Two guests with the same pages: cold pages are evicted and shared in the
+ * engine; once read back (referenced), they are mapped copy-on-write in
+ * Xen's p2m across the two domains. */
+START_TEST(share_across_domains)
+{
+  fix f;
+  setup(&f, 2, 16, 1);
+  scan_all(&f, 6);
+  for (unsigned d = 0; d < 2; d++)
+    for (uint64_t g = 0; g < 16; g++)
+      expect_page(&f, d, g, 1000 + g);
+  scan_all(&f, 1); /* read back, so referenced: C2, mapped */
+  uint64_t shared = 0;
+  for (uint64_t g = 0; g < 16; g++)
+    shared += xs_sharers(f.s, 10, g) > 1;
+  dmem_stats st;
+  dmem_engine_stats(&st, f.e);
+  ck_assert_uint_gt(shared, 8);
+  ck_assert_uint_gt(st.mapped, 8);
+  dmem_xen_stats a, b;
+  dmem_xen_stats_get(&a, f.x[0]);
+  dmem_xen_stats_get(&b, f.x[1]);
+  ck_assert_uint_gt(a.shares + b.shares, 8);
+  /* A write gives the writer its own copy; the other guest keeps the old. */
+  uint64_t g = 0;
+  while (xs_sharers(f.s, 11, g) < 2)
+    g++;
+  uint8_t byte = 0xee;
+  ck_assert_int_eq(xs_access(f.s, 11, 0, g, 1, 5, &byte, 1), 0);
+  expect_page(&f, 0, g, 1000 + g);
+  uint8_t got[PAGE], want[PAGE];
+  fill(want, 1000 + g);
+  want[5] = 0xee;
+  ck_assert_int_eq(xs_access(f.s, 11, 0, g, 0, 0, got, PAGE), 0);
+  ck_assert_mem_eq(got, want, PAGE);
+  /* The engine sees the write and makes the page private. */
+  scan_all(&f, 1);
+  dmem_page_kind k;
+  dmem_page_state ps;
+  dmem_vm_page(&k, &ps, f.vm[1], g);
+  ck_assert_int_eq(k, DMEM_PAGE_RESIDENT);
+  teardown(&f);
+}
+END_TEST
+
+typedef struct client_writer {
+  xensim *s;
+  uint32_t dom;
+  uint64_t gfn;
+} client_writer;
+
+static void write_client(void *ud)
+{
+  client_writer *w = ud;
+  uint8_t byte = 0x42;
+  ck_assert_int_eq(xs_access(w->s, w->dom, 0, w->gfn, 1, 0, &byte, 1), 0);
+}
+
+/* A guest writes its page after the adapter compared it and before Xen
+ * shares it: Xen refuses (client handle), and the write stays. */
+START_TEST(share_refused_after_write)
+{
+  fix f;
+  setup(&f, 2, 1, 1);
+  scan_all(&f, 6);
+  expect_page(&f, 0, 0, 1000);
+  expect_page(&f, 1, 0, 1000);
+  /* Whichever domain shares second is the client; write there. */
+  client_writer w = {f.s, 11, 0};
+  xs_set_hook(f.s, XS_SHARE_GFNS, write_client, &w);
+  scan_all(&f, 1);
+  uint8_t got[PAGE], want[PAGE];
+  fill(want, 1000);
+  ck_assert_int_eq(xs_peek(f.s, 11, 0, got), 0);
+  if (got[0] == 0x42) { /* the hook ran: the write is there and not shared */
+    ck_assert_uint_eq(xs_sharers(f.s, 11, 0), 1);
+    dmem_xen_stats b;
+    dmem_xen_stats_get(&b, f.x[1]);
+    ck_assert_uint_eq(b.share_stale, 1);
+  } else {
+    ck_abort_msg("no share was attempted");
+  }
+  expect_page(&f, 0, 0, 1000);
+  teardown(&f);
+}
+END_TEST
+
+START_TEST(clones_and_grants)
+{
+  fix f;
+  setup(&f, 2, 8, 1);
+  ck_assert_int_eq(dmem_xen_share_range(f.x[0], f.x[1], 0, 7), 0);
+  for (uint64_t g = 0; g < 8; g++)
+    ck_assert_uint_eq(xs_sharers(f.s, 11, g), 2);
+  ck_assert_int_eq(dmem_xen_share_range(f.x[0], f.x[1], 0, 8), DMEM_EINVAL);
+  for (uint64_t g = 0; g < 8; g++)
+    expect_page(&f, 1, g, 1000 + g);
+  teardown(&f);
+
+  setup(&f, 2, 8, 1);
+  xs_grant(f.s, 10, 3, 5);
+  xs_grant(f.s, 11, 4, 5);
+  ck_assert_int_eq(dmem_xen_share_grefs(f.x[0], 3, f.x[1], 4), 0);
+  ck_assert_uint_eq(xs_sharers(f.s, 11, 5), 2);
+  ck_assert_int_eq(dmem_xen_share_grefs(f.x[0], 3, f.x[1], 9), DMEM_EINVAL);
+  ck_assert_msg(strstr(dmem_xen_errmsg(f.x[1]), "gref") || strstr(dmem_xen_errmsg(f.x[1]), "nominate"),
+                "%s", dmem_xen_errmsg(f.x[1]));
+  teardown(&f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- the model through Xen */
+
+typedef struct xg {
+  xensim *s;
+  uint32_t domid;
+  dmem_xen *x;
+  dmem_vm *vm;
+} xg;
+
+/* The VMs of one model run share one simulated hypervisor. */
+static struct {
+  xensim *s;
+  xg *vms[MODEL_MAXVM];
+  unsigned users;
+} run;
+
+static void serve_run(void *ud)
+{
+  (void)ud;
+  for (unsigned i = 0; i < MODEL_MAXVM; i++)
+    if (run.vms[i])
+      (void)dmem_xen_poll(run.vms[i]->x, 0, NULL);
+}
+
+static void *xb_create(const model_config *c, unsigned v)
+{
+  if (!run.s) {
+    run.s = xs_create(c->seed);
+    if (!run.s)
+      return NULL;
+    xs_set_service(run.s, serve_run, NULL);
+  }
+  xg *g = calloc(1, sizeof *g);
+  if (!g)
+    return NULL;
+  g->s = run.s;
+  g->domid = 20 + v;
+  run.users++;
+  run.vms[v] = g;
+  if (xs_domain(g->s, g->domid, c->npages, 1, 1) != 0)
+    return g; /* open below fails: the model reports it */
+  dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+  xo.domid = g->domid;
+  xo.calls = xs_calls();
+  xo.hv = g->s;
+  xo.share = c->share;
+  if (dmem_xen_open(&g->x, &xo, NULL, 0) != 0)
+    g->x = NULL;
+  return g;
+}
+
+static void xb_destroy(void *p)
+{
+  xg *g = p;
+  dmem_xen_close(g->x);
+  for (unsigned i = 0; i < MODEL_MAXVM; i++)
+    if (run.vms[i] == g)
+      run.vms[i] = NULL;
+  free(g);
+  if (--run.users == 0) {
+    xs_destroy(run.s);
+    run.s = NULL;
+  }
+}
+
+static void xb_load(void *p, uint64_t gfn, const void *c)
+{
+  xg *g = p;
+  xs_load(g->s, g->domid, gfn, c);
+}
+
+static int xb_attach(dmem_vm **out, dmem_engine *e, void *p)
+{
+  xg *g = p;
+  if (!g->x)
+    return DMEM_ENOTSUP;
+  int rc = dmem_xen_attach(out, e, g->x, "model");
+  if (rc == 0)
+    g->vm = *out;
+  return rc;
+}
+
+static int xb_detach(void *p, dmem_vm *vm)
+{
+  xg *g = p;
+  (void)vm;
+  return dmem_xen_detach(g->x);
+}
+
+static int xb_access(xg *g, int vcpu, uint64_t gfn, int write, size_t off, void *d, size_t len)
+{
+  return xs_access(g->s, g->domid, vcpu, gfn, write, off, d, len) == 0 ? 0 : DMEM_EIO;
+}
+
+static int xb_guest_read(void *p, uint64_t gfn, void *buf)
+{
+  return xb_access(p, 0, gfn, 0, 0, buf, PAGE);
+}
+
+static int xb_write(void *p, uint64_t gfn, size_t off, const void *d, size_t len, unsigned bits)
+{
+  /* Writes without bits are the VMM's own: a foreign access. */
+  return xb_access(p, bits ? 0 : -1, gfn, 1, off, (void *)d, len);
+}
+
+static int xb_present(void *p, uint64_t gfn)
+{
+  xg *g = p;
+  int t = xs_type(g->s, g->domid, gfn);
+  return t == XS_RAM || t == XS_SHARED || t == XS_PAGING_OUT;
+}
+
+static int xb_peek(void *p, uint64_t gfn, void *buf)
+{
+  xg *g = p;
+  if (!xb_present(p, gfn))
+    return DMEM_ENOENT;
+  return xs_peek(g->s, g->domid, gfn, buf) == 0 ? 0 : DMEM_ENOENT;
+}
+
+/* Mapped: sharing its memory with another page in Xen's p2m. */
+static int xb_mapped(void *p, uint64_t gfn)
+{
+  xg *g = p;
+  return xs_sharers(g->s, g->domid, gfn) > 1;
+}
+
+static void xb_fail(void *p, double prob)
+{
+  xg *g = p;
+  static const xs_call calls[] = {XS_NOMINATE_GFN, XS_SHARE_GFNS, XS_PAGING_NOMINATE,
+                                  XS_PAGING_EVICT, XS_PAGING_PREP, XS_PAGING_LOAD, XS_MAP,
+                                  XS_LOGDIRTY};
+  for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++)
+    xs_fail(g->s, calls[i], prob, EIO);
+}
+
+static uint64_t xb_violations(void *p, const char **msg)
+{
+  (void)p;
+  *msg = "";
+  return 0;
+}
+
+/* Concurrent: the vCPU sleeps while the adapter's own thread serves. */
+static void xb_concurrent(void *p, int on)
+{
+  xg *g = p;
+  if (on) {
+    xs_set_service(g->s, NULL, NULL);
+    ck_assert_int_eq(dmem_xen_start(g->x), 0);
+  } else {
+    dmem_xen_stop(g->x);
+    xs_set_service(g->s, serve_run, NULL);
+  }
+}
+
+static const model_backend xen_backend = {
+  "xen",      xb_create, xb_destroy, xb_load,   xb_attach, xb_detach,     xb_guest_read,
+  xb_write,   xb_peek,   xb_present, xb_mapped, xb_fail,   xb_violations, xb_concurrent,
+};
+
+#define MAXCFG 8
+
+static size_t xen_configs(model_config *c)
+{
+  const char *ops = getenv("DMEM_XEN_MODEL_OPS");
+  const char *seed = getenv("DMEM_MODEL_SEED");
+  size_t n = model_configs(c, MAXCFG, ops && *ops ? strtoull(ops, NULL, 0) : 1000000,
+                           seed && *seed ? strtoull(seed, NULL, 0) : 1);
+  for (size_t i = 0; i < n; i++)
+    c[i].backend = &xen_backend;
+  return n;
+}
+
+START_TEST(model_through_xen)
+{
+  model_config c[MAXCFG];
+  size_t n = xen_configs(c);
+  ck_assert_uint_lt((size_t)_i, n);
+  const model_config *cfg = &c[_i];
+  model_result r;
+  int rc = model_run(&r, cfg);
+  printf("xen ");
+  model_print(stdout, cfg, &r);
+  fflush(stdout);
+  ck_assert_msg(r.mismatches == 0, "%s: %llu mismatches; first: %s", cfg->name,
+                (unsigned long long)r.mismatches, r.mismatch);
+  ck_assert_msg(r.errors == 0, "%s: %llu errors; first: %s", cfg->name,
+                (unsigned long long)r.errors, r.error);
+  ck_assert_int_eq(rc, 0);
+  ck_assert_uint_eq(r.ops, cfg->ops);
+  ck_assert_uint_gt(r.stats.merges, 0);
+  ck_assert_uint_gt(r.stats.faults, 0);
+  ck_assert_uint_gt(r.kinds_seen[DMEM_PAGE_ZERO], 0);
+  ck_assert_uint_gt(r.kinds_seen[DMEM_PAGE_SHARED], 0);
+  if (cfg->concurrent)
+    return;
+  ck_assert_uint_gt(r.kinds_seen[DMEM_PAGE_PATCHED], 0);
+  ck_assert_uint_gt(r.kinds_seen[DMEM_PAGE_COMPRESSED], 0);
+  if (cfg->share)
+    ck_assert_uint_gt(r.kinds_seen[DMEM_PAGE_MAPPED], 0);
+  if (cfg->swap)
+    ck_assert_uint_gt(r.kinds_seen[DMEM_PAGE_SWAPPED], 0);
+}
+END_TEST
+
+Suite *dmem_test_suite(void)
+{
+  Suite *s = suite_create("xen");
+  TCase *tc = tcase_create("adapter");
+  tcase_add_test(tc, open_refusals);
+  tcase_add_test(tc, open_without_xen);
+  tcase_add_test(tc, evict_and_fault_back);
+  tcase_add_test(tc, write_after_nominate);
+  tcase_add_test(tc, write_before_nominate);
+  tcase_add_test(tc, ring_requests);
+  tcase_add_test(tc, load_refused_then_retried);
+  tcase_add_test(tc, drop_notice);
+  tcase_add_test(tc, sim_sharing_rules);
+  tcase_add_test(tc, share_across_domains);
+  tcase_add_test(tc, share_refused_after_write);
+  tcase_add_test(tc, clones_and_grants);
+  suite_add_tcase(s, tc);
+  model_config c[MAXCFG];
+  TCase *tm = tcase_create("model");
+  tcase_set_timeout(tm, 1800);
+  tcase_add_loop_test(tm, model_through_xen, 0, (int)xen_configs(c));
+  suite_add_tcase(s, tm);
+  return s;
+}
