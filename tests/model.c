@@ -9,6 +9,7 @@
 
 #include "model.h"
 
+#include <check.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -198,7 +199,7 @@ static void engine_options(model *md)
   }
 }
 
-static void set_failures(model *md, unsigned v, double p) { md->be->fail(md->v[v].g, p); }
+static void set_failures(model *md, unsigned v, double p) { md->be->fail_prob(md->v[v].g, p); }
 
 static int attach(model *md, unsigned v)
 {
@@ -709,6 +710,42 @@ size_t model_configs(model_config *out, size_t max, uint64_t total_ops, uint64_t
     out[i] = c;
   }
   return n;
+}
+
+static void expect_seen(const model_config *c, const model_result *r, dmem_page_kind k,
+                        const char *name)
+{
+  ck_assert_msg(r->kinds_seen[k] > 0, "%s: no %s page seen in the run", c->name, name);
+}
+
+void model_run_checked(const model_config *cfg)
+{
+  model_result r;
+  int rc = model_run(&r, cfg);
+  printf("%s ", cfg->backend ? cfg->backend->name : model_mem_backend.name);
+  model_print(stdout, cfg, &r);
+  fflush(stdout);
+  ck_assert_msg(r.mismatches == 0, "%s: %llu mismatches; first: %s", cfg->name,
+                (unsigned long long)r.mismatches, r.mismatch);
+  ck_assert_msg(r.errors == 0, "%s: %llu errors; first: %s", cfg->name,
+                (unsigned long long)r.errors, r.error);
+  ck_assert_msg(r.violations == 0, "%s: adapter contract: %s", cfg->name, r.violation);
+  ck_assert_int_eq(rc, 0);
+  ck_assert_uint_eq(r.ops, cfg->ops);
+  ck_assert_uint_gt(r.stats.merges, 0);
+  ck_assert_uint_gt(r.stats.faults, 0);
+  expect_seen(cfg, &r, DMEM_PAGE_ZERO, "zero");
+  expect_seen(cfg, &r, DMEM_PAGE_SHARED, "shared");
+  if (cfg->concurrent)
+    return; /* a short run; every technique is not guaranteed */
+  expect_seen(cfg, &r, DMEM_PAGE_PATCHED, "patched");
+  expect_seen(cfg, &r, DMEM_PAGE_COMPRESSED, "compressed");
+  if (cfg->share)
+    expect_seen(cfg, &r, DMEM_PAGE_MAPPED, "mapped");
+  if (cfg->swap)
+    expect_seen(cfg, &r, DMEM_PAGE_SWAPPED, "swapped");
+  if (cfg->reattach && cfg->ops >= 100000)
+    ck_assert_uint_gt(r.reattaches, 0);
 }
 
 void model_print(FILE *f, const model_config *c, const model_result *r)

@@ -51,7 +51,7 @@ typedef struct model_backend {
   int (*present)(void *g, uint64_t gfn);
   int (*mapped)(void *g, uint64_t gfn);
   /* Adapter operations fail with probability @p (DMEM_EIO or the like). */
-  void (*fail)(void *g, double p);
+  void (*fail_prob)(void *g, double p);
   /* Contract violations seen, and the first one's words. */
   uint64_t (*violations)(void *g, const char **msg);
   /* The concurrent run starts (1) and ends (0); may be NULL. */
@@ -99,6 +99,12 @@ int model_run(model_result *out, const model_config *cfg);
 /* The standard configurations, with @total_ops shared among them and
  * seeds from @seed. @return how many were written (at most @max). */
 size_t model_configs(model_config *out, size_t max, uint64_t total_ops, uint64_t seed);
+
+/* Runs one configuration inside a Check test, prints its line, and asserts
+ * what every run must show: no mismatch, error or contract violation, all
+ * operations done, merges and faults, and each technique seen (all of them
+ * except in the short concurrent run). */
+void model_run_checked(const model_config *cfg);
 
 /* One line per configuration: ops, time, merges, kinds seen, failures. */
 void model_print(FILE *f, const model_config *cfg, const model_result *res);
