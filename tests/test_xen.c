@@ -167,10 +167,11 @@ START_TEST(open_refusals)
   dmem_xen *x;
   ck_assert_int_eq(dmem_xen_open(&x, &xo, err, sizeof err), 0);
   ck_assert_int_eq(xs_type(s, 3, 0), XS_RAM);
-  xs_set_ring_param(s, 3, 16);
   ck_assert_int_eq(try_open(s, 3, err, sizeof err), DMEM_EBUSY);
   ck_assert_msg(strstr(err, "another pager"), "%s", err);
   dmem_xen_close(x);
+  /* Closing put the ring pages back: a new pager can start. */
+  ck_assert_int_eq(try_open(s, 3, err, sizeof err), 0);
 
   xo.version = 99;
   ck_assert_int_eq(dmem_xen_open(&x, &xo, NULL, 0), DMEM_EVERSION);
@@ -579,6 +580,103 @@ START_TEST(share_refused_after_write)
 }
 END_TEST
 
+typedef struct enomem_hook {
+  xensim *s;
+  unsigned calls;
+  uint64_t gfn;
+} enomem_hook;
+
+static void make_room(dmem_xen *x, uint64_t gfn, void *ud)
+{
+  enomem_hook *h = ud;
+  (void)x;
+  h->calls++;
+  h->gfn = gfn;
+  if (h->calls == 2) /* the first answer did not help; the second does */
+    xs_set_free(h->s, 16);
+}
+
+/* A write to a shared page when Xen has no memory for the private copy:
+ * the sharing ring carries the notice, the vCPU waits while the owner's
+ * hook makes room, and the write lands. Without the ring, Xen would crash
+ * the guest; the adapter refuses to share without one. */
+START_TEST(sharing_ring_enomem)
+{
+  fix f;
+  memset(&f, 0, sizeof f);
+  f.npages = 4;
+  f.s = xs_create(5);
+  xs_set_service(f.s, serve_all, &f);
+  dmem_engine_options o = DMEM_ENGINE_OPTIONS_INIT;
+  o.map_shared = 1;
+  ck_assert_int_eq(dmem_engine_create(&f.e, &o), 0);
+  enomem_hook h = {f.s, 0, 0};
+  uint8_t b[PAGE];
+  fill(b, 1);
+  for (unsigned i = 0; i < 2; i++) {
+    ck_assert_int_eq(xs_domain(f.s, 10 + i, 4, 1, 1), 0);
+    xs_load(f.s, 10 + i, 2, b);
+    dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+    xo.domid = 10 + i;
+    xo.calls = xs_calls();
+    xo.hv = f.s;
+    xo.on_enomem = make_room;
+    xo.enomem_ud = &h;
+    ck_assert_int_eq(dmem_xen_open(&f.x[i], &xo, NULL, 0), 0);
+    f.n = i + 1;
+    ck_assert_int_eq(dmem_xen_attach(&f.vm[i], f.e, f.x[i], "xen"), 0);
+  }
+  ck_assert_int_eq(dmem_xen_share_range(f.x[0], f.x[1], 2, 2), 0);
+  ck_assert_uint_eq(xs_sharers(f.s, 11, 2), 2);
+  xs_set_free(f.s, 0);
+  uint8_t byte = 0x99;
+  ck_assert_int_eq(xs_access(f.s, 11, 0, 2, 1, 3, &byte, 1), 0);
+  ck_assert_uint_eq(h.calls, 2);
+  ck_assert_uint_eq(h.gfn, 2);
+  ck_assert(!xs_crashed(f.s, 11));
+  uint8_t got[PAGE];
+  ck_assert_int_eq(xs_peek(f.s, 11, 2, got), 0);
+  ck_assert_int_eq(got[3], 0x99);
+  ck_assert_int_eq(xs_peek(f.s, 10, 2, got), 0);
+  ck_assert_mem_eq(got, b, PAGE);
+  dmem_xen_stats xs;
+  dmem_xen_stats_get(&xs, f.x[1]);
+  ck_assert_uint_eq(xs.enomem, 2);
+  ck_assert_uint_eq(xs_responses(f.s), xs_requests(f.s));
+  teardown(&f);
+
+  /* No sharing ring page: sharing is refused, paging alone still works. */
+  xensim *s = xs_create(6);
+  ck_assert_int_eq(xs_domain(s, 3, 4, 1, 1), 0);
+  xs_set_sharing_ring_param(s, 3, 0);
+  char err[256];
+  dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+  xo.domid = 3;
+  xo.calls = xs_calls();
+  xo.hv = s;
+  dmem_xen *x;
+  ck_assert_int_eq(dmem_xen_open(&x, &xo, err, sizeof err), DMEM_ENOTSUP);
+  ck_assert_msg(strstr(err, "SHARING_RING_PFN"), "%s", err);
+  xo.share = 0;
+  ck_assert_int_eq(dmem_xen_open(&x, &xo, err, sizeof err), 0);
+  dmem_xen_close(x);
+
+  /* What the ring prevents: without it, Xen crashes the writer. */
+  const dmem_xen_calls *c = xs_calls();
+  ck_assert_int_eq(c->memshr_control(s, 3, 1), 0);
+  xs_load(s, 3, 0, b);
+  xs_load(s, 3, 1, b);
+  uint64_t h0, h1;
+  ck_assert_int_eq(c->memshr_nominate_gfn(s, 3, 0, &h0), 0);
+  ck_assert_int_eq(c->memshr_nominate_gfn(s, 3, 1, &h1), 0);
+  ck_assert_int_eq(c->memshr_share_gfns(s, 3, 0, h0, 3, 1, h1), 0);
+  xs_set_free(s, 0);
+  ck_assert_int_eq(xs_access(s, 3, 0, 1, 1, 0, &byte, 1), -1);
+  ck_assert(xs_crashed(s, 3));
+  xs_destroy(s);
+}
+END_TEST
+
 START_TEST(clones_and_grants)
 {
   fix f;
@@ -807,6 +905,7 @@ Suite *dmem_test_suite(void)
   tcase_add_test(tc, share_across_domains);
   tcase_add_test(tc, share_refused_after_write);
   tcase_add_test(tc, clones_and_grants);
+  tcase_add_test(tc, sharing_ring_enomem);
   suite_add_tcase(s, tc);
   model_config c[MAXCFG];
   TCase *tm = tcase_create("model");

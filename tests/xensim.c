@@ -23,6 +23,7 @@
 #define MAXMAP 64
 #define MAXGREF 64
 #define REMOTE_PORT 17
+#define REMOTE_SHARING_PORT 18
 #define WAIT_SECONDS 20
 
 typedef struct frame {
@@ -49,6 +50,12 @@ typedef struct dom {
   frame *ring_frame;
   vm_event_front_ring_t front;
   int front_ok;
+  uint64_t sring_param;  /* HVM_PARAM_SHARING_RING_PFN: gfn npages + 1 */
+  frame *sring_frame;
+  vm_event_front_ring_t sfront;
+  int sfront_ok;         /* the sharing (ENOMEM) ring is enabled */
+  int ring_hole, sring_hole; /* ring pages out of the physmap */
+  int crashed;
   int paused[XS_MAXVCPU];
   uint64_t grefs[MAXGREF]; /* gfn + 1; 0: invalid */
 } dom;
@@ -77,6 +84,7 @@ struct xensim {
   uint64_t calls[XS_NCALLS];
   uint64_t rng;
   uint64_t requests, responses;
+  long free_frames; /* < 0: no limit */
 };
 
 /* The calls get no context but hv; the tests pass the sim itself. */
@@ -106,10 +114,24 @@ static frame *new_frame(void)
   return f;
 }
 
-static void put_frame(frame *f)
+/* A frame from Xen's heap, which may be empty (xs_set_free). */
+static frame *alloc_frame(xensim *s)
 {
-  if (f && --f->refs == 0)
+  if (s->free_frames == 0)
+    return NULL;
+  frame *f = new_frame();
+  if (f && s->free_frames > 0)
+    s->free_frames--;
+  return f;
+}
+
+static void put_frame(xensim *s, frame *f)
+{
+  if (f && --f->refs == 0) {
     free(f);
+    if (s->free_frames >= 0)
+      s->free_frames++;
+  }
 }
 
 /* Entry of every call: the hook (unlocked), the failure dice, the lock. */
@@ -151,11 +173,11 @@ static int valid_gfn(const dom *d, uint64_t gfn) { return gfn < d->npages; }
 
 /* A write to a nominated or shared page: the writer gets its own copy (or
  * keeps the frame, when it was the last user), and the handle is gone. */
-static int cow_break(page *pg)
+static int cow_break(xensim *s, page *pg)
 {
   frame *f = pg->f;
   if (f->refs > 1) {
-    frame *n = new_frame();
+    frame *n = alloc_frame(s);
     if (!n)
       return -1;
     memcpy(n->data, f->data, PAGE);
@@ -206,6 +228,43 @@ static int c_memshr_control(void *hv, uint32_t domid, int enable)
   if (!d->hvm || !d->hap)
     return leave(s, -1, ENODEV);
   d->memshr = enable != 0;
+  return leave(s, 0, 0);
+}
+
+/* xc_memshr_ring_enable: "ENOSYS if no guest gfn has been specified to
+ * host the ring", EINVAL if enabled already. */
+static int c_memshr_ring_enable(void *hv, uint32_t domid, uint32_t *port)
+{
+  xensim *s = SIM(hv);
+  enter(s, XS_NCALLS);
+  dom *d = find_dom(s, domid);
+  if (!d)
+    return leave(s, -1, ESRCH);
+  if (!d->hvm || !d->hap)
+    return leave(s, -1, ENODEV);
+  if (d->sfront_ok)
+    return leave(s, -1, EINVAL);
+  if (d->sring_param != d->npages + 1)
+    return leave(s, -1, ENOSYS);
+  if (d->sring_hole)
+    return leave(s, -1, EINVAL);
+  SHARED_RING_INIT((vm_event_sring_t *)d->sring_frame->data);
+  FRONT_RING_INIT(&d->sfront, (vm_event_sring_t *)d->sring_frame->data, PAGE);
+  d->sfront_ok = 1;
+  *port = REMOTE_SHARING_PORT;
+  return leave(s, 0, 0);
+}
+
+static int c_memshr_ring_disable(void *hv, uint32_t domid)
+{
+  xensim *s = SIM(hv);
+  enter(s, XS_NCALLS);
+  dom *d = find_dom(s, domid);
+  if (!d)
+    return leave(s, -1, ESRCH);
+  if (!d->sfront_ok)
+    return leave(s, -1, EINVAL);
+  d->sfront_ok = 0;
   return leave(s, 0, 0);
 }
 
@@ -265,7 +324,7 @@ static int c_nominate_gref(void *hv, uint32_t domid, uint32_t gref, uint64_t *ha
 }
 
 /* Shares (locked): documented errors as errno 10 and 9. */
-static int share(dom *sd, uint64_t sgfn, uint64_t sh, dom *cd, uint64_t cgfn, uint64_t ch)
+static int share(xensim *s, dom *sd, uint64_t sgfn, uint64_t sh, dom *cd, uint64_t cgfn, uint64_t ch)
 {
   page *sp = &sd->p[sgfn], *cp = &cd->p[cgfn];
   if (sp->type != XS_SHARED || sp->f->handle != sh || sh == 0)
@@ -276,7 +335,7 @@ static int share(dom *sd, uint64_t sgfn, uint64_t sh, dom *cd, uint64_t cgfn, ui
     return 0;
   if (cp->maps)
     return E2BIG;
-  put_frame(cp->f);
+  put_frame(s, cp->f);
   cp->f = sp->f;
   sp->f->refs++;
   return 0;
@@ -295,7 +354,7 @@ static int c_share_gfns(void *hv, uint32_t sdom, uint64_t sgfn, uint64_t sh, uin
   if (!e && (!valid_gfn(sd, sgfn) || !valid_gfn(cd, cgfn)))
     e = EINVAL;
   if (!e)
-    e = share(sd, sgfn, sh, cd, cgfn, ch);
+    e = share(s, sd, sgfn, sh, cd, cgfn, ch);
   return leave(s, e ? -1 : 0, e);
 }
 
@@ -315,7 +374,7 @@ static int c_share_grefs(void *hv, uint32_t sdom, uint32_t sgref, uint64_t sh, u
   if (!e)
     e = gref_gfn(cd, cgref, &cgfn);
   if (!e)
-    e = share(sd, sgfn, sh, cd, cgfn, ch);
+    e = share(s, sd, sgfn, sh, cd, cgfn, ch);
   return leave(s, e ? -1 : 0, e);
 }
 
@@ -334,7 +393,7 @@ static int c_range_share(void *hv, uint32_t sdom, uint32_t cdom, uint64_t first,
   for (uint64_t g = first; !e && g <= last; g++) {
     uint64_t sh, ch;
     if (nominate(s, sd, g, &sh) == 0 && nominate(s, cd, g, &ch) == 0)
-      (void)share(sd, g, sh, cd, g, ch);
+      (void)share(s, sd, g, sh, cd, g, ch);
   }
   return leave(s, e ? -1 : 0, e);
 }
@@ -346,9 +405,12 @@ static int c_hvm_param_get(void *hv, uint32_t domid, uint32_t param, uint64_t *v
   dom *d = find_dom(s, domid);
   if (!d)
     return leave(s, -1, ESRCH);
-  if (param != HVM_PARAM_PAGING_RING_PFN)
+  if (param == HVM_PARAM_PAGING_RING_PFN)
+    *value = d->ring_param;
+  else if (param == HVM_PARAM_SHARING_RING_PFN)
+    *value = d->sring_param;
+  else
     return leave(s, -1, EINVAL);
-  *value = d->ring_param;
   return leave(s, 0, 0);
 }
 
@@ -363,7 +425,7 @@ static int c_paging_enable(void *hv, uint32_t domid, uint32_t *port)
     return leave(s, -1, ENODEV);
   if (d->paging)
     return leave(s, -1, EBUSY);
-  if (!d->ring_param || d->ring_param != d->npages)
+  if (!d->ring_param || d->ring_param != d->npages || d->ring_hole)
     return leave(s, -1, EINVAL);
   SHARED_RING_INIT((vm_event_sring_t *)d->ring_frame->data);
   FRONT_RING_INIT(&d->front, (vm_event_sring_t *)d->ring_frame->data, PAGE);
@@ -431,7 +493,7 @@ static int c_paging_evict(void *hv, uint32_t domid, uint64_t gfn)
     if (pg->type != XS_PAGING_OUT || pg->maps) {
       e = EBUSY;
     } else {
-      put_frame(pg->f);
+      put_frame(s, pg->f);
       pg->f = NULL;
       pg->type = XS_PAGED;
     }
@@ -440,7 +502,7 @@ static int c_paging_evict(void *hv, uint32_t domid, uint64_t gfn)
 }
 
 /* Xen's prepare(): the page-in path's end, with or without a buffer. */
-static int prepare(dom *d, uint64_t gfn, const void *buffer)
+static int prepare(xensim *s, dom *d, uint64_t gfn, const void *buffer)
 {
   page *pg = &d->p[gfn];
   if (pg->type != XS_PAGING_IN && pg->type != XS_PAGED)
@@ -448,7 +510,7 @@ static int prepare(dom *d, uint64_t gfn, const void *buffer)
   if (!pg->f) {
     if (!buffer)
       return EINVAL;
-    frame *f = new_frame();
+    frame *f = alloc_frame(s);
     if (!f)
       return ENOMEM;
     memcpy(f->data, buffer, PAGE);
@@ -466,7 +528,7 @@ static int c_paging_prep(void *hv, uint32_t domid, uint64_t gfn)
   dom *d = find_dom(s, domid);
   int e = paging_check(d, gfn);
   if (!e)
-    e = prepare(d, gfn, NULL);
+    e = prepare(s, d, gfn, NULL);
   if (!e)
     pthread_cond_broadcast(&s->cv);
   return leave(s, e ? -1 : 0, e);
@@ -482,7 +544,7 @@ static int c_paging_load(void *hv, uint32_t domid, uint64_t gfn, void *buffer)
   if (!e && !buffer)
     e = EINVAL;
   if (!e)
-    e = prepare(d, gfn, buffer);
+    e = prepare(s, d, gfn, buffer);
   if (!e)
     pthread_cond_broadcast(&s->cv);
   return leave(s, e ? -1 : 0, e);
@@ -510,6 +572,22 @@ static void take_responses(xensim *s, dom *d)
   pthread_cond_broadcast(&s->cv);
 }
 
+/* The sharing ring's responses unpause the vCPUs that waited for memory. */
+static void take_sharing_responses(xensim *s, dom *d)
+{
+  if (!d->sfront_ok)
+    return;
+  while (RING_HAS_UNCONSUMED_RESPONSES(&d->sfront)) {
+    vm_event_response_t rsp;
+    memcpy(&rsp, RING_GET_RESPONSE(&d->sfront, d->sfront.rsp_cons), sizeof rsp);
+    d->sfront.rsp_cons++;
+    s->responses++;
+    if ((rsp.flags & VM_EVENT_FLAG_VCPU_PAUSED) && rsp.vcpu_id < XS_MAXVCPU)
+      d->paused[rsp.vcpu_id] = 0;
+  }
+  pthread_cond_broadcast(&s->cv);
+}
+
 static int c_paging_resume(void *hv, uint32_t domid)
 {
   xensim *s = SIM(hv);
@@ -528,9 +606,33 @@ static int c_decrease_reservation(void *hv, uint32_t domid, uint64_t gfn)
   dom *d = find_dom(s, domid);
   if (!d)
     return leave(s, -1, ESRCH);
-  if (gfn != d->npages) /* only the ring page leaves in these tests */
+  /* Only the ring pages leave the physmap in these tests; their HVM
+   * parameters still name them. */
+  if (gfn == d->npages)
+    d->ring_hole = 1;
+  else if (gfn == d->npages + 1)
+    d->sring_hole = 1;
+  else
     return leave(s, -1, EINVAL);
-  d->ring_param = 0;
+  return leave(s, 0, 0);
+}
+
+static int c_populate_physmap(void *hv, uint32_t domid, uint64_t gfn)
+{
+  xensim *s = SIM(hv);
+  enter(s, XS_NCALLS);
+  dom *d = find_dom(s, domid);
+  if (!d)
+    return leave(s, -1, ESRCH);
+  if (gfn == d->npages && d->ring_hole) {
+    d->ring_hole = 0;
+    memset(d->ring_frame->data, 0, PAGE);
+  } else if (gfn == d->npages + 1 && d->sring_hole) {
+    d->sring_hole = 0;
+    memset(d->sring_frame->data, 0, PAGE);
+  } else {
+    return leave(s, -1, EEXIST);
+  }
   return leave(s, 0, 0);
 }
 
@@ -547,8 +649,16 @@ static void *c_map(void *hv, uint32_t domid, int prot, uint64_t gfn, size_t n)
     e = ESRCH;
   } else if (n != 1) {
     e = EINVAL;
-  } else if (gfn == d->npages && d->ring_frame) {
-    addr = d->ring_frame->data; /* the ring: a live shared mapping */
+  } else if (gfn == d->npages) {
+    if (d->ring_hole)
+      e = EINVAL;
+    else
+      addr = d->ring_frame->data; /* the rings: live shared mappings */
+  } else if (gfn == d->npages + 1) {
+    if (d->sring_hole)
+      e = EINVAL;
+    else
+      addr = d->sring_frame->data;
   } else if (!valid_gfn(d, gfn)) {
     e = EINVAL;
   } else {
@@ -558,7 +668,7 @@ static void *c_map(void *hv, uint32_t domid, int prot, uint64_t gfn, size_t n)
     } else if (prot & PROT_WRITE) {
       if (pg->type == XS_PAGING_OUT)
         e = EINVAL; /* not modelled: the adapter never does it */
-      else if (pg->type == XS_SHARED && cow_break(pg) != 0)
+      else if (pg->type == XS_SHARED && cow_break(s, pg) != 0)
         e = ENOMEM;
       else
         addr = pg->f->data; /* used only to unshare: no bytes change */
@@ -650,10 +760,14 @@ static int c_evtchn_bind(void *hv, uint32_t domid, uint32_t remote)
   dom *d = find_dom(s, domid);
   if (!d)
     return leave(s, -1, ESRCH);
-  if (remote != REMOTE_PORT || !d->paging)
+  int local;
+  if (remote == REMOTE_PORT && d->paging)
+    local = 100 + (int)(d - s->doms);
+  else if (remote == REMOTE_SHARING_PORT && d->sfront_ok)
+    local = 200 + (int)(d - s->doms);
+  else
     return leave(s, -1, EINVAL);
   s->bound++;
-  int local = 100 + (int)(d - s->doms);
   leave(s, 0, 0);
   return local;
 }
@@ -672,6 +786,10 @@ static int c_evtchn_notify(void *hv, uint32_t port)
 {
   xensim *s = SIM(hv);
   enter(s, XS_NCALLS);
+  if (port >= 200 && port < 200 + MAXDOM && s->doms[port - 200].live) {
+    take_sharing_responses(s, &s->doms[port - 200]);
+    return leave(s, 0, 0);
+  }
   if (port < 100 || port >= 100 + MAXDOM || !s->doms[port - 100].live)
     return leave(s, -1, EINVAL);
   take_responses(s, &s->doms[port - 100]);
@@ -714,6 +832,8 @@ static const dmem_xen_calls sim_calls = {
   .memshr_nominate_gref = c_nominate_gref,
   .memshr_share_gfns = c_share_gfns,
   .memshr_share_grefs = c_share_grefs,
+  .memshr_ring_enable = c_memshr_ring_enable,
+  .memshr_ring_disable = c_memshr_ring_disable,
   .memshr_range_share = c_range_share,
   .hvm_param_get = c_hvm_param_get,
   .paging_enable = c_paging_enable,
@@ -724,6 +844,7 @@ static const dmem_xen_calls sim_calls = {
   .paging_load = c_paging_load,
   .paging_resume = c_paging_resume,
   .decrease_reservation = c_decrease_reservation,
+  .populate_physmap = c_populate_physmap,
   .map = c_map,
   .unmap = c_unmap,
   .logdirty = c_logdirty,
@@ -752,6 +873,7 @@ xensim *xs_create(uint64_t seed)
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   s->rng = seed;
+  s->free_frames = -1;
   return s;
 }
 
@@ -764,10 +886,11 @@ void xs_destroy(xensim *s)
     if (!d->live)
       continue;
     for (uint64_t g = 0; g < d->npages; g++)
-      put_frame(d->p[g].f);
+      put_frame(s, d->p[g].f);
     free(d->p);
     free(d->dirty);
     free(d->ring_frame);
+    free(d->sring_frame);
   }
   for (int i = 0; i < MAXMAP; i++)
     if (s->maps[i].copy)
@@ -790,7 +913,8 @@ int xs_domain(xensim *s, uint32_t domid, uint64_t npages, int hvm, int hap)
   d->p = calloc(npages, sizeof *d->p);
   d->dirty = calloc((size_t)((npages + 63) / 64), sizeof(unsigned long));
   d->ring_frame = new_frame();
-  if (!d->p || !d->dirty || !d->ring_frame)
+  d->sring_frame = new_frame();
+  if (!d->p || !d->dirty || !d->ring_frame || !d->sring_frame)
     return -1;
   for (uint64_t g = 0; g < npages; g++) {
     d->p[g].f = new_frame();
@@ -804,6 +928,7 @@ int xs_domain(xensim *s, uint32_t domid, uint64_t npages, int hvm, int hap)
   d->hvm = hvm;
   d->hap = hap;
   d->ring_param = npages;
+  d->sring_param = npages + 1;
   return 0;
 }
 
@@ -813,6 +938,15 @@ void xs_set_ring_param(xensim *s, uint32_t domid, uint64_t gfn)
   dom *d = find_dom(s, domid);
   if (d)
     d->ring_param = gfn;
+  pthread_mutex_unlock(&s->mu);
+}
+
+void xs_set_sharing_ring_param(xensim *s, uint32_t domid, uint64_t gfn)
+{
+  pthread_mutex_lock(&s->mu);
+  dom *d = find_dom(s, domid);
+  if (d)
+    d->sring_param = gfn;
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -878,16 +1012,21 @@ void xs_grant(xensim *s, uint32_t domid, uint32_t gref, uint64_t gfn)
 
 /* Puts a request on the ring and rings the bell (locked). 0, or -1 when
  * the ring is full. */
-static int put_request(xensim *s, dom *d, uint64_t gfn, int vcpu, uint32_t pflags)
+static int put_on(xensim *s, dom *d, vm_event_front_ring_t *front, int ok, uint32_t reason,
+                  uint64_t gfn, int vcpu, uint32_t pflags)
 {
-  if (!d->front_ok || RING_FULL(&d->front))
+  if (!ok || RING_FULL(front))
     return -1;
   vm_event_request_t req;
   memset(&req, 0, sizeof req);
   req.version = VM_EVENT_INTERFACE_VERSION;
-  req.reason = VM_EVENT_REASON_MEM_PAGING;
-  req.u.mem_paging.gfn = gfn;
-  req.u.mem_paging.flags = pflags;
+  req.reason = reason;
+  if (reason == VM_EVENT_REASON_MEM_SHARING) {
+    req.u.mem_sharing.gfn = gfn;
+  } else {
+    req.u.mem_paging.gfn = gfn;
+    req.u.mem_paging.flags = pflags;
+  }
   if (vcpu >= 0) {
     req.flags = VM_EVENT_FLAG_VCPU_PAUSED;
     req.vcpu_id = (uint32_t)vcpu;
@@ -895,10 +1034,10 @@ static int put_request(xensim *s, dom *d, uint64_t gfn, int vcpu, uint32_t pflag
   } else {
     req.flags = VM_EVENT_FLAG_FOREIGN;
   }
-  memcpy(RING_GET_REQUEST(&d->front, d->front.req_prod_pvt), &req, sizeof req);
-  d->front.req_prod_pvt++;
+  memcpy(RING_GET_REQUEST(front, front->req_prod_pvt), &req, sizeof req);
+  front->req_prod_pvt++;
   int notify;
-  RING_PUSH_REQUESTS_AND_CHECK_NOTIFY(&d->front, notify);
+  RING_PUSH_REQUESTS_AND_CHECK_NOTIFY(front, notify);
   (void)notify;
   s->requests++;
   uint64_t one = 1;
@@ -906,6 +1045,11 @@ static int put_request(xensim *s, dom *d, uint64_t gfn, int vcpu, uint32_t pflag
     /* the counter cannot overflow in these tests */
   }
   return 0;
+}
+
+static int put_request(xensim *s, dom *d, uint64_t gfn, int vcpu, uint32_t pflags)
+{
+  return put_on(s, d, &d->front, d->front_ok, VM_EVENT_REASON_MEM_PAGING, gfn, vcpu, pflags);
 }
 
 int xs_drop(xensim *s, uint32_t domid, uint64_t gfn)
@@ -919,7 +1063,7 @@ int xs_drop(xensim *s, uint32_t domid, uint64_t gfn)
       uint32_t fl = MEM_PAGING_DROP_PAGE;
       if (pg->type == XS_PAGING_OUT)
         fl |= MEM_PAGING_EVICT_FAIL;
-      put_frame(pg->f);
+      put_frame(s, pg->f);
       pg->f = NULL;
       pg->type = XS_HOLE;
       rc = put_request(s, d, gfn, -1, fl);
@@ -992,7 +1136,7 @@ int xs_access(xensim *s, uint32_t domid, int vcpu, uint64_t gfn, int write, size
   until.tv_sec += WAIT_SECONDS;
   pthread_mutex_lock(&s->mu);
   dom *d = find_dom(s, domid);
-  if (!d || !valid_gfn(d, gfn) || off + len > PAGE || vcpu >= XS_MAXVCPU) {
+  if (!d || !valid_gfn(d, gfn) || off + len > PAGE || vcpu >= XS_MAXVCPU || d->crashed) {
     pthread_mutex_unlock(&s->mu);
     return -1;
   }
@@ -1005,18 +1149,33 @@ int xs_access(xensim *s, uint32_t domid, int vcpu, uint64_t gfn, int write, size
           memset(data, 0, len);
         break;
       }
-      if (write) {
-        if (pg->type == XS_SHARED && cow_break(pg) != 0) {
+      int wait = 0;
+      if (write && pg->type == XS_SHARED && cow_break(s, pg) != 0) {
+        /* No memory for the private copy: with the sharing ring, the vCPU
+         * waits for the pager's answer; without it, Xen crashes the guest.
+         * A foreign mapping just fails. */
+        if (vcpu < 0) {
           pthread_mutex_unlock(&s->mu);
           return -1;
         }
-        memcpy(pg->f->data + off, data, len);
-        if (d->logdirty)
-          d->dirty[gfn / 64] |= 1ul << (gfn % 64);
-      } else {
-        memcpy(data, pg->f->data + off, len);
+        if (!d->sfront_ok) {
+          d->crashed = 1;
+          pthread_mutex_unlock(&s->mu);
+          return -1;
+        }
+        (void)put_on(s, d, &d->sfront, 1, VM_EVENT_REASON_MEM_SHARING, gfn, vcpu, 0);
+        wait = 1; /* paused, or the ring was full: try again after a wait */
       }
-      break;
+      if (!wait) {
+        if (write) {
+          memcpy(pg->f->data + off, data, len);
+          if (d->logdirty)
+            d->dirty[gfn / 64] |= 1ul << (gfn % 64);
+        } else {
+          memcpy(data, pg->f->data + off, len);
+        }
+        break;
+      }
     }
     /* Wait for the pager. */
     if (s->service) {
@@ -1036,6 +1195,22 @@ int xs_access(xensim *s, uint32_t domid, int vcpu, uint64_t gfn, int write, size
   }
   pthread_mutex_unlock(&s->mu);
   return 0;
+}
+
+void xs_set_free(xensim *s, long frames)
+{
+  pthread_mutex_lock(&s->mu);
+  s->free_frames = frames;
+  pthread_mutex_unlock(&s->mu);
+}
+
+int xs_crashed(xensim *s, uint32_t domid)
+{
+  pthread_mutex_lock(&s->mu);
+  dom *d = find_dom(s, domid);
+  int c = d ? d->crashed : 0;
+  pthread_mutex_unlock(&s->mu);
+  return c;
 }
 
 void xs_set_service(xensim *s, void (*fn)(void *), void *ud)

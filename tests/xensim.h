@@ -20,7 +20,10 @@
  *    (allocates and fills an evicted page) make it RAM; the pager's
  *    response on the ring, seen when it notifies the event channel or
  *    calls xc_mem_paging_resume, unpauses the vCPU;
- *  - log-dirty: writes set bits that CLEAN hands over and clears.
+ *  - log-dirty: writes set bits that CLEAN hands over and clears;
+ *  - a copy-on-write break without free memory pauses the vCPU and puts a
+ *    request on the sharing ring (xc_memshr_ring_enable), or crashes the
+ *    guest when there is no such ring.
  *
  * Guests run as calls of xs_access() (one per vCPU, or -1 for a foreign
  * access by the VMM). A vCPU that waits for the pager either calls the
@@ -84,6 +87,16 @@ int xs_access(xensim *s, uint32_t domid, int vcpu, uint64_t gfn, int write, size
 int xs_touch_nowait(xensim *s, uint32_t domid, int vcpu, uint64_t gfn, int write);
 /* Is the vCPU paused, waiting for the pager? */
 int xs_paused(xensim *s, uint32_t domid, int vcpu);
+
+/* Xen's free memory, in frames, for copy-on-write breaks and page-ins
+ * (-1: no limit, the default). A guest write to a shared page that finds
+ * none pauses the vCPU and puts an ENOMEM request on the sharing ring, or,
+ * without that ring, crashes the guest (xs_crashed). */
+void xs_set_free(xensim *s, long frames);
+int xs_crashed(xensim *s, uint32_t domid);
+/* HVM_PARAM_SHARING_RING_PFN (0: none; by default the page after the
+ * paging ring's). */
+void xs_set_sharing_ring_param(xensim *s, uint32_t domid, uint64_t gfn);
 
 /* Single-threaded waiting: the hook serves the ring. */
 void xs_set_service(xensim *s, void (*fn)(void *), void *ud);

@@ -262,8 +262,11 @@ int dmem_xen_open(dmem_xen **out, const dmem_xen_options *opts, char *errbuf, si
   if (!x)
     return DMEM_ENOMEM;
   pthread_mutex_init(&x->mu, NULL);
-  x->port = -1;
+  x->paging.port = x->sharing.port = -1;
   x->domid = opts->domid;
+  x->share = opts->share != 0;
+  x->on_enomem = opts->on_enomem;
+  x->enomem_ud = opts->enomem_ud;
   if (opts->calls) {
     x->calls = opts->calls;
     x->hv = opts->hv;
@@ -305,7 +308,7 @@ int dmem_xen_open(dmem_xen **out, const dmem_xen_options *opts, char *errbuf, si
   if (!x->pstate || !x->dirty || !x->bitmap || !x->touched)
     return open_fail(x, errbuf, errlen, DMEM_ENOMEM, "out of memory");
 
-  int rc = xen__ring_init(x);
+  int rc = xen__rings_init(x);
   if (rc)
     return open_fail(x, errbuf, errlen, rc, "%s", x->errmsg);
   if (c->logdirty(x->hv, x->domid, DMEM_XEN_LOGDIRTY_ENABLE, NULL, 0) != 0) {
@@ -322,7 +325,6 @@ int dmem_xen_open(dmem_xen **out, const dmem_xen_options *opts, char *errbuf, si
                        e == EXDEV ? "a passed-through device excludes sharing" : strerror(e));
     }
     x->memshr_on = 1;
-    x->share = 1;
   }
 
   x->ops = (dmem_adapter_ops){
@@ -345,7 +347,9 @@ void dmem_xen_close(dmem_xen *x)
   xen__share_forget(x);
   if (x->logdirty_on)
     (void)x->calls->logdirty(x->hv, x->domid, DMEM_XEN_LOGDIRTY_OFF, NULL, 0);
-  xen__ring_fini(x);
+  if (x->memshr_on) /* pages still shared stay so until written */
+    (void)x->calls->memshr_control(x->hv, x->domid, 0);
+  xen__rings_fini(x);
   if (x->own_hv)
     xen__default_close(x->own_hv);
   free(x->pstate);

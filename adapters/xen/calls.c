@@ -170,6 +170,16 @@ static int d_share_grefs(void *hv, uint32_t sdom, uint32_t sgref, uint64_t sh, u
   return xc_memshr_share_grefs(XCH(hv), sdom, sgref, sh, cdom, cgref, ch);
 }
 
+static int d_memshr_ring_enable(void *hv, uint32_t domid, uint32_t *port)
+{
+  return xc_memshr_ring_enable(XCH(hv), domid, port);
+}
+
+static int d_memshr_ring_disable(void *hv, uint32_t domid)
+{
+  return xc_memshr_ring_disable(XCH(hv), domid);
+}
+
 static int d_range_share(void *hv, uint32_t sdom, uint32_t cdom, uint64_t first, uint64_t last)
 {
   return xc_memshr_range_share(XCH(hv), sdom, cdom, first, last);
@@ -219,6 +229,12 @@ static int d_decrease_reservation(void *hv, uint32_t domid, uint64_t gfn)
 {
   xen_pfn_t pfn = (xen_pfn_t)gfn;
   return xc_domain_decrease_reservation_exact(XCH(hv), domid, 1, 0, &pfn);
+}
+
+static int d_populate_physmap(void *hv, uint32_t domid, uint64_t gfn)
+{
+  xen_pfn_t pfn = (xen_pfn_t)gfn;
+  return xc_domain_populate_physmap_exact(XCH(hv), domid, 1, 0, 0, &pfn);
 }
 
 static void *d_map(void *hv, uint32_t domid, int prot, uint64_t gfn, size_t n)
@@ -316,6 +332,8 @@ const dmem_xen_calls xen__default_calls = {
   .memshr_nominate_gref = d_nominate_gref,
   .memshr_share_gfns = d_share_gfns,
   .memshr_share_grefs = d_share_grefs,
+  .memshr_ring_enable = d_memshr_ring_enable,
+  .memshr_ring_disable = d_memshr_ring_disable,
   .memshr_range_share = d_range_share,
   .hvm_param_get = d_hvm_param_get,
   .paging_enable = d_paging_enable,
@@ -326,6 +344,7 @@ const dmem_xen_calls xen__default_calls = {
   .paging_load = d_paging_load,
   .paging_resume = d_paging_resume,
   .decrease_reservation = d_decrease_reservation,
+  .populate_physmap = d_populate_physmap,
   .map = d_map,
   .unmap = d_unmap,
   .logdirty = d_logdirty,

@@ -1,7 +1,8 @@
-/* The mem_paging vm_event ring: set-up in xenpaging's order (map the ring
- * page, enable paging, bind the event channel, initialise the ring, take
- * the page out of the guest's physmap), and the service that answers the
- * guest's page-in requests through the engine. */
+/* The vm_event rings: mem_paging's, whose requests are the guest's
+ * page-ins, and mem_sharing's, whose requests say that a copy-on-write
+ * break found Xen without memory. Both are set up in xenpaging's order (map
+ * the ring page, enable, bind the event channel, initialise the ring, take
+ * the page out of the guest's physmap); one service answers both. */
 #include "config.h"
 
 #include <errno.h>
@@ -19,7 +20,7 @@
 
 #include "xen_internal.h"
 
-#define BACK(x) ((vm_event_back_ring_t *)(x)->back)
+#define BACK(r) ((vm_event_back_ring_t *)(r)->back)
 
 static int ring_fail(dmem_xen *x, int e, const char *what)
 {
@@ -27,87 +28,130 @@ static int ring_fail(dmem_xen *x, int e, const char *what)
   return xen__err(e);
 }
 
-int xen__ring_init(dmem_xen *x)
+/* Enables Xen's side of a ring: the remote port in *remote. */
+typedef int (*ring_enable_fn)(void *hv, uint32_t domid, uint32_t *remote);
+
+static int ring_open(dmem_xen *x, xen_ring *r, ring_enable_fn enable, const char *call)
 {
   const dmem_xen_calls *c = x->calls;
   uint64_t pfn = 0;
-  if (c->hvm_param_get(x->hv, x->domid, HVM_PARAM_PAGING_RING_PFN, &pfn) != 0)
-    return ring_fail(x, errno, "reading HVM_PARAM_PAGING_RING_PFN");
+  if (c->hvm_param_get(x->hv, x->domid, r->param, &pfn) != 0)
+    return ring_fail(x, errno, "reading the ring's HVM parameter");
   if (pfn == 0) {
-    xen__msg(x, "dom%u: the toolstack set no paging ring page (HVM_PARAM_PAGING_RING_PFN)",
-             (unsigned)x->domid);
+    xen__msg(x, "dom%u: the toolstack set no %s ring page (HVM_PARAM_%s_RING_PFN)",
+             (unsigned)x->domid, r->name, r->param == HVM_PARAM_PAGING_RING_PFN ? "PAGING" : "SHARING");
     return DMEM_ENOTSUP;
   }
-  x->ring_gfn = pfn;
-  x->ring = c->map(x->hv, x->domid, PROT_READ | PROT_WRITE, pfn, 1);
-  if (!x->ring)
-    return ring_fail(x, errno, "mapping the paging ring page");
-  uint32_t remote = 0;
-  if (c->paging_enable(x->hv, x->domid, &remote) != 0) {
+  r->gfn = pfn;
+  r->page = c->map(x->hv, x->domid, PROT_READ | PROT_WRITE, pfn, 1);
+  if (!r->page) {
     int e = errno;
-    if (e == EBUSY) {
-      xen__msg(x, "dom%u: another pager is enabled for this guest",
-               (unsigned)x->domid);
+    /* A running pager took the page out of the physmap. */
+    xen__msg(x, "dom%u: mapping the %s ring page (gfn %#llx): %s (is another pager or "
+             "sharing helper running for this guest?)", (unsigned)x->domid, r->name,
+             (unsigned long long)pfn, strerror(e));
+    return e == EINVAL || e == ENOENT ? DMEM_EBUSY : xen__err(e);
+  }
+  uint32_t remote = 0;
+  if (enable(x->hv, x->domid, &remote) != 0) {
+    int e = errno;
+    if (e == EBUSY || (e == EINVAL && r->param == HVM_PARAM_SHARING_RING_PFN)) {
+      xen__msg(x, "dom%u: %s: another %s is enabled for this guest", (unsigned)x->domid, call,
+               r->param == HVM_PARAM_PAGING_RING_PFN ? "pager" : "sharing ring");
       return DMEM_EBUSY;
     }
-    if (e == ENODEV || e == EXDEV) {
-      xen__msg(x, "dom%u: xc_mem_paging_enable: %s (paging needs HAP "
-               "and no passed-through device)", (unsigned)x->domid, strerror(e));
+    if (e == ENODEV || e == EXDEV || e == ENOSYS) {
+      xen__msg(x, "dom%u: %s: %s (this needs HAP and no passed-through device)",
+               (unsigned)x->domid, call, strerror(e));
       return DMEM_ENOTSUP;
     }
-    return ring_fail(x, e, "xc_mem_paging_enable");
+    return ring_fail(x, e, call);
   }
-  x->paging_on = 1;
+  r->enabled = 1;
   int port = c->evtchn_bind(x->hv, x->domid, remote);
   if (port < 0)
-    return ring_fail(x, errno, "binding the paging event channel");
-  x->port = port;
+    return ring_fail(x, errno, "binding a ring's event channel");
+  r->port = port;
   vm_event_back_ring_t *back = calloc(1, sizeof *back);
   if (!back)
     return ring_fail(x, ENOMEM, "ring");
-  SHARED_RING_INIT((vm_event_sring_t *)x->ring);
-  BACK_RING_INIT(back, (vm_event_sring_t *)x->ring, XC_PAGE_SIZE);
-  x->back = back;
+  SHARED_RING_INIT((vm_event_sring_t *)r->page);
+  BACK_RING_INIT(back, (vm_event_sring_t *)r->page, XC_PAGE_SIZE);
+  r->back = back;
   /* The guest must not see (or free) the ring page. */
   if (c->decrease_reservation(x->hv, x->domid, pfn) != 0)
-    return ring_fail(x, errno, "removing the ring page from the guest's physmap");
+    return ring_fail(x, errno, "removing a ring page from the guest's physmap");
+  r->removed = 1;
   return 0;
 }
 
-void xen__ring_fini(dmem_xen *x)
+static void ring_close(dmem_xen *x, xen_ring *r, int (*disable)(void *hv, uint32_t domid))
 {
   const dmem_xen_calls *c = x->calls;
-  if (x->paging_on)
-    (void)c->paging_disable(x->hv, x->domid);
-  x->paging_on = 0;
-  if (x->port >= 0)
-    (void)c->evtchn_unbind(x->hv, (uint32_t)x->port);
-  x->port = -1;
-  if (x->ring)
-    (void)c->unmap(x->hv, x->ring, 1);
-  x->ring = NULL;
-  free(x->back);
-  x->back = NULL;
+  if (r->enabled)
+    (void)disable(x->hv, x->domid);
+  r->enabled = 0;
+  if (r->port >= 0)
+    (void)c->evtchn_unbind(x->hv, (uint32_t)r->port);
+  r->port = -1;
+  if (r->page)
+    (void)c->unmap(x->hv, r->page, 1);
+  r->page = NULL;
+  /* As xenpaging does: the page goes back, so that a later pager can map
+   * it again. */
+  if (r->removed)
+    (void)c->populate_physmap(x->hv, x->domid, r->gfn);
+  r->removed = 0;
+  free(r->back);
+  r->back = NULL;
+}
+
+int xen__rings_init(dmem_xen *x)
+{
+  x->paging = (xen_ring){"paging", HVM_PARAM_PAGING_RING_PFN, NULL, 0, -1, 0, 0, NULL};
+  x->sharing = (xen_ring){"sharing", HVM_PARAM_SHARING_RING_PFN, NULL, 0, -1, 0, 0, NULL};
+  int rc = ring_open(x, &x->paging, x->calls->paging_enable, "xc_mem_paging_enable");
+  if (rc == 0 && x->share)
+    rc = ring_open(x, &x->sharing, x->calls->memshr_ring_enable, "xc_memshr_ring_enable");
+  return rc;
+}
+
+void xen__rings_fini(dmem_xen *x)
+{
+  if (!x->calls)
+    return; /* closed before the table was chosen */
+  ring_close(x, &x->sharing, x->calls->memshr_ring_disable);
+  ring_close(x, &x->paging, x->calls->paging_disable);
 }
 
 int dmem_xen_fd(const dmem_xen *x) { return x ? x->calls->evtchn_fd(x->hv) : -1; }
 
-static void respond(dmem_xen *x, const xen_pending *p, int *pushed)
+/* Puts the response to a request on ring r. Every request gets one, also
+ * when no vCPU waits (a foreign mapping's request, a drop notice): the
+ * response frees the slot. */
+static void put_response(xen_ring *r, uint32_t reason, const xen_pending *p, int *pushed)
 {
-  /* Every request gets its response, also when no vCPU waits (a foreign
-   * mapping's request, a drop notice): the response frees the slot. */
-  vm_event_back_ring_t *back = BACK(x);
+  vm_event_back_ring_t *back = BACK(r);
   vm_event_response_t rsp;
   memset(&rsp, 0, sizeof rsp);
   rsp.version = VM_EVENT_INTERFACE_VERSION;
-  rsp.reason = VM_EVENT_REASON_MEM_PAGING;
+  rsp.reason = reason;
   rsp.vcpu_id = p->vcpu;
   rsp.flags = p->flags & VM_EVENT_FLAG_VCPU_PAUSED;
-  rsp.u.mem_paging.gfn = p->gfn;
-  rsp.u.mem_paging.flags = p->pflags & MEM_PAGING_DROP_PAGE;
+  if (reason == VM_EVENT_REASON_MEM_SHARING) {
+    rsp.u.mem_sharing.gfn = p->gfn;
+  } else {
+    rsp.u.mem_paging.gfn = p->gfn;
+    rsp.u.mem_paging.flags = p->pflags & MEM_PAGING_DROP_PAGE;
+  }
   *RING_GET_RESPONSE(back, back->rsp_prod_pvt) = rsp;
   back->rsp_prod_pvt++;
   *pushed = 1;
+}
+
+static void respond(dmem_xen *x, const xen_pending *p, int *pushed)
+{
+  put_response(&x->paging, VM_EVENT_REASON_MEM_PAGING, p, pushed);
 }
 
 /* Answers one request. @return 0 when answered, DMEM_EIO when it must wait
@@ -184,11 +228,51 @@ static int keep_pending(dmem_xen *x, const xen_pending *p)
   return 0;
 }
 
+/* Pushes the responses put on ring r and kicks its event channel. */
+static int push(dmem_xen *x, xen_ring *r)
+{
+  int notify = 0;
+  RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(BACK(r), notify);
+  (void)notify; /* Xen may not ask; a spare notification costs nothing */
+  if (x->calls->evtchn_notify(x->hv, (uint32_t)r->port) != 0)
+    return ring_fail(x, errno, "xenevtchn_notify");
+  return 0;
+}
+
+/* ENOMEM notices: a guest's write to a shared page needs a page of its own
+ * and Xen has none; its vCPU waits. The owner's hook makes memory (or the
+ * engine scans the VM once, which may page out cold pages), then the vCPU
+ * retries; if memory is still short, another notice follows. */
+static int serve_sharing(dmem_xen *x, int *pushed)
+{
+  xen_ring *r = &x->sharing;
+  vm_event_back_ring_t *back = BACK(r);
+  while (RING_HAS_UNCONSUMED_REQUESTS(back)) {
+    vm_event_request_t req;
+    RING_COPY_REQUEST(back, back->req_cons, &req);
+    back->req_cons++;
+    xen_pending p = {req.u.mem_sharing.gfn, req.flags, 0, req.vcpu_id};
+    pthread_mutex_lock(&x->mu);
+    x->st.requests++;
+    x->st.enomem++;
+    dmem_engine *engine = x->engine;
+    pthread_mutex_unlock(&x->mu);
+    if (req.version == VM_EVENT_INTERFACE_VERSION && req.reason == VM_EVENT_REASON_MEM_SHARING) {
+      if (x->on_enomem)
+        x->on_enomem(x, p.gfn, x->enomem_ud);
+      else if (engine)
+        (void)dmem_engine_scan(NULL, engine, (size_t)x->npages);
+    }
+    put_response(r, VM_EVENT_REASON_MEM_SHARING, &p, pushed);
+  }
+  return 0;
+}
+
 int dmem_xen_poll(dmem_xen *x, int timeout_ms, unsigned *served)
 {
   if (served)
     *served = 0;
-  if (!x || !x->back)
+  if (!x || !x->paging.back)
     return DMEM_EINVAL;
   const dmem_xen_calls *c = x->calls;
   if (timeout_ms != 0) {
@@ -221,7 +305,7 @@ int dmem_xen_poll(dmem_xen *x, int timeout_ms, unsigned *served)
   }
   free(retry);
 
-  vm_event_back_ring_t *back = BACK(x);
+  vm_event_back_ring_t *back = BACK(&x->paging);
   while (RING_HAS_UNCONSUMED_REQUESTS(back)) {
     vm_event_request_t req;
     RING_COPY_REQUEST(back, back->req_cons, &req);
@@ -231,8 +315,8 @@ int dmem_xen_poll(dmem_xen *x, int timeout_ms, unsigned *served)
     pthread_mutex_unlock(&x->mu);
     xen_pending p = {req.u.mem_paging.gfn, req.flags, req.u.mem_paging.flags, req.vcpu_id};
     if (req.version != VM_EVENT_INTERFACE_VERSION || req.reason != VM_EVENT_REASON_MEM_PAGING) {
-      xen__msg(x, "dom%u: ring request of version %#x, reason %u "
-               "ignored", (unsigned)x->domid, req.version, req.reason);
+      xen__msg(x, "dom%u: ring request of version %#x, reason %u ignored", (unsigned)x->domid,
+               req.version, req.reason);
       respond(x, &p, &pushed);
       continue;
     }
@@ -244,12 +328,13 @@ int dmem_xen_poll(dmem_xen *x, int timeout_ms, unsigned *served)
         result = DMEM_ENOMEM;
     }
   }
-  if (pushed) {
-    int notify = 0;
-    RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(back, notify);
-    (void)notify; /* Xen may not ask; a spare notification costs nothing */
-    if (c->evtchn_notify(x->hv, (uint32_t)x->port) != 0)
-      return ring_fail(x, errno, "xenevtchn_notify");
+  if (pushed && push(x, &x->paging) != 0)
+    return DMEM_ESYS;
+  if (x->sharing.back) {
+    int spushed = 0;
+    (void)serve_sharing(x, &spushed);
+    if (spushed && push(x, &x->sharing) != 0)
+      return DMEM_ESYS;
   }
   if (served)
     *served = n;
@@ -266,7 +351,7 @@ static void *ring_main(void *arg)
 
 int dmem_xen_start(dmem_xen *x)
 {
-  if (!x || !x->back)
+  if (!x || !x->paging.back)
     return DMEM_EINVAL;
   if (x->running)
     return DMEM_EBUSY;

@@ -33,6 +33,19 @@ typedef struct xen_pending {
   uint32_t vcpu;
 } xen_pending;
 
+/* One vm_event ring: its page (mapped, out of the guest's physmap), its
+ * event channel and our back end of it. */
+typedef struct xen_ring {
+  const char *name;
+  uint32_t param;  /* HVM_PARAM_*_RING_PFN */
+  void *page;
+  uint64_t gfn;
+  int port;        /* local port; -1 before bind */
+  int enabled;     /* Xen's side enabled (disable on close) */
+  int removed;     /* the page left the guest's physmap (put back on close) */
+  void *back;      /* vm_event_back_ring_t */
+} xen_ring;
+
 struct dmem_xen {
   const dmem_xen_calls *calls;
   void *hv;
@@ -40,12 +53,12 @@ struct dmem_xen {
   uint32_t domid;
   uint64_t npages;
   int share;
-  int paging_on, logdirty_on, memshr_on;
+  int logdirty_on, memshr_on;
 
-  void *ring;            /* the mapped ring page */
-  uint64_t ring_gfn;
-  int port;              /* local event-channel port; -1 before bind */
-  void *back;            /* vm_event_back_ring_t */
+  xen_ring paging;       /* page-in requests */
+  xen_ring sharing;      /* ENOMEM notices of copy-on-write breaks */
+  void (*on_enomem)(dmem_xen *x, uint64_t gfn, void *ud);
+  void *enomem_ud;
 
   pthread_mutex_t mu;    /* page states, dirty bits, stats, pending */
   uint8_t *pstate;       /* XP_* per page */
@@ -83,9 +96,10 @@ void xen__msg(dmem_xen *x, const char *fmt, ...) __attribute__((format(printf, 2
 /* errno of a failed call -> DMEM_E*. */
 int xen__err(int errnum);
 
-/* The ring (ring.c). */
-int xen__ring_init(dmem_xen *x);
-void xen__ring_fini(dmem_xen *x);
+/* The rings (ring.c): the paging ring always, the sharing ring with
+ * sharing. */
+int xen__rings_init(dmem_xen *x);
+void xen__rings_fini(dmem_xen *x);
 
 /* Sharing sources (share.c). */
 int xen__share(dmem_xen *x, uint64_t gfn, dmem_engine *engine, uint32_t fid, const void *frame);

@@ -43,10 +43,10 @@
  *    dmem_xen_share_grefs() (xc_memshr_nominate_gref, xc_memshr_share_grefs)
  *    for I/O buffers a backend has granted pages for.
  *
- * Not done: the sharing ring (xc_memshr_ring_enable). Xen crashes a guest
- * whose copy-on-write break finds no free memory when that ring is absent;
- * with @c share on, keep Xen's free memory above what the shared pages may
- * need, or open with @c share 0.
+ * With sharing, the adapter also sets up the sharing ring
+ * (xc_memshr_ring_enable, HVM_PARAM_SHARING_RING_PFN): without it Xen
+ * crashes a guest whose copy-on-write break finds no free memory; with it
+ * the guest's vCPU waits while dmem_xen_options.on_enomem makes room.
  *
  * The adapter offers no protect(): a nominated page is Xen's own guard
  * against lost writes (see above), and Xen has no call that lifts a paging
@@ -148,6 +148,10 @@ typedef struct dmem_xen_calls {
   /** xc_memshr_share_grefs(). */
   int (*memshr_share_grefs)(void *hv, uint32_t sdom, uint32_t sgref, uint64_t shandle,
                             uint32_t cdom, uint32_t cgref, uint64_t chandle);
+  /** xc_memshr_ring_enable(): the ENOMEM ring; the remote port in @p port. */
+  int (*memshr_ring_enable)(void *hv, uint32_t domid, uint32_t *port);
+  /** xc_memshr_ring_disable(). */
+  int (*memshr_ring_disable)(void *hv, uint32_t domid);
   /** xc_memshr_range_share(). */
   int (*memshr_range_share)(void *hv, uint32_t sdom, uint32_t cdom, uint64_t first,
                             uint64_t last);
@@ -173,6 +177,9 @@ typedef struct dmem_xen_calls {
   /** xc_domain_decrease_reservation_exact() of one page (the ring page
    *  leaves the guest's physmap once it is mapped). */
   int (*decrease_reservation)(void *hv, uint32_t domid, uint64_t gfn);
+  /** xc_domain_populate_physmap_exact() of one page (a ring page goes
+   *  back into the guest's physmap on close, for the next pager). */
+  int (*populate_physmap)(void *hv, uint32_t domid, uint64_t gfn);
 
   /** xenforeignmemory_map() of @p n pages from @p gfn; NULL with errno. */
   void *(*map)(void *hv, uint32_t domid, int prot, uint64_t gfn, size_t n);
@@ -217,10 +224,17 @@ typedef struct dmem_xen_options {
   int share;
   /** Pages served; 0: the domain's own count. */
   uint64_t npages;
+  /** With @c share: called (from the ring service) when a guest's write to
+   *  a shared page needs a page of its own and Xen has none; the guest's
+   *  vCPU waits until it returns, then retries. Make memory available here
+   *  (balloon another guest down, say). NULL: the engine scans this VM once,
+   *  which may page out cold pages. */
+  void (*on_enomem)(dmem_xen *x, uint64_t gfn, void *ud);
+  void *enomem_ud; /**< passed to on_enomem */
 } dmem_xen_options;
 
 #define DMEM_XEN_OPTIONS_VERSION 1
-#define DMEM_XEN_OPTIONS_INIT {DMEM_XEN_OPTIONS_VERSION, 0, NULL, NULL, 1, 0}
+#define DMEM_XEN_OPTIONS_INIT {DMEM_XEN_OPTIONS_VERSION, 0, NULL, NULL, 1, 0, NULL, NULL}
 
 /**
  * Takes over paging for a guest: checks it is HVM with HAP, maps the
@@ -328,6 +342,7 @@ typedef struct dmem_xen_stats {
   uint64_t share_stale;   /**< shares refused: the page changed (client handle) */
   uint64_t resourced;     /**< frames whose source page moved to another page */
   uint64_t retries;       /**< requests left for a later dmem_xen_poll() */
+  uint64_t enomem;        /**< copy-on-write breaks that found Xen without memory */
 } dmem_xen_stats;
 
 /** Fills @p out. @retval 0. */
