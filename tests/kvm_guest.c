@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "kvm_guest.h"
+#include "../tools/kvm_cpl3.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -231,67 +232,16 @@ static int setup_vcpu(kt_guest *g, unsigned i, struct kvm_cpuid2 *cpuid, char *e
     snprintf(err, len, "mmap of kvm_run: %s", strerror(errno));
     return -1;
   }
-  if (cpuid && ioctl(v->fd, KVM_SET_CPUID2, cpuid) != 0) {
-    snprintf(err, len, "KVM_SET_CPUID2: %s", strerror(errno));
+  /* 64-bit flat segments at CPL 3; page 0 stays zero, which is the I/O
+   * bitmap OUT consults without a TSS of our own. */
+  kvm_cpl3 c = {.cr3 = KT_PT_PAGE * PAGE,
+                .rip = KT_CODE_PAGE * PAGE,
+                .rsi = (KT_PARAM_PAGE + i) * PAGE,
+                .code_sel = 0x1b,
+                .data_sel = 0x23};
+  if (kvm_cpl3_setup(v->fd, cpuid, &c, err, len) != 0)
     return -1;
-  }
-  struct kvm_sregs s;
-  if (ioctl(v->fd, KVM_GET_SREGS, &s) != 0) {
-    snprintf(err, len, "KVM_GET_SREGS: %s", strerror(errno));
-    return -1;
-  }
-  /* 64-bit flat segments at CPL 3. */
-  struct kvm_segment cs = {.base = 0,
-                           .limit = 0xffffffff,
-                           .selector = 0x1b,
-                           .type = 11,
-                           .present = 1,
-                           .dpl = 3,
-                           .db = 0,
-                           .s = 1,
-                           .l = 1,
-                           .g = 1};
-  struct kvm_segment ds = cs;
-  ds.selector = 0x23;
-  ds.type = 3;
-  ds.l = 0;
-  ds.db = 1;
-  s.cs = cs;
-  s.ds = s.es = s.fs = s.gs = s.ss = ds;
-  s.cr3 = KT_PT_PAGE * PAGE;
-  s.cr4 |= 0x20;        /* PAE */
-  s.efer |= 0x500;      /* LME | LMA */
-  s.cr0 |= 0x80000001u; /* PG | PE */
-  if (ioctl(v->fd, KVM_SET_SREGS, &s) != 0) {
-    snprintf(err, len, "KVM_SET_SREGS (long mode, CPL 3): %s", strerror(errno));
-    return -1;
-  }
-  struct kvm_regs r;
-  memset(&r, 0, sizeof r);
-  r.rflags = 0x3002; /* IOPL 3: OUT at CPL 3 */
-  r.rip = KT_CODE_PAGE * PAGE;
-  r.rsi = (KT_PARAM_PAGE + i) * PAGE;
-  if (ioctl(v->fd, KVM_SET_REGS, &r) != 0) {
-    snprintf(err, len, "KVM_SET_REGS: %s", strerror(errno));
-    return -1;
-  }
   return 0;
-}
-
-static struct kvm_cpuid2 *supported_cpuid(int kvm)
-{
-  for (unsigned n = 64; n <= 1024; n *= 2) {
-    struct kvm_cpuid2 *c = calloc(1, sizeof *c + n * sizeof(struct kvm_cpuid_entry2));
-    if (!c)
-      return NULL;
-    c->nent = n;
-    if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, c) == 0)
-      return c;
-    free(c);
-    if (errno != E2BIG)
-      return NULL;
-  }
-  return NULL;
 }
 
 int kt_guest_create(kt_guest **out, dmem_kvm_region *r, const kt_guest_config *cfg, char *err,
@@ -340,7 +290,7 @@ int kt_guest_create(kt_guest **out, dmem_kvm_region *r, const kt_guest_config *c
     snprintf(err, errlen, "set_slot: %s", dmem_kvm_region_errmsg(r));
     goto fail;
   }
-  struct kvm_cpuid2 *cpuid = supported_cpuid(g->kvm);
+  struct kvm_cpuid2 *cpuid = kvm_cpl3_cpuid(g->kvm);
   for (unsigned i = 0; i < cfg->nvcpus; i++) {
     if (setup_vcpu(g, i, cpuid, err, errlen) != 0) {
       free(cpuid);

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "demo_guest.h"
+#include "kvm_cpl3.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -510,72 +511,25 @@ struct dg_guest {
   dg_result res;
 };
 
-static struct kvm_cpuid2 *supported_cpuid(int kvm)
-{
-  for (unsigned n = 64; n <= 1024; n *= 2) {
-    struct kvm_cpuid2 *c = calloc(1, sizeof *c + n * sizeof(struct kvm_cpuid_entry2));
-    if (!c)
-      return NULL;
-    c->nent = n;
-    if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, c) == 0)
-      return c;
-    free(c);
-    if (errno != E2BIG)
-      return NULL;
-  }
-  return NULL;
-}
-
-/* 64-bit flat segments at CPL 3, paging on, IOPL 3. */
+/* 64-bit flat segments at CPL 3, paging on, IOPL 3, with our own TSS. */
 static int setup_vcpu(dg_guest *g, char *err, size_t len)
 {
-  struct kvm_cpuid2 *cpuid = supported_cpuid(g->kvm);
-  int rc = cpuid ? ioctl(g->vcpu, KVM_SET_CPUID2, cpuid) : 0;
-  free(cpuid);
-  if (rc != 0)
-    return fail(err, len, "KVM_SET_CPUID2: %s", strerror(errno));
-  struct kvm_sregs s;
-  if (ioctl(g->vcpu, KVM_GET_SREGS, &s) != 0)
-    return fail(err, len, "KVM_GET_SREGS: %s", strerror(errno));
+  struct kvm_cpuid2 *cpuid = kvm_cpl3_cpuid(g->kvm);
   uint64_t at = g->layout.ctl_gfn * PAGE;
-  struct kvm_segment cs = {.base = 0,
-                           .limit = 0xffffffff,
-                           .selector = SEL_CODE,
-                           .type = 11,
-                           .present = 1,
-                           .dpl = 3,
-                           .db = 0,
-                           .s = 1,
-                           .l = 1,
-                           .g = 1};
-  struct kvm_segment ds = cs;
-  ds.selector = SEL_DATA;
-  ds.type = 3;
-  ds.l = 0;
-  ds.db = 1;
-  struct kvm_segment tr = {
-      .base = at + TSS_OFF, .limit = TSS_LIMIT, .selector = SEL_TSS, .type = 11, .present = 1};
-  s.cs = cs;
-  s.ds = s.es = s.fs = s.gs = s.ss = ds;
-  s.tr = tr;
-  s.gdt.base = at + GDT_OFF;
-  s.gdt.limit = GDT_LIMIT;
-  s.idt.base = at + IDT_OFF;
-  s.idt.limit = 0;
-  s.cr3 = at + 2 * PAGE;
-  s.cr4 |= 0x20;        /* PAE */
-  s.efer |= 0x500;      /* LME | LMA */
-  s.cr0 |= 0x80000001u; /* PG | PE */
-  if (ioctl(g->vcpu, KVM_SET_SREGS, &s) != 0)
-    return fail(err, len, "KVM_SET_SREGS (long mode, CPL 3): %s", strerror(errno));
-  struct kvm_regs r;
-  memset(&r, 0, sizeof r);
-  r.rflags = 0x3002; /* IOPL 3: OUT at CPL 3 */
-  r.rip = at;
-  r.rsi = at + PAGE;
-  if (ioctl(g->vcpu, KVM_SET_REGS, &r) != 0)
-    return fail(err, len, "KVM_SET_REGS: %s", strerror(errno));
-  return 0;
+  kvm_cpl3 c = {.cr3 = at + 2 * PAGE,
+                .rip = at,
+                .rsi = at + PAGE,
+                .code_sel = SEL_CODE,
+                .data_sel = SEL_DATA,
+                .gdt_base = at + GDT_OFF,
+                .idt_base = at + IDT_OFF,
+                .tss_base = at + TSS_OFF,
+                .gdt_limit = GDT_LIMIT,
+                .tss_limit = TSS_LIMIT,
+                .tss_sel = SEL_TSS};
+  int rc = kvm_cpl3_setup(g->vcpu, cpuid, &c, err, len);
+  free(cpuid);
+  return rc;
 }
 
 int dg_guest_create(dg_guest **out, dmem_kvm_region *r, const dg_layout *l, const dg_program *p,
