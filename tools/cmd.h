@@ -15,6 +15,7 @@ typedef struct dmem_cmd {
 /* Exit codes: 0 success, 1 the work failed, 2 bad usage. */
 enum { EXIT_USAGE = 2 };
 
+extern const dmem_cmd dmem_cmd_analyze;
 extern const dmem_cmd dmem_cmd_bench;
 extern const dmem_cmd dmem_cmd_demo;
 extern const dmem_cmd dmem_cmd_probe;

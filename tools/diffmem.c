@@ -11,6 +11,7 @@
 #include "cmd.h"
 
 static const dmem_cmd *const commands[] = {
+  &dmem_cmd_analyze,
   &dmem_cmd_bench,
   &dmem_cmd_demo,
   &dmem_cmd_probe,

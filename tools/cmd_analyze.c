@@ -1,0 +1,367 @@
+/* diffmem analyze: what sharing, patching and compression would save on
+ * the given memory (raw images, ELF cores, live processes, libvirt
+ * domains; by default the private writable memory of this machine's
+ * processes). The study itself is tools/analyze.c; this file reads the
+ * inputs and writes the reports. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <diffmem/codec.h>
+
+#include "analyze.h"
+#include "cmd.h"
+#include "memsrc.h"
+#include "progress.h"
+#include "report.h"
+
+static const char usage[] =
+  "usage: diffmem analyze [OPTIONS] [INPUT...]\n"
+  "       diffmem analyze [OPTIONS] --connect URI --domain NAME [--domain NAME...]\n"
+  "\n"
+  "Reports what the Difference Engine would save on the given memory, as in\n"
+  "Table 1 of the paper: % saved by sharing identical pages, then with patching\n"
+  "similar pages, then with compression as well; with zero pages counted and\n"
+  "without; sharing split into duplicates within one input and across inputs.\n"
+  "It uses the engine's own page index, similarity detector, delta encoder and\n"
+  "codecs, with the engine's defaults.\n"
+  "\n"
+  "Inputs:\n"
+  "  FILE            an ELF core (QEMU dump-guest-memory, virsh dump --memory-only,\n"
+  "                  gcore), or else a raw image read as 4 KiB pages\n"
+  "  pid:N, pid:self the resident pages of a process's readable mappings\n"
+  "  (none)          the resident private writable memory of every process on\n"
+  "                  this machine, one input per process\n"
+  "\n"
+  "Options:\n"
+  "  --connect URI   libvirt connection (e.g. qemu:///system) for --domain\n"
+  "  --domain NAME   a running libvirt domain: its guest-physical memory, read\n"
+  "                  with virDomainMemoryPeek\n"
+  "  --writable      pid inputs: writable mappings only\n"
+  "  --raw           read files as raw images even when they are ELF\n"
+  "  --json          JSON on stdout instead of the table\n"
+  "  --svg FILE      also write a stacked-bar chart of the savings to FILE\n"
+  "  --rows N        at most N inputs in the table and chart (default 20); the\n"
+  "                  rest are added up in one row (JSON lists every input)\n"
+  "  --codec NAME    compression codec (default: best of wkdm and lzo, as the engine)\n"
+  "  --detector KIND similarity detector: hash (default, (2,1)), content, or none\n"
+  "  --seed N        hash and detector key (default fixed, so runs repeat)\n"
+  "  --no-progress   no progress bar (there is none when stderr is not a terminal)\n"
+  "\n"
+  "Definitions: pages saved by sharing = pages - distinct contents (a zero page\n"
+  "is a content like any other). A page is patched when its patch against a\n"
+  "reference (a shared content or an unpatched unique page) is under half a\n"
+  "page. Compression covers the pages neither shared nor patched, and counts a\n"
+  "page when its output is under half a page.\n";
+
+typedef struct an_opts {
+  analyze_options study;
+  int json, force_raw, progress, writable;
+  size_t rows;
+  const char *svg, *uri;
+  const char **domains;
+  size_t ndomains;
+} an_opts;
+
+enum { BATCH = 1024 }; /* pages per read: 4 MiB, one libvirt peek */
+
+#if DMEM_HAVE_LIBVIRT
+#define DMEM_HAVE_LIBVIRT_INPUT 1
+#else
+#define DMEM_HAVE_LIBVIRT_INPUT 0
+#endif
+
+/* Feeds one source into the study. Returns 0, or -1 after the source's
+ * error is in src->err. */
+static int feed(analyze *a, memsrc *src, progress *pr, uint8_t *buf)
+{
+  int rc = analyze_begin_input(a, src->name, src->kind);
+  if (rc) {
+    snprintf(src->err, sizeof src->err, "%s: %s", src->name, dmem_strerror(rc));
+    return -1;
+  }
+  long n;
+  while ((n = memsrc_read(src, buf, BATCH)) > 0) {
+    for (long i = 0; i < n; i++) {
+      rc = analyze_add_page(a, buf + (size_t)i * DMEM_PAGE_SIZE);
+      if (rc) {
+        snprintf(src->err, sizeof src->err, "%s: %s", src->name, dmem_strerror(rc));
+        return -1;
+      }
+    }
+    progress_show(pr, src->name, src->done, src->expected, 1);
+  }
+  analyze_note_unreadable(a, src->skipped);
+  return n < 0 ? -1 : 0;
+}
+
+static int parse_pid(pid_t *out, const char *spec)
+{
+  const char *s = spec + 4;
+  if (strcmp(s, "self") == 0) {
+    *out = getpid();
+    return 0;
+  }
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v <= 0 || v > 0x7fffffff)
+    return -1;
+  *out = (pid_t)v;
+  return 0;
+}
+
+static int open_input(memsrc **out, const char *spec, const an_opts *o)
+{
+  char err[768];
+  int rc;
+  if (strncmp(spec, "pid:", 4) == 0) {
+    pid_t pid;
+    if (parse_pid(&pid, spec) != 0) {
+      fprintf(stderr, "diffmem analyze: %s: not a process id (pid:N or pid:self)\n", spec);
+      return -1;
+    }
+    memsrc_pid_options po = {o->writable, 0, 0, 0};
+    rc = memsrc_open_pid(out, pid, spec, &po, err, sizeof err);
+  } else {
+    rc = memsrc_open_file(out, spec, o->force_raw, err, sizeof err);
+  }
+  if (rc)
+    fprintf(stderr, "diffmem analyze: %s\n", err);
+  return rc;
+}
+
+/* The default input: every process's resident private writable pages. A
+ * process that exits or cannot be read is left out and counted. */
+static int feed_processes(analyze *a, progress *pr, uint8_t *buf)
+{
+  pid_t *pids;
+  size_t n, left_out = 0;
+  if (memsrc_list_processes(&pids, &n) != 0) {
+    fprintf(stderr, "diffmem analyze: cannot list the processes in /proc: %s\n", strerror(errno));
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    char name[256], comm[64], err[768];
+    memsrc_process_comm(comm, sizeof comm, pids[i]);
+    snprintf(name, sizeof name, "pid:%d (%s)", (int)pids[i], comm);
+    memsrc_pid_options po = {1, 1, 0, 0};
+    memsrc *src;
+    if (memsrc_open_pid(&src, pids[i], name, &po, err, sizeof err) != 0) {
+      left_out++;
+      continue;
+    }
+    progress_show(pr, name, i, n, 0);
+    if (feed(a, src, pr, buf) != 0)
+      left_out++; /* it exited while being read: what was read stays */
+    memsrc_close(src);
+  }
+  free(pids);
+  progress_clear(pr);
+  if (left_out)
+    fprintf(stderr, "diffmem analyze: %zu of %zu processes exited or could not be read, in part "
+            "or whole\n", left_out, n);
+  if (n == left_out) {
+    fprintf(stderr, "diffmem analyze: no process could be read (run as root to read other "
+            "users' processes)\n");
+    return -1;
+  }
+  return 0;
+}
+
+static void on_finish(uint64_t done, uint64_t total, void *ud)
+{
+  progress_show(ud, "patching and compressing", done, total, 0);
+}
+
+static int write_reports(const analyze_result *r, const an_opts *o)
+{
+  if (o->json)
+    report_json(stdout, r);
+  else
+    report_table(stdout, r, o->rows);
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "diffmem analyze: writing the report failed: %s\n", strerror(errno));
+    return 1;
+  }
+  if (!o->svg)
+    return 0;
+  FILE *f = fopen(o->svg, "w");
+  if (!f) {
+    fprintf(stderr, "diffmem analyze: cannot create %s: %s\n", o->svg, strerror(errno));
+    return 1;
+  }
+  report_svg(f, r, o->rows);
+  if (ferror(f) | (fclose(f) != 0)) {
+    fprintf(stderr, "diffmem analyze: writing %s failed\n", o->svg);
+    return 1;
+  }
+  return 0;
+}
+
+static int run_study(char **inputs, size_t ninputs, const an_opts *o)
+{
+  size_t nsrc = ninputs + o->ndomains;
+  memsrc **srcs = calloc(nsrc + 1, sizeof *srcs);
+  uint8_t *buf = malloc((size_t)BATCH * DMEM_PAGE_SIZE);
+  analyze *a = NULL;
+  analyze_result r;
+  memset(&r, 0, sizeof r);
+  int status = 1, rc;
+  progress pr;
+  progress_init(&pr, o->progress);
+  if (!srcs || !buf) {
+    fprintf(stderr, "diffmem analyze: out of memory\n");
+    goto out;
+  }
+  /* Open every input first, so that a bad one fails before a long run. */
+  for (size_t i = 0; i < ninputs; i++)
+    if (open_input(&srcs[i], inputs[i], o) != 0)
+      goto out;
+  for (size_t i = 0; i < o->ndomains; i++) {
+    char err[768];
+    if (memsrc_open_libvirt(&srcs[ninputs + i], o->uri, o->domains[i], err, sizeof err) != 0) {
+      fprintf(stderr, "diffmem analyze: %s\n", err);
+      goto out;
+    }
+  }
+  rc = analyze_create(&a, &o->study);
+  if (rc) {
+    fprintf(stderr, "diffmem analyze: %s\n", dmem_strerror(rc));
+    goto out;
+  }
+  if (nsrc == 0 && feed_processes(a, &pr, buf) != 0)
+    goto out;
+  for (size_t i = 0; i < nsrc; i++) {
+    if (feed(a, srcs[i], &pr, buf) != 0) {
+      progress_clear(&pr);
+      fprintf(stderr, "diffmem analyze: %s\n", srcs[i]->err);
+      goto out;
+    }
+  }
+  rc = analyze_finish(&r, a, on_finish, &pr);
+  progress_clear(&pr);
+  if (rc) {
+    fprintf(stderr, "diffmem analyze: %s\n", dmem_strerror(rc));
+    goto out;
+  }
+  status = write_reports(&r, o);
+out:
+  progress_clear(&pr);
+  for (size_t i = 0; srcs && i < nsrc; i++)
+    memsrc_close(srcs[i]);
+  free(srcs);
+  free(buf);
+  analyze_destroy(a);
+  analyze_result_free(&r);
+  return status;
+}
+
+static int parse_detector(an_opts *o, const char *v)
+{
+  if (strcmp(v, "none") == 0)
+    o->study.simdet_kind = 0;
+  else if (strcmp(v, "hash") == 0)
+    o->study.simdet_kind = DMEM_SIMDET_HASH;
+  else if (strcmp(v, "content") == 0)
+    o->study.simdet_kind = DMEM_SIMDET_CONTENT;
+  else
+    return -1;
+  return 0;
+}
+
+static int run(int argc, char **argv)
+{
+  an_opts o = {ANALYZE_OPTIONS_INIT, 0, 0, 1, 0, 20, NULL, NULL, NULL, 0};
+  char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
+  const char **domains = calloc((size_t)argc + 1, sizeof *domains);
+  size_t ninputs = 0;
+  int status = EXIT_USAGE;
+  if (!inputs || !domains) {
+    fprintf(stderr, "diffmem analyze: out of memory\n");
+    status = 1;
+    goto out;
+  }
+  o.domains = domains;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+    int takes = strcmp(a, "--connect") == 0 || strcmp(a, "--domain") == 0 ||
+                strcmp(a, "--svg") == 0 || strcmp(a, "--rows") == 0 ||
+                strcmp(a, "--codec") == 0 || strcmp(a, "--detector") == 0 ||
+                strcmp(a, "--seed") == 0;
+    if (takes && !val) {
+      cmd_usage_error(&dmem_cmd_analyze, "%s needs a value", a);
+      goto out;
+    }
+    i += takes;
+    if (strcmp(a, "--json") == 0)
+      o.json = 1;
+    else if (strcmp(a, "--raw") == 0)
+      o.force_raw = 1;
+    else if (strcmp(a, "--writable") == 0)
+      o.writable = 1;
+    else if (strcmp(a, "--no-progress") == 0)
+      o.progress = 0;
+    else if (strcmp(a, "--connect") == 0)
+      o.uri = val;
+    else if (strcmp(a, "--domain") == 0)
+      domains[o.ndomains++] = val;
+    else if (strcmp(a, "--svg") == 0)
+      o.svg = val;
+    else if (strcmp(a, "--rows") == 0) {
+      char *end;
+      long v = strtol(val, &end, 10);
+      if (*end || v < 2 || v > 100000) {
+        cmd_usage_error(&dmem_cmd_analyze, "--rows needs a number from 2 up");
+        goto out;
+      }
+      o.rows = (size_t)v;
+    } else if (strcmp(a, "--codec") == 0) {
+      int rc = dmem_codec_from_name(&o.study.codec, val);
+      if (rc) {
+        cmd_usage_error(&dmem_cmd_analyze, "codec '%s': %s", val, dmem_strerror(rc));
+        goto out;
+      }
+      o.study.codec_best_mask = 0;
+    } else if (strcmp(a, "--detector") == 0) {
+      if (parse_detector(&o, val) != 0) {
+        cmd_usage_error(&dmem_cmd_analyze, "unknown detector '%s' (hash, content, none)", val);
+        goto out;
+      }
+    } else if (strcmp(a, "--seed") == 0) {
+      char *end;
+      o.study.seed = strtoull(val, &end, 0);
+      if (*end || !o.study.seed) {
+        cmd_usage_error(&dmem_cmd_analyze, "--seed needs a non-zero number");
+        goto out;
+      }
+    } else if (a[0] == '-' && a[1]) {
+      cmd_usage_error(&dmem_cmd_analyze, "unknown option %s", a);
+      goto out;
+    } else
+      inputs[ninputs++] = argv[i];
+  }
+  if (o.uri && !DMEM_HAVE_LIBVIRT_INPUT) {
+    fprintf(stderr, "diffmem analyze: --connect %s: this diffmem was built without libvirt: "
+            "install libvirt-dev and run configure again\n", o.uri);
+    status = 1;
+    goto out;
+  }
+  if (o.uri && !o.ndomains) {
+    cmd_usage_error(&dmem_cmd_analyze, "--connect needs --domain NAME");
+    goto out;
+  }
+  status = run_study(inputs, ninputs, &o);
+out:
+  free(inputs);
+  free(domains);
+  return status;
+}
+
+const dmem_cmd dmem_cmd_analyze = {"analyze", "what sharing, patching and compression would save",
+                                   usage, run};

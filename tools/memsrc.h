@@ -1,0 +1,71 @@
+/* Sources of memory pages for diffmem analyze: a raw image, an ELF core, a
+ * live process (/proc/PID/maps, pagemap, mem), a libvirt domain
+ * (virDomainMemoryPeek), and the list of this machine's processes for the
+ * default input. Each source hands out whole 4 KiB pages in order. */
+#ifndef DMEM_TOOLS_MEMSRC_H
+#define DMEM_TOOLS_MEMSRC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct memsrc memsrc;
+
+typedef struct memsrc_ops {
+  /* Up to max pages into buf: the count, 0 at the end, -1 on error (the
+   * message in src->err). */
+  long (*read)(memsrc *src, uint8_t *buf, size_t max);
+  void (*close)(memsrc *src);
+} memsrc_ops;
+
+struct memsrc {
+  const memsrc_ops *ops;
+  char name[256];   /* as the user named the input */
+  char kind[16];    /* "raw", "elf", "pid", "libvirt" */
+  char err[768];    /* "NAME: what went wrong" */
+  uint64_t expected; /* bytes to walk, for progress (0: unknown) */
+  uint64_t done;     /* bytes walked so far */
+  uint64_t skipped;  /* pages that could not be read and were left out */
+  void *priv;
+};
+
+/* All openers return 0, or -1 with "NAME: reason" in err. */
+
+/* A file: an ELF core when it starts with the ELF magic (unless
+ * force_raw), else a raw image of whole pages. */
+int memsrc_open_file(memsrc **out, const char *path, int force_raw, char *err, size_t errlen);
+
+typedef struct memsrc_pid_options {
+  int writable_only; /* only mappings with w permission */
+  int private_only;  /* only private (p) mappings */
+  uint64_t lo, hi;   /* only pages in [lo, hi); hi 0: no limit */
+} memsrc_pid_options;
+
+/* The resident pages of a process's readable mappings. name is how to
+ * call it in messages ("pid:123"). */
+int memsrc_open_pid(memsrc **out, pid_t pid, const char *name, const memsrc_pid_options *opts,
+                    char *err, size_t errlen);
+
+/* The guest-physical memory of a running libvirt domain, [0, memory size).
+ * Without libvirt built in, fails with a message that says so. */
+int memsrc_open_libvirt(memsrc **out, const char *uri, const char *domain, char *err,
+                        size_t errlen);
+
+/* The ids of this machine's user processes (those with mappings), without
+ * the caller's own. Returns 0 and a malloc'd array, or -1. */
+int memsrc_list_processes(pid_t **out, size_t *n);
+
+/* The process's command name ("bash"), or "?" . */
+void memsrc_process_comm(char *buf, size_t len, pid_t pid);
+
+static inline long memsrc_read(memsrc *s, uint8_t *buf, size_t max)
+{
+  return s->ops->read(s, buf, max);
+}
+
+void memsrc_close(memsrc *s);
+
+/* Shared by the sources: a zeroed memsrc with its name and kind set. */
+memsrc *memsrc__new(const memsrc_ops *ops, const char *name, const char *kind);
+
+#endif
