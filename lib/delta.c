@@ -32,25 +32,36 @@
  * patch with them: stopping short is DMEM_ETRUNC, bytes after the page is
  * covered DMEM_ECORRUPT. A patch that passes writes each byte once.
  *
- * Encoder. Greedy, one pass, two small hash tables on the stack. Equal
- * runs are found 8 or 32 bytes at a time and become COPY at shift 0 (runs
- * shorter than GAP_MERGE join the literal). A probe at the first differing
- * byte of a run and at each word boundary in it weighs, by bytes covered
- * less bytes spent: a FILL; XOR copies at the remembered distances (one
- * compare also finds one that starts later in the 8 bytes); one at the
- * distance to the last word with the same x; a copy at the current shift.
- * After FAIL_LOOK fruitless probes with no long equal run between them it
- * also looks the page's window up in a table of the reference (content
- * moved). From DENSE literal bytes on, probes come at every byte, with a
- * skip that grows with misses as in LZ4. Output goes straight to the
- * caller's buffer, and the encoder gives up (DMEM_ETOOBIG) as soon as the
- * pending literal, less the BACK_MAX bytes a match may take back, cannot
- * fit: the answer never depends on the cap, and hopeless pairs cost little.
+ * Encoder. Greedy, one pass, two small hash tables on the stack. One SSE2
+ * pass (64-bit words without SSE2) first writes x = page XOR reference and
+ * a bitmap of its non-zero bytes; from then on equal runs are found by
+ * scanning the bitmap, and XOR copies compare x with itself 16 bytes at a
+ * time. Equal runs become COPY at shift 0 (runs shorter than GAP_MERGE
+ * join the literal). A probe at the first differing byte of a run and at
+ * each word boundary in it weighs, by bytes covered less bytes spent: a
+ * FILL; XOR copies at the remembered distances (one compare also finds one
+ * that starts later in the 8 bytes, taken only if it covers non-zero x);
+ * one at the distance to the last word with the same x; a copy at the
+ * current shift. An XOR copy of GOOD bytes ends the search: on real pages
+ * the time goes to these probes (tens of instructions and a few
+ * unpredictable branches per candidate), not to finding equal runs. After
+ * FAIL_LOOK fruitless probes with no long equal run between them it also
+ * looks the page's window up in a table of the reference (content moved).
+ * From DENSE literal bytes on, probes come at every byte, with a skip that
+ * grows with misses as in LZ4. Ops go to a buffer on the stack with SLACK
+ * bytes past the cap, each written whole (a short literal as one 16-byte
+ * copy) and checked once; the encoder gives up (DMEM_ETOOBIG) as soon as
+ * the output passes the cap or the pending literal, less the BACK_MAX
+ * bytes a match may take back, cannot fit: the answer never depends on the
+ * cap, and hopeless pairs cost little.
  */
 #include "config.h"
 
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <diffmem/codec.h>
 
@@ -65,6 +76,9 @@
 #define CALM 32u     /* an equal run this long ends a row of failed probes */
 #define MISS_STEP 4u /* misses that add one to the skip */
 #define BACK_MAX 64u /* most a match grows backwards over a literal */
+#define GOOD 16u     /* an XOR copy this long ends the search for others */
+#define XPAD 16u     /* zero bytes after x: a match compares 16 at a time */
+#define SLACK 32u    /* output bytes past the cap an op may write before the check */
 
 enum { OP_COPY, OP_SHIFT, OP_LIT, OP_FILL, OP_XREP, OP_XNEW, OP_XREP1, OP_XREP2 };
 #define NREP 3u /* distances XOR copies remember */
@@ -85,14 +99,6 @@ static inline unsigned low_byte(uint64_t x)
   return (unsigned)__builtin_ctzll(x) >> 3;
 }
 
-/* Index of the lowest zero byte of x, or 8: the lowest flag of the classic
- * has-zero-byte test is always exact (only higher ones can be false). */
-static inline unsigned low_zero_byte(uint64_t x)
-{
-  uint64_t z = (x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull;
-  return z ? low_byte(z) : 8;
-}
-
 static inline unsigned varint_size(unsigned v)
 {
   return v < 0x80 ? 1 : v < 0x4000 ? 2 : 3;
@@ -107,8 +113,11 @@ typedef struct enc {
   int shift;           /* copies read the reference at page offset + shift */
   unsigned dist[NREP]; /* XOR copy distances, latest first; 0: none */
   int have_rtab;
-  uint16_t xtab[1u << XBITS]; /* x word hash -> its word offset + 1 */
-  uint16_t rtab[1u << RBITS]; /* reference window hash -> offset + 1 */
+  uint64_t nz[PAGE / 64];              /* bit i of word i / 64: x[i] != 0 */
+  uint16_t xtab[1u << XBITS];          /* x word hash -> its word offset + 1 */
+  uint16_t rtab[1u << RBITS];          /* reference window hash -> offset + 1 */
+  _Alignas(16) uint8_t x[PAGE + XPAD]; /* page XOR reference */
+  uint8_t buf[DMEM_DELTA_MAX + SLACK]; /* the patch, copied out at the end */
 } enc;
 
 /* A candidate op: page bytes [start, start + len). */
@@ -120,7 +129,50 @@ typedef struct match {
 
 static inline uint64_t xword(const enc *e, unsigned p)
 {
-  return load64(e->page + p) ^ load64(e->ref + p);
+  return load64(e->x + p);
+}
+
+#if !defined(__SSE2__)
+/* Bit i set where byte i of v (memory order, as load64 gives) is not 0. */
+static inline unsigned nonzero_bytes(uint64_t v)
+{
+  uint64_t t = (((v & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | v) & 0x8080808080808080ull;
+  return (unsigned)(((t >> 7) * 0x0102040810204080ull) >> 56);
+}
+#endif
+
+/* x = page XOR reference and its map of non-zero bytes, in one pass: the
+ * rest of the encoder reads only these (and the page or reference where a
+ * fill or a shifted copy needs them). */
+static void make_x(enc *e)
+{
+#if defined(__SSE2__)
+  const __m128i zero = _mm_setzero_si128();
+  for (unsigned i = 0; i < PAGE; i += 64) {
+    uint64_t same = 0;
+    for (unsigned k = 0; k < 64; k += 16) {
+      __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(e->page + i + k)),
+                                _mm_loadu_si128((const __m128i *)(e->ref + i + k)));
+      _mm_store_si128((__m128i *)(e->x + i + k), v);
+      same |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) << k;
+    }
+    e->nz[i / 64] = ~same;
+  }
+#else
+  for (unsigned i = 0; i < PAGE; i += 64) {
+    uint64_t m = 0;
+    for (unsigned k = 0; k < 64; k += 8) {
+      uint64_t a, b;
+      memcpy(&a, e->page + i + k, 8);
+      memcpy(&b, e->ref + i + k, 8);
+      a ^= b;
+      memcpy(e->x + i + k, &a, 8);
+      m |= (uint64_t)nonzero_bytes(load64(e->x + i + k)) << k;
+    }
+    e->nz[i / 64] = m;
+  }
+#endif
+  memset(e->x + PAGE, 0, XPAD);
 }
 
 static inline unsigned hash64(uint64_t w, unsigned bits)
@@ -131,47 +183,64 @@ static inline unsigned hash64(uint64_t w, unsigned bits)
 /* First byte at or after from where page and reference differ, or PAGE. */
 static unsigned next_diff(const enc *e, unsigned from)
 {
-  unsigned i = from & ~7u;
-  uint64_t x = xword(e, i) >> (8 * (from & 7u)) << (8 * (from & 7u));
-  if (x)
-    return i + low_byte(x);
-  for (i += 8; i < PAGE && (i & 31u); i += 8)
-    if ((x = xword(e, i)) != 0)
-      return i + low_byte(x);
-  /* Most of a similar page is equal: skip it 32 bytes at a time. */
-  for (; i < PAGE; i += 32) {
-    uint64_t a = xword(e, i), b = xword(e, i + 8), c = xword(e, i + 16), d = xword(e, i + 24);
-    if (a | b | c | d)
-      return i + (a ? low_byte(a) : b ? 8 + low_byte(b) : c ? 16 + low_byte(c) : 24 + low_byte(d));
+  unsigned w = from / 64;
+  uint64_t m = e->nz[w] & (~0ull << (from & 63u));
+  while (!m) {
+    if (++w == PAGE / 64)
+      return PAGE;
+    m = e->nz[w];
   }
-  return PAGE;
+  return w * 64 + (unsigned)__builtin_ctzll(m);
+}
+
+/* The start of the equal run that ends at p, but not before lo. */
+static unsigned after_last_diff(const enc *e, unsigned lo, unsigned p)
+{
+  while (p > lo) {
+    unsigned w = (p - 1) / 64;
+    uint64_t m = e->nz[w] & (~0ull >> (63 - ((p - 1) & 63u)));
+    if (m) {
+      p = w * 64 + 64 - (unsigned)__builtin_clzll(m);
+      return p > lo ? p : lo;
+    }
+    p = w * 64;
+  }
+  return lo;
 }
 
 /* First byte in [from, the next word boundary) where page and reference
  * agree, or that boundary. */
 static unsigned next_same_in_word(const enc *e, unsigned from)
 {
-  unsigned i = from & ~7u;
-  /* Bytes below from are made to differ so that they are skipped. */
-  uint64_t below = from & 7u ? ~0ull >> (64 - 8 * (from & 7u)) : 0;
-  return i + low_zero_byte(xword(e, i) | (below & 0x0101010101010101ull));
+  uint64_t same = ~e->nz[from / 64] >> (from & 63u);
+  unsigned lim = 8 - (from & 7u), k = same ? (unsigned)__builtin_ctzll(same) : 64;
+  return from + (k < lim ? k : lim);
 }
 
-static int put_varint(enc *e, unsigned v)
+/* Output goes to e->buf, which has SLACK bytes past the cap: an op is
+ * written whole (a short literal as one 16-byte copy) and the cap checked
+ * once after it, so no op needs a check per byte. */
+static inline uint8_t *put_varint(uint8_t *op, unsigned v)
 {
-  if ((size_t)(e->end - e->op) < varint_size(v))
-    return DMEM_ETOOBIG;
-  for (; v >= 0x80; v >>= 7)
-    *e->op++ = (uint8_t)(v | 0x80);
-  *e->op++ = (uint8_t)v;
-  return 0;
+  /* Three bytes written, one to three kept: a length's size is as
+   * unpredictable as the length, and a mispredicted branch costs more. */
+  unsigned n = 1 + (v >= 0x80) + (v >= 0x4000);
+  op[0] = (uint8_t)(v | 0x80);
+  op[1] = (uint8_t)((v >> 7) | 0x80);
+  op[2] = (uint8_t)(v >> 14);
+  op[n - 1] &= 0x7f;
+  return op + n;
 }
 
-static int put_tag(enc *e, unsigned to, unsigned kind)
+static inline void put_tag(enc *e, unsigned to, unsigned kind)
 {
-  int rc = put_varint(e, ((to - e->pos - 1) << 3) | kind);
+  e->op = put_varint(e->op, ((to - e->pos - 1) << 3) | kind);
   e->pos = to;
-  return rc;
+}
+
+static inline int over_cap(const enc *e)
+{
+  return e->op > e->end ? DMEM_ETOOBIG : 0;
 }
 
 static int emit_lit(enc *e, unsigned to)
@@ -179,23 +248,29 @@ static int emit_lit(enc *e, unsigned to)
   unsigned n = to - e->pos, from = e->pos;
   if (n == 0)
     return 0;
-  if (put_tag(e, to, OP_LIT) != 0 || (size_t)(e->end - e->op) < n)
+  put_tag(e, to, OP_LIT);
+  if (n <= 16 && from + 16 <= PAGE)
+    memcpy(e->op, e->page + from, 16);
+  else if (e->op <= e->end && n <= (size_t)(e->end - e->op))
+    memcpy(e->op, e->page + from, n);
+  else
     return DMEM_ETOOBIG;
-  memcpy(e->op, e->page + from, n);
   e->op += n;
-  return 0;
+  return over_cap(e);
 }
 
 /* Copies [pos, to) from the reference at shift s. */
 static int emit_copy(enc *e, unsigned to, int s)
 {
-  if (s == e->shift)
-    return put_tag(e, to, OP_COPY);
+  if (s == e->shift) {
+    put_tag(e, to, OP_COPY);
+    return over_cap(e);
+  }
   int d = s - e->shift;
   e->shift = s;
-  if (put_tag(e, to, OP_SHIFT) != 0)
-    return DMEM_ETOOBIG;
-  return put_varint(e, d < 0 ? ((unsigned)-d << 1) - 1 : (unsigned)d << 1);
+  put_tag(e, to, OP_SHIFT);
+  e->op = put_varint(e->op, d < 0 ? ((unsigned)-d << 1) - 1 : (unsigned)d << 1);
+  return over_cap(e);
 }
 
 /* Writes the literal before m, then m. */
@@ -208,36 +283,53 @@ static int emit_match(enc *e, const match *m)
     return emit_copy(e, to, m->arg);
   if (m->kind == OP_FILL) {
     uint8_t byte = e->page[m->start];
-    if (put_tag(e, to, OP_FILL) != 0 || e->op == e->end)
-      return DMEM_ETOOBIG;
+    put_tag(e, to, OP_FILL);
     *e->op++ = byte;
-    return 0;
+    return over_cap(e);
   }
-  unsigned d = (unsigned)m->arg, k = 0;
-  while (k < NREP && e->dist[k] != d)
-    k++;
-  static const uint8_t kinds[NREP] = {OP_XREP, OP_XREP1, OP_XREP2};
-  for (unsigned j = k < NREP ? k : NREP - 1; j > 0; j--)
-    e->dist[j] = e->dist[j - 1];
+  /* Which remembered distance, if any, and the move to the front, as
+   * selects rather than loops. */
+  unsigned d = (unsigned)m->arg, d0 = e->dist[0], d1 = e->dist[1], d2 = e->dist[2];
+  unsigned k = d == d0 ? 0 : d == d1 ? 1 : d == d2 ? 2 : 3;
+  static const uint8_t kinds[NREP + 1] = {OP_XREP, OP_XREP1, OP_XREP2, OP_XNEW};
   e->dist[0] = d;
-  if (put_tag(e, to, k < NREP ? kinds[k] : OP_XNEW) != 0)
-    return DMEM_ETOOBIG;
-  return k < NREP ? 0 : put_varint(e, d);
+  e->dist[1] = k == 0 ? d1 : d0;
+  e->dist[2] = k <= 1 ? d2 : d1;
+  put_tag(e, to, kinds[k]);
+  uint8_t *after = put_varint(e->op, d);
+  e->op = k == NREP ? after : e->op;
+  return over_cap(e);
 }
 
-/* Length of the run where x at p equals x at p - d. */
+/* Length of the run where x at p equals x at p - d. Reads up to XPAD
+ * bytes past the page (x is padded) and clamps. */
 static unsigned xmatch_len(const enc *e, unsigned p, unsigned d)
 {
-  unsigned n = 0;
-  for (; p + n + 8 <= PAGE; n += 8) {
-    uint64_t v = xword(e, p + n) ^ xword(e, p + n - d);
-    if (v)
-      return n + low_byte(v);
+  const uint8_t *a = e->x + p, *b = a - d;
+  unsigned n = 0, max = PAGE - p;
+#if defined(__SSE2__)
+  for (;;) {
+    unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(
+        _mm_loadu_si128((const __m128i *)(a + n)), _mm_loadu_si128((const __m128i *)(b + n))));
+    if (m != 0xffffu) {
+      n += (unsigned)__builtin_ctz(~m);
+      break;
+    }
+    if ((n += 16) >= max)
+      break;
   }
-  while (p + n < PAGE &&
-         (e->page[p + n] ^ e->ref[p + n]) == (e->page[p + n - d] ^ e->ref[p + n - d]))
-    n++;
-  return n;
+#else
+  for (;;) {
+    uint64_t v = load64(a + n) ^ load64(b + n);
+    if (v) {
+      n += low_byte(v);
+      break;
+    }
+    if ((n += 8) >= max)
+      break;
+  }
+#endif
+  return n < max ? n : max;
 }
 
 /* Length of the run where the page at p equals the reference at q. */
@@ -278,8 +370,11 @@ static unsigned xmatch_over(const enc *e, unsigned p, unsigned d, unsigned beat)
 /* An XOR copy at distance d that starts at p or, when the first bytes
  * differ, in the rest of p's 8-byte window: one compare shows both, so a
  * pointer whose x differs from an earlier one's in a middle byte still
- * gets its high bytes copied. cost: bytes the op spends besides its tag. */
-static void probe_dist(enc *e, unsigned p, unsigned d, int cost, match *best)
+ * gets its high bytes copied. cost: bytes the op spends besides its tag.
+ * Inlined into both call sites: the calls were a tenth of the encoder's
+ * instructions. */
+static inline __attribute__((always_inline)) void probe_dist(enc *e, unsigned p, unsigned d,
+                                                             int cost, match *best)
 {
   unsigned beat = (best->len > XMIN - 1 ? best->len : XMIN - 1) + (unsigned)cost;
   if (p + 8 > PAGE) {
@@ -292,7 +387,9 @@ static void probe_dist(enc *e, unsigned p, unsigned d, int cost, match *best)
   unsigned s = p;
   if (v & 0xff) {
     unsigned h = 7 - ((unsigned)__builtin_clzll(v) >> 3); /* last differing byte */
-    if (h == 7)
+    /* Past h, x all zero: a copy at shift 0 covers that as cheaply and
+     * leaves the distances alone. */
+    if (h == 7 || (xword(e, p) >> (8 * h) >> 8) == 0)
       return;
     s = p + h + 1;
     cost++; /* the literal before it needs a tag of its own */
@@ -317,28 +414,32 @@ static unsigned table_dist(enc *e, unsigned i, uint64_t xw)
   return i - j;
 }
 
-/* XOR copies at p: the remembered distances, then a table's. */
+/* XOR copies at p: the remembered distances, then a table's, until one
+ * covers GOOD bytes (each candidate costs a few unpredictable branches). */
 static void probe_xor(enc *e, unsigned p, match *best)
 {
-  for (unsigned k = 0; k < NREP; k++)
+  for (unsigned k = 0; k < NREP && best->len < GOOD; k++)
     if (e->dist[k] && e->dist[k] <= p)
       probe_dist(e, p, e->dist[k], 0, best);
   unsigned i = p & ~7u, d;
   uint64_t xw = xword(e, i);
   if (!xw)
     return;
-  if ((d = table_dist(e, i, xw)) != 0)
+  if ((d = table_dist(e, i, xw)) != 0 && best->len < GOOD) /* the table learns xw anyway */
     probe_dist(e, p, d, (int)varint_size(d), best);
 }
 
 static void build_rtab(enc *e)
 {
   memset(e->rtab, 0, sizeof e->rtab);
-  /* Downwards, so that the lowest offset wins a slot. */
-  for (unsigned q = (PAGE - 8) & ~(RSTEP - 1);; q -= RSTEP) {
+  /* Downwards, so that the lowest offset wins a slot: offsets 0, RSTEP ..
+   * PAGE - 8, three a turn (there are 1023). */
+  _Static_assert(((PAGE - 8) / RSTEP + 1) % 3 == 0, "offsets come three a turn");
+  for (unsigned t = ((PAGE - 8) / RSTEP + 1) / 3; t-- > 0;) {
+    unsigned q = t * 3 * RSTEP;
+    e->rtab[hash64(load64(e->ref + q + 2 * RSTEP), RBITS)] = (uint16_t)(q + 2 * RSTEP + 1);
+    e->rtab[hash64(load64(e->ref + q + RSTEP), RBITS)] = (uint16_t)(q + RSTEP + 1);
     e->rtab[hash64(load64(e->ref + q), RBITS)] = (uint16_t)(q + 1);
-    if (q == 0)
-      break;
   }
   e->have_rtab = 1;
 }
@@ -390,24 +491,35 @@ static void probe(enc *e, unsigned p, int dense, unsigned windows, match *best)
 }
 
 /* Grows m backwards over the pending literal while it still holds. */
+/* How many bytes before a and b are equal, at most max (a - max and
+ * b - max are readable), 8 at a time. */
+static unsigned back_len(const uint8_t *a, const uint8_t *b, unsigned max)
+{
+  unsigned n = 0;
+  for (; n + 8 <= max; n += 8) {
+    uint64_t v = load64(a - n - 8) ^ load64(b - n - 8);
+    if (v)
+      return n + ((unsigned)__builtin_clzll(v) >> 3);
+  }
+  while (n < max && a[-1 - (int)n] == b[-1 - (int)n])
+    n++;
+  return n;
+}
+
 static void extend_back(const enc *e, match *m)
 {
-  unsigned s = m->start, stop = s - e->pos > BACK_MAX ? s - BACK_MAX : e->pos;
+  unsigned s = m->start, room = s - e->pos > BACK_MAX ? BACK_MAX : s - e->pos, n;
   if (m->kind == OP_XREP) {
     unsigned d = (unsigned)m->arg;
-    while (s > stop && s > d &&
-           (e->page[s - 1] ^ e->ref[s - 1]) == (e->page[s - 1 - d] ^ e->ref[s - 1 - d]))
-      s--;
+    n = back_len(e->x + s, e->x + s - d, room < s - d ? room : s - d);
   } else if (m->kind == OP_COPY) {
-    long q = (long)s + m->arg;
-    while (s > stop && q > 0 && e->page[s - 1] == e->ref[q - 1])
-      s--, q--;
+    unsigned q = (unsigned)((long)s + m->arg);
+    n = back_len(e->page + s, e->ref + q, room < q ? room : q);
   } else {
-    while (s > stop && e->page[s - 1] == e->page[s])
-      s--;
+    n = back_len(e->page + s, e->page + s + 1, room); /* a fill: byte before equals byte after */
   }
-  m->len += m->start - s;
-  m->start = s;
+  m->len += n;
+  m->start = s - n;
 }
 
 /* Where to probe after a miss at p: in a dense literal, a skip that grows
@@ -428,8 +540,7 @@ static int encode_ops(enc *e)
   while (p < PAGE) {
     unsigned a = next_diff(e, p);
     if (a - p >= GAP_MERGE || a == PAGE) {
-      while (p > e->pos && e->page[p - 1] == e->ref[p - 1])
-        p--; /* a skip may have landed inside the equal run */
+      p = after_last_diff(e, e->pos, p); /* a skip may have landed inside the equal run */
       if (a > p && (emit_lit(e, p) != 0 || emit_copy(e, a, 0) != 0))
         return DMEM_ETOOBIG;
       if (a == PAGE)
@@ -467,16 +578,18 @@ int dmem_delta_encode(size_t *out_len, void *out, size_t out_cap, const void *pa
   enc e;
   e.page = page;
   e.ref = ref;
-  e.op = out;
-  e.end = e.op + (out_cap < DMEM_DELTA_MAX ? out_cap : DMEM_DELTA_MAX);
+  e.op = e.buf;
+  e.end = e.buf + (out_cap < DMEM_DELTA_MAX ? out_cap : DMEM_DELTA_MAX);
   e.pos = 0;
   e.shift = 0;
   memset(e.dist, 0, sizeof e.dist);
   e.have_rtab = 0;
+  make_x(&e);
   int rc = encode_ops(&e);
   if (rc != 0)
     return rc;
-  *out_len = (size_t)(e.op - (uint8_t *)out);
+  *out_len = (size_t)(e.op - e.buf);
+  memcpy(out, e.buf, *out_len);
   return 0;
 }
 

@@ -2,7 +2,8 @@
  * page, never crash or touch memory out of bounds. The reference is a fixed
  * page with structure (words, a pointer-like pattern, zeros). A page that
  * decodes is encoded again against the same reference and must round-trip
- * whenever the encoder accepts it. */
+ * whenever the encoder accepts it, and encoded with one byte less room
+ * (refused) and with exactly the room it needs (the same bytes). */
 #include "config.h"
 
 #include <stdint.h>
@@ -31,6 +32,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   if (dmem_delta_encode(&len, patch, sizeof patch, page, ref) != 0)
     return 0;
   if (dmem_delta_decode(again, ref, patch, len) != 0 || memcmp(page, again, sizeof page))
+    abort();
+  /* The cap decides only whether the patch is taken: one byte less refuses
+   * it, and the exact room gives the same bytes. */
+  uint8_t exact[DMEM_DELTA_MAX];
+  size_t len2 = 0;
+  if (dmem_delta_encode(&len2, exact, len - 1, page, ref) != DMEM_ETOOBIG ||
+      dmem_delta_encode(&len2, exact, len, page, ref) != 0 || len2 != len ||
+      memcmp(exact, patch, len) != 0)
     abort();
   return 0;
 }
