@@ -333,6 +333,94 @@ START_TEST(write_before_nominate)
 }
 END_TEST
 
+typedef struct nth_writer {
+  fix *f;
+  unsigned n, calls;
+  int wrote;
+} nth_writer;
+
+/* Re-armed before every foreign map; the guest writes before the n-th map
+ * of page 0. */
+static void write_at_nth_map(void *ud)
+{
+  nth_writer *w = ud;
+  if (xs_hook_gfn(w->f->s) != 0) {
+    xs_set_hook(w->f->s, XS_MAP, write_at_nth_map, w);
+    return;
+  }
+  if (++w->calls == w->n) {
+    /* Not on a page already paged out: that touch would need the engine,
+     * whose lock this thread holds (a real guest runs on its own). */
+    int t = xs_type(w->f->s, 10, 0);
+    if (t == XS_PAGED || t == XS_PAGING_IN)
+      return;
+    uint8_t byte = 0x3c;
+    ck_assert_int_eq(xs_access(w->f->s, 10, 0, 0, 1, 64, &byte, 1), 0);
+    w->wrote = 1;
+  } else {
+    xs_set_hook(w->f->s, XS_MAP, write_at_nth_map, w);
+  }
+}
+
+/* A guest write before any one of the adapter's reads of page 0 while the
+ * engine reclaims it (its lock read, the check after nomination, and the
+ * other reads these passes and hints make) is never lost. */
+START_TEST(write_at_every_read)
+{
+  for (unsigned n = 1; n <= 8; n++) {
+    fix f;
+    setup(&f, 1, 2, 0);
+    uint8_t similar[PAGE];
+    fill(similar, 1000);
+    similar[4000] ^= 0xff; /* page 1: page 0 but for a byte, a patch target */
+    xs_load(f.s, 10, 1, similar);
+    nth_writer w = {&f, n, 0, 0};
+    xs_set_hook(f.s, XS_MAP, write_at_nth_map, &w);
+    /* A hint reads the page and enters it in the engine's index, so that
+     * the scan that follows reads it twice: once to lock it, once when the
+     * index compares it with itself. */
+    ck_assert_int_eq(dmem_vm_io_hint(f.vm[0], 0, 1), 0);
+    for (int i = 0; i < 6; i++) {
+      scan_all(&f, 1);
+      if (i == 2)
+        ck_assert_int_eq(dmem_vm_io_hint(f.vm[0], 0, 1), 0);
+    }
+    xs_set_hook(f.s, XS_MAP, NULL, NULL);
+    uint8_t want[PAGE], got[PAGE];
+    fill(want, 1000);
+    if (w.wrote)
+      want[64] = 0x3c;
+    ck_assert_int_eq(xs_access(f.s, 10, 0, 0, 0, 0, got, PAGE), 0);
+    ck_assert_msg(memcmp(got, want, PAGE) == 0, "write before map call %u lost", n);
+    teardown(&f);
+  }
+}
+END_TEST
+
+/* Closing without a detach: every page comes back, a vCPU waiting on the
+ * ring is answered, and the guest can run on without a pager. */
+START_TEST(close_answers_and_restores)
+{
+  fix f;
+  setup(&f, 1, 8, 0);
+  scan_all(&f, 6);
+  ck_assert_uint_gt(count_type(&f, 0, 8, XS_PAGED), 0);
+  ck_assert_int_eq(xs_type(f.s, 10, 3), XS_PAGED);
+  ck_assert_int_eq(xs_touch_nowait(f.s, 10, 1, 3, 0), 1);
+  ck_assert(xs_paused(f.s, 10, 1));
+  dmem_xen_close(f.x[0]);
+  f.x[0] = NULL;
+  f.vm[0] = NULL;
+  ck_assert(!xs_paused(f.s, 10, 1));
+  ck_assert_uint_eq(count_type(&f, 0, 8, XS_RAM), 8);
+  for (uint64_t g = 0; g < 8; g++)
+    expect_page(&f, 0, g, 1000 + g);
+  ck_assert(!xs_crashed(f.s, 10));
+  ck_assert_uint_eq(xs_responses(f.s), xs_requests(f.s));
+  teardown(&f);
+}
+END_TEST
+
 /* Two vCPUs touch the same evicted page: two requests, one load, both
  * resumed. A foreign access waits without a paused vCPU. */
 START_TEST(ring_requests)
@@ -898,6 +986,8 @@ Suite *dmem_test_suite(void)
   tcase_add_test(tc, evict_and_fault_back);
   tcase_add_test(tc, write_after_nominate);
   tcase_add_test(tc, write_before_nominate);
+  tcase_add_test(tc, write_at_every_read);
+  tcase_add_test(tc, close_answers_and_restores);
   tcase_add_test(tc, ring_requests);
   tcase_add_test(tc, load_refused_then_retried);
   tcase_add_test(tc, drop_notice);

@@ -85,6 +85,7 @@ struct xensim {
   uint64_t rng;
   uint64_t requests, responses;
   long free_frames; /* < 0: no limit */
+  uint64_t hook_gfn; /* the page of the foreign map whose hook runs */
 };
 
 /* The calls get no context but hv; the tests pass the sim itself. */
@@ -444,11 +445,10 @@ static int c_paging_disable(void *hv, uint32_t domid)
     return leave(s, -1, ESRCH);
   if (!d->paging)
     return leave(s, -1, EINVAL);
+  /* vCPUs paused for a page-in stay paused: Xen's vm_event_disable wakes
+   * only those blocked on a full ring. */
   d->paging = 0;
   d->front_ok = 0;
-  for (int v = 0; v < XS_MAXVCPU; v++)
-    d->paused[v] = 0; /* Xen unpauses the vCPUs that waited */
-  pthread_cond_broadcast(&s->cv);
   return leave(s, 0, 0);
 }
 
@@ -639,6 +639,7 @@ static int c_populate_physmap(void *hv, uint32_t domid, uint64_t gfn)
 static void *c_map(void *hv, uint32_t domid, int prot, uint64_t gfn, size_t n)
 {
   xensim *s = SIM(hv);
+  __atomic_store_n(&s->hook_gfn, gfn, __ATOMIC_RELAXED);
   if (enter(s, XS_MAP))
     return NULL;
   dom *d = find_dom(s, domid);
@@ -1098,6 +1099,10 @@ static int populate(xensim *s, dom *d, int vcpu, uint64_t gfn, int write, int *r
       return 1; /* on its way already: a foreign access just waits */
     /* fall through */
   case XS_PAGED:
+    if (!d->front_ok) { /* "paging gfn yet no ring in place": domain_crash */
+      d->crashed = 1;
+      return 1;
+    }
     if (put_request(s, d, gfn, vcpu, 0) == 0) {
       pg->type = XS_PAGING_IN;
       *raised = 1;
@@ -1142,7 +1147,12 @@ int xs_access(xensim *s, uint32_t domid, int vcpu, uint64_t gfn, int write, size
   }
   for (unsigned tries = 0;; tries++) {
     int raised;
-    if (!populate(s, d, vcpu, gfn, write, &raised)) {
+    int must_wait = populate(s, d, vcpu, gfn, write, &raised);
+    if (d->crashed) {
+      pthread_mutex_unlock(&s->mu);
+      return -1;
+    }
+    if (!must_wait) {
       page *pg = &d->p[gfn];
       if (!pg->f) { /* a hole: reads see zeros, writes are dropped */
         if (!write)
@@ -1244,6 +1254,8 @@ uint64_t xs_count(xensim *s, xs_call which)
   pthread_mutex_unlock(&s->mu);
   return n;
 }
+
+uint64_t xs_hook_gfn(xensim *s) { return __atomic_load_n(&s->hook_gfn, __ATOMIC_RELAXED); }
 
 uint64_t xs_requests(xensim *s)
 {

@@ -102,6 +102,8 @@ void xs_set_sharing_ring_param(xensim *s, uint32_t domid, uint64_t gfn);
 void xs_set_service(xensim *s, void (*fn)(void *), void *ud);
 /* Runs @fn before each call of @which (once per call; NULL removes). */
 void xs_set_hook(xensim *s, xs_call which, void (*fn)(void *), void *ud);
+/* In an XS_MAP hook: the page about to be mapped. */
+uint64_t xs_hook_gfn(xensim *s);
 /* Each call of @which fails with probability @p and errno @err, changing
  * nothing. */
 void xs_fail(xensim *s, xs_call which, double p, int err);

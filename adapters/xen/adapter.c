@@ -94,17 +94,24 @@ static void set_page_state(dmem_xen *x, uint64_t gfn, int s)
 
 /* ---------------------------------------------------------------- operations */
 
+/* The engine locks a page before it reclaims it: it reads the page's bits
+ * alone, then the page. That read is what the engine stores, so it is the
+ * one an eviction must be checked against; later reads of the same page
+ * (an index comparing candidates, say) must not replace it, or a guest
+ * write between the two reads would pass the check and be lost. */
 static int op_read(void *buf, uint64_t gfn, void *ud)
 {
   dmem_xen *x = ud;
   int rc = xen__read(x, gfn, buf);
   if (rc)
     return rc;
-  /* Kept so that an eviction can tell whether the page changed since. */
-  xen_recent *r = &x->recent[x->recent_next++ % XEN_RECENT];
-  memcpy(r->page, buf, XEN_PAGE);
-  r->gfn = gfn;
-  r->valid = 1;
+  if (x->locking == gfn + 1) {
+    x->locking = 0;
+    xen_recent *r = &x->recent[x->recent_next++ % XEN_RECENT];
+    memcpy(r->page, buf, XEN_PAGE);
+    r->gfn = gfn;
+    r->valid = 1;
+  }
   return 0;
 }
 
@@ -133,6 +140,10 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
    * asked for now is kept for later calls. */
   if (x->calls->logdirty(x->hv, x->domid, DMEM_XEN_LOGDIRTY_CLEAN, x->bitmap, x->npages) != 0)
     return fail_call(x, "xc_logdirty_control(CLEAN)", first, errno);
+  /* The bits of one page: the engine is locking it (see op_read). */
+  x->locking = n == 1 ? first + 1 : 0;
+  if (n == 1)
+    forget_recent(x, first);
   pthread_mutex_lock(&x->mu);
   for (size_t i = 0; i < x->bitmap_longs; i++)
     x->dirty[i] |= x->bitmap[i];
@@ -174,9 +185,15 @@ static int op_evict(uint64_t gfn, void *ud)
     set_page_state(x, gfn, XP_GUEST);
   }
   if (state != XP_NOMINATED) {
-    if (x->calls->paging_nominate(x->hv, x->domid, gfn) != 0)
-      return fail_call(x, "xc_mem_paging_nominate", gfn, errno);
-    set_page_state(x, gfn, XP_NOMINATED);
+    /* Nomination and its record are one step for the ring service, which
+     * answers a guest write to the nominated page (prep, XP_GUEST). */
+    pthread_mutex_lock(&x->mu);
+    int r = x->calls->paging_nominate(x->hv, x->domid, gfn), e = errno;
+    if (r == 0)
+      x->pstate[gfn] = XP_NOMINATED;
+    pthread_mutex_unlock(&x->mu);
+    if (r != 0)
+      return fail_call(x, "xc_mem_paging_nominate", gfn, e);
   }
   /* Read-only to the guest from here on: a write now makes the evict fail.
    * A write before it shows in the bytes. */
@@ -262,6 +279,7 @@ int dmem_xen_open(dmem_xen **out, const dmem_xen_options *opts, char *errbuf, si
   if (!x)
     return DMEM_ENOMEM;
   pthread_mutex_init(&x->mu, NULL);
+  pthread_mutex_init(&x->attach_mu, NULL);
   x->paging.port = x->sharing.port = -1;
   x->domid = opts->domid;
   x->share = opts->share != 0;
@@ -343,7 +361,27 @@ void dmem_xen_close(dmem_xen *x)
 {
   if (!x)
     return;
+  /* Every page back first (the ring thread, if any, serves meanwhile),
+   * then every request answered, so that no vCPU stays paused. */
+  if (x->vm)
+    (void)dmem_xen_detach(x);
   dmem_xen_stop(x);
+  int evicted = 0;
+  for (uint64_t g = 0; x->pstate && g < x->npages; g++)
+    evicted += x->pstate[g] == XP_EVICTED;
+  for (int i = 0; x->paging.back && i < 100; i++) {
+    unsigned n = 0;
+    (void)dmem_xen_poll(x, 0, &n);
+    if (n == 0 && x->npending == 0)
+      break;
+  }
+  if (evicted) {
+    /* Without a pager Xen crashes a guest that touches a paged-out page;
+     * with paging left on (and its ring page kept from the guest), that
+     * vCPU only waits. */
+    x->paging.enabled = 0;
+    x->paging.removed = 0;
+  }
   xen__share_forget(x);
   if (x->logdirty_on)
     (void)x->calls->logdirty(x->hv, x->domid, DMEM_XEN_LOGDIRTY_OFF, NULL, 0);
@@ -357,6 +395,7 @@ void dmem_xen_close(dmem_xen *x)
   free(x->bitmap);
   free(x->touched);
   free(x->pending);
+  pthread_mutex_destroy(&x->attach_mu);
   pthread_mutex_destroy(&x->mu);
   free(x);
 }
@@ -386,12 +425,14 @@ int dmem_xen_attach(dmem_vm **out, dmem_engine *engine, dmem_xen *x, const char 
   int rc = dmem_vm_attach(&vm, engine, &o);
   if (rc)
     return rc;
+  pthread_mutex_lock(&x->attach_mu);
   pthread_mutex_lock(&x->mu);
   x->vm = vm;
   x->engine = engine;
   memset(x->dirty, 0, x->bitmap_longs * sizeof(unsigned long));
   memset(x->touched, 0, x->bitmap_longs * sizeof(unsigned long));
   pthread_mutex_unlock(&x->mu);
+  pthread_mutex_unlock(&x->attach_mu);
   *out = vm;
   return 0;
 }
@@ -400,15 +441,17 @@ int dmem_xen_detach(dmem_xen *x)
 {
   if (!x || !x->vm)
     return DMEM_EINVAL;
+  pthread_mutex_lock(&x->attach_mu);
   int rc = dmem_vm_detach(x->vm);
-  if (rc)
-    return rc;
-  xen__share_forget(x);
-  pthread_mutex_lock(&x->mu);
-  x->vm = NULL;
-  x->engine = NULL;
-  pthread_mutex_unlock(&x->mu);
-  return 0;
+  if (rc == 0) {
+    xen__share_forget(x);
+    pthread_mutex_lock(&x->mu);
+    x->vm = NULL;
+    x->engine = NULL;
+    pthread_mutex_unlock(&x->mu);
+  }
+  pthread_mutex_unlock(&x->attach_mu);
+  return rc;
 }
 
 int dmem_xen_stats_get(dmem_xen_stats *out, dmem_xen *x)

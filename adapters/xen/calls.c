@@ -16,19 +16,23 @@
 
 #include "xen_internal.h"
 
+/* libxenctrl logs through a xentoollog logger, which it keeps for the
+ * life of the handle; this one keeps the first error while the handle is
+ * opened (for the caller's message) and is silent afterwards, instead of
+ * printing on the caller's stderr. */
+typedef struct first_error {
+  xentoollog_logger base; /* first, so the callbacks can cast back */
+  char *buf;              /* NULL: silent */
+  size_t len;
+} first_error;
+
 typedef struct xc_ctx {
+  first_error log; /* lives as long as xch */
+  char first[200];
   xc_interface *xch;
   xenforeignmemory_handle *fmem;
   xenevtchn_handle *xce;
 } xc_ctx;
-
-/* libxenctrl logs through a xentoollog logger; this one keeps the first
- * error for the caller instead of printing it on the caller's stderr. */
-typedef struct first_error {
-  xentoollog_logger base; /* first, so the callbacks can cast back */
-  char *buf;
-  size_t len;
-} first_error;
 
 static void first_vmessage(xentoollog_logger *logger, xentoollog_level level, int errnoval,
                            const char *context, const char *format, va_list al)
@@ -64,20 +68,18 @@ int xen__default_open(void **hv, char *errbuf, size_t errlen)
   if (!errbuf || !errlen)
     errbuf = dummy, errlen = sizeof dummy;
   errbuf[0] = '\0';
-  first_error log = {
-    .base = {.vmessage = first_vmessage, .progress = NULL, .destroy = first_destroy},
-    .buf = errbuf,
-    .len = errlen,
-  };
   xc_ctx *c = calloc(1, sizeof *c);
   if (!c) {
     snprintf(errbuf, errlen, "out of memory");
     return DMEM_ENOMEM;
   }
-  char lib[200] = "";
-  log.buf = lib;
-  log.len = sizeof lib;
-  c->xch = xc_interface_open(&log.base, &quiet, 0);
+  c->log = (first_error){
+    .base = {.vmessage = first_vmessage, .progress = NULL, .destroy = first_destroy},
+    .buf = c->first,
+    .len = sizeof c->first,
+  };
+  const char *lib = c->first;
+  c->xch = xc_interface_open(&c->log.base, &quiet, 0);
   if (!c->xch) {
     /* libxenctrl says "Could not obtain handle on privileged command
      * interface"; say which device is missing, and keep its words. */
@@ -92,6 +94,7 @@ int xen__default_open(void **hv, char *errbuf, size_t errlen)
     free(c);
     return DMEM_ENOTSUP;
   }
+  c->log.buf = NULL; /* silent from here on */
   c->fmem = xenforeignmemory_open(&quiet, 0);
   c->xce = xenevtchn_open(&quiet, 0);
   if (!c->fmem || !c->xce) {

@@ -44,6 +44,12 @@ static int ring_open(dmem_xen *x, xen_ring *r, ring_enable_fn enable, const char
   }
   r->gfn = pfn;
   r->page = c->map(x->hv, x->domid, PROT_READ | PROT_WRITE, pfn, 1);
+  if (!r->page && (errno == EINVAL || errno == ENOENT) &&
+      c->populate_physmap(x->hv, x->domid, pfn) == 0) {
+    /* A pager that ended without putting the page back (xenpaging does
+     * the same): give it memory again and map it. */
+    r->page = c->map(x->hv, x->domid, PROT_READ | PROT_WRITE, pfn, 1);
+  }
   if (!r->page) {
     int e = errno;
     /* A running pager took the page out of the physmap. */
@@ -60,9 +66,11 @@ static int ring_open(dmem_xen *x, xen_ring *r, ring_enable_fn enable, const char
                r->param == HVM_PARAM_PAGING_RING_PFN ? "pager" : "sharing ring");
       return DMEM_EBUSY;
     }
-    if (e == ENODEV || e == EXDEV || e == ENOSYS) {
-      xen__msg(x, "dom%u: %s: %s (this needs HAP and no passed-through device)",
-               (unsigned)x->domid, call, strerror(e));
+    if (e == ENODEV || e == EXDEV || e == EMLINK || e == ENOSYS) {
+      xen__msg(x, "dom%u: %s: %s (%s)", (unsigned)x->domid, call, strerror(e),
+               e == EMLINK  ? "a passed-through device excludes paging"
+               : e == EXDEV ? "a populate-on-demand guest cannot be paged"
+                            : "this needs an HVM guest with HAP");
       return DMEM_ENOTSUP;
     }
     return ring_fail(x, e, call);
@@ -175,20 +183,26 @@ static int serve(dmem_xen *x, const xen_pending *p, int *pushed)
     return 0;
   }
   if (p->pflags & MEM_PAGING_EVICT_FAIL) {
-    /* Nominated, touched before eviction: the page still has its memory. */
-    if (c->paging_prep(x->hv, x->domid, p->gfn) != 0 && errno != ENOENT) {
-      int e = errno;
-      xen__msg(x, "dom%u gfn %#llx: xc_mem_paging_prep: %s",
-               (unsigned)x->domid, (unsigned long long)p->gfn, strerror(e));
+    /* Nominated, touched before eviction: the page still has its memory.
+     * (Under the lock, so that op_evict's nomination is recorded first.) */
+    pthread_mutex_lock(&x->mu);
+    int r = c->paging_prep(x->hv, x->domid, p->gfn), e = errno;
+    if (r == 0 || e == ENOENT) {
+      x->pstate[p->gfn] = XP_GUEST;
+      x->st.evict_fail++;
+    }
+    pthread_mutex_unlock(&x->mu);
+    if (r != 0 && e != ENOENT) {
+      xen__msg(x, "dom%u gfn %#llx: xc_mem_paging_prep: %s", (unsigned)x->domid,
+               (unsigned long long)p->gfn, strerror(e));
       return DMEM_EIO;
     }
-    pthread_mutex_lock(&x->mu);
-    x->pstate[p->gfn] = XP_GUEST;
-    x->st.evict_fail++;
-    pthread_mutex_unlock(&x->mu);
     respond(x, p, pushed);
     return 0;
   }
+  /* attach_mu keeps the VM from being detached (and freed) while the
+   * engine serves the fault; detach takes it too, never an operation. */
+  pthread_mutex_lock(&x->attach_mu);
   pthread_mutex_lock(&x->mu);
   dmem_vm *vm = x->vm;
   int evicted = x->pstate[p->gfn] == XP_EVICTED;
@@ -196,6 +210,7 @@ static int serve(dmem_xen *x, const xen_pending *p, int *pushed)
   if (evicted) {
     /* The engine rebuilds the page and loads it through op_install. */
     int rc = vm ? dmem_vm_fault(vm, p->gfn) : DMEM_EINVAL;
+    pthread_mutex_unlock(&x->attach_mu);
     if (rc) {
       xen__msg(x, "dom%u gfn %#llx: page-in: %s", (unsigned)x->domid,
                (unsigned long long)p->gfn, vm ? dmem_err_name(rc) : "no VM attached");
@@ -206,6 +221,8 @@ static int serve(dmem_xen *x, const xen_pending *p, int *pushed)
     x->st.faults++;
     x->touched[p->gfn / (8 * sizeof(unsigned long))] |= 1ul << (p->gfn % (8 * sizeof(unsigned long)));
     pthread_mutex_unlock(&x->mu);
+  } else {
+    pthread_mutex_unlock(&x->attach_mu);
   }
   /* Not evicted (any more): an earlier request for the same page brought
    * it back, and Xen lets the vCPU retry. */
@@ -280,9 +297,11 @@ int dmem_xen_poll(dmem_xen *x, int timeout_ms, unsigned *served)
     if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
       return ring_fail(x, errno, "poll on the event channel");
   }
-  int port = c->evtchn_pending(x->hv);
-  if (port >= 0 && c->evtchn_unmask(x->hv, (uint32_t)port) != 0)
-    return ring_fail(x, errno, "xenevtchn_unmask");
+  /* Every pending port (paging's, sharing's): the rings are read below
+   * whichever it was. */
+  for (int port; (port = c->evtchn_pending(x->hv)) >= 0;)
+    if (c->evtchn_unmask(x->hv, (uint32_t)port) != 0)
+      return ring_fail(x, errno, "xenevtchn_unmask");
 
   int pushed = 0, result = 0;
   unsigned n = 0;

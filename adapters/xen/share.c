@@ -147,6 +147,14 @@ int xen__share(dmem_xen *x, uint64_t gfn, dmem_engine *engine, uint32_t fid, con
   pthread_mutex_unlock(&sources_mu);
   int source_ok = s && !(src.owner == x && src.gfn == gfn);
   if (source_ok) {
+    /* Only a page still shared as far as we know: one the engine evicted
+     * since must not be read (a foreign map of a paged-out page waits for
+     * a page-in that would need the engine's lock, which we hold). */
+    pthread_mutex_lock(&src.owner->mu);
+    source_ok = src.owner->pstate[src.gfn] == XP_SHARED;
+    pthread_mutex_unlock(&src.owner->mu);
+  }
+  if (source_ok) {
     /* The source must still hold the frame's bytes: its handle guards it
      * from its nomination on, the comparison covers a reused frame id. */
     rc = xen__read(src.owner, src.gfn, now);

@@ -68,9 +68,11 @@ struct dmem_xen {
   size_t bitmap_longs;
   xen_recent recent[XEN_RECENT];
   unsigned recent_next;
+  uint64_t locking;      /* gfn + 1 of the page whose lock read comes next; 0: none */
   xen_pending *pending;  /* requests to retry */
   size_t npending, cap_pending;
 
+  pthread_mutex_t attach_mu; /* held across faults served and across detach */
   dmem_vm *vm;
   dmem_engine *engine;
   dmem_adapter_ops ops;

@@ -54,6 +54,22 @@
  * nominated until the guest next writes it; that write costs one ring round
  * trip, as under xenpaging.
  *
+ * Known limits:
+ *  - A page the guest gives back (balloon) while it is paged out arrives as
+ *    a MEM_PAGING_DROP_PAGE notice. The adapter stops treating it as
+ *    evicted (nothing is loaded into it again, the guest's new page is
+ *    left alone), but the engine still counts it where it was and keeps
+ *    its stored copy until detach; dmem_vm_read() of it returns that copy.
+ *  - The adapter serves gfns 0 .. npages-1 (by default up to the highest
+ *    gfn Xen reports). Holes in that range (the MMIO hole below 4 GiB)
+ *    fail to map, and the engine counts an error each time it tries one;
+ *    open with npages to serve RAM below the hole only. Special pages (the
+ *    ioreq, xenstore and console pages) are mapped by QEMU or Xen, so Xen
+ *    refuses to nominate them (EBUSY) and they are never paged out.
+ *  - Log-dirty stays enabled while the adapter is open, so live migration
+ *    (which needs log-dirty for itself) cannot run at the same time.
+ *  - dom0 must be PV: a PVH dom0 cannot map shared pages of another guest.
+ *
  * Requirements: an HVM guest with hardware-assisted paging (EPT or NPT);
  * dmem_xen_open() refuses others with DMEM_ENOTSUP, because Xen's sharing
  * and paging calls fail with ENODEV for them. The HVM parameter
@@ -254,9 +270,14 @@ DMEM_API int dmem_xen_open(dmem_xen **out, const dmem_xen_options *opts, char *e
                            size_t errlen);
 
 /**
- * Stops the adapter's thread, disables paging, log-dirty and the ring, and
- * frees the adapter. Detach the VM first (dmem_vm_detach() installs every
- * page); pages still evicted stay evicted. NULL does nothing.
+ * Lets go of the guest: detaches the VM if it is still attached (every
+ * page is installed again; stop the engine's thread first), stops the
+ * adapter's thread, answers every request left on the rings so that no
+ * vCPU stays paused, disables log-dirty, sharing and the rings, puts the
+ * ring pages back into the guest's physmap, and frees the adapter. If a
+ * page is still evicted (a detach that failed), paging stays enabled:
+ * Xen would crash a guest that touches a paged-out page with no pager,
+ * while this way its vCPU waits. NULL does nothing.
  */
 DMEM_API void dmem_xen_close(dmem_xen *x);
 
