@@ -207,6 +207,22 @@ static int c_domain_info(void *hv, uint32_t domid, dmem_xen_domain *out)
   return leave(s, 0, 0);
 }
 
+/* The domain of a sharing or paging call (locked): NULL with *err ESRCH,
+ * or ENODEV when it is not HVM with HAP. */
+static dom *hap_dom(xensim *s, uint32_t domid, int *err)
+{
+  dom *d = find_dom(s, domid);
+  *err = !d ? ESRCH : !d->hvm || !d->hap ? ENODEV : 0;
+  return *err ? NULL : d;
+}
+
+/* Xen's side of a vm_event ring on its page. */
+static void ring_front(vm_event_front_ring_t *front, frame *f)
+{
+  SHARED_RING_INIT((vm_event_sring_t *)f->data);
+  FRONT_RING_INIT(front, (vm_event_sring_t *)f->data, PAGE);
+}
+
 /* Common checks of the sharing calls. */
 static int memshr_check(const dom *d)
 {
@@ -223,11 +239,10 @@ static int c_memshr_control(void *hv, uint32_t domid, int enable)
 {
   xensim *s = SIM(hv);
   enter(s, XS_NCALLS);
-  dom *d = find_dom(s, domid);
+  int e;
+  dom *d = hap_dom(s, domid, &e);
   if (!d)
-    return leave(s, -1, ESRCH);
-  if (!d->hvm || !d->hap)
-    return leave(s, -1, ENODEV);
+    return leave(s, -1, e);
   d->memshr = enable != 0;
   return leave(s, 0, 0);
 }
@@ -238,19 +253,17 @@ static int c_memshr_ring_enable(void *hv, uint32_t domid, uint32_t *port)
 {
   xensim *s = SIM(hv);
   enter(s, XS_NCALLS);
-  dom *d = find_dom(s, domid);
+  int e;
+  dom *d = hap_dom(s, domid, &e);
   if (!d)
-    return leave(s, -1, ESRCH);
-  if (!d->hvm || !d->hap)
-    return leave(s, -1, ENODEV);
+    return leave(s, -1, e);
   if (d->sfront_ok)
     return leave(s, -1, EINVAL);
   if (d->sring_param != d->npages + 1)
     return leave(s, -1, ENOSYS);
   if (d->sring_hole)
     return leave(s, -1, EINVAL);
-  SHARED_RING_INIT((vm_event_sring_t *)d->sring_frame->data);
-  FRONT_RING_INIT(&d->sfront, (vm_event_sring_t *)d->sring_frame->data, PAGE);
+  ring_front(&d->sfront, d->sring_frame);
   d->sfront_ok = 1;
   *port = REMOTE_SHARING_PORT;
   return leave(s, 0, 0);
@@ -419,17 +432,15 @@ static int c_paging_enable(void *hv, uint32_t domid, uint32_t *port)
 {
   xensim *s = SIM(hv);
   enter(s, XS_NCALLS);
-  dom *d = find_dom(s, domid);
+  int e;
+  dom *d = hap_dom(s, domid, &e);
   if (!d)
-    return leave(s, -1, ESRCH);
-  if (!d->hvm || !d->hap)
-    return leave(s, -1, ENODEV);
+    return leave(s, -1, e);
   if (d->paging)
     return leave(s, -1, EBUSY);
   if (!d->ring_param || d->ring_param != d->npages || d->ring_hole)
     return leave(s, -1, EINVAL);
-  SHARED_RING_INIT((vm_event_sring_t *)d->ring_frame->data);
-  FRONT_RING_INIT(&d->front, (vm_event_sring_t *)d->ring_frame->data, PAGE);
+  ring_front(&d->front, d->ring_frame);
   d->front_ok = 1;
   d->paging = 1;
   *port = REMOTE_PORT;
