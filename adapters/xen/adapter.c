@@ -77,7 +77,7 @@ int xen__unshare(dmem_xen *x, uint64_t gfn)
   return 0;
 }
 
-static int page_state(dmem_xen *x, uint64_t gfn)
+int xen__state(dmem_xen *x, uint64_t gfn)
 {
   pthread_mutex_lock(&x->mu);
   int s = x->pstate[gfn];
@@ -85,10 +85,17 @@ static int page_state(dmem_xen *x, uint64_t gfn)
   return s;
 }
 
-static void set_page_state(dmem_xen *x, uint64_t gfn, int s)
+void xen__set_state(dmem_xen *x, uint64_t gfn, int s)
 {
   pthread_mutex_lock(&x->mu);
   x->pstate[gfn] = (uint8_t)s;
+  pthread_mutex_unlock(&x->mu);
+}
+
+void xen__count(dmem_xen *x, uint64_t *field)
+{
+  pthread_mutex_lock(&x->mu);
+  (*field)++;
   pthread_mutex_unlock(&x->mu);
 }
 
@@ -170,19 +177,17 @@ static int op_evict(uint64_t gfn, void *ud)
   dmem_xen *x = ud;
   const uint8_t *want = recent_of(x, gfn);
   if (!want) { /* the engine always reads a page before it evicts it */
-    pthread_mutex_lock(&x->mu);
-    x->st.evict_changed++;
-    pthread_mutex_unlock(&x->mu);
+    xen__count(x, &x->st.evict_changed);
     xen__msg(x, "dom%u gfn %#llx: evict without a recent read", (unsigned)x->domid,
              (unsigned long long)gfn);
     return DMEM_EBUSY;
   }
-  int state = page_state(x, gfn);
+  int state = xen__state(x, gfn);
   if (state == XP_SHARED) { /* Xen pages out private pages only */
     int rc = xen__unshare(x, gfn);
     if (rc)
       return rc;
-    set_page_state(x, gfn, XP_GUEST);
+    xen__set_state(x, gfn, XP_GUEST);
   }
   if (state != XP_NOMINATED) {
     /* Nomination and its record are one step for the ring service, which
@@ -202,9 +207,7 @@ static int op_evict(uint64_t gfn, void *ud)
   if (rc)
     return rc;
   if (memcmp(now, want, XEN_PAGE) != 0) {
-    pthread_mutex_lock(&x->mu);
-    x->st.evict_changed++;
-    pthread_mutex_unlock(&x->mu);
+    xen__count(x, &x->st.evict_changed);
     xen__msg(x, "dom%u gfn %#llx: changed after it was read", (unsigned)x->domid,
              (unsigned long long)gfn);
     return DMEM_EBUSY;
@@ -230,7 +233,7 @@ static int op_share(uint64_t gfn, uint32_t frame_id, const void *frame, void *ud
 static int op_install(uint64_t gfn, const void *content, void *ud)
 {
   dmem_xen *x = ud;
-  int state = page_state(x, gfn);
+  int state = xen__state(x, gfn);
   if (state != XP_EVICTED) {
     /* Guest memory already (a page the engine mapped, being made private):
      * what the guest sees is the truth, so only leave Xen's sharing. */
@@ -238,12 +241,12 @@ static int op_install(uint64_t gfn, const void *content, void *ud)
       return 0;
     int rc = xen__unshare(x, gfn);
     if (rc == 0)
-      set_page_state(x, gfn, XP_GUEST);
+      xen__set_state(x, gfn, XP_GUEST);
     return rc;
   }
   if (x->calls->paging_load(x->hv, x->domid, gfn, (void *)content) != 0)
     return fail_call(x, "xc_mem_paging_load", gfn, errno);
-  set_page_state(x, gfn, XP_GUEST);
+  xen__set_state(x, gfn, XP_GUEST);
   return 0;
 }
 

@@ -241,7 +241,7 @@ static int keep_pending(dmem_xen *x, const xen_pending *p)
     x->cap_pending = cap;
   }
   x->pending[x->npending++] = *p;
-  x->st.retries++;
+  xen__count(x, &x->st.retries);
   return 0;
 }
 
@@ -329,9 +329,7 @@ int dmem_xen_poll(dmem_xen *x, int timeout_ms, unsigned *served)
     vm_event_request_t req;
     RING_COPY_REQUEST(back, back->req_cons, &req);
     back->req_cons++;
-    pthread_mutex_lock(&x->mu);
-    x->st.requests++;
-    pthread_mutex_unlock(&x->mu);
+    xen__count(x, &x->st.requests);
     xen_pending p = {req.u.mem_paging.gfn, req.flags, req.u.mem_paging.flags, req.vcpu_id};
     if (req.version != VM_EVENT_INTERFACE_VERSION || req.reason != VM_EVENT_REASON_MEM_PAGING) {
       xen__msg(x, "dom%u: ring request of version %#x, reason %u ignored", (unsigned)x->domid,

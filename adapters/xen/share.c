@@ -91,26 +91,12 @@ void xen__share_forget(dmem_xen *x)
   pthread_mutex_unlock(&sources_mu);
 }
 
-static void count(dmem_xen *x, uint64_t *field)
-{
-  pthread_mutex_lock(&x->mu);
-  (*field)++;
-  pthread_mutex_unlock(&x->mu);
-}
-
-static void set_state(dmem_xen *x, uint64_t gfn, int s)
-{
-  pthread_mutex_lock(&x->mu);
-  x->pstate[gfn] = (uint8_t)s;
-  pthread_mutex_unlock(&x->mu);
-}
-
 /* Leaves a page we nominated private again and refuses the share. */
 static int refuse(dmem_xen *x, uint64_t gfn, int rc, const char *why)
 {
   (void)xen__unshare(x, gfn);
-  set_state(x, gfn, XP_GUEST);
-  count(x, &x->st.share_stale);
+  xen__set_state(x, gfn, XP_GUEST);
+  xen__count(x, &x->st.share_stale);
   xen__msg(x, "dom%u gfn %#llx: not shared: %s", (unsigned)x->domid, (unsigned long long)gfn,
            why);
   return rc;
@@ -119,10 +105,7 @@ static int refuse(dmem_xen *x, uint64_t gfn, int rc, const char *why)
 int xen__share(dmem_xen *x, uint64_t gfn, dmem_engine *engine, uint32_t fid, const void *frame)
 {
   const dmem_xen_calls *c = x->calls;
-  pthread_mutex_lock(&x->mu);
-  int state = x->pstate[gfn];
-  pthread_mutex_unlock(&x->mu);
-  if (state == XP_NOMINATED) /* paging-nominated pages cannot be shared */
+  if (xen__state(x, gfn) == XP_NOMINATED) /* paging-nominated pages cannot be shared */
     return DMEM_EBUSY;
   uint64_t handle;
   if (c->memshr_nominate_gfn(x->hv, x->domid, gfn, &handle) != 0) {
@@ -131,7 +114,7 @@ int xen__share(dmem_xen *x, uint64_t gfn, dmem_engine *engine, uint32_t fid, con
              (unsigned)x->domid, (unsigned long long)gfn, strerror(e));
     return xen__err(e);
   }
-  set_state(x, gfn, XP_SHARED);
+  xen__set_state(x, gfn, XP_SHARED);
   /* From here on a guest write invalidates the handle; the bytes show any
    * write before it. */
   uint8_t now[XEN_PAGE];
@@ -150,9 +133,7 @@ int xen__share(dmem_xen *x, uint64_t gfn, dmem_engine *engine, uint32_t fid, con
     /* Only a page still shared as far as we know: one the engine evicted
      * since must not be read (a foreign map of a paged-out page waits for
      * a page-in that would need the engine's lock, which we hold). */
-    pthread_mutex_lock(&src.owner->mu);
-    source_ok = src.owner->pstate[src.gfn] == XP_SHARED;
-    pthread_mutex_unlock(&src.owner->mu);
+    source_ok = xen__state(src.owner, src.gfn) == XP_SHARED;
   }
   if (source_ok) {
     /* The source must still hold the frame's bytes: its handle guards it
@@ -163,7 +144,7 @@ int xen__share(dmem_xen *x, uint64_t gfn, dmem_engine *engine, uint32_t fid, con
   if (source_ok) {
     if (c->memshr_share_gfns(x->hv, src.owner->domid, src.gfn, src.handle, x->domid, gfn,
                              handle) == 0) {
-      count(x, &x->st.shares);
+      xen__count(x, &x->st.shares);
       return 0;
     }
     int e = errno;
@@ -177,6 +158,6 @@ int xen__share(dmem_xen *x, uint64_t gfn, dmem_engine *engine, uint32_t fid, con
   if (rc)
     return refuse(x, gfn, rc, "out of memory");
   if (s)
-    count(x, &x->st.resourced);
+    xen__count(x, &x->st.resourced);
   return 0;
 }

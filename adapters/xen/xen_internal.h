@@ -95,6 +95,11 @@ struct xc_interface_core *xen__default_xch(void *hv);
 /* Sets the adapter's message (under its lock). */
 void xen__msg(dmem_xen *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A page's XP_* state, and a counter of st, under the adapter's lock. */
+int xen__state(dmem_xen *x, uint64_t gfn);
+void xen__set_state(dmem_xen *x, uint64_t gfn, int s);
+void xen__count(dmem_xen *x, uint64_t *field);
+
 /* errno of a failed call -> DMEM_E*. */
 int xen__err(int errnum);
 
