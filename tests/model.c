@@ -748,6 +748,21 @@ void model_run_checked(const model_config *cfg)
     ck_assert_uint_gt(r.reattaches, 0);
 }
 
+static uint64_t env_u64(const char *name, uint64_t def)
+{
+  const char *v = getenv(name);
+  return v && *v ? strtoull(v, NULL, 0) : def;
+}
+
+size_t model_configs_env(model_config *out, size_t max, const char *ops_var,
+                         const model_backend *backend)
+{
+  size_t n = model_configs(out, max, env_u64(ops_var, 1000000), env_u64("DMEM_MODEL_SEED", 1));
+  for (size_t i = 0; i < n; i++)
+    out[i].backend = backend;
+  return n;
+}
+
 void model_print(FILE *f, const model_config *c, const model_result *r)
 {
   static const char *const kn[] = {"res", "map", "zero", "shr", "pat", "cmp", "swp"};

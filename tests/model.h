@@ -100,6 +100,12 @@ int model_run(model_result *out, const model_config *cfg);
  * seeds from @seed. @return how many were written (at most @max). */
 size_t model_configs(model_config *out, size_t max, uint64_t total_ops, uint64_t seed);
 
+/* model_configs() with the total operations from environment variable
+ * @ops_var (default 1,000,000) and the seed from DMEM_MODEL_SEED (default 1),
+ * each run through @backend (NULL: the in-memory adapter). */
+size_t model_configs_env(model_config *out, size_t max, const char *ops_var,
+                         const model_backend *backend);
+
 /* Runs one configuration inside a Check test, prints its line, and asserts
  * what every run must show: no mismatch, error or contract violation, all
  * operations done, merges and faults, and each technique seen (all of them

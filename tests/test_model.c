@@ -12,16 +12,9 @@
 
 #define MAXCFG 8
 
-static uint64_t env_u64(const char *name, uint64_t def)
-{
-  const char *s = getenv(name);
-  return s && *s ? strtoull(s, NULL, 0) : def;
-}
-
 static size_t configs(model_config *c)
 {
-  return model_configs(c, MAXCFG, env_u64("DMEM_MODEL_OPS", 1000000),
-                       env_u64("DMEM_MODEL_SEED", 1));
+  return model_configs_env(c, MAXCFG, "DMEM_MODEL_OPS", NULL);
 }
 
 START_TEST(model_config_run)

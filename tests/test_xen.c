@@ -959,13 +959,7 @@ static const model_backend xen_backend = {
 
 static size_t xen_configs(model_config *c)
 {
-  const char *ops = getenv("DMEM_XEN_MODEL_OPS");
-  const char *seed = getenv("DMEM_MODEL_SEED");
-  size_t n = model_configs(c, MAXCFG, ops && *ops ? strtoull(ops, NULL, 0) : 1000000,
-                           seed && *seed ? strtoull(seed, NULL, 0) : 1);
-  for (size_t i = 0; i < n; i++)
-    c[i].backend = &xen_backend;
-  return n;
+  return model_configs_env(c, MAXCFG, "DMEM_XEN_MODEL_OPS", &xen_backend);
 }
 
 START_TEST(model_through_xen)
