@@ -65,7 +65,10 @@ static inline long memsrc_read(memsrc *s, uint8_t *buf, size_t max)
 
 void memsrc_close(memsrc *s);
 
-/* Shared by the sources: a zeroed memsrc with its name and kind set. */
-memsrc *memsrc__new(const memsrc_ops *ops, const char *name, const char *kind);
+/* Shared by the sources: a zeroed memsrc with its name and kind set and a
+ * zeroed private part of @priv_size bytes in s->priv; NULL with
+ * "NAME: out of memory" in @err. */
+memsrc *memsrc__new(const memsrc_ops *ops, const char *name, const char *kind,
+                    size_t priv_size, char *err, size_t errlen);
 
 #endif

@@ -25,12 +25,19 @@ typedef struct file_src {
   uint64_t pos;   /* raw: file offset; ELF: offset within the segment */
 } file_src;
 
-memsrc *memsrc__new(const memsrc_ops *ops, const char *name, const char *kind)
+memsrc *memsrc__new(const memsrc_ops *ops, const char *name, const char *kind,
+                    size_t priv_size, char *err, size_t errlen)
 {
   memsrc *s = calloc(1, sizeof *s);
-  if (!s)
+  void *priv = calloc(1, priv_size);
+  if (!s || !priv) {
+    snprintf(err, errlen, "%s: out of memory", name);
+    free(s);
+    free(priv);
     return NULL;
+  }
   s->ops = ops;
+  s->priv = priv;
   snprintf(s->name, sizeof s->name, "%s", name);
   snprintf(s->kind, sizeof s->kind, "%s", kind);
   return s;
@@ -174,15 +181,10 @@ static int open_elf(memsrc *s, file_src *f, char *err, size_t errlen)
 
 int memsrc_open_file(memsrc **out, const char *path, int force_raw, char *err, size_t errlen)
 {
-  memsrc *s = memsrc__new(&raw_ops, path, "raw");
-  file_src *f = calloc(1, sizeof *f);
-  if (!s || !f) {
-    snprintf(err, errlen, "%s: out of memory", path);
-    free(s);
-    free(f);
+  memsrc *s = memsrc__new(&raw_ops, path, "raw", sizeof(file_src), err, errlen);
+  if (!s)
     return -1;
-  }
-  s->priv = f;
+  file_src *f = s->priv;
   f->fd = open(path, O_RDONLY | O_CLOEXEC);
   struct stat st;
   int rc = -1;

@@ -97,15 +97,10 @@ int memsrc_open_libvirt(memsrc **out, const char *uri, const char *domain, char 
 {
   char name[256];
   snprintf(name, sizeof name, "%s", domain);
-  memsrc *s = memsrc__new(&virt_ops, name, "libvirt");
-  virt_src *v = calloc(1, sizeof *v);
-  if (!s || !v) {
-    snprintf(err, errlen, "%s: out of memory", domain);
-    free(s);
-    free(v);
+  memsrc *s = memsrc__new(&virt_ops, name, "libvirt", sizeof(virt_src), err, errlen);
+  if (!s)
     return -1;
-  }
-  s->priv = v;
+  virt_src *v = s->priv;
   virSetErrorFunc(NULL, quiet);
   virDomainInfo info;
   v->conn = virConnectOpen(uri);

@@ -177,15 +177,10 @@ int memsrc_open_pid(memsrc **out, pid_t pid, const char *name, const memsrc_pid_
                     char *err, size_t errlen)
 {
   memsrc_pid_options none = {0, 0, 0, 0};
-  memsrc *s = memsrc__new(&proc_ops, name, "pid");
-  proc_src *p = calloc(1, sizeof *p);
-  if (!s || !p) {
-    snprintf(err, errlen, "%s: out of memory", name);
-    free(s);
-    free(p);
+  memsrc *s = memsrc__new(&proc_ops, name, "pid", sizeof(proc_src), err, errlen);
+  if (!s)
     return -1;
-  }
-  s->priv = p;
+  proc_src *p = s->priv;
   p->pid = pid;
   p->mem = p->pagemap = -1;
   if (pid <= 0) {
