@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <diffmem/common.h>
 
@@ -20,6 +21,45 @@
 #define DMEM__LIKELY(x) (x)
 #define DMEM__UNLIKELY(x) (x)
 #endif
+
+/* Little-endian loads and stores at any alignment: byte k of the value is
+ * byte k in memory on any host, so that formats and hashes are the same
+ * everywhere. */
+static inline uint64_t dmem__load_le64(const uint8_t *p)
+{
+  uint64_t v;
+  memcpy(&v, p, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  return v;
+}
+
+static inline void dmem__store_le64(uint8_t *p, uint64_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  memcpy(p, &v, sizeof v);
+}
+
+static inline uint32_t dmem__load_le32(const uint8_t *p)
+{
+  uint32_t v;
+  memcpy(&v, p, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap32(v);
+#endif
+  return v;
+}
+
+static inline void dmem__store_le32(uint8_t *p, uint32_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap32(v);
+#endif
+  memcpy(p, &v, sizeof v);
+}
 
 /* The allocator an object keeps: a copy of the caller's hook, or the C
  * library's when the caller gave none. */

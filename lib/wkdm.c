@@ -54,6 +54,7 @@
 #include <diffmem/common.h>
 
 #include "codec_internal.h"
+#include "internal.h"
 
 #define WORDS (DMEM_PAGE_SIZE / 4u)
 #define HDR 6u
@@ -67,24 +68,6 @@ enum { TAG_ZERO = 0, TAG_EXACT = 1, TAG_PARTIAL = 2, TAG_MISS = 3 };
 
 _Static_assert(MAX_STREAM <= DMEM__WKDM_BOUND, "worst case must fit the bound");
 _Static_assert(DMEM__WKDM_BOUND <= 0x7fffffff, "stream length must fit an int");
-
-static inline uint32_t load_le32(const uint8_t *p)
-{
-  uint32_t v;
-  memcpy(&v, p, sizeof v);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  v = __builtin_bswap32(v);
-#endif
-  return v;
-}
-
-static inline void store_le32(uint8_t *p, uint32_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  v = __builtin_bswap32(v);
-#endif
-  memcpy(p, &v, sizeof v);
-}
 
 static inline unsigned load_le16(const uint8_t *p)
 {
@@ -136,7 +119,7 @@ static int classify(struct wk_enc *e, const uint8_t *p, size_t cap)
     uint32_t tags = 0;
 #pragma GCC unroll 16
     for (unsigned j = 0; j < GROUP; j++) {
-      uint32_t w = load_le32(p + 4 * j);
+      uint32_t w = dmem__load_le32(p + 4 * j);
       if (w == 0)
         continue; /* TAG_ZERO is 0 */
       unsigned h = slot(w);
@@ -153,7 +136,7 @@ static int classify(struct wk_enc *e, const uint8_t *p, size_t cap)
       idx += 1 - m;
       *low = w;
       low += 1 - m;
-      store_le32(miss, w);
+      dmem__store_le32(miss, w);
       miss += 4 * m;
     }
     e->tags[g] = tags;
@@ -181,8 +164,8 @@ static uint8_t *pack_low(uint8_t *o, uint32_t *low, unsigned nl)
 {
   low[nl] = low[nl + 1] = 0;
   for (unsigned i = 0; i < nl; i += 3, o += 4)
-    store_le32(o, (low[i] & LOW_MASK) | (low[i + 1] & LOW_MASK) << 10 |
-                      (low[i + 2] & LOW_MASK) << 20);
+    dmem__store_le32(o, (low[i] & LOW_MASK) | (low[i + 1] & LOW_MASK) << 10 |
+                            (low[i + 2] & LOW_MASK) << 20);
   return o;
 }
 
@@ -207,7 +190,7 @@ int dmem__wkdm_compress(uint8_t *out, size_t cap, const void *page)
     memcpy(o, e.miss, 4 * (size_t)e.nf);
   o += 4 * (size_t)e.nf;
   for (unsigned g = 0; g < WORDS / GROUP; g++, o += 4)
-    store_le32(o, e.tags[g]);
+    dmem__store_le32(o, e.tags[g]);
   o = pack_idx(o, e.idx, e.ni);
   o = pack_low(o, e.low, e.nl);
   return (int)(o - out);
@@ -233,7 +216,8 @@ static void count_tags(unsigned count[4], const uint8_t *tags)
   const uint64_t even = 0x5555555555555555ull;
   unsigned lo = 0, hi = 0, both = 0;
   for (unsigned i = 0; i < TAG_BYTES; i += 8) {
-    uint64_t t = (uint64_t)load_le32(tags + i) | (uint64_t)load_le32(tags + i + 4) << 32;
+    uint64_t t = (uint64_t)dmem__load_le32(tags + i) | (uint64_t)dmem__load_le32(tags + i + 4)
+                                                           << 32;
     lo += popcount64(t & even);
     hi += popcount64(t >> 1 & even);
     both += popcount64(t & t >> 1 & even);
@@ -264,7 +248,7 @@ static int unpack_low(uint16_t *low, const uint8_t *in, unsigned nl)
   uint32_t pad = 0;
   unsigned words = (nl + 2) / 3;
   for (unsigned i = 0; i < words; i++) {
-    uint32_t v = load_le32(in + 4 * i);
+    uint32_t v = dmem__load_le32(in + 4 * i);
     pad |= v;
     low[3 * i] = (uint16_t)(v & LOW_MASK);
     low[3 * i + 1] = (uint16_t)(v >> 10 & LOW_MASK);
@@ -272,18 +256,18 @@ static int unpack_low(uint16_t *low, const uint8_t *in, unsigned nl)
   }
   pad &= 0xc0000000u;
   if (nl % 3)
-    pad |= load_le32(in + 4 * (words - 1)) >> (10 * (nl % 3));
+    pad |= dmem__load_le32(in + 4 * (words - 1)) >> (10 * (nl % 3));
   return pad != 0;
 }
 
 /* Rebuilds the words once every count has been checked, so that no cursor
  * can leave its section. */
-static void decode_words(uint8_t *out, const uint8_t *miss, const uint8_t *tags,
-                         const uint8_t *idx, const uint16_t *low)
+static void decode_words(uint8_t *out, const uint8_t *miss, const uint8_t *tags, const uint8_t *idx,
+                         const uint16_t *low)
 {
   uint32_t dict[16] = {0};
   for (unsigned g = 0; g < WORDS / GROUP; g++, out += 4 * GROUP) {
-    uint32_t t = load_le32(tags + 4 * g);
+    uint32_t t = dmem__load_le32(tags + 4 * g);
     if (t == 0) { /* sixteen ZERO words: common in real pages */
       memset(out, 0, 4 * GROUP);
       continue;
@@ -305,12 +289,12 @@ static void decode_words(uint8_t *out, const uint8_t *miss, const uint8_t *tags,
         dict[h] = w;
         break;
       default: /* TAG_MISS */
-        w = load_le32(miss);
+        w = dmem__load_le32(miss);
         miss += 4;
         dict[slot(w)] = w;
         break;
       }
-      store_le32(out + 4 * j, w);
+      dmem__store_le32(out + 4 * j, w);
     }
   }
 }
