@@ -212,9 +212,13 @@ START_TEST(relocated_pointers)
   make_objects(ref, 6);
   memcpy(page, ref, PAGE);
   relocate(page);
-  ck_assert_uint_le(round_trip(page, ref), 16);
+  moved = 0;
+  for (unsigned i = 0; i < PAGE; i += 8)
+    moved += get64(page + i) != get64(ref + i);
+  /* The word format: a byte for each word whose difference repeats. */
+  ck_assert_uint_le(round_trip(page, ref), moved + 20);
   page[1000] ^= 1;
-  ck_assert_uint_le(round_trip(page, ref), 24);
+  ck_assert_uint_le(round_trip(page, ref), moved + 24);
 }
 END_TEST
 
@@ -223,12 +227,17 @@ START_TEST(fills)
   uint8_t ref[PAGE], page[PAGE];
   make_page(ref, 6);
   memcpy(page, ref, PAGE);
-  memset(page + 1000, 0, 1500);
-  memset(page + 3000, 0xff, 200);
-  ck_assert_uint_le(round_trip(page, ref), 24);
+  memset(page + 1000, 0, 1500); /* a run of zero words: one token */
+  ck_assert_uint_le(round_trip(page, ref), 8);
+  memset(page + 3001, 0, 9); /* zero, but not a whole word */
+  ck_assert_uint_le(round_trip(page, ref), 8 + 12);
   make_random(ref, 7);
   memset(page, 0, PAGE);
-  ck_assert_uint_le(round_trip(page, ref), 4);
+  ck_assert_uint_le(round_trip(page, ref), 6);
+  /* Other fills the word format cannot express cheaply; when it cannot fit
+   * them at all, the LZ-style format's fill takes them. */
+  memset(page, 0xff, PAGE);
+  ck_assert_uint_le(round_trip(page, ref), 6);
 }
 END_TEST
 
@@ -352,6 +361,7 @@ static void pb_varint(unsigned v)
 static void build(const int *ops, size_t n)
 {
   pbn = 0;
+  pb[pbn++] = 1; /* the LZ-style format */
   for (size_t i = 0; i + 2 < n; i += 3) {
     pb_varint(((unsigned)ops[i] - 1) << 3 | (unsigned)ops[i + 1]);
     if (ops[i + 2] >= 0)
@@ -369,7 +379,7 @@ static void ref_pattern(uint8_t *ref)
     ref[i] = (uint8_t)(i * 7 + 1);
 }
 
-/* Pins the format: every op kind, decoded as the comment in delta.c says. */
+/* Pins the LZ-style format: every op kind, decoded as lib/delta_lz.c says. */
 START_TEST(format_by_hand)
 {
   /* clang-format off */
@@ -410,12 +420,12 @@ static int decode_ops(const int *ops, size_t n)
 START_TEST(malformed_by_hand)
 {
   uint8_t ref[PAGE], page[PAGE];
-  static const uint8_t long_varint[] = {0x80, 0x80, 0x80, 0x01};
+  static const uint8_t long_varint[] = {1, 0x80, 0x80, 0x80, 0x01};
   ref_pattern(ref);
   ck_assert_int_eq(DECODE_OPS(PAGE, K_COPY, -1), 0);
   ck_assert_int_eq(DECODE_OPS(PAGE, K_LIT, -1), 0);
   ck_assert_int_eq(decode_exact(page, ref, (const uint8_t *)"", 0), DMEM_ETRUNC);
-  ck_assert_int_eq(decode_exact(page, ref, long_varint, 4), DMEM_ECORRUPT);
+  ck_assert_int_eq(decode_exact(page, ref, long_varint, 5), DMEM_ECORRUPT);
   /* copy sources past either end of the reference */
   ck_assert_int_eq(DECODE_OPS(PAGE, K_SHIFT, 2), DMEM_ECORRUPT);
   ck_assert_int_eq(DECODE_OPS(PAGE, K_SHIFT, 1), DMEM_ECORRUPT);
@@ -437,6 +447,151 @@ START_TEST(malformed_by_hand)
   ck_assert_int_eq(DECODE_OPS(10, K_LIT, -1, 4086, K_XNEW, 10), 0);
   ck_assert_int_eq(DECODE_OPS(10, K_LIT, -1, 10, K_XNEW, 10, 4076, K_XREP1, -1), DMEM_ECORRUPT);
   ck_assert_int_eq(DECODE_OPS(10, K_LIT, -1, 10, K_XNEW, 10, 10, K_XNEW, 1, 4066, K_XREP1, -1), 0);
+}
+END_TEST
+
+/* ---- The word format, by hand ---- */
+
+/* The tables' slots, as lib/delta.c defines them: part of the format. */
+static unsigned exact_slot(uint64_t x)
+{
+  return (unsigned)((x * 0x9e3779b97f4a7c15ull) >> 60);
+}
+
+static unsigned high_slot(uint64_t x)
+{
+  return (unsigned)(((x >> 24) * 0x9e3779b97f4a7c15ull) >> 58);
+}
+
+enum { W_PART = 16, W_RANGE = 17, W_ZERO = 53, W_END = 63 };
+
+/* A token with skip bits s (0..3) and a code. */
+static void pb_tok(unsigned s, unsigned code)
+{
+  pb[pbn++] = (uint8_t)(s << 6 | code);
+}
+
+static void pb_bytes(const uint8_t *b, size_t n)
+{
+  memcpy(pb + pbn, b, n);
+  pbn += n;
+}
+
+static void xor_word(uint8_t *page, unsigned i, uint64_t x)
+{
+  put64(page + 8 * i, get64(page + 8 * i) ^ x);
+}
+
+/* Every code, decoded as lib/delta.c says (on a little-endian host, where
+ * byte k of a word is bits 8k..8k+7 of the test's uint64_t). */
+START_TEST(word_format_by_hand)
+{
+  const uint64_t x1 = 0x0000123456789a00ull, x2 = (x1 & ~0xffffull) | 0x2211;
+  uint8_t ref[PAGE], want[PAGE], got[PAGE];
+  ref_pattern(ref);
+  memcpy(want, ref, PAGE);
+  pbn = 0;
+  pb[pbn++] = 0; /* the word format */
+  /* word 0: bytes 1..5 of x1 (range (1,5) is rank 8 + 4) */
+  pb_tok(0, W_RANGE + 12);
+  pb_bytes((const uint8_t *)"\x9a\x78\x56\x34\x12", 5);
+  xor_word(want, 0, x1);
+  /* word 3: x1 again, from the exact table */
+  pb_tok(2, exact_slot(x1));
+  xor_word(want, 3, x1);
+  /* word 14: skip 10 (3 + varint 7); x1's high bytes with low bytes 11 22 */
+  pb_tok(3, W_PART);
+  pb_varint(7);
+  pb[pbn++] = (uint8_t)(2u << 6 | high_slot(x1));
+  pb_bytes((const uint8_t *)"\x11\x22", 2);
+  xor_word(want, 14, x2);
+  /* words 16..19 are zero in the page */
+  pb_tok(1, W_ZERO);
+  pb_varint(3);
+  memset(want + 16 * 8, 0, 32);
+  /* word 20: x2 from the exact table (the zero run left the tables alone) */
+  pb_tok(0, exact_slot(x2));
+  xor_word(want, 20, x2);
+  /* word 511: byte 7 only (range (7,7), rank 35); skip 490 = 3 + 487 */
+  pb_tok(3, W_RANGE + 35);
+  pb_varint(487);
+  pb[pbn++] = 0x80;
+  xor_word(want, 511, 0x80ull << 56);
+  pb_tok(0, W_END);
+  ck_assert_int_eq(decode_exact(got, ref, pb, pbn), 0);
+  ck_assert(memcmp(got, want, PAGE) == 0);
+  /* The ranks of (lo, hi): (0,0) is 0, (0,7) is 7, (1,1) is 8, (6,7) 34. */
+  static const struct {
+    unsigned rank;
+    uint64_t x;
+  } ranks[] = {{0, 0xaa}, {7, 0xaabbccddeeff0011ull}, {8, 0xaa00}, {34, 0xaabb000000000000ull}};
+  for (unsigned k = 0; k < 4; k++) {
+    unsigned lo = (unsigned)__builtin_ctzll(ranks[k].x) / 8,
+             n = 8 - lo - (unsigned)__builtin_clzll(ranks[k].x) / 8;
+    pbn = 0;
+    pb[pbn++] = 0;
+    pb_tok(0, W_RANGE + ranks[k].rank);
+    pb_bytes((const uint8_t *)&ranks[k].x + lo, n);
+    pb_tok(0, W_END);
+    memcpy(want, ref, PAGE);
+    xor_word(want, 0, ranks[k].x);
+    ck_assert_int_eq(decode_exact(got, ref, pb, pbn), 0);
+    ck_assert_msg(memcmp(got, want, PAGE) == 0, "rank %u", ranks[k].rank);
+  }
+}
+END_TEST
+
+/* Builds a word-format patch from bytes after the header. */
+static int decode_words(const uint8_t *b, size_t n)
+{
+  uint8_t ref[PAGE], page[PAGE];
+  ref_pattern(ref);
+  pbn = 0;
+  pb[pbn++] = 0;
+  pb_bytes(b, n);
+  return decode_exact(page, ref, pb, pbn);
+}
+
+#define WORDS_OK(...)                                                                              \
+  decode_words((const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__}))
+
+START_TEST(word_format_malformed)
+{
+  uint8_t ref[PAGE], page[PAGE];
+  ref_pattern(ref);
+  /* headers */
+  ck_assert_int_eq(decode_exact(page, ref, (const uint8_t *)"\0", 1), DMEM_ETRUNC);
+  ck_assert_int_eq(decode_exact(page, ref, (const uint8_t *)"\x02\x3f", 2), DMEM_ECORRUPT);
+  ck_assert_int_eq(decode_exact(page, ref, (const uint8_t *)"\xff\x3f", 2), DMEM_ECORRUPT);
+  ck_assert_int_eq(WORDS_OK(W_END), 0);
+  /* the end: no skip bits, nothing after it; no end at all */
+  ck_assert_int_eq(WORDS_OK(1u << 6 | W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(WORDS_OK(W_END, 0), DMEM_ECORRUPT);
+  ck_assert_int_eq(WORDS_OK(W_RANGE, 5), DMEM_ETRUNC);
+  /* unused codes */
+  for (unsigned c = W_ZERO + 1; c < W_END; c++)
+    ck_assert_int_eq(WORDS_OK((uint8_t)c, W_END), DMEM_ECORRUPT);
+  /* empty table entries, and a high entry that comes out zero */
+  ck_assert_int_eq(WORDS_OK(0, W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(WORDS_OK(W_PART, 0, W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(WORDS_OK(W_PART, 1u << 6, 0, W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(WORDS_OK(W_PART, 1u << 6, 5, W_END), 0);
+  /* payloads cut short */
+  ck_assert_int_eq(WORDS_OK(W_PART), DMEM_ETRUNC);
+  ck_assert_int_eq(WORDS_OK(W_PART, 3u << 6, 1, 2), DMEM_ETRUNC);
+  ck_assert_int_eq(WORDS_OK(W_RANGE + 7, 1, 2, 3, 4, 5, 6, 7), DMEM_ETRUNC);
+  ck_assert_int_eq(WORDS_OK(3u << 6 | W_RANGE, 0x80), DMEM_ETRUNC);
+  ck_assert_int_eq(WORDS_OK(W_ZERO), DMEM_ETRUNC);
+  ck_assert_int_eq(WORDS_OK(3u << 6 | W_RANGE, 0x80, 0x80, 0x80, 0x01, 1, W_END), DMEM_ECORRUPT);
+  /* words past the page end: skip 511 (3 + 508) reaches word 511, 512 word 512 */
+  ck_assert_int_eq(WORDS_OK(3u << 6 | W_RANGE, 0xfc, 0x03, 1, W_END), 0);
+  ck_assert_int_eq(WORDS_OK(3u << 6 | W_RANGE, 0xfd, 0x03, 1, W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(WORDS_OK(3u << 6 | W_RANGE, 0xfc, 0x03, 1, W_RANGE, 1, W_END), DMEM_ECORRUPT);
+  /* zero runs: 512 words fit, 513 do not, nor 2 from word 511 */
+  ck_assert_int_eq(WORDS_OK(W_ZERO, 0xff, 0x03, W_END), 0);
+  ck_assert_int_eq(WORDS_OK(W_ZERO, 0x80, 0x04, W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(WORDS_OK(3u << 6 | W_ZERO, 0xfc, 0x03, 0, W_END), 0);
+  ck_assert_int_eq(WORDS_OK(3u << 6 | W_ZERO, 0xfc, 0x03, 1, W_END), DMEM_ECORRUPT);
 }
 END_TEST
 
@@ -528,9 +683,9 @@ START_TEST(random_bytes_never_crash)
 }
 END_TEST
 
-/* The encoder copies a short literal as one 16-byte block and reads x 16
- * bytes at a time into padding: differences in the last bytes of the page,
- * at every length up to 40, must still round-trip and stay small. */
+/* Both encoders write whole words and blocks past their cursor into slack:
+ * differences in the last bytes of the page, at every length up to 40,
+ * must still round-trip and stay small. */
 START_TEST(page_end_edges)
 {
   uint8_t ref[PAGE], page[PAGE];
@@ -538,12 +693,13 @@ START_TEST(page_end_edges)
   for (unsigned n = 1; n <= 40; n++) {
     memcpy(page, ref, PAGE);
     for (unsigned i = PAGE - n; i < PAGE; i++)
-      page[i] ^= (uint8_t)(0x3c + i); /* a literal that ends the page */
-    ck_assert_uint_le(round_trip(page, ref), n + 8);
+      page[i] ^= (uint8_t)(0x3c + i);                        /* a literal that ends the page */
+    ck_assert_uint_le(round_trip(page, ref), n + n / 8 + 8); /* a token a word */
     memcpy(page, ref, PAGE);
     for (unsigned i = PAGE - n; i < PAGE; i++)
       page[i] ^= (uint8_t)(0x11 * (i % 8 + 1)); /* x repeats every 8 bytes */
-    ck_assert_uint_le(round_trip(page, ref), n < 16 ? n + 8 : 16);
+    /* the first words as they are, then a byte for each repeat */
+    ck_assert_uint_le(round_trip(page, ref), n < 16 ? n + 8 : 20 + n / 8);
   }
 }
 END_TEST
@@ -574,9 +730,9 @@ START_TEST(known_answers)
     size_t len;
     uint64_t fnv;
   } want[3] = {
-      {20, 0x12358a52bc288d02ull},  /* three words changed */
-      {510, 0xd97e849d947352d5ull}, /* pointers relocated, one byte changed */
-      {41, 0xb3f3e7c7d4ed3727ull},  /* content moved by 24, 8 bytes changed */
+      {17, 0x2f1da1abd5be9af9ull},  /* three words changed */
+      {242, 0xd82cdae5e1a6f56bull}, /* pointers relocated, one byte changed */
+      {42, 0xba3f1d8b8173d79cull},  /* content moved by 24, 8 bytes changed */
   };
   uint8_t ref[PAGE], page[PAGE], patch[DMEM_DELTA_MAX];
   for (unsigned k = 0; k < 3; k++) {
@@ -613,6 +769,8 @@ Suite *dmem_test_suite(void)
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, format_by_hand);
   tcase_add_test(tc, malformed_by_hand);
+  tcase_add_test(tc, word_format_by_hand);
+  tcase_add_test(tc, word_format_malformed);
   tcase_add_test(tc, every_truncation_fails);
   tcase_add_test(tc, trailing_bytes_rejected);
   tcase_add_test(tc, bit_flips_never_crash);

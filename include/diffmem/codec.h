@@ -149,10 +149,17 @@ DMEM_API dmem_codec_id dmem_codec_of_blob(const void *blob, size_t blob_len);
 /**
  * Writes @p page as a patch against @p ref.
  *
- * The patch copies runs of the reference, at the same offset or shifted,
- * and carries the bytes that differ as literals, so that a page which
- * differs from its reference in a few words, or whose content moved within
- * the page, gets a short patch.
+ * The patch carries the 64-bit words that differ from the reference's at
+ * the same offset, coded against the differences seen earlier in the page
+ * (pointers relocated by one slide, runs of cleared words: a byte or two
+ * each). A page the word form cannot fit, whose content moved within the
+ * page or holds byte fills, is tried in an LZ-style form that copies the
+ * reference at a shift. The patch names its form in its first byte.
+ *
+ * Which form is used does not depend on @p out_cap: the cap decides only
+ * whether the patch is taken. A page is refused when neither form fits
+ * in DMEM_DELTA_MAX bytes, or when the word form does not and the
+ * LZ-style form is not tried because nothing suggests it would help.
  *
  * @param out_len receives the patch length.
  * @param out where the patch goes.
