@@ -83,6 +83,7 @@
 #define SLACK 16u      /* bytes a word may write past the cap before the check */
 #define SAMPLES 8u     /* page windows lz_evidence() looks for in the reference */
 #define LZ_EVIDENCE 2u /* windows found that make the LZ-style encoder worth a try */
+#define WBITS 10u      /* lz_evidence()'s index of the reference: 1024 slots, 511 windows */
 /* Words that may differ for the LZ-style format to fit them as literals. */
 #define LZ_WORDS (DMEM_DELTA_MAX / 8u)
 
@@ -99,12 +100,12 @@ static const uint8_t range_len[36] = {1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 
 
 static inline unsigned exact_slot(uint64_t x)
 {
-  return (unsigned)((x * 0x9e3779b97f4a7c15ull) >> (64 - EXACT_BITS));
+  return hash64(x, EXACT_BITS);
 }
 
 static inline unsigned high_slot(uint64_t x)
 {
-  return (unsigned)(((x >> 24) * 0x9e3779b97f4a7c15ull) >> (64 - HIGH_BITS));
+  return hash64(x >> 24, HIGH_BITS);
 }
 
 /* The tables both ends keep, updated after every word. */
@@ -200,8 +201,18 @@ static inline uint64_t from_word(unsigned from, unsigned b)
   return from <= b * 64 ? ~0ull : from >= b * 64 + 64 ? 0 : ~0ull << (from - b * 64);
 }
 
+/* How many words the map marks. */
+static unsigned map_count(const uint64_t map[WORDS / 64])
+{
+  unsigned n = 0;
+  for (unsigned b = 0; b < WORDS / 64; b++)
+    n += (unsigned)__builtin_popcountll(map[b]);
+  return n;
+}
+
 /* The word format into out (cap + SLACK bytes of room): 0, or DMEM_ETOOBIG
- * as soon as the patch passes cap. *differ: how many words differ. */
+ * as soon as the patch passes cap, with *differ set to how many words
+ * differ (what the caller weighs before it tries the LZ-style format). */
 static int word_encode(size_t *len, unsigned *differ, uint8_t *out, size_t cap, const uint8_t *page,
                        const uint8_t *ref)
 {
@@ -210,9 +221,6 @@ static int word_encode(size_t *len, unsigned *differ, uint8_t *out, size_t cap, 
   uint8_t *op = out, *end = out + cap;
   unsigned next = 0; /* the first word not yet covered */
   word_map(map, page, ref);
-  *differ = 0;
-  for (unsigned b = 0; b < WORDS / 64; b++)
-    *differ += (unsigned)__builtin_popcountll(map[b]);
   memset(&t, 0, sizeof t);
   for (unsigned b = 0; b < WORDS / 64; b++) {
     uint64_t m = map[b] & from_word(next, b);
@@ -238,14 +246,17 @@ static int word_encode(size_t *len, unsigned *differ, uint8_t *out, size_t cap, 
         next = i + 1;
       }
       if (op > end)
-        return DMEM_ETOOBIG;
+        goto too_big;
     }
   }
   *op++ = C_END;
   if (op > end)
-    return DMEM_ETOOBIG;
+    goto too_big;
   *len = (size_t)(op - out);
   return 0;
+too_big:
+  *differ = map_count(map);
+  return DMEM_ETOOBIG;
 }
 
 /* Whether the LZ-style format may find what the word format cannot: of
@@ -257,11 +268,11 @@ static int word_encode(size_t *len, unsigned *differ, uint8_t *out, size_t cap, 
  * instructions, where the LZ encoder spends tens of thousands. */
 static unsigned lz_evidence(const uint8_t *page, const uint8_t *ref)
 {
-  uint16_t tab[1u << 10];
+  uint16_t tab[1u << WBITS];
   unsigned found = 0;
   memset(tab, 0, sizeof tab);
   for (unsigned n = PAGE / 8 - 1; n-- > 0;) /* downwards: the lowest offset keeps a slot */
-    tab[(dmem__load_le64(ref + 8 * n) * 0x9e3779b97f4a7c15ull) >> 54] = (uint16_t)(8 * n + 1);
+    tab[hash64(dmem__load_le64(ref + 8 * n), WBITS)] = (uint16_t)(8 * n + 1);
   for (unsigned j = 0; j < SAMPLES; j++) {
     unsigned p = j * (PAGE / SAMPLES) + PAGE / SAMPLES / 2;
     uint64_t w = dmem__load_le64(page + p);
@@ -273,7 +284,7 @@ static unsigned lz_evidence(const uint8_t *page, const uint8_t *ref)
     }
     for (unsigned k = 0; k < 8; k++) {
       uint64_t v = dmem__load_le64(page + p + k);
-      unsigned q = tab[(v * 0x9e3779b97f4a7c15ull) >> 54];
+      unsigned q = tab[hash64(v, WBITS)];
       if (q-- && dmem__load_le64(ref + q) == v &&
           dmem__load_le64(ref + q + 8) == dmem__load_le64(page + p + k + 8)) {
         found++;
@@ -292,7 +303,7 @@ int dmem_delta_encode(size_t *out_len, void *out, size_t out_cap, const void *pa
    * patch, so that the cap decides only whether the patch is taken. */
   size_t cap = out_cap < DMEM_DELTA_MAX ? out_cap : DMEM_DELTA_MAX, len = 0;
   uint8_t buf[DMEM_DELTA_MAX + SLACK], *o = out;
-  unsigned differ;
+  unsigned differ = 0;
   if (word_encode(&len, &differ, buf, DMEM_DELTA_MAX - 1, page, ref) == 0) {
     if (len + 1 > cap)
       return DMEM_ETOOBIG;

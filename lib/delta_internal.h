@@ -45,6 +45,13 @@ static inline int get_varint(unsigned *v, const uint8_t **ip, const uint8_t *end
   return DMEM_ECORRUPT;
 }
 
+/* A multiplicative hash of a 64-bit value to `bits` bits (Fibonacci
+ * hashing): the table slots of both formats. */
+static inline unsigned hash64(uint64_t w, unsigned bits)
+{
+  return (unsigned)((w * 0x9e3779b97f4a7c15ull) >> (64 - bits));
+}
+
 /* The LZ-style format, without the header byte. The encoder writes the
  * patch to out and returns 0, or returns DMEM_ETOOBIG, writing nothing,
  * when the patch would be longer than the smaller of cap and

@@ -168,11 +168,6 @@ static void make_x(enc *e)
   memset(e->x + PAGE, 0, XPAD);
 }
 
-static inline unsigned hash64(uint64_t w, unsigned bits)
-{
-  return (unsigned)((w * 0x9e3779b97f4a7c15ull) >> (64 - bits));
-}
-
 /* First byte at or after from where page and reference differ, or PAGE. */
 static unsigned next_diff(const enc *e, unsigned from)
 {

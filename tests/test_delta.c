@@ -558,7 +558,7 @@ static int decode_words(const uint8_t *b, size_t n)
   return decode_exact(page, ref, pb, pbn);
 }
 
-#define WORDS_OK(...)                                                                              \
+#define DECODE_WORDS(...)                                                                          \
   decode_words((const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__}))
 
 START_TEST(word_format_malformed)
@@ -569,35 +569,37 @@ START_TEST(word_format_malformed)
   ck_assert_int_eq(decode_exact(page, ref, (const uint8_t *)"\0", 1), DMEM_ETRUNC);
   ck_assert_int_eq(decode_exact(page, ref, (const uint8_t *)"\x02\x3f", 2), DMEM_ECORRUPT);
   ck_assert_int_eq(decode_exact(page, ref, (const uint8_t *)"\xff\x3f", 2), DMEM_ECORRUPT);
-  ck_assert_int_eq(WORDS_OK(W_END), 0);
+  ck_assert_int_eq(DECODE_WORDS(W_END), 0);
   /* the end: no skip bits, nothing after it; no end at all */
-  ck_assert_int_eq(WORDS_OK(1u << 6 | W_END), DMEM_ECORRUPT);
-  ck_assert_int_eq(WORDS_OK(W_END, 0), DMEM_ECORRUPT);
-  ck_assert_int_eq(WORDS_OK(W_RANGE, 5), DMEM_ETRUNC);
+  ck_assert_int_eq(DECODE_WORDS(1u << 6 | W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_WORDS(W_END, 0), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_WORDS(W_RANGE, 5), DMEM_ETRUNC);
   /* unused codes */
   for (unsigned c = W_ZERO + 1; c < W_END; c++)
-    ck_assert_int_eq(WORDS_OK((uint8_t)c, W_END), DMEM_ECORRUPT);
+    ck_assert_int_eq(DECODE_WORDS((uint8_t)c, W_END), DMEM_ECORRUPT);
   /* empty table entries, and a high entry that comes out zero */
-  ck_assert_int_eq(WORDS_OK(0, W_END), DMEM_ECORRUPT);
-  ck_assert_int_eq(WORDS_OK(W_PART, 0, W_END), DMEM_ECORRUPT);
-  ck_assert_int_eq(WORDS_OK(W_PART, 1u << 6, 0, W_END), DMEM_ECORRUPT);
-  ck_assert_int_eq(WORDS_OK(W_PART, 1u << 6, 5, W_END), 0);
+  ck_assert_int_eq(DECODE_WORDS(0, W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_WORDS(W_PART, 0, W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_WORDS(W_PART, 1u << 6, 0, W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_WORDS(W_PART, 1u << 6, 5, W_END), 0);
   /* payloads cut short */
-  ck_assert_int_eq(WORDS_OK(W_PART), DMEM_ETRUNC);
-  ck_assert_int_eq(WORDS_OK(W_PART, 3u << 6, 1, 2), DMEM_ETRUNC);
-  ck_assert_int_eq(WORDS_OK(W_RANGE + 7, 1, 2, 3, 4, 5, 6, 7), DMEM_ETRUNC);
-  ck_assert_int_eq(WORDS_OK(3u << 6 | W_RANGE, 0x80), DMEM_ETRUNC);
-  ck_assert_int_eq(WORDS_OK(W_ZERO), DMEM_ETRUNC);
-  ck_assert_int_eq(WORDS_OK(3u << 6 | W_RANGE, 0x80, 0x80, 0x80, 0x01, 1, W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_WORDS(W_PART), DMEM_ETRUNC);
+  ck_assert_int_eq(DECODE_WORDS(W_PART, 3u << 6, 1, 2), DMEM_ETRUNC);
+  ck_assert_int_eq(DECODE_WORDS(W_RANGE + 7, 1, 2, 3, 4, 5, 6, 7), DMEM_ETRUNC);
+  ck_assert_int_eq(DECODE_WORDS(3u << 6 | W_RANGE, 0x80), DMEM_ETRUNC);
+  ck_assert_int_eq(DECODE_WORDS(W_ZERO), DMEM_ETRUNC);
+  ck_assert_int_eq(DECODE_WORDS(3u << 6 | W_RANGE, 0x80, 0x80, 0x80, 0x01, 1, W_END),
+                   DMEM_ECORRUPT);
   /* words past the page end: skip 511 (3 + 508) reaches word 511, 512 word 512 */
-  ck_assert_int_eq(WORDS_OK(3u << 6 | W_RANGE, 0xfc, 0x03, 1, W_END), 0);
-  ck_assert_int_eq(WORDS_OK(3u << 6 | W_RANGE, 0xfd, 0x03, 1, W_END), DMEM_ECORRUPT);
-  ck_assert_int_eq(WORDS_OK(3u << 6 | W_RANGE, 0xfc, 0x03, 1, W_RANGE, 1, W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_WORDS(3u << 6 | W_RANGE, 0xfc, 0x03, 1, W_END), 0);
+  ck_assert_int_eq(DECODE_WORDS(3u << 6 | W_RANGE, 0xfd, 0x03, 1, W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_WORDS(3u << 6 | W_RANGE, 0xfc, 0x03, 1, W_RANGE, 1, W_END),
+                   DMEM_ECORRUPT);
   /* zero runs: 512 words fit, 513 do not, nor 2 from word 511 */
-  ck_assert_int_eq(WORDS_OK(W_ZERO, 0xff, 0x03, W_END), 0);
-  ck_assert_int_eq(WORDS_OK(W_ZERO, 0x80, 0x04, W_END), DMEM_ECORRUPT);
-  ck_assert_int_eq(WORDS_OK(3u << 6 | W_ZERO, 0xfc, 0x03, 0, W_END), 0);
-  ck_assert_int_eq(WORDS_OK(3u << 6 | W_ZERO, 0xfc, 0x03, 1, W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_WORDS(W_ZERO, 0xff, 0x03, W_END), 0);
+  ck_assert_int_eq(DECODE_WORDS(W_ZERO, 0x80, 0x04, W_END), DMEM_ECORRUPT);
+  ck_assert_int_eq(DECODE_WORDS(3u << 6 | W_ZERO, 0xfc, 0x03, 0, W_END), 0);
+  ck_assert_int_eq(DECODE_WORDS(3u << 6 | W_ZERO, 0xfc, 0x03, 1, W_END), DMEM_ECORRUPT);
 }
 END_TEST
 
