@@ -45,6 +45,17 @@ static inline int get_varint(unsigned *v, const uint8_t **ip, const uint8_t *end
   return DMEM_ECORRUPT;
 }
 
+/* Signed values as varints: z = 0, 1, 2, 3 .. means 0, -1, 1, -2 .. */
+static inline unsigned zigzag(int v)
+{
+  return v < 0 ? ((unsigned)-v << 1) - 1 : (unsigned)v << 1;
+}
+
+static inline int unzigzag(unsigned z)
+{
+  return z & 1u ? -(int)(z >> 1) - 1 : (int)(z >> 1);
+}
+
 /* A multiplicative hash of a 64-bit value to `bits` bits (Fibonacci
  * hashing): the table slots of both formats. */
 static inline unsigned hash64(uint64_t w, unsigned bits)

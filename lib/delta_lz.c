@@ -245,7 +245,7 @@ static int emit_copy(enc *e, unsigned to, int s)
   int d = s - e->shift;
   e->shift = s;
   put_tag(e, to, OP_SHIFT);
-  e->op = put_varint(e->op, d < 0 ? ((unsigned)-d << 1) - 1 : (unsigned)d << 1);
+  e->op = put_varint(e->op, zigzag(d));
   return over_cap(e);
 }
 
@@ -624,7 +624,7 @@ static int decode_op(dec *d, unsigned tag, unsigned len)
   case OP_SHIFT:
     if ((rc = get_varint(&v, &d->ip, d->end)) != 0)
       return rc;
-    d->shift += v & 1u ? -(long)(v >> 1) - 1 : (long)(v >> 1);
+    d->shift += unzigzag(v);
     /* fall through */
   case OP_COPY:
     if ((long)d->pos + d->shift < 0 || (long)d->pos + d->shift + len > (long)PAGE)

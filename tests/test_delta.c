@@ -101,20 +101,31 @@ static void assert_guard(const uint8_t *p, size_t from, size_t to)
   ck_assert_msg(i == to, "byte %zu past the end was written", i);
 }
 
-/* Encodes page against ref with the default cap, checks that the patch
- * decodes to page exactly, and returns its length. */
-static size_t round_trip(const uint8_t *page, const uint8_t *ref)
+/* Encodes page against ref with the default cap and the given flags,
+ * checks that the patch decodes to page exactly, and returns its length;
+ * *format gets the patch's first byte (when format is not NULL). */
+static size_t round_trip_flags(const uint8_t *page, const uint8_t *ref, unsigned flags,
+                               unsigned *format)
 {
   uint8_t patch[DMEM_DELTA_MAX], out[PAGE + GUARD];
   size_t len = 0;
-  ck_assert_int_eq(dmem_delta_encode(&len, patch, sizeof patch, page, ref), 0);
+  ck_assert_int_eq(dmem_delta_encode_flags(&len, patch, sizeof patch, page, ref, flags), 0);
   ck_assert(len >= 1 && len <= DMEM_DELTA_MAX);
   memset(out, GUARD_BYTE, sizeof out);
   ck_assert_int_eq(dmem_delta_decode(out, ref, patch, len), 0);
   ck_assert(memcmp(out, page, PAGE) == 0);
   assert_guard(out, PAGE, sizeof out);
+  if (format)
+    *format = patch[0];
   return len;
 }
+
+static size_t round_trip(const uint8_t *page, const uint8_t *ref)
+{
+  return round_trip_flags(page, ref, 0, NULL);
+}
+
+enum { F_WORD = 0, F_LZ = 1, F_MOVED = 2 }; /* a patch's first byte */
 
 /* Decodes a patch from an exactly sized heap copy, so that ASan sees any
  * read past its end. */
@@ -174,17 +185,21 @@ START_TEST(scattered_changes)
 }
 END_TEST
 
+/* Content that moved within the page: the word format against the
+ * reference moved back, whatever the shift. */
 START_TEST(shifted_content)
 {
-  static const int moves[] = {1, 8, 24, 100, -8, -24, -100};
+  static const int moves[] = {1, 8, 24, 100, 1000, -3, -8, -24, -100, -1000};
   uint8_t ref[PAGE], page[PAGE];
   make_page(ref, 4);
   for (unsigned k = 0; k < sizeof moves / sizeof moves[0]; k++) {
     move_content(page, ref, moves[k]);
-    size_t len = round_trip(page, ref);
+    unsigned format;
+    size_t len = round_trip_flags(page, ref, 0, &format);
     size_t fresh = (size_t)abs(moves[k]);
-    /* the fresh bytes as literals, and a handful of ops */
-    ck_assert_msg(len <= fresh + 48, "move %d: %zu bytes", moves[k], len);
+    /* the fresh bytes, a token a word, and the header */
+    ck_assert_msg(len <= fresh + fresh / 8 + 16, "move %d: %zu bytes", moves[k], len);
+    ck_assert_msg(format == F_MOVED, "move %d: format %u", moves[k], format);
   }
 }
 END_TEST
@@ -238,10 +253,16 @@ START_TEST(fills)
   make_random(ref, 7);
   memset(page, 0, PAGE);
   ck_assert_uint_le(round_trip(page, ref), 6);
-  /* Other fills the word format cannot express cheaply; when it cannot fit
-   * them at all, the LZ-style format's fill takes them. */
+  /* Other fills the word format cannot express cheaply: when it cannot fit
+   * them at all, the page is refused, unless the caller asks for the
+   * LZ-style format, whose fill takes them. */
   memset(page, 0xff, PAGE);
-  ck_assert_uint_le(round_trip(page, ref), 6);
+  uint8_t patch[DMEM_DELTA_MAX];
+  size_t len;
+  ck_assert_int_eq(dmem_delta_encode(&len, patch, sizeof patch, page, ref), DMEM_ETOOBIG);
+  unsigned format;
+  ck_assert_uint_le(round_trip_flags(page, ref, DMEM_DELTA_LZ, &format), 6);
+  ck_assert_uint_eq(format, F_LZ);
 }
 END_TEST
 
@@ -267,13 +288,14 @@ START_TEST(random_mutations)
       else
         memset(page + at, (int)(test_rand(&s) & 0xff), len);
     }
+    unsigned flags = round % 2 ? DMEM_DELTA_LZ : 0;
     size_t len;
-    int rc = dmem_delta_encode(&len, patch, sizeof patch, page, ref);
+    int rc = dmem_delta_encode_flags(&len, patch, sizeof patch, page, ref, flags);
     if (rc == DMEM_ETOOBIG)
       continue;
     ck_assert_int_eq(rc, 0);
     accepted++;
-    ck_assert_uint_eq(round_trip(page, ref), len);
+    ck_assert_uint_eq(round_trip_flags(page, ref, flags, NULL), len);
   }
   ck_assert_uint_ge(accepted, 300);
 }
@@ -281,21 +303,18 @@ END_TEST
 
 /* ---- The cap ---- */
 
-START_TEST(cap_is_exact)
+/* Every cap from 0 to the patch's length: refused below it, the same bytes
+ * at it, and nothing written past the cap either way. */
+static void check_cap(const uint8_t *page, const uint8_t *ref, unsigned flags, unsigned format)
 {
-  uint8_t ref[PAGE], page[PAGE], full[DMEM_DELTA_MAX];
-  uint8_t buf[DMEM_DELTA_MAX + GUARD];
-  make_page(ref, 13);
-  memcpy(page, ref, PAGE);
-  relocate(page);
-  for (unsigned i = 0; i < PAGE; i += 97)
-    page[i] ^= 0x5a;
+  uint8_t full[DMEM_DELTA_MAX], buf[DMEM_DELTA_MAX + GUARD];
   size_t len, got;
-  ck_assert_int_eq(dmem_delta_encode(&len, full, sizeof full, page, ref), 0);
+  ck_assert_int_eq(dmem_delta_encode_flags(&len, full, sizeof full, page, ref, flags), 0);
   ck_assert_uint_ge(len, 16);
+  ck_assert_uint_eq(full[0], format);
   for (size_t cap = 0; cap <= len; cap++) {
     memset(buf, GUARD_BYTE, sizeof buf);
-    int rc = dmem_delta_encode(&got, buf, cap, page, ref);
+    int rc = dmem_delta_encode_flags(&got, buf, cap, page, ref, flags);
     if (cap < len) {
       ck_assert_int_eq(rc, DMEM_ETOOBIG);
     } else {
@@ -306,28 +325,55 @@ START_TEST(cap_is_exact)
     assert_guard(buf, cap, sizeof buf);
   }
 }
+
+START_TEST(cap_is_exact)
+{
+  uint8_t ref[PAGE], page[PAGE];
+  make_page(ref, 13);
+  memcpy(page, ref, PAGE);
+  relocate(page);
+  for (unsigned i = 0; i < PAGE; i += 97)
+    page[i] ^= 0x5a;
+  check_cap(page, ref, 0, F_WORD);
+  move_content(page, ref, -40);
+  check_cap(page, ref, 0, F_MOVED);
+  make_random(ref, 16);
+  memcpy(page, ref, PAGE);
+  make_random(page, 17);
+  memcpy(page + 1900, ref + 1900, PAGE - 1900); /* too many new words for the word format */
+  check_cap(page, ref, DMEM_DELTA_LZ, F_LZ);
+}
 END_TEST
 
 /* Unrelated pages, and a page 2100 bytes of which are new, are refused
- * whatever room the caller gives; 1900 new bytes fit. */
+ * whatever room the caller gives; 1900 new bytes fit in the LZ-style
+ * format's literal, but not in the word format, a token and eight bytes a
+ * word. */
 START_TEST(too_big)
 {
   uint8_t ref[PAGE], page[PAGE], *big = malloc(2 * PAGE);
   size_t len;
   ck_assert_ptr_nonnull(big);
-  make_page(ref, 11);
-  make_page(page, 12);
-  ck_assert_int_eq(dmem_delta_encode(&len, big, 2 * PAGE, page, ref), DMEM_ETOOBIG);
-  make_random(ref, 14);
-  make_random(page, 15);
-  ck_assert_int_eq(dmem_delta_encode(&len, big, 2 * PAGE, page, ref), DMEM_ETOOBIG);
-  memcpy(page + 2100, ref + 2100, PAGE - 2100);
-  memset(big, GUARD_BYTE, 2 * PAGE);
-  ck_assert_int_eq(dmem_delta_encode(&len, big, 2 * PAGE, page, ref), DMEM_ETOOBIG);
-  assert_guard(big, DMEM_DELTA_MAX, 2 * PAGE);
-  memcpy(page + 1900, ref + 1900, PAGE - 1900);
-  ck_assert_int_eq(dmem_delta_encode(&len, big, 2 * PAGE, page, ref), 0);
-  ck_assert_uint_le(len, 1900 + 8);
+  for (unsigned flags = 0; flags <= DMEM_DELTA_LZ; flags++) {
+    make_page(ref, 11);
+    make_page(page, 12);
+    ck_assert_int_eq(dmem_delta_encode_flags(&len, big, 2 * PAGE, page, ref, flags), DMEM_ETOOBIG);
+    make_random(ref, 14);
+    make_random(page, 15);
+    ck_assert_int_eq(dmem_delta_encode_flags(&len, big, 2 * PAGE, page, ref, flags), DMEM_ETOOBIG);
+    memcpy(page + 2100, ref + 2100, PAGE - 2100);
+    memset(big, GUARD_BYTE, 2 * PAGE);
+    ck_assert_int_eq(dmem_delta_encode_flags(&len, big, 2 * PAGE, page, ref, flags), DMEM_ETOOBIG);
+    assert_guard(big, DMEM_DELTA_MAX, 2 * PAGE);
+    memcpy(page + 1900, ref + 1900, PAGE - 1900);
+    int rc = dmem_delta_encode_flags(&len, big, 2 * PAGE, page, ref, flags);
+    if (flags == 0) {
+      ck_assert_int_eq(rc, DMEM_ETOOBIG);
+    } else {
+      ck_assert_int_eq(rc, 0);
+      ck_assert_uint_le(len, 1900 + 8);
+    }
+  }
   free(big);
 }
 END_TEST
@@ -340,6 +386,9 @@ START_TEST(null_arguments)
   ck_assert_int_eq(dmem_delta_encode(&len, NULL, sizeof patch, page, ref), DMEM_EINVAL);
   ck_assert_int_eq(dmem_delta_encode(&len, patch, sizeof patch, NULL, ref), DMEM_EINVAL);
   ck_assert_int_eq(dmem_delta_encode(&len, patch, sizeof patch, page, NULL), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_delta_encode_flags(&len, patch, sizeof patch, page, ref, 2), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_delta_encode_flags(&len, patch, sizeof patch, page, ref, ~0u), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_delta_encode_flags(NULL, patch, sizeof patch, page, ref, 0), DMEM_EINVAL);
   ck_assert_int_eq(dmem_delta_decode(NULL, ref, patch, 1), DMEM_EINVAL);
   ck_assert_int_eq(dmem_delta_decode(page, NULL, patch, 1), DMEM_EINVAL);
   ck_assert_int_eq(dmem_delta_decode(page, ref, NULL, 0), DMEM_EINVAL);
@@ -567,7 +616,7 @@ START_TEST(word_format_malformed)
   ref_pattern(ref);
   /* headers */
   ck_assert_int_eq(decode_exact(page, ref, (const uint8_t *)"\0", 1), DMEM_ETRUNC);
-  ck_assert_int_eq(decode_exact(page, ref, (const uint8_t *)"\x02\x3f", 2), DMEM_ECORRUPT);
+  ck_assert_int_eq(decode_exact(page, ref, (const uint8_t *)"\x03\x3f", 2), DMEM_ECORRUPT);
   ck_assert_int_eq(decode_exact(page, ref, (const uint8_t *)"\xff\x3f", 2), DMEM_ECORRUPT);
   ck_assert_int_eq(DECODE_WORDS(W_END), 0);
   /* the end: no skip bits, nothing after it; no end at all */
@@ -603,11 +652,69 @@ START_TEST(word_format_malformed)
 }
 END_TEST
 
-/* Valid patches of several shapes, for the corruption tests. */
+/* The moved format: the word format against the reference moved by a
+ * shift (a zigzag varint after the header byte), zero past its ends. */
+START_TEST(moved_format_by_hand)
+{
+  static const int shifts[] = {1, -1, 8, -24, 100, 4095, -4095};
+  uint8_t ref[PAGE], want[PAGE], got[PAGE];
+  ref_pattern(ref);
+  for (unsigned k = 0; k < sizeof shifts / sizeof shifts[0]; k++) {
+    int s = shifts[k];
+    for (int i = 0; i < (int)PAGE; i++)
+      want[i] = i + s >= 0 && i + s < (int)PAGE ? ref[i + s] : 0;
+    pbn = 0;
+    pb[pbn++] = F_MOVED;
+    pb_varint(s < 0 ? (unsigned)(-2 * s - 1) : (unsigned)(2 * s));
+    /* word 2: bytes 0..1 of 0x0102 (range (0,1), rank 1) */
+    pb_tok(2, W_RANGE + 1);
+    pb_bytes((const uint8_t *)"\x02\x01", 2);
+    xor_word(want, 2, 0x0102);
+    pb_tok(0, W_END);
+    ck_assert_int_eq(decode_exact(got, ref, pb, pbn), 0);
+    ck_assert_msg(memcmp(got, want, PAGE) == 0, "shift %d", s);
+  }
+}
+END_TEST
+
+START_TEST(moved_format_malformed)
+{
+  uint8_t ref[PAGE], page[PAGE];
+  ref_pattern(ref);
+  static const struct {
+    const char *b;
+    size_t n;
+    int rc;
+  } cases[] = {
+      {"\x02", 1, DMEM_ETRUNC},                       /* no shift */
+      {"\x02\x80", 2, DMEM_ETRUNC},                   /* a shift cut short */
+      {"\x02\x80\x80\x80\x01\x3f", 6, DMEM_ECORRUPT}, /* a varint of four bytes */
+      {"\x02\x00\x3f", 3, DMEM_ECORRUPT},             /* shift 0: the word format's */
+      {"\x02\xfe\x3f\x3f", 4, 0},                     /* 4095 */
+      {"\x02\xfd\x3f\x3f", 4, 0},                     /* -4095 */
+      {"\x02\xff\x3f\x3f", 4, DMEM_ECORRUPT},         /* -4096 */
+      {"\x02\x80\x40\x3f", 4, DMEM_ECORRUPT},         /* 4096 */
+      {"\x02\x02", 2, DMEM_ETRUNC},                   /* no words, no end */
+      {"\x02\x02\x3f\x00", 4, DMEM_ECORRUPT},         /* bytes after the end */
+      {"\x02\x02\x00\x3f", 4, DMEM_ECORRUPT},         /* an empty table entry */
+  };
+  for (unsigned k = 0; k < sizeof cases / sizeof cases[0]; k++)
+    ck_assert_msg(decode_exact(page, ref, (const uint8_t *)cases[k].b, cases[k].n) == cases[k].rc,
+                  "case %u", k);
+}
+END_TEST
+
+/* Valid patches of several shapes, for the corruption tests: which % 3 is
+ * 0 or 1 for the word format, 2 for the moved one; which >= 6, the
+ * LZ-style format. */
+#define SAMPLES 9
 static size_t sample_patch(uint8_t *patch, uint8_t *ref, unsigned which)
 {
   uint8_t page[PAGE];
-  make_page(ref, 30 + which);
+  if (which >= 6)
+    make_random(ref, 30 + which); /* a fill over it costs the word format 9 bytes a word */
+  else
+    make_page(ref, 30 + which);
   memcpy(page, ref, PAGE);
   if (which % 3 == 1)
     relocate(page);
@@ -615,16 +722,21 @@ static size_t sample_patch(uint8_t *patch, uint8_t *ref, unsigned which)
     move_content(page, ref, 24);
   for (unsigned i = which; i < PAGE; i += 301 + which)
     page[i] ^= (uint8_t)(i | 1);
-  memset(page + 3000, 0, 100);
+  memset(page + 3000, which >= 6 ? 0x77 : 0, 100);
+  if (which >= 6)
+    memset(page + 1000, 0xee, 2000);
   size_t len;
-  ck_assert_int_eq(dmem_delta_encode(&len, patch, DMEM_DELTA_MAX, page, ref), 0);
+  ck_assert_int_eq(dmem_delta_encode_flags(&len, patch, DMEM_DELTA_MAX, page, ref,
+                                           which >= 6 ? DMEM_DELTA_LZ : 0),
+                   0);
+  ck_assert_uint_eq(patch[0], which >= 6 ? F_LZ : which % 3 == 2 ? F_MOVED : F_WORD);
   return len;
 }
 
 START_TEST(every_truncation_fails)
 {
   uint8_t ref[PAGE], patch[DMEM_DELTA_MAX], out[PAGE + GUARD];
-  for (unsigned which = 0; which < 6; which++) {
+  for (unsigned which = 0; which < SAMPLES; which++) {
     size_t len = sample_patch(patch, ref, which);
     for (size_t cut = 0; cut < len; cut++) {
       memset(out, GUARD_BYTE, sizeof out);
@@ -639,7 +751,7 @@ END_TEST
 START_TEST(trailing_bytes_rejected)
 {
   uint8_t ref[PAGE], patch[DMEM_DELTA_MAX + 8], out[PAGE];
-  for (unsigned which = 0; which < 3; which++) {
+  for (unsigned which = 0; which < SAMPLES; which++) {
     size_t len = sample_patch(patch, ref, which);
     memcpy(patch + len, "\0\x01garbage", 8);
     for (size_t extra = 1; extra <= 8; extra++)
@@ -661,9 +773,9 @@ START_TEST(bit_flips_never_crash)
 {
   uint8_t ref[PAGE], patch[DMEM_DELTA_MAX], bad[DMEM_DELTA_MAX];
   uint64_t s = 40;
-  for (unsigned which = 0; which < 6; which++) {
+  for (unsigned which = 0; which < SAMPLES; which++) {
     size_t len = sample_patch(patch, ref, which);
-    for (unsigned k = 0; k < 1500; k++) {
+    for (unsigned k = 0; k < 1000; k++) {
       size_t bit = test_rand(&s) % (len * 8), bit2 = test_rand(&s) % (len * 8);
       memcpy(bad, patch, len);
       bad[bit / 8] ^= (uint8_t)(1u << (bit % 8));
@@ -726,9 +838,14 @@ static void kat_pair(uint8_t *page, uint8_t *ref, unsigned which)
   } else if (which == 1) {
     relocate(page);
     page[1234] ^= 7;
-  } else {
+  } else if (which == 2) {
     move_content(page, ref, 24);
     memcpy(page + 2000, "changed!", 8);
+  } else {
+    make_random(ref, 24); /* a fill over it costs the word format 9 bytes a word */
+    memcpy(page, ref, PAGE);
+    memset(page + 1000, 0xee, 2000);
+    put64(page + 3200, 12345);
   }
 }
 
@@ -737,20 +854,24 @@ START_TEST(known_answers)
   static const struct {
     size_t len;
     uint64_t fnv;
-  } want[3] = {
-      {17, 0x2f1da1abd5be9af9ull},  /* three words changed */
-      {242, 0xd82cdae5e1a6f56bull}, /* pointers relocated, one byte changed */
-      {42, 0xba3f1d8b8173d79cull},  /* content moved by 24, 8 bytes changed */
+    unsigned flags, format;
+  } want[4] = {
+      {17, 0x2f1da1abd5be9af9ull, 0, F_WORD},  /* three words changed */
+      {242, 0xd82cdae5e1a6f56bull, 0, F_WORD}, /* pointers relocated, one byte changed */
+      {41, 0xe88e2e4baeffaba6ull, 0, F_MOVED}, /* content moved by 24, 8 bytes changed */
+      {19, 0xfcb8b40eb588b92dull, DMEM_DELTA_LZ, F_LZ}, /* a fill and a word over random bytes */
   };
   uint8_t ref[PAGE], page[PAGE], patch[DMEM_DELTA_MAX];
-  for (unsigned k = 0; k < 3; k++) {
+  for (unsigned k = 0; k < 4; k++) {
     kat_pair(page, ref, k);
     size_t len;
-    ck_assert_int_eq(dmem_delta_encode(&len, patch, sizeof patch, page, ref), 0);
+    ck_assert_int_eq(dmem_delta_encode_flags(&len, patch, sizeof patch, page, ref, want[k].flags),
+                     0);
     ck_assert_msg(len == want[k].len && fnv1a(patch, len) == want[k].fnv,
                   "pair %u: %zu bytes, fnv1a 0x%016llx", k, len,
                   (unsigned long long)fnv1a(patch, len));
-    round_trip(page, ref);
+    ck_assert_uint_eq(patch[0], want[k].format);
+    ck_assert_uint_eq(round_trip_flags(page, ref, want[k].flags, NULL), len);
   }
 }
 END_TEST
@@ -779,6 +900,8 @@ Suite *dmem_test_suite(void)
   tcase_add_test(tc, malformed_by_hand);
   tcase_add_test(tc, word_format_by_hand);
   tcase_add_test(tc, word_format_malformed);
+  tcase_add_test(tc, moved_format_by_hand);
+  tcase_add_test(tc, moved_format_malformed);
   tcase_add_test(tc, every_truncation_fails);
   tcase_add_test(tc, trailing_bytes_rejected);
   tcase_add_test(tc, bit_flips_never_crash);
