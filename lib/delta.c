@@ -203,10 +203,10 @@ static inline uint8_t *put_word(uint8_t *op, tables *t, unsigned skip, uint64_t 
    * branch here missed half the time; a compiler turns ?: into one). */
   uint64_t d = x ^ t->high[hs];
   unsigned lo = (unsigned)__builtin_ctzll(x) >> 3;
-  unsigned hi = (63 - (unsigned)__builtin_clzll(x)) >> 3;
+  unsigned hi = ((unsigned)__builtin_clzll(x) ^ 63) >> 3; /* ^ 63: one bsr on x86 */
   unsigned rn = hi - lo + 1;
   /* the low bytes that differ from the high-table entry */
-  unsigned pn = ((63 - (unsigned)__builtin_clzll(d | 1) + 8) >> 3) & (0u - (d != 0));
+  unsigned pn = ((((unsigned)__builtin_clzll(d | 1) ^ 63) + 8) >> 3) & (0u - (d != 0));
   int part = (pn <= 3) & (pn + 1 < rn); /* the high bytes match, and 2 + pn < 1 + rn */
   uint64_t all = 0 - (uint64_t)part, r = x >> (8 * lo);
   unsigned sel = (unsigned)all;
