@@ -136,7 +136,8 @@ int main(int argc, char **argv)
       pairs[2 * n + 1] = cand;
       n++;
     }
-    if (dmem_index_insert(idx, h, (uint32_t)i) != 0 || dmem_simdet_insert(det, (uint32_t)i, p) != 0) {
+    if (dmem_index_insert(idx, h, (uint32_t)i) != 0 ||
+        dmem_simdet_insert(det, (uint32_t)i, p) != 0) {
       fprintf(stderr, "delta-ab: out of memory\n");
       return 1;
     }

@@ -107,19 +107,18 @@
 #define MAX_SHIFTS 3u  /* shifts of the reference it weighs */
 #define WBITS 10u      /* its index of the reference: 1024 slots, 511 windows */
 #define LZ_EVIDENCE 4u /* windows found that make the LZ-style encoder worth a try */
-#define MOVED_FIRST (WORDS / 4 * 3) /* differing words from which the moved format goes first */
+/* Differing words from which the moved format goes first. */
+#define MOVED_FIRST (WORDS / 4 * 3)
 /* Words that may differ for the LZ-style format to fit them as literals. */
 #define LZ_WORDS (DMEM_DELTA_MAX / 8u)
 
 /* The code of bytes (lo, hi) of a word, C_RANGE + its rank among the 36
- * byte ranges, as a table indexed by lo * 8 + hi; and back, by rank. */
-#define R(rank) (C_RANGE + (rank))
+ * byte ranges (0,0) .. (0,7), (1,1) .. (7,7), as a table indexed by
+ * lo * 8 + hi (0 where lo > hi); and back, by rank. */
 static const uint8_t range_code[64] = {
-    R(0), R(1), R(2),  R(3),  R(4),  R(5),  R(6),  R(7),  0, R(8), R(9), R(10), R(11), R(12), R(13), R(14),
-    0,    0,    R(15), R(16), R(17), R(18), R(19), R(20), 0, 0,    0,    R(21), R(22), R(23), R(24), R(25),
-    0,    0,    0,     0,     R(26), R(27), R(28), R(29), 0, 0,    0,    0,     0,     R(30), R(31), R(32),
-    0,    0,    0,     0,     0,     0,     R(33), R(34), 0, 0,    0,    0,     0,     0,     0,     R(35)};
-#undef R
+    17, 18, 19, 20, 21, 22, 23, 24, 0,  25, 26, 27, 28, 29, 30, 31, 0,  0,  32, 33, 34, 35,
+    36, 37, 0,  0,  0,  38, 39, 40, 41, 42, 0,  0,  0,  0,  43, 44, 45, 46, 0,  0,  0,  0,
+    0,  47, 48, 49, 0,  0,  0,  0,  0,  0,  50, 51, 0,  0,  0,  0,  0,  0,  0,  52};
 static const uint8_t range_lo[36] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
                                      2, 2, 2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 6, 6, 7};
 static const uint8_t range_len[36] = {1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 1, 2, 3,
@@ -371,7 +370,8 @@ static int plain_encode(size_t *len, uint8_t *out, const uint64_t map[WORDS / 64
 {
   out[0] = FMT_WORD;
   int rc = word_encode(len, out + 1, DMEM_DELTA_MAX - 1, map, page, ref);
-  *len += 1;
+  if (rc == 0)
+    *len += 1;
   return rc;
 }
 
@@ -389,7 +389,8 @@ static int moved_encode(size_t *len, uint8_t *out, const uint8_t *page, const ui
   shift_ref(moved, ref, shift);
   word_map(map, page, moved);
   int rc = word_encode(len, op, DMEM_DELTA_MAX - hn, map, page, moved);
-  *len += hn;
+  if (rc == 0)
+    *len += hn;
   return rc;
 }
 

@@ -856,9 +856,9 @@ START_TEST(known_answers)
     uint64_t fnv;
     unsigned flags, format;
   } want[4] = {
-      {17, 0x2f1da1abd5be9af9ull, 0, F_WORD},  /* three words changed */
-      {242, 0xd82cdae5e1a6f56bull, 0, F_WORD}, /* pointers relocated, one byte changed */
-      {41, 0xe88e2e4baeffaba6ull, 0, F_MOVED}, /* content moved by 24, 8 bytes changed */
+      {17, 0x2f1da1abd5be9af9ull, 0, F_WORD},           /* three words changed */
+      {242, 0xd82cdae5e1a6f56bull, 0, F_WORD},          /* pointers relocated, one byte changed */
+      {41, 0xe88e2e4baeffaba6ull, 0, F_MOVED},          /* content moved by 24, 8 bytes changed */
       {19, 0xfcb8b40eb588b92dull, DMEM_DELTA_LZ, F_LZ}, /* a fill and a word over random bytes */
   };
   uint8_t ref[PAGE], page[PAGE], patch[DMEM_DELTA_MAX];
