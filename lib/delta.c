@@ -57,7 +57,7 @@
  * The moved format. probe_ref() looks for the page's content elsewhere in
  * the reference: SAMPLES windows of the page, each looked up in an index
  * of the reference's words (some nine thousand instructions in all). Of
- * the shifts found, the one at which most words of the page (every fourth
+ * the shifts found, the one at which most words of the page (every eighth
  * word counted) equal the reference's is tried in the moved format, if
  * more are equal there than unshifted. It runs first on pages where at
  * least MOVED_FIRST words differ at their own offset, and otherwise only
@@ -102,9 +102,12 @@
 #define C_END 63u   /* code: the end of the patch */
 #define EXACT_BITS 4u
 #define HIGH_BITS 6u
-#define SLACK 16u      /* bytes a word may write past the cap before the check */
-#define SAMPLES 16u    /* page windows probe_ref() looks for in the reference */
-#define MAX_SHIFTS 3u  /* shifts of the reference it weighs */
+#define SLACK 16u     /* bytes a word may write past the cap before the check */
+#define SAMPLES 16u   /* page windows probe_ref() looks for in the reference */
+#define MAX_SHIFTS 3u /* shifts of the reference it weighs */
+#define EQ_STEP 8u    /* equal_at() counts every EQ_STEP-th word */
+/* The bits of those words in a block of the map. */
+#define EQ_SAMPLED 0x0101010101010101ull
 #define WBITS 10u      /* its index of the reference: 1024 slots, 511 windows */
 #define LZ_EVIDENCE 4u /* windows found that make the LZ-style encoder worth a try */
 /* Differing words from which the moved format goes first. */
@@ -280,14 +283,14 @@ too_big:
   return DMEM_ETOOBIG;
 }
 
-/* How many of every fourth word of the page equal the reference's 8 bytes
+/* How many of every EQ_STEP-th word of the page equal the reference's 8 bytes
  * `shift` bytes further on (words whose counterpart lies outside the page
  * count not): an estimate, enough to weigh shifts against each other. */
 static unsigned equal_at(const uint8_t *page, const uint8_t *ref, int shift)
 {
   unsigned from = shift < 0 ? ((unsigned)-shift + 7) / 8 : 0;
   unsigned to = shift > 0 ? (PAGE - (unsigned)shift) / 8 : WORDS, n = 0;
-  for (unsigned i = (from + 3) & ~3u; i < to; i += 4)
+  for (unsigned i = (from + EQ_STEP - 1) & ~(EQ_STEP - 1); i < to; i += EQ_STEP)
     n += dmem__load_le64(page + 8 * i) == dmem__load_le64(ref + (long)(8 * i) + shift);
   return n;
 }
@@ -300,7 +303,8 @@ static unsigned equal_at(const uint8_t *page, const uint8_t *ref, int shift)
  * whatever the shift). *shift gets, of the shifts the windows found, the
  * one at which most words of the page equal the reference's, if that is
  * more than unshifted, else 0. */
-static unsigned probe_ref(int *shift, const uint8_t *page, const uint8_t *ref)
+static unsigned probe_ref(int *shift, const uint8_t *page, const uint8_t *ref,
+                          const uint64_t map[WORDS / 64])
 {
   uint16_t tab[1u << WBITS];
   int seen[MAX_SHIFTS];
@@ -338,7 +342,10 @@ static unsigned probe_ref(int *shift, const uint8_t *page, const uint8_t *ref)
     }
   }
   *shift = 0;
-  unsigned equal = nseen ? equal_at(page, ref, 0) : 0;
+  /* Unshifted, from the map: the same words equal_at() counts. */
+  unsigned equal = 0;
+  for (unsigned b = 0; b < WORDS / 64; b++)
+    equal += (unsigned)__builtin_popcountll(~map[b] & EQ_SAMPLED);
   for (unsigned c = 0; c < nseen; c++) {
     unsigned n = equal_at(page, ref, seen[c]);
     if (n > equal) {
@@ -408,7 +415,7 @@ int dmem_delta_encode_flags(size_t *out_len, void *out, size_t out_cap, const vo
   unsigned differ = map_count(map), evidence = 0;
   int shift = 0, rc = DMEM_ETOOBIG;
   if (differ >= MOVED_FIRST) {
-    evidence = probe_ref(&shift, page, ref);
+    evidence = probe_ref(&shift, page, ref, map);
     if (shift != 0)
       rc = moved_encode(&len, buf, page, ref, shift);
     if (rc != 0)
@@ -416,7 +423,7 @@ int dmem_delta_encode_flags(size_t *out_len, void *out, size_t out_cap, const vo
   } else {
     rc = plain_encode(&len, buf, map, page, ref);
     if (rc != 0) {
-      evidence = probe_ref(&shift, page, ref);
+      evidence = probe_ref(&shift, page, ref, map);
       if (shift != 0)
         rc = moved_encode(&len, buf, page, ref, shift);
     }
