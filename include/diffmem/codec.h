@@ -182,7 +182,7 @@ DMEM_API int dmem_delta_encode(size_t *out_len, void *out, size_t out_cap, const
  * test of the page suggests it may fit. It costs several times the word
  * forms on each page it is tried on, most of which it refuses as well: on
  * captured memory it patched 0.7% more of the content detector's pairs
- * (0.5% more bytes saved) for some 45% more encode time, so
+ * (0.5% more bytes saved) for a third to a half more encode time, so
  * dmem_delta_encode() does not use it.
  */
 #define DMEM_DELTA_LZ 0x1u
