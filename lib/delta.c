@@ -56,14 +56,14 @@
  *
  * The moved format. probe_ref() looks for the page's content elsewhere in
  * the reference: SAMPLES windows of the page, each looked up in an index
- * of the reference's words (some nine thousand instructions in all). Of
+ * of the reference's words (some seven thousand instructions in all). Of
  * the shifts found, the one at which most words of the page (every eighth
  * word counted) equal the reference's is tried in the moved format, if
  * more are equal there than unshifted. It runs first on pages where at
  * least MOVED_FIRST words differ at their own offset, and otherwise only
  * on pages the word format cannot fit. On the content detector's pairs of
  * captured memory a third took the moved format and the mean patch went
- * from 807 to 706 bytes, the encode time down by a quarter (fewer words
+ * from 807 to 708 bytes, the encode time down by a quarter (fewer words
  * differ against the moved reference, and the LZ-style encoder no longer
  * runs); on the paper's detector's pairs, 456 to 451 bytes at the same
  * speed (bench/README.md).
