@@ -48,7 +48,7 @@ static inline int get_varint(unsigned *v, const uint8_t **ip, const uint8_t *end
 /* Signed values as varints: z = 0, 1, 2, 3 .. means 0, -1, 1, -2 .. */
 static inline unsigned zigzag(int v)
 {
-  return v < 0 ? ((unsigned)-v << 1) - 1 : (unsigned)v << 1;
+  return v < 0 ? ((0u - (unsigned)v) << 1) - 1 : (unsigned)v << 1;
 }
 
 static inline int unzigzag(unsigned z)
