@@ -1,6 +1,6 @@
 /* The delta codec: round trips on the kinds of page pairs it is made for,
- * the cap, hand-made patches that pin the format, every way a patch can be
- * malformed, and known answers for three fixed pairs. */
+ * the cap, hand-made patches that pin the three formats, every way a patch can be
+ * malformed, and known answers for four fixed pairs. */
 #include "config.h"
 
 #include <check.h>
