@@ -228,12 +228,13 @@ static inline uint64_t from_word(unsigned from, unsigned b)
   return from <= b * 64 ? ~0ull : from >= b * 64 + 64 ? 0 : ~0ull << (from - b * 64);
 }
 
-/* How many words the map marks. */
-static unsigned map_count(const uint64_t map[WORDS / 64])
+/* How many words the map marks, of those whose bits in a block are set in
+ * `which`. */
+static unsigned map_count(const uint64_t map[WORDS / 64], uint64_t which)
 {
   unsigned n = 0;
   for (unsigned b = 0; b < WORDS / 64; b++)
-    n += (unsigned)__builtin_popcountll(map[b]);
+    n += (unsigned)__builtin_popcountll(map[b] & which);
   return n;
 }
 
@@ -343,9 +344,7 @@ static unsigned probe_ref(int *shift, const uint8_t *page, const uint8_t *ref,
   }
   *shift = 0;
   /* Unshifted, from the map: the same words equal_at() counts. */
-  unsigned equal = 0;
-  for (unsigned b = 0; b < WORDS / 64; b++)
-    equal += (unsigned)__builtin_popcountll(~map[b] & EQ_SAMPLED);
+  unsigned equal = WORDS / EQ_STEP - map_count(map, EQ_SAMPLED);
   for (unsigned c = 0; c < nseen; c++) {
     unsigned n = equal_at(page, ref, seen[c]);
     if (n > equal) {
@@ -370,35 +369,38 @@ static void shift_ref(uint8_t *out, const uint8_t *ref, int shift)
   }
 }
 
-/* The word format into out (1 + DMEM_DELTA_MAX + SLACK bytes of room),
- * header included: 0 with *len set, or DMEM_ETOOBIG. */
+/* A patch in out (1 + DMEM_DELTA_MAX + SLACK bytes of room) whose hn
+ * header bytes are written: the word format after them, 0 with *len the
+ * whole patch's length, or DMEM_ETOOBIG. */
+static int headed_encode(size_t *len, uint8_t *out, size_t hn, const uint64_t map[WORDS / 64],
+                         const uint8_t *page, const uint8_t *ref)
+{
+  int rc = word_encode(len, out + hn, DMEM_DELTA_MAX - hn, map, page, ref);
+  if (rc == 0)
+    *len += hn;
+  return rc;
+}
+
+/* The word format into out (as headed_encode()), map that of page and ref. */
 static int plain_encode(size_t *len, uint8_t *out, const uint64_t map[WORDS / 64],
                         const uint8_t *page, const uint8_t *ref)
 {
   out[0] = FMT_WORD;
-  int rc = word_encode(len, out + 1, DMEM_DELTA_MAX - 1, map, page, ref);
-  if (rc == 0)
-    *len += 1;
-  return rc;
+  return headed_encode(len, out, 1, map, page, ref);
 }
 
-/* The moved format into out (as plain_encode()), against ref moved by
+/* The moved format into out (as headed_encode()), against ref moved by
  * shift. */
 static int moved_encode(size_t *len, uint8_t *out, const uint8_t *page, const uint8_t *ref,
                         int shift)
 {
   uint8_t moved[PAGE];
   uint64_t map[WORDS / 64];
-  uint8_t *op = out;
-  *op++ = FMT_MOVED;
-  op = put_varint(op, zigzag(shift));
-  size_t hn = (size_t)(op - out);
+  out[0] = FMT_MOVED;
+  size_t hn = (size_t)(put_varint(out + 1, zigzag(shift)) - out);
   shift_ref(moved, ref, shift);
   word_map(map, page, moved);
-  int rc = word_encode(len, op, DMEM_DELTA_MAX - hn, map, page, moved);
-  if (rc == 0)
-    *len += hn;
-  return rc;
+  return headed_encode(len, out, hn, map, page, moved);
 }
 
 int dmem_delta_encode_flags(size_t *out_len, void *out, size_t out_cap, const void *page,
@@ -412,22 +414,16 @@ int dmem_delta_encode_flags(size_t *out_len, void *out, size_t out_cap, const vo
   uint8_t buf[1 + DMEM_DELTA_MAX + SLACK];
   uint64_t map[WORDS / 64];
   word_map(map, page, ref);
-  unsigned differ = map_count(map), evidence = 0;
-  int shift = 0, rc = DMEM_ETOOBIG;
-  if (differ >= MOVED_FIRST) {
+  unsigned differ = map_count(map, ~0ull), evidence = 0;
+  int moved_first = differ >= MOVED_FIRST, shift = 0;
+  int rc = moved_first ? DMEM_ETOOBIG : plain_encode(&len, buf, map, page, ref);
+  if (rc != 0) {
     evidence = probe_ref(&shift, page, ref, map);
     if (shift != 0)
       rc = moved_encode(&len, buf, page, ref, shift);
-    if (rc != 0)
-      rc = plain_encode(&len, buf, map, page, ref);
-  } else {
-    rc = plain_encode(&len, buf, map, page, ref);
-    if (rc != 0) {
-      evidence = probe_ref(&shift, page, ref, map);
-      if (shift != 0)
-        rc = moved_encode(&len, buf, page, ref, shift);
-    }
   }
+  if (rc != 0 && moved_first)
+    rc = plain_encode(&len, buf, map, page, ref);
   if (rc == 0) {
     if (len > cap)
       return DMEM_ETOOBIG;
