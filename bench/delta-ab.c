@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* delta-ab: times two builds of libdiffmem's delta encoder against each
  * other in one process, on the pairs a similarity detector finds in page
  * files (as `diffmem bench codecs` walks them). A machine shared with other

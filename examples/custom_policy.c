@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: CC0-1.0 */
 /* custom_policy: a researcher's own policy for libdiffmem, in one page.
  *
  * The paper's policy patches C3 pages and compresses only C4 pages. This one

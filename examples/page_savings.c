@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: CC0-1.0 */
 /* page_savings: what libdiffmem's codecs alone would save on a memory image.
  *
  * Build against an installed libdiffmem:

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: CC0-1.0 */
 /* replay_vmm: a small replay VMM on libdiffmem's KVM adapter.
  *
  * It creates N KVM guests, loads each guest's RAM from a memory image (raw

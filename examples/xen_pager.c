@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: CC0-1.0 */
 /* xen_pager: how a Xen toolstack daemon uses libdiffmem's Xen adapter.
  *
  * It takes over paging for one or more HVM guests (domain ids on the

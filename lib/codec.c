@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Page codecs behind one interface.
  *
  * A blob is one header byte, the dmem_codec_id of the codec that made it,
@@ -7,8 +9,9 @@
  * output, and a stream only counts as valid when it decodes to exactly
  * DMEM_PAGE_SIZE bytes and is consumed whole.
  *
- * WKdm is ours (wkdm.c). LZO1X-1 comes from liblzo2; LZ4 and zstd from
- * their libraries when configure found them. liblzo2 and liblz4 work in
+ * WKdm is ours (wkdm.c). LZO1X-1, LZ4 and zstd come from their libraries
+ * when configure found them (liblzo2 is GPL-2.0-or-later, so a build
+ * without it stays LGPL-only: README, "License"). liblzo2 and liblz4 work in
  * state that the context allocates through the caller's allocator; zstd
  * allocates its own contexts with malloc (its custom-allocator API is
  * experimental).
@@ -17,7 +20,9 @@
 
 #include <string.h>
 
+#if DMEM_HAVE_LZO
 #include <lzo/lzo1x.h>
+#endif
 #if DMEM_HAVE_LZ4
 #include <lz4.h>
 #endif
@@ -33,6 +38,11 @@
 
 #define STREAM_BOUND (DMEM_COMPRESS_BOUND - 1)
 
+#if DMEM_HAVE_LZO
+#define HAVE_LZO 1
+#else
+#define HAVE_LZO 0
+#endif
 #if DMEM_HAVE_LZ4
 #define HAVE_LZ4 1
 #else
@@ -46,7 +56,9 @@
 
 struct dmem_codec {
   dmem__alloc alloc;
+#if DMEM_HAVE_LZO
   void *lzo_wrk; /* LZO1X_1_MEM_COMPRESS bytes */
+#endif
 #if DMEM_HAVE_LZ4
   void *lz4_state; /* LZ4_sizeofState() bytes */
 #endif
@@ -70,13 +82,21 @@ static const char *const names[] = {
 };
 #define NNAMES (sizeof names / sizeof names[0])
 
+unsigned dmem_codec_default_mask(void)
+{
+  /* The paper's pair; without liblzo2, LZ4 is the LZ-class partner. */
+  unsigned lz = HAVE_LZO ? 1u << DMEM_CODEC_LZO : HAVE_LZ4 ? 1u << DMEM_CODEC_LZ4 : 0;
+  return (1u << DMEM_CODEC_WKDM) | lz;
+}
+
 int dmem_codec_available(dmem_codec_id id)
 {
   switch (id) {
   case DMEM_CODEC_WKDM:
-  case DMEM_CODEC_LZO:
   case DMEM_CODEC_BEST:
     return 1;
+  case DMEM_CODEC_LZO:
+    return HAVE_LZO;
   case DMEM_CODEC_LZ4:
     return HAVE_LZ4;
   case DMEM_CODEC_ZSTD:
@@ -133,8 +153,10 @@ int dmem_codec_create(dmem_codec **out, const dmem_codec_options *opts)
     return DMEM_EVERSION;
   if (opts->zstd_level < 1 || opts->zstd_level > 19)
     return DMEM_EINVAL;
+#if DMEM_HAVE_LZO
   if (lzo_init() != LZO_E_OK)
     return DMEM_ENOTSUP;
+#endif
 
   dmem__alloc a;
   dmem__alloc_init(&a, opts->allocator);
@@ -145,9 +167,11 @@ int dmem_codec_create(dmem_codec **out, const dmem_codec_options *opts)
   c->alloc = a;
   c->zstd_level = opts->zstd_level;
   c->best_mask = opts->best_mask;
+#if DMEM_HAVE_LZO
   c->lzo_wrk = dmem__malloc_aligned(&a, LZO1X_1_MEM_COMPRESS, 64);
   if (!c->lzo_wrk)
     goto fail;
+#endif
 #if DMEM_HAVE_LZ4
   c->lz4_state = dmem__malloc_aligned(&a, (size_t)LZ4_sizeofState(), 64);
   if (!c->lz4_state)
@@ -177,7 +201,9 @@ void dmem_codec_destroy(dmem_codec *c)
   if (!c)
     return;
   dmem__alloc a = c->alloc;
+#if DMEM_HAVE_LZO
   dmem__free(&a, c->lzo_wrk, LZO1X_1_MEM_COMPRESS);
+#endif
 #if DMEM_HAVE_LZ4
   dmem__free(&a, c->lz4_state, (size_t)LZ4_sizeofState());
 #endif
@@ -195,12 +221,14 @@ static int stream_compress(dmem_codec *c, dmem_codec_id id, uint8_t *dst, const 
   switch (id) {
   case DMEM_CODEC_WKDM:
     return dmem__wkdm_compress(dst, STREAM_BOUND, page);
+#if DMEM_HAVE_LZO
   case DMEM_CODEC_LZO: {
     lzo_uint n = STREAM_BOUND;
     if (lzo1x_1_compress(page, DMEM_PAGE_SIZE, dst, &n, c->lzo_wrk) != LZO_E_OK)
       return DMEM_EIO;
     return (int)n;
   }
+#endif
 #if DMEM_HAVE_LZ4
   case DMEM_CODEC_LZ4: {
     int n = LZ4_compress_fast_extState(c->lz4_state, page, (char *)dst, DMEM_PAGE_SIZE,
@@ -293,6 +321,7 @@ int dmem_codec_decompress(void *page, dmem_codec *c, const void *blob, size_t bl
   switch (id) {
   case DMEM_CODEC_WKDM:
     return dmem__wkdm_decompress(page, in, len);
+#if DMEM_HAVE_LZO
   case DMEM_CODEC_LZO: {
     lzo_uint n = DMEM_PAGE_SIZE;
     int rc = lzo1x_decompress_safe(in, len, page, &n, NULL);
@@ -300,6 +329,7 @@ int dmem_codec_decompress(void *page, dmem_codec *c, const void *blob, size_t bl
       return DMEM_ETRUNC;
     return rc == LZO_E_OK && n == DMEM_PAGE_SIZE ? 0 : DMEM_ECORRUPT;
   }
+#endif
 #if DMEM_HAVE_LZ4
   case DMEM_CODEC_LZ4: {
     if (len > (size_t)LZ4_MAX_INPUT_SIZE)

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Internal entry points of the page codecs that have no library of their
  * own. Public callers go through dmem_codec_compress()/_decompress(), which
  * add the one-byte codec header; these work on the bare stream. */

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Delta encoding: a page written as a patch against a reference page, the
  * third way the Difference Engine (Gupta et al., OSDI 2008, section 3.2)
  * saves memory. The paper used xdelta; these formats are made for memory.

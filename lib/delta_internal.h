@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Internals of the delta codec (lib/delta.c, lib/delta_lz.c): the helpers
  * both of its formats use, and the LZ-style format's entry points. The
  * public functions add the one-byte header that names the format. */

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The delta codec's LZ-style format (header byte 1; lib/delta.c says when
  * it is used): for pages whose content moved, or whose differences repeat
  * at a distance that is not a whole word, which the word format cannot

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The engine: its objects, the fault path, statistics and the background
  * thread. The clock and the reclaim pipeline are in scan.c.
  *
@@ -164,8 +166,7 @@ int dmem_engine_create(dmem_engine **out, const dmem_engine_options *opts)
   }
   dmem_codec_options co = DMEM_CODEC_OPTIONS_INIT;
   co.allocator = &e->alloc.hook;
-  co.best_mask = opts->codec_best_mask ? opts->codec_best_mask
-                                       : (1u << DMEM_CODEC_WKDM) | (1u << DMEM_CODEC_LZO);
+  co.best_mask = opts->codec_best_mask ? opts->codec_best_mask : dmem_codec_default_mask();
   rc = dmem_codec_create(&e->codec, &co);
   if (!rc)
     rc = make_indexes(e, &e->frames_idx, &e->frames_sim, 0);

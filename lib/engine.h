@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The engine's internals, shared by engine.c (objects, faults, stats),
  * scan.c (clock and reclaim) and policy.c. */
 #ifndef DMEM_ENGINE_H

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Messages and names for the error codes, generated from DMEM_ERRNO_MAP so
  * that the enum, the names and the messages can never drift apart. */
 #include "config.h"

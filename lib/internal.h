@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Internals shared across the files of the core. Nothing here is exported:
  * the build hides every symbol that DMEM_API does not mark. */
 #ifndef DMEM_INTERNAL_H

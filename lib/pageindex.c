@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The identical-page index of the Difference Engine (Gupta et al., OSDI
  * 2008, section 3.1: pages are hashed, and a hash match is confirmed by a
  * byte-by-byte compare before the pages are shared).

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The Difference Engine's policy (section 4.1 of the paper), written
  * against the same hooks a custom policy uses. */
 #include "config.h"

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The clock and the reclaim pipeline (Difference Engine, section 4).
  *
  * A scan visits a slice of a VM: it reads the slice's referenced/modified

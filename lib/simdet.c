@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Similarity detectors: find a reference page for a page to patch, after
  * the Difference Engine (Gupta et al., OSDI 2008, section 3.2).
  *

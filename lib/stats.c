@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Statistics and Satori's per-VM accounting.
  *
  * What a page saves: a shared or mapped page saves its 4 KiB less its part

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The page store: frames, patches, compressed blobs and swap slots.
  *
  * Frames are refcounted immutable copies of page content: the pages that

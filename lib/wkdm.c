@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* WKdm: the page compressor of Wilson and Kaplan ("The Case for Compressed
  * Caching in Virtual Memory Systems", USENIX ATC 1999; the WKdm variant of
  * their WK family), written from the published description.

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The libdiffmem authors
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # dmem.m4 - small configure helpers of libdiffmem, written for this project.
 
 # AX_CHECK_COMPILE_FLAG_DMEM(FLAG, [IF-YES], [IF-NO])

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-FileCopyrightText: 2026 The libdiffmem authors
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # diffmem analyze as a user runs it: exact figures on raw images built
 # here, the table, JSON and SVG agreeing, a live process, the default input,
 # and bad inputs failing with a message that names them.

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-FileCopyrightText: 2026 The libdiffmem authors
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # diffmem analyze against a real libvirt domain: boots Debian's kernel with
 # an initramfs whose init (a tiny static C program built here) fills memory
 # with pages whose sharing is known, under QEMU TCG (type='qemu', so no

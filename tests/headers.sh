@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-FileCopyrightText: 2026 The libdiffmem authors
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Compiles every public header on its own, once as C11 and once as C++11,
 # with warnings as errors: a header must include what it uses and must
 # not break a C++ user. Run by make check with CC, CXX, srcdir, builddir.

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The KVM tests' guest: its VM, vCPUs, programs and replay (kvm_guest.h). */
 #include "config.h"
 

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Helpers of the KVM adapter's tests (test_kvm_region, test_kvm_guest):
  * page content, latency figures and a bare userfaultfd server to compare
  * the adapter's faults with (kvm_util.c), and a tiny KVM guest of our own

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Helpers of the KVM adapter's tests that are not the guest: page
  * content, timing, and the bare userfaultfd yardstick (kvm_guest.h). */
 #include "config.h"

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The in-memory test adapter (see memadapter.h).
  *
  * Invariants kept per page: a page that is not present has no mapping, no

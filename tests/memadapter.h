@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* An in-memory adapter for the engine's tests: dmem_adapter_ops over plain
  * arrays, with the guest's side (reads and writes that fault through the
  * engine), failure injection per operation, call counters, and checks of

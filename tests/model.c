@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The randomized model test (see model.h).
  *
  * The shadow is the truth: every write goes to the guest through the

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The randomized model test of the engine, shared by tests/test_model.c
  * (the Check suite run by make check) and tests/stress_model.c (a longer
  * run from the command line).

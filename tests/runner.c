@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The one main() of every Check test program: each test file defines
  * dmem_test_suite(), and this runs it. CK_FORK isolates each test, and
  * every test case carries a timeout (Check's default or its own). */

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The randomized model (model.h) as a long stress run:
  *   stress_model [OPS [SEED [CONFIG]]]
  * OPS (default 10,000,000) are shared among the configurations, or all

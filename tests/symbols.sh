@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-FileCopyrightText: 2026 The libdiffmem authors
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Lists the dynamic symbols each built shared library defines and fails on
 # any that does not start with dmem_: our export surface is DMEM_API only.
 set -u

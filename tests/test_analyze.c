@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* diffmem analyze: exact answers on inputs built so that the answer is
  * known (sharing within and across inputs, zero pages, a patch, a
  * compressible page), a hand-built ELF core, a live child process,

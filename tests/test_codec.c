@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The codec interface: every codec round-trips, blobs name their codec,
  * short buffers and malformed blobs give errors, best-of keeps the smallest,
  * and allocation failures are clean. */
@@ -74,8 +76,50 @@ START_TEST(names_round_trip)
   dmem_codec_id id;
   ck_assert_int_eq(dmem_codec_from_name(&id, "gzip"), DMEM_ENOENT);
   ck_assert_int_eq(dmem_codec_available(DMEM_CODEC_WKDM), 1);
+#if DMEM_HAVE_LZO
   ck_assert_int_eq(dmem_codec_available(DMEM_CODEC_LZO), 1);
+#else
+  ck_assert_int_eq(dmem_codec_available(DMEM_CODEC_LZO), 0);
+  ck_assert_int_eq(dmem_codec_from_name(&id, "lzo"), DMEM_ENOTSUP);
+#endif
   ck_assert_int_eq(dmem_codec_available(DMEM_CODEC_NONE), 0);
+}
+END_TEST
+
+/* The engine's default pair follows what the build has: WKdm and LZO, or
+ * WKdm and LZ4 in a build without liblzo2 (configure --disable-lzo). */
+START_TEST(default_mask_follows_build)
+{
+  unsigned m = dmem_codec_default_mask();
+  ck_assert_uint_ne(m & (1u << DMEM_CODEC_WKDM), 0);
+  unsigned lz = dmem_codec_available(DMEM_CODEC_LZO)   ? 1u << DMEM_CODEC_LZO
+                : dmem_codec_available(DMEM_CODEC_LZ4) ? 1u << DMEM_CODEC_LZ4
+                                                       : 0;
+  ck_assert_uint_eq(m, (1u << DMEM_CODEC_WKDM) | lz);
+  for (unsigned id = 0; id < 16; id++)
+    if (m & (1u << id))
+      ck_assert_int_eq(dmem_codec_available((dmem_codec_id)id), 1);
+}
+END_TEST
+
+/* Without liblzo2 an LZO blob is refused as not supported, never decoded
+ * as something else, and LZO compression is refused the same way. With
+ * it, the same blob (LZO1X's end marker alone: no page) is corrupt. */
+START_TEST(missing_codec_is_refused)
+{
+  int have = dmem_codec_available(DMEM_CODEC_LZO);
+  dmem_codec *c;
+  ck_assert_int_eq(dmem_codec_create(&c, NULL), 0);
+  uint8_t page[DMEM_PAGE_SIZE], blob[DMEM_COMPRESS_BOUND];
+  make_page(page, 1, 3);
+  size_t len = 0;
+  ck_assert_int_eq(dmem_codec_compress(&len, blob, sizeof blob, c, DMEM_CODEC_LZO, page),
+                   have ? 0 : DMEM_ENOTSUP);
+  static const uint8_t lzo_blob[] = {DMEM_CODEC_LZO, 0x11, 0x00, 0x00};
+  ck_assert_int_eq(dmem_codec_of_blob(lzo_blob, sizeof lzo_blob), DMEM_CODEC_LZO);
+  ck_assert_int_eq(dmem_codec_decompress(page, c, lzo_blob, sizeof lzo_blob),
+                   have ? DMEM_ECORRUPT : DMEM_ENOTSUP);
+  dmem_codec_destroy(c);
 }
 END_TEST
 
@@ -150,7 +194,8 @@ END_TEST
 START_TEST(best_mask_limits_candidates)
 {
   dmem_codec_options o = DMEM_CODEC_OPTIONS_INIT;
-  o.best_mask = 1u << DMEM_CODEC_LZO;
+  dmem_codec_id only = dmem_codec_available(DMEM_CODEC_LZO) ? DMEM_CODEC_LZO : DMEM_CODEC_WKDM;
+  o.best_mask = 1u << only;
   dmem_codec *c;
   ck_assert_int_eq(dmem_codec_create(&c, &o), 0);
   uint8_t page[DMEM_PAGE_SIZE], blob[DMEM_COMPRESS_BOUND];
@@ -158,7 +203,7 @@ START_TEST(best_mask_limits_candidates)
     make_page(page, kind, 7);
     size_t len = 0;
     ck_assert_int_eq(dmem_codec_compress(&len, blob, sizeof blob, c, DMEM_CODEC_BEST, page), 0);
-    ck_assert_int_eq(dmem_codec_of_blob(blob, len), DMEM_CODEC_LZO);
+    ck_assert_int_eq(dmem_codec_of_blob(blob, len), only);
   }
   dmem_codec_destroy(c);
 }
@@ -283,6 +328,8 @@ Suite *dmem_test_suite(void)
   tcase_add_test(tc, compressible_pages_shrink);
   tcase_add_test(tc, best_keeps_the_smallest);
   tcase_add_test(tc, best_mask_limits_candidates);
+  tcase_add_test(tc, default_mask_follows_build);
+  tcase_add_test(tc, missing_codec_is_refused);
   tcase_add_test(tc, short_buffer_is_refused_without_overrun);
   tcase_add_test(tc, malformed_blobs_are_errors);
   tcase_add_test(tc, bad_arguments);

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The delta codec: round trips on the kinds of page pairs it is made for,
  * the cap, hand-made patches that pin the three formats, every way a patch can be
  * malformed, and known answers for four fixed pairs. */

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The engine against its headers (diffmem.h, adapter.h, policy.h), on the
  * in-memory adapter: every clock transition, every technique, faults,
  * hints, detach and destroy, failures of each adapter operation and of

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The identical-page index: the keyed hash (known answers against XXH3),
  * lookups that report identical content and only that (hash collisions
  * forced by inserting under a chosen hash), many ids under one hash,

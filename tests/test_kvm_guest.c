@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The KVM adapter under real vCPUs: a guest of our own (kvm_guest.h) runs a
  * bounded loop of memory operations in a region that the engine scans at
  * the same time, so that its pages are evicted and faulted back under the

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The KVM adapter's region (diffmem/kvm.h) against the real kernel: a memfd
  * registered with userfaultfd, host threads touching it (their page faults
  * are real userfaultfd faults served by the adapter's thread) while the

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The randomized model (model.h) in each of its configurations, as a Check
  * suite. DMEM_MODEL_OPS sets the operations shared among all
  * configurations (default 1,000,000), DMEM_MODEL_SEED the seed. */

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The similarity detectors: a page with a few words changed finds its
  * original first, with both kinds; content moved within the page is found
  * by the content-defined kind (and, as the paper's detector is built,

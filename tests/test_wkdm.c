@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* WKdm (lib/wkdm.c) through its internal entry points: round trips on many
  * kinds of page, the exact stream of a few fixed pages (known answers, so
  * that a format change cannot pass unnoticed), the cap contract of the

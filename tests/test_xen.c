@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The Xen adapter against the simulated hypervisor (xensim.h): opening and
  * its refusals, eviction and fault-back through the vm_event ring in every
  * paging state, sharing in the p2m with Xen's handle rules, clones and

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "config.h"
 
 #include <stdlib.h>

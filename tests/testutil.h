@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Helpers shared by the Check test programs. */
 #ifndef DMEM_TESTUTIL_H
 #define DMEM_TESTUTIL_H

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-FileCopyrightText: 2026 The libdiffmem authors
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # examples/xen_pager on a machine without Xen: it must say clearly that
 # there is no Xen (naming the device it could not open) and exit with 2,
 # not crash or hang. Skips (77) where Xen runs.

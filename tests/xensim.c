@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The simulated hypervisor (see xensim.h). One mutex guards everything; a
  * condition variable wakes vCPUs that wait for the pager. */
 #include "config.h"

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A simulated Xen hypervisor for the Xen adapter's tests: a dmem_xen_calls
  * table over in-memory domains that keeps the rules xenctrl.h and Xen's
  * mem_sharing and mem_paging code document:

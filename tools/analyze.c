@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* diffmem analyze: the study behind the Difference Engine paper's Table 1
  * (Gupta et al., OSDI 2008, section 5.1), with the engine's own parts.
  *
@@ -250,8 +252,7 @@ static int make_pass2(pass2 *p, const analyze *a)
 {
   memset(p, 0, sizeof *p);
   dmem_codec_options co = DMEM_CODEC_OPTIONS_INIT;
-  co.best_mask = a->opts.codec_best_mask ? a->opts.codec_best_mask
-                                         : (1u << DMEM_CODEC_WKDM) | (1u << DMEM_CODEC_LZO);
+  co.best_mask = a->opts.codec_best_mask ? a->opts.codec_best_mask : dmem_codec_default_mask();
   int rc = dmem_codec_create(&p->codec, &co);
   if (rc || !a->opts.simdet_kind)
     return rc;
@@ -353,10 +354,22 @@ int analyze_finish(analyze_result *out, analyze *a, analyze_progress_fn progress
   a->nrows = a->rows_cap = 0;
 
   const char *cn = dmem_codec_name(a->opts.codec);
-  if (a->opts.codec == DMEM_CODEC_BEST && !a->opts.codec_best_mask)
-    snprintf(out->codec, sizeof out->codec, "best (wkdm, lzo)");
-  else
-    snprintf(out->codec, sizeof out->codec, "%s", cn ? cn : "?");
+  snprintf(out->codec, sizeof out->codec, "%s", cn ? cn : "?");
+  if (a->opts.codec == DMEM_CODEC_BEST && !a->opts.codec_best_mask) {
+    /* The engine's default pair, named: "best (wkdm, lzo)". */
+    unsigned mask = dmem_codec_default_mask();
+    size_t len = strlen(out->codec);
+    const char *sep = " (";
+    for (unsigned id = 0; id < 32 && len < sizeof out->codec; id++) {
+      if (!(mask & (1u << id)))
+        continue;
+      len += (size_t)snprintf(out->codec + len, sizeof out->codec - len, "%s%s", sep,
+                              dmem_codec_name((dmem_codec_id)id));
+      sep = ", ";
+    }
+    if (len < sizeof out->codec)
+      snprintf(out->codec + len, sizeof out->codec - len, ")");
+  }
   if (!a->opts.simdet_kind)
     snprintf(out->detector, sizeof out->detector, "none");
   else

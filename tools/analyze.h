@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* diffmem analyze: what sharing, patching and compression would save on a
  * set of memory images, with the core's own index, detectors, delta
  * encoder and codecs (the Difference Engine paper's Table 1, for any

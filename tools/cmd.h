@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The subcommands of the diffmem program. Each takes argc/argv starting at
  * its own name and returns the process exit status. */
 #ifndef DMEM_TOOLS_CMD_H

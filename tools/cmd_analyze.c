@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* diffmem analyze: what sharing, patching and compression would save on
  * the given memory (raw images, ELF cores, live processes, libvirt
  * domains; by default the private writable memory of this machine's
@@ -47,7 +49,8 @@ static const char usage[] =
   "  --svg FILE      also write a stacked-bar chart of the savings to FILE\n"
   "  --rows N        at most N inputs in the table and chart (default 20); the\n"
   "                  rest are added up in one row (JSON lists every input)\n"
-  "  --codec NAME    compression codec (default: best of wkdm and lzo, as the engine)\n"
+  "  --codec NAME    compression codec (default: best of wkdm and lzo, or of wkdm\n"
+  "                  and lz4 in a build without lzo, as the engine)\n"
   "  --detector KIND similarity detector: hash (default, (2,1)), content, or none\n"
   "  --seed N        hash and detector key (default fixed, so runs repeat)\n"
   "  --no-progress   no progress bar (there is none when stderr is not a terminal)\n"

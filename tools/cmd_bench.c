@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* diffmem bench codecs: measures the page codecs, the delta encoder and the
  * similarity detectors on real pages, all in one run so that the ratios
  * between them hold on a noisy machine. Each timed pass runs --repeat times

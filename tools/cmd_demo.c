@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* diffmem demo: several KVM guests on one engine, running, reclaimed while
  * they run, measured by the kernel's accounting and checked page by page
  * at the end. The guests and their program are in demo_guest.[ch].

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* diffmem probe: what this host offers libdiffmem (KVM, userfaultfd, Xen,
  * KSM), so that a user knows which adapter will run before trying one. */
 #include "config.h"

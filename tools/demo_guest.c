@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The guests of `diffmem demo`: content, program, VM and replay
  * (demo_guest.h says what a guest is and what its program does). */
 #include "config.h"

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The guests of `diffmem demo`: their content, their program and their
  * VM (demo_guest.c).
  *

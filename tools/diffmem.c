@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* diffmem: the command-line face of libdiffmem. One table of subcommands;
  * `diffmem help CMD` prints a command's usage. */
 #include "config.h"
@@ -6,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <diffmem/codec.h>
 #include <diffmem/diffmem.h>
 
 #include "cmd.h"
@@ -53,9 +56,15 @@ int cmd_usage_error(const dmem_cmd *cmd, const char *fmt, ...)
   return EXIT_USAGE;
 }
 
+/* The version, and the codecs this build has (a build without liblzo2 has
+ * no lzo: README, "License"). */
 static int print_version(void)
 {
-  printf("diffmem %s (libdiffmem %s)\n", DMEM_VERSION_STRING, dmem_version());
+  printf("diffmem %s (libdiffmem %s)\ncodecs:", DMEM_VERSION_STRING, dmem_version());
+  for (unsigned id = 1; id < DMEM_CODEC_BEST; id++)
+    if (dmem_codec_available((dmem_codec_id)id))
+      printf(" %s", dmem_codec_name((dmem_codec_id)id));
+  printf("\n");
   return 0;
 }
 

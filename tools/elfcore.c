@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* ELF core parser: the PT_LOAD segments, every field checked before use.
  *
  * Invariants: no read is issued past file_size; every multiplication and

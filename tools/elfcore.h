@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The memory segments of an ELF core file: QEMU's dump-guest-memory,
  * `virsh dump --memory-only`, gdb's gcore, a kernel core dump. Little-endian
  * ELF64 and ELF32 (QEMU writes ELF32 for a guest that is not in long mode).

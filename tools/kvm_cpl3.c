@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A vCPU in 64-bit user mode (see kvm_cpl3.h). */
 #include "config.h"
 

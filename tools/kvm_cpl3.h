@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Our small KVM guests (the demo's and the KVM tests') run 64-bit code at
  * CPL 3: on the PVM hosts we run on, supervisor-mode guest code is
  * emulated instruction by instruction, user mode runs natively. This puts

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Sources of memory pages for diffmem analyze: a raw image, an ELF core, a
  * live process (/proc/PID/maps, pagemap, mem), a libvirt domain
  * (virDomainMemoryPeek), and the list of this machine's processes for the

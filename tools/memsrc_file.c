@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Memory from files: a raw image read as 4 KiB pages, or an ELF core whose
  * PT_LOAD segments hold the memory (their p_filesz bytes; the part of a
  * segment the file does not hold is not memory we can see). A segment that

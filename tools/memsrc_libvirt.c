@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Memory of a libvirt domain, read with virDomainMemoryPeek(VIR_MEMORY_PHYSICAL)
  * in chunks of 4 MiB, which libvirt 9 carries in one call; older libvirt
  * carried 64 KiB (REMOTE_DOMAIN_MEMORY_PEEK_BUFFER_MAX), so a refused chunk

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Memory of a live process: the resident pages of its readable mappings.
  *
  * /proc/PID/maps lists the mappings, /proc/PID/pagemap says which pages are

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A one-line progress bar on stderr, redrawn at most ten times a second.
  * It draws nothing when off, and it is off unless stderr is a terminal. */
 #ifndef DMEM_TOOLS_PROGRESS_H

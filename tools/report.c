@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Table, JSON and SVG reports of diffmem analyze, from one result. */
 #include "config.h"
 

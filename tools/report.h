@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The reports of diffmem analyze: a text table like the paper's Table 1,
  * JSON, and an SVG stacked-bar chart. All three read one analyze_result
  * and take every figure from analyze_percent_of(), so they agree. */

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The region as a KVM memory slot, and KVM's dirty log as a second source
  * of modified bits.
  *

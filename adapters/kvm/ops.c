@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The engine's side of the KVM adapter: dmem_adapter_ops over a memfd
  * mapped MAP_SHARED and registered with userfaultfd (see region.h for the
  * per-page state and the lock order).

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* What this host's KVM and userfaultfd offer the adapter. Each step says in
  * out->reason what failed, so that a test can skip with a clear message. */
 #include "config.h"

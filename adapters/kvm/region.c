@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A region: guest RAM in a memfd, mapped MAP_SHARED, and its attachment to
  * an engine (userfaultfd registration, fault thread, dmem_vm). The ops the
  * engine calls are in ops.c, the fault thread in uffd.c, KVM slots in

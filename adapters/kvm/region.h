@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The KVM adapter's internals, shared by region.c (the object), ops.c (the
  * engine's side: dmem_adapter_ops), uffd.c (the guest's side: the fault
  * thread) and kvm.c (memory slots and dirty logging).

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The guest's side of the KVM adapter: the userfaultfd registration and
  * the thread that serves the region's faults (region.h has the per-page
  * state).

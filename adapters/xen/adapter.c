@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The adapter's life cycle and its dmem_adapter_ops (see diffmem/xen.h for
  * how each operation maps onto Xen's calls). */
 #include "config.h"

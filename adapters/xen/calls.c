@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The default call table: every Xen call of the adapter, forwarded to
  * libxenctrl, libxenforeignmemory and libxenevtchn. Each keeps the
  * library's convention (-1 and errno on failure). */

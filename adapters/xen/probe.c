@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Is there a Xen hypervisor to talk to? The default call table's open
  * keeps libxenctrl's first error as the reason instead of printing it on
  * the caller's stderr. */

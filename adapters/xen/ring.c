@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The vm_event rings: mem_paging's, whose requests are the guest's
  * page-ins, and mem_sharing's, whose requests say that a copy-on-write
  * break found Xen without memory. Both are set up in xenpaging's order (map

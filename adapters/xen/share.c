@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Sharing in Xen's p2m. Xen shares a guest page with another guest page,
  * not with memory of ours, so each engine frame has a "source": a guest
  * page (of any VM on the same engine) that Xen nominated with the frame's

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Internals of libdiffmem-xen, shared by its files. */
 #ifndef DMEM_XEN_INTERNAL_H
 #define DMEM_XEN_INTERNAL_H

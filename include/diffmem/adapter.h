@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /**
  * @file diffmem/adapter.h
  * @brief What an adapter implements: the engine's view of one VM's memory.

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /**
  * @file diffmem/codec.h
  * @brief Page codecs and indexes, usable on their own: the keyed page hash
@@ -43,7 +45,7 @@ extern "C" {
 typedef enum dmem_codec_id {
   DMEM_CODEC_NONE = 0, /**< not a codec; never in a blob */
   DMEM_CODEC_WKDM = 1, /**< WKdm (Wilson and Kaplan), our implementation */
-  DMEM_CODEC_LZO = 2,  /**< LZO1X-1 from liblzo2 */
+  DMEM_CODEC_LZO = 2,  /**< LZO1X-1 (liblzo2, GPL-2.0-or-later), if built with it */
   DMEM_CODEC_LZ4 = 3,  /**< LZ4 (liblz4), if built with it */
   DMEM_CODEC_ZSTD = 4, /**< zstd (libzstd), if built with it */
   /** Best of: runs the candidate codecs and keeps the smallest output. The
@@ -84,6 +86,14 @@ DMEM_API int dmem_codec_create(dmem_codec **out, const dmem_codec_options *opts)
 
 /** Frees a context. NULL does nothing. */
 DMEM_API void dmem_codec_destroy(dmem_codec *codec);
+
+/**
+ * The codecs the engine's DMEM_CODEC_BEST tries when its options leave
+ * codec_best_mask 0, as a mask of (1u << id): the paper's pair, WKdm and
+ * LZO1X-1; in a build without liblzo2, WKdm and LZ4 (WKdm alone when LZ4
+ * is missing too).
+ */
+DMEM_API unsigned dmem_codec_default_mask(void);
 
 /** Is this codec built into the library? @return 1 or 0. */
 DMEM_API int dmem_codec_available(dmem_codec_id id);

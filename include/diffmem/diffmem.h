@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /**
  * @file diffmem/diffmem.h
  * @brief libdiffmem: saves host memory for virtual machines.
@@ -83,8 +85,8 @@ typedef struct dmem_engine_options {
   /** Compression codec; DMEM_CODEC_BEST keeps the smaller of the codecs
    *  in best_mask. */
   dmem_codec_id codec;
-  /** For DMEM_CODEC_BEST: (1u << id) bits; 0 = the paper's pair, WKdm and
-   *  LZO. */
+  /** For DMEM_CODEC_BEST: (1u << id) bits; 0 = dmem_codec_default_mask()
+   *  (the paper's pair, WKdm and LZO, where built with LZO). */
   unsigned codec_best_mask;
   /** Similarity detector (codec.h); kind 0 disables patching. */
   dmem_simdet_kind simdet_kind;

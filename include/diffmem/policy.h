@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /**
  * @file diffmem/policy.h
  * @brief Policies: how pages are classified, which technique each gets, and

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz target: dmem_codec_decompress() on any bytes must return an error
  * or a page, never crash or touch memory out of bounds. When it returns a
  * page, compressing that page again must round-trip. */

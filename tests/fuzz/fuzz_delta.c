@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz target: dmem_delta_decode() on any patch must return an error or a
  * page, never crash or touch memory out of bounds. The reference is a fixed
  * page with structure (words, a pointer-like pattern, zeros). A page that

@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz target: the ELF core parser of diffmem analyze on any file must
  * return an error or segments that lie inside the file, never crash, read
  * out of bounds or ask for bytes past the end. Every segment it returns is

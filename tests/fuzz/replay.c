@@ -1,3 +1,5 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Replays a fuzz target's corpus without libFuzzer, so that make check runs
  * every input a fuzzer ever found interesting. With arguments, each is a file
  * or directory to replay; without, the corpus $srcdir/tests/fuzz/corpus/NAME
