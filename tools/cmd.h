@@ -22,6 +22,9 @@ extern const dmem_cmd dmem_cmd_bench;
 extern const dmem_cmd dmem_cmd_demo;
 extern const dmem_cmd dmem_cmd_probe;
 
+/* diffmem bench ksm (bench_ksm.c): argv[0] is "ksm". */
+int bench_ksm_run(int argc, char **argv);
+
 /* Prints "diffmem CMD: message" to stderr and returns EXIT_USAGE. */
 int cmd_usage_error(const dmem_cmd *cmd, const char *fmt, ...)
   __attribute__((format(printf, 2, 3)));

@@ -382,7 +382,9 @@ static int run(int argc, char **argv)
 {
   bench_opts o = {.json = 0, .repeat = 3};
   if (argc < 2)
-    return cmd_usage_error(&dmem_cmd_bench, "missing what to measure (codecs)");
+    return cmd_usage_error(&dmem_cmd_bench, "missing what to measure (codecs or ksm)");
+  if (strcmp(argv[1], "ksm") == 0)
+    return bench_ksm_run(argc - 1, argv + 1);
   if (strcmp(argv[1], "codecs") != 0)
     return cmd_usage_error(&dmem_cmd_bench, "unknown benchmark '%s'", argv[1]);
   int nfiles = 0;
@@ -418,8 +420,13 @@ static int run(int argc, char **argv)
 
 const dmem_cmd dmem_cmd_bench = {
   .name = "bench",
-  .summary = "measure codecs, delta encoding and similarity detectors on real pages",
+  .summary = "measure codecs and detectors on real pages, or the engine against KSM",
   .usage = "usage: diffmem bench codecs [--json] [--repeat N] FILE...\n"
+           "       diffmem bench ksm [--json] [--seconds N] [--ksm-pages-to-scan N]\n"
+           "                         [--ksm-sleep-ms N] [--guests N] [--guest-mib N]\n"
+           "                         [--no-progress] [IMAGE...]\n"
+           "\n"
+           "bench codecs:\n"
            "\n"
            "Reads each FILE as raw 4 KiB pages (for example from bench/capture-pages)\n"
            "and reports, for each page codec (wkdm, lzo, lz4, zstd, best): pages,\n"
@@ -433,6 +440,42 @@ const dmem_cmd dmem_cmd_bench = {
            "content(2,1)+lz encodes the content detector's pairs with DMEM_DELTA_LZ.\n"
            "All-zero pages are left out: the engine keeps no data for them.\n"
            "Each timed codec pass runs N times (default 3) and the fastest counts.\n"
-           "Exit status 1 if any round trip failed.\n",
+           "Exit status 1 if any round trip failed.\n"
+           "\n"
+           "bench ksm (needs root, /dev/kvm and KSM):\n"
+           "\n"
+           "Runs the guests of `diffmem demo` (the same content: IMAGEs, or --guests\n"
+           "generated guests of --guest-mib MiB, default 4 of 48; the same program)\n"
+           "three times, --seconds each (default 60): with RAM in plain anonymous\n"
+           "memory (none), in anonymous memory marked MADV_MERGEABLE with KSM\n"
+           "running at --ksm-pages-to-scan (default 100) pages every --ksm-sleep-ms\n"
+           "(default 20: the kernel's defaults) (ksm), and in memfd regions on one\n"
+           "libdiffmem engine, all guests in one sharing domain, scanned at the\n"
+           "demo's rate (diffmem). KSM's other settings (smart_scan, use_zero_pages,\n"
+           "advisor) stay as the host has them. For ksm and diffmem it reports:\n"
+           "  saved_pct, saved_mib  host memory saved at the end, by the kernel's\n"
+           "                        accounting: memfd blocks plus this process's\n"
+           "                        Pss_Anon (a KSM page counts once), before - end;\n"
+           "  cpu_s                 CPU spent reclaiming: ksmd's utime + stime from\n"
+           "                        /proc (KSM's work for other processes included),\n"
+           "                        or the engine's scanning and fault threads;\n"
+           "  t50_s, t90_s          time to 50% and 90% of the final savings\n"
+           "                        (sampled every 0.25 s);\n"
+           "  cpu_per_gib           CPU seconds at t90 per GiB saved at t90;\n"
+           "  steady_cpu_pct        CPU in % of a core from t90 (or half the run, if\n"
+           "                        later) to the end; null with under 5 s of it;\n"
+           "  guest_ops_per_s       guest operations per second of vCPU time inside\n"
+           "                        KVM_RUN (the guests are paced at a million a\n"
+           "                        second; this is how fast they run when they run,\n"
+           "                        faults and copy-on-write breaks included), and\n"
+           "                        slowdown_pct against none's;\n"
+           "  verify_mismatches     every page checked at the end, as the demo does.\n"
+           "With --json one object: {\"ksm\": {...}, \"diffmem\": {...}, \"none\":\n"
+           "{\"guest_ops_per_s\"}, \"ratio\": {\"saved\", \"cpu_per_gib\"}}.\n"
+           "KSM's settings (run, pages_to_scan, sleep_millisecs) are written back\n"
+           "when its run ends, on error and on SIGINT or SIGTERM, and the guests'\n"
+           "pages are unmerged before they are freed (a SIGKILL leaves the rate\n"
+           "set). Exit status 1 when KVM, KSM or root is missing (nothing is\n"
+           "changed then), a run failed or was interrupted, or a page mismatched.\n",
   .run = run,
 };

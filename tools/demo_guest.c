@@ -499,7 +499,7 @@ uint32_t dg_replay(uint8_t *data, const uint8_t *content, const dg_layout *l, co
 /* ---------------------------------------------------------------- the VM */
 
 struct dg_guest {
-  dmem_kvm_region *region;
+  dg_ram ram;
   dg_layout layout;
   dg_program prog;
   int kvm, vm, vcpu;
@@ -510,6 +510,7 @@ struct dg_guest {
   double ops_per_s;
   int stop, forced, done; /* atomics */
   uint64_t ops_now;       /* atomic */
+  uint64_t run_ns_now;    /* atomic: res.run_ns while it runs */
   dg_result res;
 };
 
@@ -534,37 +535,62 @@ static int setup_vcpu(dg_guest *g, char *err, size_t len)
   return rc;
 }
 
-int dg_guest_create(dg_guest **out, dmem_kvm_region *r, const dg_layout *l, const dg_program *p,
+/* Makes the RAM memory slot 0 at guest physical 0 of the VM (vm_fd -1:
+ * forgets it, for a region). */
+static int set_slot(const dg_ram *ram, int vm_fd, char *err, size_t errlen)
+{
+  if (ram->region) {
+    if (dmem_kvm_region_set_slot(ram->region, vm_fd, 0, 0, 0) == 0)
+      return 0;
+    return fail(err, errlen, "%s", dmem_kvm_region_errmsg(ram->region));
+  }
+  if (vm_fd < 0)
+    return 0;
+  struct kvm_userspace_memory_region m = {.slot = 0,
+                                          .flags = 0,
+                                          .guest_phys_addr = 0,
+                                          .memory_size = ram->npages * PAGE,
+                                          .userspace_addr = (uint64_t)(uintptr_t)ram->addr};
+  if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &m) == 0)
+    return 0;
+  return fail(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+}
+
+int dg_guest_create(dg_guest **out, const dg_ram *ram, const dg_layout *l, const dg_program *p,
                     char *err, size_t errlen)
 {
-  if (dmem_kvm_region_npages(r) < l->npages || p->report_log < 4 || p->report_log > 30 ||
+  dg_ram r = *ram;
+  if (r.region) {
+    r.addr = dmem_kvm_region_addr(r.region);
+    r.npages = dmem_kvm_region_npages(r.region);
+  }
+  if (!r.addr || r.npages < l->npages || p->report_log < 4 || p->report_log > 30 ||
       p->hot_win_log > 22 || p->data_win_log > 22 || p->hot_shift > 63 || p->data_shift > 63 ||
       p->data_thresh < p->cold_thresh)
     return fail(err, errlen, "bad guest configuration");
   dg_guest *g = calloc(1, sizeof *g);
   if (!g)
     return fail(err, errlen, "out of memory");
-  g->region = r;
+  g->ram = r;
   g->layout = *l;
   g->prog = *p;
   g->kvm = g->vm = g->vcpu = -1;
-  control_pages((uint8_t *)dmem_kvm_region_addr(r) + l->ctl_gfn * PAGE, l, p);
+  control_pages((uint8_t *)r.addr + l->ctl_gfn * PAGE, l, p);
   const char *what = NULL;
-  int sz = 0;
+  int sz = 0, rc = -1;
   if ((g->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC)) < 0)
     what = "cannot open /dev/kvm";
   else if ((g->vm = ioctl(g->kvm, KVM_CREATE_VM, 0)) < 0)
     what = "KVM_CREATE_VM";
   else if ((sz = ioctl(g->kvm, KVM_GET_VCPU_MMAP_SIZE, 0)) <= 0)
     what = "KVM_GET_VCPU_MMAP_SIZE";
-  else if (dmem_kvm_region_set_slot(r, g->vm, 0, 0, 0) != 0)
-    what = dmem_kvm_region_errmsg(r);
+  else if (set_slot(&r, g->vm, err, errlen) != 0)
+    goto out; /* err says why */
   else if ((g->vcpu = ioctl(g->vm, KVM_CREATE_VCPU, 0ul)) < 0)
     what = "KVM_CREATE_VCPU";
   else if ((g->run = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, g->vcpu, 0)) ==
            MAP_FAILED)
     what = "mmap of kvm_run";
-  int rc = -1;
   if (what) {
     if (g->run == MAP_FAILED)
       g->run = NULL;
@@ -592,7 +618,7 @@ void dg_guest_destroy(dg_guest *g)
   if (g->vcpu >= 0)
     close(g->vcpu);
   if (g->vm >= 0) {
-    dmem_kvm_region_set_slot(g->region, -1, 0, 0, 0);
+    set_slot(&g->ram, -1, NULL, 0);
     close(g->vm);
   }
   if (g->kvm >= 0)
@@ -702,7 +728,10 @@ static void *vcpu_thread(void *arg)
       verr(g, "forced out of the guest between reports");
       break;
     }
+    uint64_t r0 = now_ns();
     int rc = ioctl(g->vcpu, KVM_RUN, 0);
+    g->res.run_ns += now_ns() - r0;
+    __atomic_store_n(&g->run_ns_now, g->res.run_ns, __ATOMIC_RELAXED);
     g->res.exits++;
     if (rc < 0 && (errno == EINTR || errno == EAGAIN))
       continue;
@@ -775,6 +804,22 @@ int dg_guest_running(const dg_guest *g)
 uint64_t dg_guest_ops(const dg_guest *g)
 {
   return __atomic_load_n(&g->ops_now, __ATOMIC_ACQUIRE);
+}
+
+double dg_guest_run_s(const dg_guest *g)
+{
+  return (double)__atomic_load_n(&g->run_ns_now, __ATOMIC_RELAXED) * 1e-9;
+}
+
+double dg_guest_cpu_s(const dg_guest *g)
+{
+  if (!dg_guest_running(g))
+    return (double)g->res.cpu_ns * 1e-9;
+  clockid_t cid;
+  struct timespec ts;
+  if (pthread_getcpuclockid(g->thread, &cid) != 0 || clock_gettime(cid, &ts) != 0)
+    return 0;
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 const dg_result *dg_guest_result(const dg_guest *g)

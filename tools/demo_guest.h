@@ -106,12 +106,24 @@ typedef struct dg_result {
   uint64_t reports; /* progress reports, each checked */
   uint64_t exits;   /* KVM_RUN returns */
   uint64_t cpu_ns;  /* CPU time of its thread (guest and KVM included) */
+  uint64_t run_ns;  /* wall time inside KVM_RUN: running, or stalled on a
+                       fault; the pacing sleeps between reports are not in it */
   char error[160];  /* the first error of its run loop, or "" */
 } dg_result;
 
-/* Writes the control pages through the region's mapping and makes the VM
- * and its vCPU. Returns 0, or -1 with err set. */
-int dg_guest_create(dg_guest **out, dmem_kvm_region *r, const dg_layout *l, const dg_program *p,
+/* Guest RAM: a region of the KVM adapter (its mapping and size are used),
+ * or, with region NULL, plain memory the caller mapped at addr (npages
+ * pages, for example anonymous memory that KSM may merge). */
+typedef struct dg_ram {
+  dmem_kvm_region *region;
+  void *addr;
+  uint64_t npages;
+} dg_ram;
+
+/* Writes the control pages through the RAM's mapping and makes the VM and
+ * its vCPU, with the RAM as memory slot 0 at guest physical 0. Returns 0,
+ * or -1 with err set. */
+int dg_guest_create(dg_guest **out, const dg_ram *ram, const dg_layout *l, const dg_program *p,
                     char *err, size_t errlen);
 /* Stops the vCPU if it still runs, closes everything. NULL does nothing. */
 void dg_guest_destroy(dg_guest *g);
@@ -129,6 +141,12 @@ int dg_guest_join(dg_guest *g, unsigned timeout_ms);
 int dg_guest_running(const dg_guest *g);
 /* Operations reported so far (while it runs). */
 uint64_t dg_guest_ops(const dg_guest *g);
+/* Wall time the vCPU spent inside KVM_RUN so far, in seconds (while it
+ * runs; dg_result.run_ns once stopped): operations over this time is how
+ * fast the guest runs when it runs, whatever the pacing. */
+double dg_guest_run_s(const dg_guest *g);
+/* CPU time of the vCPU's thread so far, in seconds (0 before it starts). */
+double dg_guest_cpu_s(const dg_guest *g);
 const dg_result *dg_guest_result(const dg_guest *g);
 
 /* ---------------------------------------------------------------- replay */
