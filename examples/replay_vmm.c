@@ -120,7 +120,7 @@ typedef struct guest {
   size_t run_size;
   pthread_t thread;
   uint64_t ops, writes; /* read from the registers when it stops */
-  char err[160];
+  char err[DMEM_ERRBUF_SIZE + 64];
 } guest;
 
 static int stop_guests; /* atomic: the vCPUs leave at their next report */
@@ -155,9 +155,10 @@ static int load_image(guest *g)
   }
   dmem_kvm_region_options ro = DMEM_KVM_REGION_OPTIONS_INIT;
   ro.size = g->npages * PAGE;
-  int rc = dmem_kvm_region_create(&g->region, &ro);
+  char why[DMEM_ERRBUF_SIZE];
+  int rc = dmem_kvm_region_create(&g->region, &ro, why, sizeof why);
   if (rc != 0) {
-    snprintf(g->err, sizeof g->err, "region: %s", dmem_strerror(rc));
+    snprintf(g->err, sizeof g->err, "region: %s (%s)", dmem_strerror(rc), why);
     goto fail;
   }
   uint8_t *mem = dmem_kvm_region_addr(g->region);
@@ -380,7 +381,7 @@ int main(int argc, char **argv)
       goto fail;
     /* The guest may already run when its region is attached; here it
      * starts later, so that "before" below is the loaded RAM. */
-    if (dmem_kvm_region_attach(&g->vm, g->region, engine, g->image) != 0) {
+    if (dmem_kvm_region_attach(&g->vm, engine, g->region, g->image) != 0) {
       snprintf(g->err, sizeof g->err, "attach: %s", dmem_kvm_region_errmsg(g->region));
       goto fail;
     }

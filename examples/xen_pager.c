@@ -19,14 +19,14 @@
  *   xen_pager: dom1: cannot open /dev/xen/privcmd: No such file or directory (...)
  *
  * What a daemon does, and all this file does:
- *  1. dmem_xen_open() for each guest: checks HVM with HAP, maps the paging
+ *  1. dmem_xen_guest_create() for each guest: checks HVM with HAP, maps the paging
  *     ring, enables paging and log-dirty (and sharing);
- *  2. one engine; dmem_xen_attach() each guest to it;
- *  3. dmem_xen_start() on each adapter (or poll dmem_xen_fd() in the
- *     daemon's own event loop and call dmem_xen_poll()), and
+ *  2. one engine; dmem_xen_guest_attach() each guest to it;
+ *  3. dmem_xen_guest_start() on each adapter (or poll dmem_xen_guest_fd() in the
+ *     daemon's own event loop and call dmem_xen_guest_poll()), and
  *     dmem_engine_start();
- *  4. at the end: dmem_engine_stop(), dmem_xen_detach() (every page comes
- *     back), dmem_xen_close(), dmem_engine_destroy().
+ *  4. at the end: dmem_engine_stop(), dmem_xen_guest_detach() (every page comes
+ *     back), dmem_xen_guest_destroy(), dmem_engine_destroy().
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -92,17 +92,18 @@ int main(int argc, char **argv)
     domid[i] = (uint32_t)d;
   }
 
-  dmem_xen *x[MAXDOM] = {0};
+  dmem_xen_guest *x[MAXDOM] = {0};
   dmem_vm *vm[MAXDOM] = {0};
   int status = 0;
   for (int i = 0; i < ndom; i++) {
-    dmem_xen_options o = DMEM_XEN_OPTIONS_INIT;
+    dmem_xen_guest_options o = DMEM_XEN_GUEST_OPTIONS_INIT;
     o.domid = domid[i];
     o.share = share;
     char err[256];
-    int rc = dmem_xen_open(&x[i], &o, err, sizeof err);
+    int rc = dmem_xen_guest_create(&x[i], &o, err, sizeof err);
     if (rc) {
-      fprintf(stderr, "xen_pager: dom%u: %s\n", (unsigned)domid[i], err[0] ? err : dmem_strerror(rc));
+      fprintf(stderr, "xen_pager: dom%u: %s\n", (unsigned)domid[i],
+              err[0] ? err : dmem_strerror(rc));
       status = rc == DMEM_ENOTSUP ? 2 : 1;
       goto out;
     }
@@ -120,9 +121,9 @@ int main(int argc, char **argv)
   for (int i = 0; i < ndom; i++) {
     char name[32];
     snprintf(name, sizeof name, "dom%u", (unsigned)domid[i]);
-    rc = dmem_xen_attach(&vm[i], e, x[i], name);
+    rc = dmem_xen_guest_attach(&vm[i], e, x[i], name);
     if (rc == 0)
-      rc = dmem_xen_start(x[i]);
+      rc = dmem_xen_guest_start(x[i]);
     if (rc) {
       fprintf(stderr, "xen_pager: %s: %s\n", name, dmem_strerror(rc));
       status = 1;
@@ -144,10 +145,10 @@ int main(int argc, char **argv)
     dmem_engine_stats(&st, e);
     printf("pages %llu: zero %llu shared %llu mapped %llu patched %llu compressed %llu; "
            "saved %.1f MiB; faults %llu\n",
-           (unsigned long long)st.pages, (unsigned long long)st.zero,
-           (unsigned long long)st.shared, (unsigned long long)st.mapped,
-           (unsigned long long)st.patched, (unsigned long long)st.compressed,
-           (double)st.bytes_saved / 1048576.0, (unsigned long long)st.faults);
+           (unsigned long long)st.pages, (unsigned long long)st.zero, (unsigned long long)st.shared,
+           (unsigned long long)st.mapped, (unsigned long long)st.patched,
+           (unsigned long long)st.compressed, (double)st.bytes_saved / 1048576.0,
+           (unsigned long long)st.faults);
     fflush(stdout);
   }
   dmem_engine_stop(e);
@@ -157,16 +158,16 @@ detach:
     if (!vm[i])
       continue;
     /* The ring thread keeps serving while the pages come back. */
-    rc = dmem_xen_detach(x[i]);
+    rc = dmem_xen_guest_detach(x[i]);
     if (rc) {
-      fprintf(stderr, "xen_pager: dom%u: detach: %s: %s\n", (unsigned)domid[i],
-              dmem_strerror(rc), dmem_xen_errmsg(x[i]));
+      fprintf(stderr, "xen_pager: dom%u: detach: %s: %s\n", (unsigned)domid[i], dmem_strerror(rc),
+              dmem_xen_guest_errmsg(x[i]));
       status = 1;
     }
   }
   dmem_engine_destroy(e);
 out:
   for (int i = 0; i < ndom; i++)
-    dmem_xen_close(x[i]);
+    dmem_xen_guest_destroy(x[i]);
   return status;
 }

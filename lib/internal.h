@@ -12,7 +12,7 @@
 
 #include <diffmem/common.h>
 
-#define DMEM__ERRMSG_MAX 256
+#define DMEM__ERRMSG_MAX DMEM_ERRBUF_SIZE
 
 #if defined(__GNUC__)
 #define DMEM__PRINTF(f, a) __attribute__((format(printf, f, a)))

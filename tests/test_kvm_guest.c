@@ -39,7 +39,7 @@ static void run_guest(unsigned nvcpus, int log_dirty)
   dmem_kvm_region_options ro = DMEM_KVM_REGION_OPTIONS_INIT;
   ro.size = (uint64_t)KT_GUEST_PAGES * PAGE;
   dmem_kvm_region *r;
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &ro), 0);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &ro, NULL, 0), 0);
   kt_guest_config cfg = {.program = KT_PROG_LOOP,
                          .nvcpus = nvcpus,
                          .ops = total_ops() / nvcpus,
@@ -56,7 +56,7 @@ static void run_guest(unsigned nvcpus, int log_dirty)
   dmem_engine *e;
   ck_assert_int_eq(kt_engine(&e, 2, 64), 0);
   dmem_vm *vm;
-  ck_assert_int_eq(dmem_kvm_region_attach(&vm, r, e, "guest"), 0);
+  ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "guest"), 0);
   uint64_t bytes0 = 0, bytes_min = UINT64_MAX;
   ck_assert_int_eq(dmem_kvm_region_memfd_bytes(&bytes0, r), 0);
 
@@ -186,7 +186,7 @@ static void bare_vcpu_latency(uint64_t *ns)
   dmem_kvm_region_options ro = DMEM_KVM_REGION_OPTIONS_INIT;
   ro.size = (uint64_t)KT_GUEST_PAGES * PAGE;
   dmem_kvm_region *r;
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &ro), 0);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &ro, NULL, 0), 0);
   kt_guest_config cfg = {.program = KT_PROG_TOUCH, .nvcpus = 1};
   kt_guest *g = NULL;
   char err[256];
@@ -213,7 +213,7 @@ START_TEST(vcpu_fault_latency)
   dmem_kvm_region_options ro = DMEM_KVM_REGION_OPTIONS_INIT;
   ro.size = (uint64_t)KT_GUEST_PAGES * PAGE;
   dmem_kvm_region *r;
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &ro), 0);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &ro, NULL, 0), 0);
   kt_guest_config cfg = {.program = KT_PROG_TOUCH, .nvcpus = 1};
   kt_guest *g = NULL;
   char err[256];
@@ -222,7 +222,7 @@ START_TEST(vcpu_fault_latency)
   dmem_engine *e;
   ck_assert_int_eq(kt_engine(&e, 2, 256), 0);
   dmem_vm *vm;
-  ck_assert_int_eq(dmem_kvm_region_attach(&vm, r, e, "touch"), 0);
+  ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "touch"), 0);
   for (int i = 0; i < 3; i++)
     ck_assert_int_eq(dmem_engine_scan(NULL, e, KT_GUEST_PAGES), 0);
   dmem_stats vs;
@@ -273,7 +273,7 @@ static int guest_runs_here(void)
   dmem_kvm_region_options ro = DMEM_KVM_REGION_OPTIONS_INIT;
   ro.size = (uint64_t)KT_GUEST_PAGES * PAGE;
   dmem_kvm_region *r;
-  if (dmem_kvm_region_create(&r, &ro) != 0) {
+  if (dmem_kvm_region_create(&r, &ro, NULL, 0) != 0) {
     printf("SKIP: test_kvm_guest: cannot make a region\n");
     return 77;
   }

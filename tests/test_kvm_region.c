@@ -36,7 +36,7 @@ static dmem_kvm_region *make_region(uint64_t npages)
   dmem_kvm_region_options o = DMEM_KVM_REGION_OPTIONS_INIT;
   o.size = npages * PAGE;
   dmem_kvm_region *r = NULL;
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &o), 0);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &o, NULL, 0), 0);
   return r;
 }
 
@@ -72,27 +72,27 @@ START_TEST(options_checked)
 {
   dmem_kvm_region *r = NULL;
   dmem_kvm_region_options o = DMEM_KVM_REGION_OPTIONS_INIT;
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &o), DMEM_EINVAL); /* size 0 */
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &o, NULL, 0), DMEM_EINVAL); /* size 0 */
   o.size = PAGE + 1;
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &o), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &o, NULL, 0), DMEM_EINVAL);
   o.size = PAGE;
   o.version = 99;
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &o), DMEM_EVERSION);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &o, NULL, 0), DMEM_EVERSION);
   o.version = DMEM_KVM_REGION_OPTIONS_VERSION;
   o.addr = &o; /* a mapping without its fd */
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &o), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &o, NULL, 0), DMEM_EINVAL);
   o.addr = NULL;
   o.track = 0x80;
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &o), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &o, NULL, 0), DMEM_EINVAL);
   o.track = 0;
-  ck_assert_int_eq(dmem_kvm_region_create(NULL, &o), DMEM_EINVAL);
-  ck_assert_int_eq(dmem_kvm_region_create(&r, NULL), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_kvm_region_create(NULL, &o, NULL, 0), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, NULL, NULL, 0), DMEM_EINVAL);
 
   /* A file that is not shared memory, and a memfd that is too short. */
   int pipefd[2];
   ck_assert_int_eq(pipe(pipefd), 0);
   o.fd = pipefd[0];
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &o), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &o, NULL, 0), DMEM_EINVAL);
   close(pipefd[0]);
   close(pipefd[1]);
   int mfd = memfd_create("short", MFD_CLOEXEC);
@@ -100,9 +100,9 @@ START_TEST(options_checked)
   ck_assert_int_eq(ftruncate(mfd, PAGE), 0);
   o.fd = mfd;
   o.size = 2 * PAGE;
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &o), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &o, NULL, 0), DMEM_EINVAL);
   o.fd_offset = 100;
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &o), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &o, NULL, 0), DMEM_EINVAL);
   close(mfd);
 
   dmem_kvm_region_destroy(NULL);
@@ -114,7 +114,7 @@ START_TEST(options_checked)
   s.version = 0;
   ck_assert_int_eq(dmem_kvm_region_stats(&s, r), DMEM_EVERSION);
   ck_assert_int_eq(dmem_kvm_region_set_slot(r, 0, 0, 123, 0), DMEM_EINVAL);
-  ck_assert_int_eq(dmem_kvm_region_attach(NULL, r, NULL, NULL), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_kvm_region_attach(NULL, NULL, r, NULL), DMEM_EINVAL);
   ck_assert_uint_eq(dmem_kvm_region_npages(r), 4);
   ck_assert_uint_eq(dmem_kvm_region_size(r), 4 * PAGE);
   ck_assert_ptr_null(dmem_kvm_region_vm(r));
@@ -147,7 +147,7 @@ START_TEST(allocation_failures)
     ta.fail_at = n;
     o.allocator = &ta.hook;
     dmem_kvm_region *r = NULL;
-    int rc = dmem_kvm_region_create(&r, &o);
+    int rc = dmem_kvm_region_create(&r, &o, NULL, 0);
     if (rc == 0) {
       ck_assert_int_eq(dmem_kvm_region_set_slot(r, -1, 0, 0, 0), 0);
       dmem_kvm_region_destroy(r);
@@ -180,9 +180,9 @@ START_TEST(fresh_region_fills_and_reclaims)
   dmem_engine *e;
   ck_assert_int_eq(kt_engine(&e, 2, 64), 0);
   dmem_vm *vm;
-  ck_assert_int_eq(dmem_kvm_region_attach(&vm, r, e, "fresh"), 0);
+  ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "fresh"), 0);
   ck_assert_ptr_eq(dmem_kvm_region_vm(r), vm);
-  ck_assert_int_eq(dmem_kvm_region_attach(&vm, r, e, "again"), DMEM_EBUSY);
+  ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "again"), DMEM_EBUSY);
   ck_assert_uint_ne(dmem_kvm_region_track(r), 0);
 
   /* A never-written page reads as zeros, through a MISSING fault. */
@@ -220,7 +220,7 @@ START_TEST(fresh_region_fills_and_reclaims)
   /* And it can attach again, to another engine. */
   dmem_engine *e2;
   ck_assert_int_eq(kt_engine(&e2, 2, 64), 0);
-  ck_assert_int_eq(dmem_kvm_region_attach(&vm, r, e2, "fresh2"), 0);
+  ck_assert_int_eq(dmem_kvm_region_attach(&vm, e2, r, "fresh2"), 0);
   scan_passes(e2, N, 3);
   ck_assert_int_eq(dmem_vm_stats(&vs, vm), 0);
   ck_assert_uint_eq(vs.zero + vs.compressed, N);
@@ -252,13 +252,13 @@ START_TEST(caller_memfd_and_mapping)
   o.fd_offset = OFF * PAGE;
   o.addr = map;
   dmem_kvm_region *r;
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &o), 0);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &o, NULL, 0), 0);
   ck_assert_ptr_eq(dmem_kvm_region_addr(r), map);
   ck_assert_int_eq(dmem_kvm_region_fd(r), mfd);
   dmem_engine *e;
   ck_assert_int_eq(kt_engine(&e, 2, 64), 0);
   dmem_vm *vm;
-  ck_assert_int_eq(dmem_kvm_region_attach(&vm, r, e, "vmm"), 0);
+  ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "vmm"), 0);
   scan_passes(e, N, 3);
   dmem_stats vs;
   ck_assert_int_eq(dmem_vm_stats(&vs, vm), 0);
@@ -294,7 +294,7 @@ START_TEST(tracking_bits)
   dmem_engine *e;
   ck_assert_int_eq(kt_engine(&e, 2, N), 0);
   dmem_vm *vm;
-  ck_assert_int_eq(dmem_kvm_region_attach(&vm, r, e, "bits"), 0);
+  ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "bits"), 0);
   ck_assert_uint_eq(dmem_kvm_region_track(r), DMEM_KVM_TRACK_MINOR | DMEM_KVM_TRACK_WP);
   scan_passes(e, N, 1); /* nothing touched since attach: all C3 */
   dmem_page_state st;
@@ -344,7 +344,7 @@ static void degraded(unsigned track)
   o.size = N * PAGE;
   o.track = track;
   dmem_kvm_region *r;
-  ck_assert_int_eq(dmem_kvm_region_create(&r, &o), 0);
+  ck_assert_int_eq(dmem_kvm_region_create(&r, &o, NULL, 0), 0);
   uint8_t *m = dmem_kvm_region_addr(r);
   static const enum kt_kind kinds[3] = {KT_ZERO, KT_DUP, KT_TEXT};
   for (unsigned i = 0; i < N; i++)
@@ -352,7 +352,7 @@ static void degraded(unsigned track)
   dmem_engine *e;
   ck_assert_int_eq(kt_engine(&e, 2, N), 0);
   dmem_vm *vm;
-  ck_assert_int_eq(dmem_kvm_region_attach(&vm, r, e, "degraded"), 0);
+  ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "degraded"), 0);
   ck_assert_uint_eq(dmem_kvm_region_track(r), track);
   scan_passes(e, N, 3);
   dmem_stats vs;
@@ -453,7 +453,7 @@ START_TEST(host_threads_fault_while_scanning)
   dmem_engine *e;
   ck_assert_int_eq(kt_engine(&e, 2, 128), 0);
   dmem_vm *vm;
-  ck_assert_int_eq(dmem_kvm_region_attach(&vm, r, e, "stress"), 0);
+  ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "stress"), 0);
 
   stress t[2];
   pthread_t th[2];
@@ -557,7 +557,7 @@ START_TEST(fault_latency)
   dmem_engine *e;
   ck_assert_int_eq(kt_engine(&e, 2, N), 0);
   dmem_vm *vm;
-  ck_assert_int_eq(dmem_kvm_region_attach(&vm, r, e, "latency"), 0);
+  ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "latency"), 0);
   scan_passes(e, N, 3);
   dmem_stats vs;
   ck_assert_int_eq(dmem_vm_stats(&vs, vm), 0);

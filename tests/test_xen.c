@@ -30,7 +30,7 @@
 typedef struct fix {
   xensim *s;
   dmem_engine *e;
-  dmem_xen *x[2];
+  dmem_xen_guest *x[2];
   dmem_vm *vm[2];
   unsigned n;
   uint64_t npages;
@@ -41,7 +41,7 @@ static void serve_all(void *ud)
   fix *f = ud;
   for (unsigned i = 0; i < f->n; i++)
     if (f->x[i])
-      (void)dmem_xen_poll(f->x[i], 0, NULL);
+      (void)dmem_xen_guest_poll(f->x[i], 0, NULL);
 }
 
 static void fill(uint8_t *b, uint64_t seed)
@@ -74,16 +74,16 @@ static void setup(fix *f, unsigned n, uint64_t npages, int share)
       fill(b, 1000 + g);
       xs_load(f->s, 10 + i, g, b);
     }
-    dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+    dmem_xen_guest_options xo = DMEM_XEN_GUEST_OPTIONS_INIT;
     xo.domid = 10 + i;
     xo.calls = xs_calls();
     xo.hv = f->s;
     xo.share = share;
     char err[256];
-    int rc = dmem_xen_open(&f->x[i], &xo, err, sizeof err);
+    int rc = dmem_xen_guest_create(&f->x[i], &xo, err, sizeof err);
     ck_assert_msg(rc == 0, "open: %s: %s", dmem_err_name(rc), err);
     f->n = i + 1;
-    ck_assert_int_eq(dmem_xen_attach(&f->vm[i], f->e, f->x[i], "xen"), 0);
+    ck_assert_int_eq(dmem_xen_guest_attach(&f->vm[i], f->e, f->x[i], "xen"), 0);
   }
 }
 
@@ -91,11 +91,11 @@ static void teardown(fix *f)
 {
   for (unsigned i = 0; i < f->n; i++) {
     if (f->vm[i])
-      ck_assert_int_eq(dmem_xen_detach(f->x[i]), 0);
+      ck_assert_int_eq(dmem_xen_guest_detach(f->x[i]), 0);
     f->vm[i] = NULL;
   }
   for (unsigned i = 0; i < f->n; i++) {
-    dmem_xen_close(f->x[i]);
+    dmem_xen_guest_destroy(f->x[i]);
     f->x[i] = NULL;
   }
   dmem_engine_destroy(f->e);
@@ -129,14 +129,14 @@ static uint64_t count_type(fix *f, unsigned dom, uint64_t npages, int type)
 
 static int try_open(xensim *s, uint32_t domid, char *err, size_t len)
 {
-  dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+  dmem_xen_guest_options xo = DMEM_XEN_GUEST_OPTIONS_INIT;
   xo.domid = domid;
   xo.calls = xs_calls();
   xo.hv = s;
-  dmem_xen *x = NULL;
-  int rc = dmem_xen_open(&x, &xo, err, len);
+  dmem_xen_guest *x = NULL;
+  int rc = dmem_xen_guest_create(&x, &xo, err, len);
   if (rc == 0)
-    dmem_xen_close(x);
+    dmem_xen_guest_destroy(x);
   else
     ck_assert_ptr_null(x);
   return rc;
@@ -162,22 +162,22 @@ START_TEST(open_refusals)
   ck_assert_msg(strstr(err, "HVM_PARAM_PAGING_RING_PFN"), "%s", err);
 
   /* One pager per guest: a second one is refused while the first runs. */
-  dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+  dmem_xen_guest_options xo = DMEM_XEN_GUEST_OPTIONS_INIT;
   xo.domid = 3;
   xo.calls = xs_calls();
   xo.hv = s;
-  dmem_xen *x;
-  ck_assert_int_eq(dmem_xen_open(&x, &xo, err, sizeof err), 0);
+  dmem_xen_guest *x;
+  ck_assert_int_eq(dmem_xen_guest_create(&x, &xo, err, sizeof err), 0);
   ck_assert_int_eq(xs_type(s, 3, 0), XS_RAM);
   ck_assert_int_eq(try_open(s, 3, err, sizeof err), DMEM_EBUSY);
   ck_assert_msg(strstr(err, "another pager"), "%s", err);
-  dmem_xen_close(x);
+  dmem_xen_guest_destroy(x);
   /* Closing put the ring pages back: a new pager can start. */
   ck_assert_int_eq(try_open(s, 3, err, sizeof err), 0);
 
   xo.version = 99;
-  ck_assert_int_eq(dmem_xen_open(&x, &xo, NULL, 0), DMEM_EVERSION);
-  ck_assert_int_eq(dmem_xen_open(NULL, &xo, NULL, 0), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_xen_guest_create(&x, &xo, NULL, 0), DMEM_EVERSION);
+  ck_assert_int_eq(dmem_xen_guest_create(NULL, &xo, NULL, 0), DMEM_EINVAL);
   xs_destroy(s);
 }
 END_TEST
@@ -187,11 +187,11 @@ START_TEST(open_without_xen)
 {
   if (access("/dev/xen/privcmd", F_OK) == 0 || access("/proc/xen/privcmd", F_OK) == 0)
     return; /* Xen is here: nothing to check about its absence */
-  dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+  dmem_xen_guest_options xo = DMEM_XEN_GUEST_OPTIONS_INIT;
   xo.domid = 1;
-  dmem_xen *x = NULL;
+  dmem_xen_guest *x = NULL;
   char err[256];
-  ck_assert_int_eq(dmem_xen_open(&x, &xo, err, sizeof err), DMEM_ENOTSUP);
+  ck_assert_int_eq(dmem_xen_guest_create(&x, &xo, err, sizeof err), DMEM_ENOTSUP);
   ck_assert_ptr_null(x);
   ck_assert_msg(strstr(err, "privcmd") || strstr(err, "Xen"), "message: %s", err);
   dmem_xen_info info;
@@ -235,7 +235,7 @@ START_TEST(evict_and_fault_back)
   ck_assert_uint_eq(xs_responses(f.s), xs_requests(f.s));
   ck_assert_uint_eq(count_type(&f, 0, 64, XS_RAM), 64);
   dmem_xen_stats xs;
-  dmem_xen_stats_get(&xs, f.x[0]);
+  dmem_xen_guest_stats(&xs, f.x[0]);
   ck_assert_uint_eq(xs.faults, paged);
   ck_assert_uint_eq(xs.evicts, paged + 0);
   ck_assert_uint_ge(xs_count(f.s, XS_PAGING_LOAD), paged);
@@ -250,7 +250,7 @@ START_TEST(evict_and_fault_back)
   /* Evicted again, then the VM is detached: every page is loaded back. */
   scan_all(&f, 6);
   ck_assert_uint_gt(count_type(&f, 0, 64, XS_PAGED), 0);
-  ck_assert_int_eq(dmem_xen_detach(f.x[0]), 0);
+  ck_assert_int_eq(dmem_xen_guest_detach(f.x[0]), 0);
   f.vm[0] = NULL;
   ck_assert_uint_eq(count_type(&f, 0, 64, XS_RAM), 64);
   for (uint64_t g = 0; g < 48; g++)
@@ -283,7 +283,7 @@ START_TEST(write_after_nominate)
   xs_set_hook(f.s, XS_PAGING_EVICT, guest_writes, &w);
   scan_all(&f, 6);
   dmem_xen_stats xs;
-  dmem_xen_stats_get(&xs, f.x[0]);
+  dmem_xen_guest_stats(&xs, f.x[0]);
   ck_assert_uint_eq(xs.evict_fail, 1);
   ck_assert_uint_ge(xs_count(f.s, XS_PAGING_PREP), 1);
   uint8_t want[PAGE], got[PAGE];
@@ -310,7 +310,7 @@ START_TEST(write_before_nominate)
   for (int i = 0; i < 6 && xs_type(f.s, 10, 0) != XS_PAGING_OUT; i++)
     scan_all(&f, 1);
   dmem_xen_stats xs;
-  dmem_xen_stats_get(&xs, f.x[0]);
+  dmem_xen_guest_stats(&xs, f.x[0]);
   ck_assert_uint_eq(xs.evict_changed, 1);
   ck_assert_int_eq(xs_type(f.s, 10, 0), XS_PAGING_OUT);
   dmem_page_kind k;
@@ -410,7 +410,7 @@ START_TEST(close_answers_and_restores)
   ck_assert_int_eq(xs_type(f.s, 10, 3), XS_PAGED);
   ck_assert_int_eq(xs_touch_nowait(f.s, 10, 1, 3, 0), 1);
   ck_assert(xs_paused(f.s, 10, 1));
-  dmem_xen_close(f.x[0]);
+  dmem_xen_guest_destroy(f.x[0]);
   f.x[0] = NULL;
   f.vm[0] = NULL;
   ck_assert(!xs_paused(f.s, 10, 1));
@@ -435,7 +435,7 @@ START_TEST(ring_requests)
   ck_assert_int_eq(xs_touch_nowait(f.s, 10, 1, 2, 1), 1);
   ck_assert(xs_paused(f.s, 10, 0) && xs_paused(f.s, 10, 1));
   unsigned served = 0;
-  ck_assert_int_eq(dmem_xen_poll(f.x[0], 0, &served), 0);
+  ck_assert_int_eq(dmem_xen_guest_poll(f.x[0], 0, &served), 0);
   ck_assert_uint_eq(served, 2);
   ck_assert(!xs_paused(f.s, 10, 0) && !xs_paused(f.s, 10, 1));
   ck_assert_int_eq(xs_type(f.s, 10, 2), XS_RAM);
@@ -454,7 +454,7 @@ START_TEST(ring_requests)
   ck_assert_uint_eq(xs_responses(f.s), xs_requests(f.s));
 
   /* Nothing pending: a poll with a timeout returns quietly. */
-  ck_assert_int_eq(dmem_xen_poll(f.x[0], 10, &served), 0);
+  ck_assert_int_eq(dmem_xen_guest_poll(f.x[0], 10, &served), 0);
   ck_assert_uint_eq(served, 0);
   teardown(&f);
 }
@@ -471,22 +471,22 @@ START_TEST(load_refused_then_retried)
   xs_fail(f.s, XS_PAGING_LOAD, 1.0, ENOMEM);
   ck_assert_int_eq(xs_touch_nowait(f.s, 10, 0, 4, 0), 1);
   unsigned served = 9;
-  ck_assert_int_eq(dmem_xen_poll(f.x[0], 0, &served), DMEM_EIO);
+  ck_assert_int_eq(dmem_xen_guest_poll(f.x[0], 0, &served), DMEM_EIO);
   ck_assert_uint_eq(served, 0);
   ck_assert(xs_paused(f.s, 10, 0));
-  ck_assert_msg(strstr(dmem_xen_errmsg(f.x[0]), "0x4"), "%s", dmem_xen_errmsg(f.x[0]));
+  ck_assert_msg(strstr(dmem_xen_guest_errmsg(f.x[0]), "0x4"), "%s", dmem_xen_guest_errmsg(f.x[0]));
   ck_assert_int_eq(xs_type(f.s, 10, 4), XS_PAGING_IN);
   dmem_page_kind k;
   dmem_page_state ps;
   dmem_vm_page(&k, &ps, f.vm[0], 4);
   ck_assert_int_ne(k, DMEM_PAGE_RESIDENT); /* the engine still holds it */
   xs_fail(f.s, XS_PAGING_LOAD, 0, 0);
-  ck_assert_int_eq(dmem_xen_poll(f.x[0], 0, &served), 0);
+  ck_assert_int_eq(dmem_xen_guest_poll(f.x[0], 0, &served), 0);
   ck_assert_uint_eq(served, 1);
   ck_assert(!xs_paused(f.s, 10, 0));
   expect_page(&f, 0, 4, 1004);
   dmem_xen_stats xs;
-  dmem_xen_stats_get(&xs, f.x[0]);
+  dmem_xen_guest_stats(&xs, f.x[0]);
   ck_assert_uint_eq(xs.retries, 1);
 
   /* Refused nominations and evictions leave pages resident and counted. */
@@ -512,12 +512,12 @@ START_TEST(drop_notice)
   scan_all(&f, 6);
   ck_assert_int_eq(xs_type(f.s, 10, 1), XS_PAGED);
   ck_assert_int_eq(xs_drop(f.s, 10, 1), 0);
-  ck_assert_int_eq(dmem_xen_poll(f.x[0], 0, NULL), 0);
+  ck_assert_int_eq(dmem_xen_guest_poll(f.x[0], 0, NULL), 0);
   dmem_xen_stats xs;
-  dmem_xen_stats_get(&xs, f.x[0]);
+  dmem_xen_guest_stats(&xs, f.x[0]);
   ck_assert_uint_eq(xs.dropped, 1);
   uint64_t loads = xs_count(f.s, XS_PAGING_LOAD);
-  ck_assert_int_eq(dmem_xen_detach(f.x[0]), 0);
+  ck_assert_int_eq(dmem_xen_guest_detach(f.x[0]), 0);
   f.vm[0] = NULL;
   ck_assert_uint_eq(xs_count(f.s, XS_PAGING_LOAD), loads + 3); /* the other three */
   ck_assert_int_eq(xs_type(f.s, 10, 1), XS_HOLE);
@@ -603,8 +603,8 @@ START_TEST(share_across_domains)
   ck_assert_uint_gt(shared, 8);
   ck_assert_uint_gt(st.mapped, 8);
   dmem_xen_stats a, b;
-  dmem_xen_stats_get(&a, f.x[0]);
-  dmem_xen_stats_get(&b, f.x[1]);
+  dmem_xen_guest_stats(&a, f.x[0]);
+  dmem_xen_guest_stats(&b, f.x[1]);
   ck_assert_uint_gt(a.shares + b.shares, 8);
   /* A write gives the writer its own copy; the other guest keeps the old. */
   uint64_t g = 0;
@@ -660,7 +660,7 @@ START_TEST(share_refused_after_write)
   if (got[0] == 0x42) { /* the hook ran: the write is there and not shared */
     ck_assert_uint_eq(xs_sharers(f.s, 11, 0), 1);
     dmem_xen_stats b;
-    dmem_xen_stats_get(&b, f.x[1]);
+    dmem_xen_guest_stats(&b, f.x[1]);
     ck_assert_uint_eq(b.share_stale, 1);
   } else {
     ck_abort_msg("no share was attempted");
@@ -676,7 +676,7 @@ typedef struct enomem_hook {
   uint64_t gfn;
 } enomem_hook;
 
-static void make_room(dmem_xen *x, uint64_t gfn, void *ud)
+static void make_room(dmem_xen_guest *x, uint64_t gfn, void *ud)
 {
   enomem_hook *h = ud;
   (void)x;
@@ -706,17 +706,17 @@ START_TEST(sharing_ring_enomem)
   for (unsigned i = 0; i < 2; i++) {
     ck_assert_int_eq(xs_domain(f.s, 10 + i, 4, 1, 1), 0);
     xs_load(f.s, 10 + i, 2, b);
-    dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+    dmem_xen_guest_options xo = DMEM_XEN_GUEST_OPTIONS_INIT;
     xo.domid = 10 + i;
     xo.calls = xs_calls();
     xo.hv = f.s;
     xo.on_enomem = make_room;
     xo.enomem_ud = &h;
-    ck_assert_int_eq(dmem_xen_open(&f.x[i], &xo, NULL, 0), 0);
+    ck_assert_int_eq(dmem_xen_guest_create(&f.x[i], &xo, NULL, 0), 0);
     f.n = i + 1;
-    ck_assert_int_eq(dmem_xen_attach(&f.vm[i], f.e, f.x[i], "xen"), 0);
+    ck_assert_int_eq(dmem_xen_guest_attach(&f.vm[i], f.e, f.x[i], "xen"), 0);
   }
-  ck_assert_int_eq(dmem_xen_share_range(f.x[0], f.x[1], 2, 2), 0);
+  ck_assert_int_eq(dmem_xen_guest_share_range(f.x[0], f.x[1], 2, 2), 0);
   ck_assert_uint_eq(xs_sharers(f.s, 11, 2), 2);
   xs_set_free(f.s, 0);
   uint8_t byte = 0x99;
@@ -730,7 +730,7 @@ START_TEST(sharing_ring_enomem)
   ck_assert_int_eq(xs_peek(f.s, 10, 2, got), 0);
   ck_assert_mem_eq(got, b, PAGE);
   dmem_xen_stats xs;
-  dmem_xen_stats_get(&xs, f.x[1]);
+  dmem_xen_guest_stats(&xs, f.x[1]);
   ck_assert_uint_eq(xs.enomem, 2);
   ck_assert_uint_eq(xs_responses(f.s), xs_requests(f.s));
   teardown(&f);
@@ -740,16 +740,16 @@ START_TEST(sharing_ring_enomem)
   ck_assert_int_eq(xs_domain(s, 3, 4, 1, 1), 0);
   xs_set_sharing_ring_param(s, 3, 0);
   char err[256];
-  dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+  dmem_xen_guest_options xo = DMEM_XEN_GUEST_OPTIONS_INIT;
   xo.domid = 3;
   xo.calls = xs_calls();
   xo.hv = s;
-  dmem_xen *x;
-  ck_assert_int_eq(dmem_xen_open(&x, &xo, err, sizeof err), DMEM_ENOTSUP);
+  dmem_xen_guest *x;
+  ck_assert_int_eq(dmem_xen_guest_create(&x, &xo, err, sizeof err), DMEM_ENOTSUP);
   ck_assert_msg(strstr(err, "SHARING_RING_PFN"), "%s", err);
   xo.share = 0;
-  ck_assert_int_eq(dmem_xen_open(&x, &xo, err, sizeof err), 0);
-  dmem_xen_close(x);
+  ck_assert_int_eq(dmem_xen_guest_create(&x, &xo, err, sizeof err), 0);
+  dmem_xen_guest_destroy(x);
 
   /* What the ring prevents: without it, Xen crashes the writer. */
   const dmem_xen_calls *c = xs_calls();
@@ -771,10 +771,10 @@ START_TEST(clones_and_grants)
 {
   fix f;
   setup(&f, 2, 8, 1);
-  ck_assert_int_eq(dmem_xen_share_range(f.x[0], f.x[1], 0, 7), 0);
+  ck_assert_int_eq(dmem_xen_guest_share_range(f.x[0], f.x[1], 0, 7), 0);
   for (uint64_t g = 0; g < 8; g++)
     ck_assert_uint_eq(xs_sharers(f.s, 11, g), 2);
-  ck_assert_int_eq(dmem_xen_share_range(f.x[0], f.x[1], 0, 8), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_xen_guest_share_range(f.x[0], f.x[1], 0, 8), DMEM_EINVAL);
   for (uint64_t g = 0; g < 8; g++)
     expect_page(&f, 1, g, 1000 + g);
   teardown(&f);
@@ -782,11 +782,12 @@ START_TEST(clones_and_grants)
   setup(&f, 2, 8, 1);
   xs_grant(f.s, 10, 3, 5);
   xs_grant(f.s, 11, 4, 5);
-  ck_assert_int_eq(dmem_xen_share_grefs(f.x[0], 3, f.x[1], 4), 0);
+  ck_assert_int_eq(dmem_xen_guest_share_grefs(f.x[0], 3, f.x[1], 4), 0);
   ck_assert_uint_eq(xs_sharers(f.s, 11, 5), 2);
-  ck_assert_int_eq(dmem_xen_share_grefs(f.x[0], 3, f.x[1], 9), DMEM_EINVAL);
-  ck_assert_msg(strstr(dmem_xen_errmsg(f.x[1]), "gref") || strstr(dmem_xen_errmsg(f.x[1]), "nominate"),
-                "%s", dmem_xen_errmsg(f.x[1]));
+  ck_assert_int_eq(dmem_xen_guest_share_grefs(f.x[0], 3, f.x[1], 9), DMEM_EINVAL);
+  ck_assert_msg(strstr(dmem_xen_guest_errmsg(f.x[1]), "gref") ||
+                    strstr(dmem_xen_guest_errmsg(f.x[1]), "nominate"),
+                "%s", dmem_xen_guest_errmsg(f.x[1]));
   teardown(&f);
 }
 END_TEST
@@ -796,7 +797,7 @@ END_TEST
 typedef struct xg {
   xensim *s;
   uint32_t domid;
-  dmem_xen *x;
+  dmem_xen_guest *x;
   dmem_vm *vm;
 } xg;
 
@@ -812,7 +813,7 @@ static void serve_run(void *ud)
   (void)ud;
   for (unsigned i = 0; i < MODEL_MAXVM; i++)
     if (run.vms[i])
-      (void)dmem_xen_poll(run.vms[i]->x, 0, NULL);
+      (void)dmem_xen_guest_poll(run.vms[i]->x, 0, NULL);
 }
 
 static void *xb_create(const model_config *c, unsigned v)
@@ -832,12 +833,12 @@ static void *xb_create(const model_config *c, unsigned v)
   run.vms[v] = g;
   if (xs_domain(g->s, g->domid, c->npages, 1, 1) != 0)
     return g; /* open below fails: the model reports it */
-  dmem_xen_options xo = DMEM_XEN_OPTIONS_INIT;
+  dmem_xen_guest_options xo = DMEM_XEN_GUEST_OPTIONS_INIT;
   xo.domid = g->domid;
   xo.calls = xs_calls();
   xo.hv = g->s;
   xo.share = c->share;
-  if (dmem_xen_open(&g->x, &xo, NULL, 0) != 0)
+  if (dmem_xen_guest_create(&g->x, &xo, NULL, 0) != 0)
     g->x = NULL;
   return g;
 }
@@ -845,7 +846,7 @@ static void *xb_create(const model_config *c, unsigned v)
 static void xb_destroy(void *p)
 {
   xg *g = p;
-  dmem_xen_close(g->x);
+  dmem_xen_guest_destroy(g->x);
   for (unsigned i = 0; i < MODEL_MAXVM; i++)
     if (run.vms[i] == g)
       run.vms[i] = NULL;
@@ -867,7 +868,7 @@ static int xb_attach(dmem_vm **out, dmem_engine *e, void *p)
   xg *g = p;
   if (!g->x)
     return DMEM_ENOTSUP;
-  int rc = dmem_xen_attach(out, e, g->x, "model");
+  int rc = dmem_xen_guest_attach(out, e, g->x, "model");
   if (rc == 0)
     g->vm = *out;
   return rc;
@@ -877,7 +878,7 @@ static int xb_detach(void *p, dmem_vm *vm)
 {
   xg *g = p;
   (void)vm;
-  return dmem_xen_detach(g->x);
+  return dmem_xen_guest_detach(g->x);
 }
 
 static int xb_access(xg *g, int vcpu, uint64_t gfn, int write, size_t off, void *d, size_t len)
@@ -921,9 +922,9 @@ static int xb_mapped(void *p, uint64_t gfn)
 static void xb_fail(void *p, double prob)
 {
   xg *g = p;
-  static const xs_call calls[] = {XS_NOMINATE_GFN, XS_SHARE_GFNS, XS_PAGING_NOMINATE,
-                                  XS_PAGING_EVICT, XS_PAGING_PREP, XS_PAGING_LOAD, XS_MAP,
-                                  XS_LOGDIRTY};
+  static const xs_call calls[] = {XS_NOMINATE_GFN, XS_SHARE_GFNS,  XS_PAGING_NOMINATE,
+                                  XS_PAGING_EVICT, XS_PAGING_PREP, XS_PAGING_LOAD,
+                                  XS_MAP,          XS_LOGDIRTY};
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++)
     xs_fail(g->s, calls[i], prob, EIO);
 }
@@ -945,16 +946,16 @@ static void xb_concurrent(void *p, int on)
   xg *g = p;
   if (on) {
     xs_set_service(g->s, NULL, NULL);
-    ck_assert_int_eq(dmem_xen_start(g->x), 0);
+    ck_assert_int_eq(dmem_xen_guest_start(g->x), 0);
   } else {
-    dmem_xen_stop(g->x);
+    dmem_xen_guest_stop(g->x);
     xs_set_service(g->s, serve_run, NULL);
   }
 }
 
 static const model_backend xen_backend = {
-  "xen",      xb_create, xb_destroy, xb_load,   xb_attach, xb_detach,     xb_guest_read,
-  xb_write,   xb_peek,   xb_present, xb_mapped, xb_fail,   xb_violations, xb_concurrent,
+    "xen",    xb_create, xb_destroy, xb_load,   xb_attach, xb_detach,     xb_guest_read,
+    xb_write, xb_peek,   xb_present, xb_mapped, xb_fail,   xb_violations, xb_concurrent,
 };
 
 #define MAXCFG 8

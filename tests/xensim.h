@@ -29,7 +29,7 @@
  *
  * Guests run as calls of xs_access() (one per vCPU, or -1 for a foreign
  * access by the VMM). A vCPU that waits for the pager either calls the
- * service hook (single-threaded tests: the hook runs dmem_xen_poll) or
+ * service hook (single-threaded tests: the hook runs dmem_xen_guest_poll) or
  * sleeps until the response arrives (threaded tests). */
 #ifndef DMEM_TEST_XENSIM_H
 #define DMEM_TEST_XENSIM_H
@@ -82,8 +82,8 @@ int xs_drop(xensim *s, uint32_t domid, uint64_t gfn);
 /* A guest access by @vcpu (-1: the VMM's foreign access). Waits for the
  * pager when the page is not there. @return 0, or -1 when the wait timed
  * out (the pager never answered). */
-int xs_access(xensim *s, uint32_t domid, int vcpu, uint64_t gfn, int write, size_t off,
-              void *data, size_t len);
+int xs_access(xensim *s, uint32_t domid, int vcpu, uint64_t gfn, int write, size_t off, void *data,
+              size_t len);
 /* A touch that raises the page-in request and returns at once (the vCPU
  * stays paused): 1 when a request was raised, 0 when the page was there. */
 int xs_touch_nowait(xensim *s, uint32_t domid, int vcpu, uint64_t gfn, int write);

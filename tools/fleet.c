@@ -253,10 +253,12 @@ static int make_ram(fleet_vm *v, const fleet *f, unsigned i)
     dmem_kvm_region_options ro = DMEM_KVM_REGION_OPTIONS_INIT;
     ro.size = bytes;
     ro.name = "diffmem-demo";
-    int rc = dmem_kvm_region_create(&v->region, &ro);
+    char err[DMEM_ERRBUF_SIZE];
+    int rc = dmem_kvm_region_create(&v->region, &ro, err, sizeof err);
     if (rc == 0)
       return 0;
-    fprintf(stderr, "%s: guest %u: cannot make its RAM: %s\n", f->o.who, i, dmem_strerror(rc));
+    fprintf(stderr, "%s: guest %u: cannot make its RAM: %s (%s)\n", f->o.who, i, dmem_strerror(rc),
+            err);
     return -1;
   }
   void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -323,7 +325,7 @@ static int attach_engine(fleet *f)
   for (unsigned i = 0; i < f->n; i++) {
     char name[32];
     snprintf(name, sizeof name, "guest%u", i);
-    err = dmem_kvm_region_attach(&f->vms[i].vm, f->vms[i].region, f->engine, name);
+    err = dmem_kvm_region_attach(&f->vms[i].vm, f->engine, f->vms[i].region, name);
     if (err != 0) {
       fprintf(stderr, "%s: cannot attach guest %u: %s (%s)\n", f->o.who, i, dmem_strerror(err),
               dmem_kvm_region_errmsg(f->vms[i].region));

@@ -1,7 +1,8 @@
 /* SPDX-FileCopyrightText: 2026 The libdiffmem authors
  * SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The region as a KVM memory slot, and KVM's dirty log as a second source
- * of modified bits.
+/* The KVM layer of libdiffmem-kvm: the region as a KVM memory slot, and
+ * KVM's dirty log as a second source of modified bits. It sits above the
+ * Linux memory layer (mem.h) and reaches it only through that header.
  *
  * KVM maps guest memory from the region's mapping through its MMU
  * notifiers, so everything the adapter does to the mapping (punching a
@@ -23,7 +24,58 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "region.h"
+#include "mem.h"
+
+/* The slot as the dirty-log source of a region (mem.h: dirty_src). */
+typedef struct kvm_slot {
+  int vm_fd;
+  uint32_t slot;
+  uint64_t *bitmap; /* KVM_GET_DIRTY_LOG, (npages + 63) / 64 words */
+} kvm_slot;
+
+static size_t bitmap_bytes(const dmem_kvm_region *r)
+{
+  return (size_t)((r->npages + 63) / 64 * 8);
+}
+
+/* ORs KVM's dirty log into MOD; mu held. */
+static int sync_dirty(dmem_kvm_region *r, void *state)
+{
+  kvm_slot *k = state;
+  struct kvm_dirty_log d = {.slot = k->slot};
+  d.dirty_bitmap = k->bitmap;
+  if (ioctl(k->vm_fd, KVM_GET_DIRTY_LOG, &d) != 0)
+    return dmem__mem_fail(r, DMEM_ESYS, "KVM_GET_DIRTY_LOG of slot %u: %s", (unsigned)k->slot,
+                          strerror(errno));
+  for (uint64_t w = 0; w < (r->npages + 63) / 64; w++) {
+    uint64_t bits = k->bitmap[w];
+    while (bits) {
+      uint64_t gfn = w * 64 + (uint64_t)__builtin_ctzll(bits);
+      bits &= bits - 1;
+      if (gfn < r->npages && !(r->pages[gfn] & PG_EVICTED))
+        r->pages[gfn] |= PG_REF | PG_MOD;
+    }
+  }
+  return 0;
+}
+
+static void release_slot(dmem_kvm_region *r, void *state)
+{
+  kvm_slot *k = state;
+  dmem__mem_free(r, k->bitmap, bitmap_bytes(r));
+  dmem__mem_free(r, k, sizeof *k);
+}
+
+/* Installs (k) or removes (NULL) the region's dirty-log source. */
+static void set_source(dmem_kvm_region *r, kvm_slot *k)
+{
+  pthread_mutex_lock(&r->mu);
+  dmem__mem_dirty_src old = r->dirty_src;
+  r->dirty_src = k ? (dmem__mem_dirty_src){sync_dirty, release_slot, k} : (dmem__mem_dirty_src){0};
+  pthread_mutex_unlock(&r->mu);
+  if (old.release)
+    old.release(r, old.state);
+}
 
 int dmem_kvm_region_set_slot(dmem_kvm_region *r, int vm_fd, uint32_t slot, uint64_t gpa,
                              int log_dirty)
@@ -31,23 +83,22 @@ int dmem_kvm_region_set_slot(dmem_kvm_region *r, int vm_fd, uint32_t slot, uint6
   if (!r)
     return DMEM_EINVAL;
   if (vm_fd < 0) {
-    pthread_mutex_lock(&r->mu);
-    r->vm_fd = -1;
-    r->log_dirty = 0;
-    pthread_mutex_unlock(&r->mu);
+    set_source(r, NULL);
     return 0;
   }
   if (gpa % PAGE)
-    return DMEM_EINVAL;
-  size_t words = (size_t)((r->npages + 63) / 64);
-  if (log_dirty && !r->dirty) {
-    uint64_t *d = dmem__kvm_alloc(r, words * 8);
-    if (!d)
-      return DMEM_ENOMEM;
-    memset(d, 0, words * 8);
-    pthread_mutex_lock(&r->mu);
-    r->dirty = d;
-    pthread_mutex_unlock(&r->mu);
+    return dmem__mem_fail(r, DMEM_EINVAL, "gpa %#llx is not page-aligned", (unsigned long long)gpa);
+  kvm_slot *k = NULL;
+  if (log_dirty) {
+    k = dmem__mem_alloc(r, sizeof *k);
+    uint64_t *b = dmem__mem_alloc(r, bitmap_bytes(r));
+    if (!k || !b) {
+      dmem__mem_free(r, k, sizeof *k);
+      dmem__mem_free(r, b, bitmap_bytes(r));
+      return dmem__mem_fail(r, DMEM_ENOMEM, "out of memory for the dirty bitmap");
+    }
+    memset(b, 0, bitmap_bytes(r));
+    *k = (kvm_slot){.vm_fd = vm_fd, .slot = slot, .bitmap = b};
   }
   struct kvm_userspace_memory_region m = {
       .slot = slot,
@@ -58,35 +109,13 @@ int dmem_kvm_region_set_slot(dmem_kvm_region *r, int vm_fd, uint32_t slot, uint6
   };
   /* Not under mu: KVM waits here for vCPUs inside a fault to leave it,
    * and the fault thread may need mu to serve them. */
-  if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &m) != 0)
-    return dmem__kvm_fail(r, DMEM_ESYS, "KVM_SET_USER_MEMORY_REGION slot %u at %#llx: %s",
-                          (unsigned)slot, (unsigned long long)gpa, strerror(errno));
-  pthread_mutex_lock(&r->mu);
-  r->vm_fd = vm_fd;
-  r->slot = slot;
-  r->gpa = gpa;
-  r->log_dirty = log_dirty != 0;
-  pthread_mutex_unlock(&r->mu);
-  return 0;
-}
-
-int dmem__kvm_sync_dirty(dmem_kvm_region *r)
-{
-  if (!r->log_dirty || r->vm_fd < 0 || !r->dirty)
-    return 0;
-  struct kvm_dirty_log d = {.slot = r->slot};
-  d.dirty_bitmap = r->dirty;
-  if (ioctl(r->vm_fd, KVM_GET_DIRTY_LOG, &d) != 0)
-    return dmem__kvm_fail(r, DMEM_ESYS, "KVM_GET_DIRTY_LOG of slot %u: %s", (unsigned)r->slot,
-                          strerror(errno));
-  for (uint64_t w = 0; w < (r->npages + 63) / 64; w++) {
-    uint64_t bits = r->dirty[w];
-    while (bits) {
-      uint64_t gfn = w * 64 + (uint64_t)__builtin_ctzll(bits);
-      bits &= bits - 1;
-      if (gfn < r->npages && !(r->pages[gfn] & PG_EVICTED))
-        r->pages[gfn] |= PG_REF | PG_MOD;
-    }
+  if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &m) != 0) {
+    int err = errno;
+    if (k)
+      release_slot(r, k);
+    return dmem__mem_fail(r, DMEM_ESYS, "KVM_SET_USER_MEMORY_REGION slot %u at %#llx: %s",
+                          (unsigned)slot, (unsigned long long)gpa, strerror(err));
   }
+  set_source(r, k);
   return 0;
 }

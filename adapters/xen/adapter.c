@@ -43,7 +43,7 @@ int xen__err(int errnum)
 }
 
 /* Records the detail of a failed call and returns its DMEM_E* code. */
-void xen__msg(dmem_xen *x, const char *fmt, ...)
+void xen__msg(dmem_xen_guest *x, const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
@@ -53,14 +53,14 @@ void xen__msg(dmem_xen *x, const char *fmt, ...)
   va_end(ap);
 }
 
-static int fail_call(dmem_xen *x, const char *call, uint64_t gfn, int errnum)
+static int fail_call(dmem_xen_guest *x, const char *call, uint64_t gfn, int errnum)
 {
   xen__msg(x, "dom%u gfn %#llx: %s: %s", (unsigned)x->domid, (unsigned long long)gfn, call,
            strerror(errnum));
   return xen__err(errnum);
 }
 
-int xen__read(dmem_xen *x, uint64_t gfn, void *buf)
+int xen__read(dmem_xen_guest *x, uint64_t gfn, void *buf)
 {
   void *p = x->calls->map(x->hv, x->domid, PROT_READ, gfn, 1);
   if (!p)
@@ -70,7 +70,7 @@ int xen__read(dmem_xen *x, uint64_t gfn, void *buf)
   return 0;
 }
 
-int xen__unshare(dmem_xen *x, uint64_t gfn)
+int xen__unshare(dmem_xen_guest *x, uint64_t gfn)
 {
   void *p = x->calls->map(x->hv, x->domid, PROT_READ | PROT_WRITE, gfn, 1);
   if (!p)
@@ -79,7 +79,7 @@ int xen__unshare(dmem_xen *x, uint64_t gfn)
   return 0;
 }
 
-int xen__state(dmem_xen *x, uint64_t gfn)
+int xen__state(dmem_xen_guest *x, uint64_t gfn)
 {
   pthread_mutex_lock(&x->mu);
   int s = x->pstate[gfn];
@@ -87,14 +87,14 @@ int xen__state(dmem_xen *x, uint64_t gfn)
   return s;
 }
 
-void xen__set_state(dmem_xen *x, uint64_t gfn, int s)
+void xen__set_state(dmem_xen_guest *x, uint64_t gfn, int s)
 {
   pthread_mutex_lock(&x->mu);
   x->pstate[gfn] = (uint8_t)s;
   pthread_mutex_unlock(&x->mu);
 }
 
-void xen__count(dmem_xen *x, uint64_t *field)
+void xen__count(dmem_xen_guest *x, uint64_t *field)
 {
   pthread_mutex_lock(&x->mu);
   (*field)++;
@@ -110,7 +110,7 @@ void xen__count(dmem_xen *x, uint64_t *field)
  * write between the two reads would pass the check and be lost. */
 static int op_read(void *buf, uint64_t gfn, void *ud)
 {
-  dmem_xen *x = ud;
+  dmem_xen_guest *x = ud;
   int rc = xen__read(x, gfn, buf);
   if (rc)
     return rc;
@@ -125,7 +125,7 @@ static int op_read(void *buf, uint64_t gfn, void *ud)
 }
 
 /* The content the engine last read of gfn, or NULL. */
-static const uint8_t *recent_of(dmem_xen *x, uint64_t gfn)
+static const uint8_t *recent_of(dmem_xen_guest *x, uint64_t gfn)
 {
   for (unsigned i = 1; i <= XEN_RECENT; i++) {
     const xen_recent *r = &x->recent[(x->recent_next - i) % XEN_RECENT];
@@ -135,7 +135,7 @@ static const uint8_t *recent_of(dmem_xen *x, uint64_t gfn)
   return NULL;
 }
 
-static void forget_recent(dmem_xen *x, uint64_t gfn)
+static void forget_recent(dmem_xen_guest *x, uint64_t gfn)
 {
   for (unsigned i = 0; i < XEN_RECENT; i++)
     if (x->recent[i].gfn == gfn)
@@ -144,7 +144,7 @@ static void forget_recent(dmem_xen *x, uint64_t gfn)
 
 static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
 {
-  dmem_xen *x = ud;
+  dmem_xen_guest *x = ud;
   /* CLEAN hands over and clears the whole domain's bitmap; what is not
    * asked for now is kept for later calls. */
   if (x->calls->logdirty(x->hv, x->domid, DMEM_XEN_LOGDIRTY_CLEAN, x->bitmap, x->npages) != 0)
@@ -176,7 +176,7 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
 
 static int op_evict(uint64_t gfn, void *ud)
 {
-  dmem_xen *x = ud;
+  dmem_xen_guest *x = ud;
   const uint8_t *want = recent_of(x, gfn);
   if (!want) { /* the engine always reads a page before it evicts it */
     xen__count(x, &x->st.evict_changed);
@@ -227,14 +227,14 @@ static int op_evict(uint64_t gfn, void *ud)
 
 static int op_share(uint64_t gfn, uint32_t frame_id, const void *frame, void *ud)
 {
-  dmem_xen *x = ud;
+  dmem_xen_guest *x = ud;
   dmem_engine *engine = x->engine;
   return xen__share(x, gfn, engine, frame_id, frame);
 }
 
 static int op_install(uint64_t gfn, const void *content, void *ud)
 {
-  dmem_xen *x = ud;
+  dmem_xen_guest *x = ud;
   int state = xen__state(x, gfn);
   if (state != XP_EVICTED) {
     /* Guest memory already (a page the engine mapped, being made private):
@@ -254,10 +254,10 @@ static int op_install(uint64_t gfn, const void *content, void *ud)
 
 /* ---------------------------------------------------------------- life cycle */
 
-static int open_fail(dmem_xen *x, char *errbuf, size_t errlen, int rc, const char *fmt, ...)
-  __attribute__((format(printf, 5, 6)));
+static int open_fail(dmem_xen_guest *x, char *errbuf, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
-static int open_fail(dmem_xen *x, char *errbuf, size_t errlen, int rc, const char *fmt, ...)
+static int open_fail(dmem_xen_guest *x, char *errbuf, size_t errlen, int rc, const char *fmt, ...)
 {
   if (errbuf && errlen) {
     va_list ap;
@@ -265,22 +265,23 @@ static int open_fail(dmem_xen *x, char *errbuf, size_t errlen, int rc, const cha
     vsnprintf(errbuf, errlen, fmt, ap);
     va_end(ap);
   }
-  dmem_xen_close(x);
+  dmem_xen_guest_destroy(x);
   return rc;
 }
 
-int dmem_xen_open(dmem_xen **out, const dmem_xen_options *opts, char *errbuf, size_t errlen)
+int dmem_xen_guest_create(dmem_xen_guest **out, const dmem_xen_guest_options *opts, char *errbuf,
+                          size_t errlen)
 {
   if (errbuf && errlen)
     errbuf[0] = '\0';
   if (!out || !opts)
     return DMEM_EINVAL;
   *out = NULL;
-  if (opts->version != DMEM_XEN_OPTIONS_VERSION)
+  if (opts->version != DMEM_XEN_GUEST_OPTIONS_VERSION)
     return DMEM_EVERSION;
   if (opts->calls && opts->calls->version != DMEM_XEN_CALLS_VERSION)
     return DMEM_EVERSION;
-  dmem_xen *x = calloc(1, sizeof *x);
+  dmem_xen_guest *x = calloc(1, sizeof *x);
   if (!x)
     return DMEM_ENOMEM;
   pthread_mutex_init(&x->mu, NULL);
@@ -296,7 +297,7 @@ int dmem_xen_open(dmem_xen **out, const dmem_xen_options *opts, char *errbuf, si
   } else {
     int rc = xen__default_open(&x->own_hv, errbuf, errlen);
     if (rc) {
-      dmem_xen_close(x);
+      dmem_xen_guest_destroy(x);
       return rc;
     }
     x->calls = &xen__default_calls;
@@ -315,7 +316,8 @@ int dmem_xen_open(dmem_xen **out, const dmem_xen_options *opts, char *errbuf, si
     return open_fail(x, errbuf, errlen, DMEM_ENOTSUP,
                      "dom%u: sharing and paging need an HVM guest with hardware-assisted "
                      "paging (this one is %s%s)",
-                     (unsigned)x->domid, d.hvm ? "HVM" : "PV", d.hvm && !d.hap ? " without HAP" : "");
+                     (unsigned)x->domid, d.hvm ? "HVM" : "PV",
+                     d.hvm && !d.hap ? " without HAP" : "");
   if (d.dying)
     return open_fail(x, errbuf, errlen, DMEM_ENOENT, "dom%u is dying", (unsigned)x->domid);
   x->npages = opts->npages ? opts->npages : d.npages;
@@ -351,32 +353,32 @@ int dmem_xen_open(dmem_xen **out, const dmem_xen_options *opts, char *errbuf, si
   }
 
   x->ops = (dmem_adapter_ops){
-    .version = DMEM_ADAPTER_OPS_VERSION,
-    .read = op_read,
-    .bits = op_bits,
-    .evict = op_evict,
-    .share = x->share ? op_share : NULL,
-    .install = op_install,
+      .version = DMEM_ADAPTER_OPS_VERSION,
+      .read = op_read,
+      .bits = op_bits,
+      .evict = op_evict,
+      .share = x->share ? op_share : NULL,
+      .install = op_install,
   };
   *out = x;
   return 0;
 }
 
-void dmem_xen_close(dmem_xen *x)
+void dmem_xen_guest_destroy(dmem_xen_guest *x)
 {
   if (!x)
     return;
   /* Every page back first (the ring thread, if any, serves meanwhile),
    * then every request answered, so that no vCPU stays paused. */
   if (x->vm)
-    (void)dmem_xen_detach(x);
-  dmem_xen_stop(x);
+    (void)dmem_xen_guest_detach(x);
+  dmem_xen_guest_stop(x);
   int evicted = 0;
   for (uint64_t g = 0; x->pstate && g < x->npages; g++)
     evicted += x->pstate[g] == XP_EVICTED;
   for (int i = 0; x->paging.back && i < 100; i++) {
     unsigned n = 0;
-    (void)dmem_xen_poll(x, 0, &n);
+    (void)dmem_xen_guest_poll(x, 0, &n);
     if (n == 0 && x->npending == 0)
       break;
   }
@@ -405,11 +407,17 @@ void dmem_xen_close(dmem_xen *x)
   free(x);
 }
 
-const char *dmem_xen_errmsg(const dmem_xen *x) { return x ? x->errmsg : ""; }
+const char *dmem_xen_guest_errmsg(const dmem_xen_guest *x)
+{
+  return x ? x->errmsg : "";
+}
 
-uint64_t dmem_xen_npages(const dmem_xen *x) { return x ? x->npages : 0; }
+uint64_t dmem_xen_guest_npages(const dmem_xen_guest *x)
+{
+  return x ? x->npages : 0;
+}
 
-int dmem_xen_attach(dmem_vm **out, dmem_engine *engine, dmem_xen *x, const char *name)
+int dmem_xen_guest_attach(dmem_vm **out, dmem_engine *engine, dmem_xen_guest *x, const char *name)
 {
   if (!out || !engine || !x)
     return DMEM_EINVAL;
@@ -442,7 +450,7 @@ int dmem_xen_attach(dmem_vm **out, dmem_engine *engine, dmem_xen *x, const char 
   return 0;
 }
 
-int dmem_xen_detach(dmem_xen *x)
+int dmem_xen_guest_detach(dmem_xen_guest *x)
 {
   if (!x || !x->vm)
     return DMEM_EINVAL;
@@ -459,17 +467,19 @@ int dmem_xen_detach(dmem_xen *x)
   return rc;
 }
 
-int dmem_xen_stats_get(dmem_xen_stats *out, dmem_xen *x)
+int dmem_xen_guest_stats(dmem_xen_stats *out, const dmem_xen_guest *x)
 {
   if (!out || !x)
     return DMEM_EINVAL;
-  pthread_mutex_lock(&x->mu);
+  dmem_xen_guest *m = (dmem_xen_guest *)x; /* the lock, not the data */
+  pthread_mutex_lock(&m->mu);
   *out = x->st;
-  pthread_mutex_unlock(&x->mu);
+  pthread_mutex_unlock(&m->mu);
   return 0;
 }
 
-int dmem_xen_share_range(dmem_xen *source, dmem_xen *clone, uint64_t first, uint64_t last)
+int dmem_xen_guest_share_range(dmem_xen_guest *source, dmem_xen_guest *clone, uint64_t first,
+                               uint64_t last)
 {
   if (!source || !clone || first > last || last >= source->npages || last >= clone->npages)
     return DMEM_EINVAL;
@@ -480,8 +490,8 @@ int dmem_xen_share_range(dmem_xen *source, dmem_xen *clone, uint64_t first, uint
   return 0;
 }
 
-int dmem_xen_share_grefs(dmem_xen *source, uint32_t source_gref, dmem_xen *client,
-                         uint32_t client_gref)
+int dmem_xen_guest_share_grefs(dmem_xen_guest *source, uint32_t source_gref, dmem_xen_guest *client,
+                               uint32_t client_gref)
 {
   if (!source || !client || !source->share || !client->share)
     return DMEM_EINVAL;
@@ -491,8 +501,8 @@ int dmem_xen_share_grefs(dmem_xen *source, uint32_t source_gref, dmem_xen *clien
     return fail_call(source, "xc_memshr_nominate_gref", source_gref, errno);
   if (c->memshr_nominate_gref(client->hv, client->domid, client_gref, &ch) != 0)
     return fail_call(client, "xc_memshr_nominate_gref", client_gref, errno);
-  if (c->memshr_share_grefs(source->hv, source->domid, source_gref, sh, client->domid,
-                            client_gref, ch) != 0)
+  if (c->memshr_share_grefs(source->hv, source->domid, source_gref, sh, client->domid, client_gref,
+                            ch) != 0)
     return fail_call(client, "xc_memshr_share_grefs", client_gref, errno);
   pthread_mutex_lock(&client->mu);
   client->st.shares++;

@@ -24,7 +24,7 @@
 
 #define BACK(r) ((vm_event_back_ring_t *)(r)->back)
 
-static int ring_fail(dmem_xen *x, int e, const char *what)
+static int ring_fail(dmem_xen_guest *x, int e, const char *what)
 {
   xen__msg(x, "dom%u: %s: %s", (unsigned)x->domid, what, strerror(e));
   return xen__err(e);
@@ -33,7 +33,7 @@ static int ring_fail(dmem_xen *x, int e, const char *what)
 /* Enables Xen's side of a ring: the remote port in *remote. */
 typedef int (*ring_enable_fn)(void *hv, uint32_t domid, uint32_t *remote);
 
-static int ring_open(dmem_xen *x, xen_ring *r, ring_enable_fn enable, const char *call)
+static int ring_open(dmem_xen_guest *x, xen_ring *r, ring_enable_fn enable, const char *call)
 {
   const dmem_xen_calls *c = x->calls;
   uint64_t pfn = 0;
@@ -41,7 +41,8 @@ static int ring_open(dmem_xen *x, xen_ring *r, ring_enable_fn enable, const char
     return ring_fail(x, errno, "reading the ring's HVM parameter");
   if (pfn == 0) {
     xen__msg(x, "dom%u: the toolstack set no %s ring page (HVM_PARAM_%s_RING_PFN)",
-             (unsigned)x->domid, r->name, r->param == HVM_PARAM_PAGING_RING_PFN ? "PAGING" : "SHARING");
+             (unsigned)x->domid, r->name,
+             r->param == HVM_PARAM_PAGING_RING_PFN ? "PAGING" : "SHARING");
     return DMEM_ENOTSUP;
   }
   r->gfn = pfn;
@@ -55,9 +56,10 @@ static int ring_open(dmem_xen *x, xen_ring *r, ring_enable_fn enable, const char
   if (!r->page) {
     int e = errno;
     /* A running pager took the page out of the physmap. */
-    xen__msg(x, "dom%u: mapping the %s ring page (gfn %#llx): %s (is another pager or "
-             "sharing helper running for this guest?)", (unsigned)x->domid, r->name,
-             (unsigned long long)pfn, strerror(e));
+    xen__msg(x,
+             "dom%u: mapping the %s ring page (gfn %#llx): %s (is another pager or "
+             "sharing helper running for this guest?)",
+             (unsigned)x->domid, r->name, (unsigned long long)pfn, strerror(e));
     return e == EINVAL || e == ENOENT ? DMEM_EBUSY : xen__err(e);
   }
   uint32_t remote = 0;
@@ -95,7 +97,7 @@ static int ring_open(dmem_xen *x, xen_ring *r, ring_enable_fn enable, const char
   return 0;
 }
 
-static void ring_close(dmem_xen *x, xen_ring *r, int (*disable)(void *hv, uint32_t domid))
+static void ring_close(dmem_xen_guest *x, xen_ring *r, int (*disable)(void *hv, uint32_t domid))
 {
   const dmem_xen_calls *c = x->calls;
   if (r->enabled)
@@ -116,7 +118,7 @@ static void ring_close(dmem_xen *x, xen_ring *r, int (*disable)(void *hv, uint32
   r->back = NULL;
 }
 
-int xen__rings_init(dmem_xen *x)
+int xen__rings_init(dmem_xen_guest *x)
 {
   x->paging = (xen_ring){"paging", HVM_PARAM_PAGING_RING_PFN, NULL, 0, -1, 0, 0, NULL};
   x->sharing = (xen_ring){"sharing", HVM_PARAM_SHARING_RING_PFN, NULL, 0, -1, 0, 0, NULL};
@@ -126,7 +128,7 @@ int xen__rings_init(dmem_xen *x)
   return rc;
 }
 
-void xen__rings_fini(dmem_xen *x)
+void xen__rings_fini(dmem_xen_guest *x)
 {
   if (!x->calls)
     return; /* closed before the table was chosen */
@@ -134,7 +136,10 @@ void xen__rings_fini(dmem_xen *x)
   ring_close(x, &x->paging, x->calls->paging_disable);
 }
 
-int dmem_xen_fd(const dmem_xen *x) { return x ? x->calls->evtchn_fd(x->hv) : -1; }
+int dmem_xen_guest_fd(const dmem_xen_guest *x)
+{
+  return x ? x->calls->evtchn_fd(x->hv) : -1;
+}
 
 /* Puts the response to a request on ring r. Every request gets one, also
  * when no vCPU waits (a foreign mapping's request, a drop notice): the
@@ -159,19 +164,19 @@ static void put_response(xen_ring *r, uint32_t reason, const xen_pending *p, int
   *pushed = 1;
 }
 
-static void respond(dmem_xen *x, const xen_pending *p, int *pushed)
+static void respond(dmem_xen_guest *x, const xen_pending *p, int *pushed)
 {
   put_response(&x->paging, VM_EVENT_REASON_MEM_PAGING, p, pushed);
 }
 
 /* Answers one request. @return 0 when answered, DMEM_EIO when it must wait
  * for a later poll. */
-static int serve(dmem_xen *x, const xen_pending *p, int *pushed)
+static int serve(dmem_xen_guest *x, const xen_pending *p, int *pushed)
 {
   const dmem_xen_calls *c = x->calls;
   if (p->gfn >= x->npages) {
-    xen__msg(x, "dom%u: ring request for gfn %#llx beyond %llu pages",
-             (unsigned)x->domid, (unsigned long long)p->gfn, (unsigned long long)x->npages);
+    xen__msg(x, "dom%u: ring request for gfn %#llx beyond %llu pages", (unsigned)x->domid,
+             (unsigned long long)p->gfn, (unsigned long long)x->npages);
     respond(x, p, pushed); /* let the vCPU go; Xen handles the access */
     return 0;
   }
@@ -214,14 +219,15 @@ static int serve(dmem_xen *x, const xen_pending *p, int *pushed)
     int rc = vm ? dmem_vm_fault(vm, p->gfn) : DMEM_EINVAL;
     pthread_mutex_unlock(&x->attach_mu);
     if (rc) {
-      xen__msg(x, "dom%u gfn %#llx: page-in: %s", (unsigned)x->domid,
-               (unsigned long long)p->gfn, vm ? dmem_err_name(rc) : "no VM attached");
+      xen__msg(x, "dom%u gfn %#llx: page-in: %s", (unsigned)x->domid, (unsigned long long)p->gfn,
+               vm ? dmem_err_name(rc) : "no VM attached");
       return DMEM_EIO;
     }
     /* The guest touched it: referenced, as log-dirty cannot tell. */
     pthread_mutex_lock(&x->mu);
     x->st.faults++;
-    x->touched[p->gfn / (8 * sizeof(unsigned long))] |= 1ul << (p->gfn % (8 * sizeof(unsigned long)));
+    x->touched[p->gfn / (8 * sizeof(unsigned long))] |= 1ul
+                                                        << (p->gfn % (8 * sizeof(unsigned long)));
     pthread_mutex_unlock(&x->mu);
   } else {
     pthread_mutex_unlock(&x->attach_mu);
@@ -232,7 +238,7 @@ static int serve(dmem_xen *x, const xen_pending *p, int *pushed)
   return 0;
 }
 
-static int keep_pending(dmem_xen *x, const xen_pending *p)
+static int keep_pending(dmem_xen_guest *x, const xen_pending *p)
 {
   if (x->npending == x->cap_pending) {
     size_t cap = x->cap_pending ? 2 * x->cap_pending : 16;
@@ -248,7 +254,7 @@ static int keep_pending(dmem_xen *x, const xen_pending *p)
 }
 
 /* Pushes the responses put on ring r and kicks its event channel. */
-static int push(dmem_xen *x, xen_ring *r)
+static int push(dmem_xen_guest *x, xen_ring *r)
 {
   int notify = 0;
   RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(BACK(r), notify);
@@ -262,7 +268,7 @@ static int push(dmem_xen *x, xen_ring *r)
  * and Xen has none; its vCPU waits. The owner's hook makes memory (or the
  * engine scans the VM once, which may page out cold pages), then the vCPU
  * retries; if memory is still short, another notice follows. */
-static int serve_sharing(dmem_xen *x, int *pushed)
+static int serve_sharing(dmem_xen_guest *x, int *pushed)
 {
   xen_ring *r = &x->sharing;
   vm_event_back_ring_t *back = BACK(r);
@@ -287,7 +293,7 @@ static int serve_sharing(dmem_xen *x, int *pushed)
   return 0;
 }
 
-int dmem_xen_poll(dmem_xen *x, int timeout_ms, unsigned *served)
+int dmem_xen_guest_poll(dmem_xen_guest *x, int timeout_ms, unsigned *served)
 {
   if (served)
     *served = 0;
@@ -362,13 +368,13 @@ int dmem_xen_poll(dmem_xen *x, int timeout_ms, unsigned *served)
 
 static void *ring_main(void *arg)
 {
-  dmem_xen *x = arg;
+  dmem_xen_guest *x = arg;
   while (!__atomic_load_n(&x->stop, __ATOMIC_ACQUIRE))
-    (void)dmem_xen_poll(x, 50, NULL);
+    (void)dmem_xen_guest_poll(x, 50, NULL);
   return NULL;
 }
 
-int dmem_xen_start(dmem_xen *x)
+int dmem_xen_guest_start(dmem_xen_guest *x)
 {
   if (!x || !x->paging.back)
     return DMEM_EINVAL;
@@ -381,7 +387,7 @@ int dmem_xen_start(dmem_xen *x)
   return 0;
 }
 
-void dmem_xen_stop(dmem_xen *x)
+void dmem_xen_guest_stop(dmem_xen_guest *x)
 {
   if (!x || !x->running)
     return;

@@ -28,7 +28,7 @@ typedef struct source {
   struct source *next;
   const dmem_engine *engine;
   uint32_t fid;
-  dmem_xen *owner;
+  dmem_xen_guest *owner;
   uint64_t gfn, handle;
 } source;
 
@@ -51,7 +51,7 @@ static source *find(const dmem_engine *e, uint32_t fid)
 }
 
 /* Makes (x, gfn, handle) the frame's source. */
-static int set_source(const dmem_engine *e, uint32_t fid, dmem_xen *x, uint64_t gfn,
+static int set_source(const dmem_engine *e, uint32_t fid, dmem_xen_guest *x, uint64_t gfn,
                       uint64_t handle)
 {
   pthread_mutex_lock(&sources_mu);
@@ -75,7 +75,7 @@ static int set_source(const dmem_engine *e, uint32_t fid, dmem_xen *x, uint64_t 
   return 0;
 }
 
-void xen__share_forget(dmem_xen *x)
+void xen__share_forget(dmem_xen_guest *x)
 {
   pthread_mutex_lock(&sources_mu);
   for (size_t b = 0; b < NBUCKET; b++) {
@@ -94,17 +94,17 @@ void xen__share_forget(dmem_xen *x)
 }
 
 /* Leaves a page we nominated private again and refuses the share. */
-static int refuse(dmem_xen *x, uint64_t gfn, int rc, const char *why)
+static int refuse(dmem_xen_guest *x, uint64_t gfn, int rc, const char *why)
 {
   (void)xen__unshare(x, gfn);
   xen__set_state(x, gfn, XP_GUEST);
   xen__count(x, &x->st.share_stale);
-  xen__msg(x, "dom%u gfn %#llx: not shared: %s", (unsigned)x->domid, (unsigned long long)gfn,
-           why);
+  xen__msg(x, "dom%u gfn %#llx: not shared: %s", (unsigned)x->domid, (unsigned long long)gfn, why);
   return rc;
 }
 
-int xen__share(dmem_xen *x, uint64_t gfn, dmem_engine *engine, uint32_t fid, const void *frame)
+int xen__share(dmem_xen_guest *x, uint64_t gfn, dmem_engine *engine, uint32_t fid,
+               const void *frame)
 {
   const dmem_xen_calls *c = x->calls;
   if (xen__state(x, gfn) == XP_NOMINATED) /* paging-nominated pages cannot be shared */
@@ -112,8 +112,8 @@ int xen__share(dmem_xen *x, uint64_t gfn, dmem_engine *engine, uint32_t fid, con
   uint64_t handle;
   if (c->memshr_nominate_gfn(x->hv, x->domid, gfn, &handle) != 0) {
     int e = errno;
-    xen__msg(x, "dom%u gfn %#llx: xc_memshr_nominate_gfn: %s",
-             (unsigned)x->domid, (unsigned long long)gfn, strerror(e));
+    xen__msg(x, "dom%u gfn %#llx: xc_memshr_nominate_gfn: %s", (unsigned)x->domid,
+             (unsigned long long)gfn, strerror(e));
     return xen__err(e);
   }
   xen__set_state(x, gfn, XP_SHARED);
@@ -144,8 +144,8 @@ int xen__share(dmem_xen *x, uint64_t gfn, dmem_engine *engine, uint32_t fid, con
     source_ok = rc == 0 && memcmp(now, frame, XEN_PAGE) == 0;
   }
   if (source_ok) {
-    if (c->memshr_share_gfns(x->hv, src.owner->domid, src.gfn, src.handle, x->domid, gfn,
-                             handle) == 0) {
+    if (c->memshr_share_gfns(x->hv, src.owner->domid, src.gfn, src.handle, x->domid, gfn, handle) ==
+        0) {
       xen__count(x, &x->st.shares);
       return 0;
     }

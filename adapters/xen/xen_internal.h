@@ -13,12 +13,12 @@
 /* Pages whose last read the adapter keeps, to check an eviction against. */
 #define XEN_RECENT 16
 
-/* The adapter's view of one guest page (guarded by dmem_xen.mu). */
+/* The adapter's view of one guest page (guarded by dmem_xen_guest.mu). */
 enum {
-  XP_GUEST = 0,  /* guest memory as far as paging goes */
-  XP_NOMINATED,  /* paging-nominated: read-only to the guest, not evicted */
-  XP_EVICTED,    /* evicted; the engine holds the content */
-  XP_SHARED,     /* nominated for sharing or shared in Xen's p2m */
+  XP_GUEST = 0, /* guest memory as far as paging goes */
+  XP_NOMINATED, /* paging-nominated: read-only to the guest, not evicted */
+  XP_EVICTED,   /* evicted; the engine holds the content */
+  XP_SHARED,    /* nominated for sharing or shared in Xen's p2m */
 };
 
 typedef struct xen_recent {
@@ -39,16 +39,16 @@ typedef struct xen_pending {
  * event channel and our back end of it. */
 typedef struct xen_ring {
   const char *name;
-  uint32_t param;  /* HVM_PARAM_*_RING_PFN */
+  uint32_t param; /* HVM_PARAM_*_RING_PFN */
   void *page;
   uint64_t gfn;
-  int port;        /* local port; -1 before bind */
-  int enabled;     /* Xen's side enabled (disable on close) */
-  int removed;     /* the page left the guest's physmap (put back on close) */
-  void *back;      /* vm_event_back_ring_t */
+  int port;    /* local port; -1 before bind */
+  int enabled; /* Xen's side enabled (disable on close) */
+  int removed; /* the page left the guest's physmap (put back on close) */
+  void *back;  /* vm_event_back_ring_t */
 } xen_ring;
 
-struct dmem_xen {
+struct dmem_xen_guest {
   const dmem_xen_calls *calls;
   void *hv;
   void *own_hv; /* the default table's context, made by open */
@@ -57,21 +57,21 @@ struct dmem_xen {
   int share;
   int logdirty_on, memshr_on;
 
-  xen_ring paging;       /* page-in requests */
-  xen_ring sharing;      /* ENOMEM notices of copy-on-write breaks */
-  void (*on_enomem)(dmem_xen *x, uint64_t gfn, void *ud);
+  xen_ring paging;  /* page-in requests */
+  xen_ring sharing; /* ENOMEM notices of copy-on-write breaks */
+  void (*on_enomem)(dmem_xen_guest *x, uint64_t gfn, void *ud);
   void *enomem_ud;
 
-  pthread_mutex_t mu;    /* page states, dirty bits, stats, pending */
-  uint8_t *pstate;       /* XP_* per page */
-  unsigned long *dirty;  /* accumulated log-dirty bits */
+  pthread_mutex_t mu;     /* page states, dirty bits, stats, pending */
+  uint8_t *pstate;        /* XP_* per page */
+  unsigned long *dirty;   /* accumulated log-dirty bits */
   unsigned long *touched; /* pages the guest faulted back in: referenced */
-  unsigned long *bitmap; /* one CLEAN's worth */
+  unsigned long *bitmap;  /* one CLEAN's worth */
   size_t bitmap_longs;
   xen_recent recent[XEN_RECENT];
   unsigned recent_next;
-  uint64_t locking;      /* gfn + 1 of the page whose lock read comes next; 0: none */
-  xen_pending *pending;  /* requests to retry */
+  uint64_t locking;     /* gfn + 1 of the page whose lock read comes next; 0: none */
+  xen_pending *pending; /* requests to retry */
   size_t npending, cap_pending;
 
   pthread_mutex_t attach_mu; /* held across faults served and across detach */
@@ -83,7 +83,7 @@ struct dmem_xen {
   pthread_t thread;
   int running;
   volatile int stop;
-  char errmsg[256];
+  char errmsg[DMEM_ERRBUF_SIZE];
 };
 
 /* The default table and its context (calls.c). The context is made by
@@ -95,28 +95,29 @@ void xen__default_close(void *hv);
 /* The default context's libxenctrl handle (for the probe). */
 struct xc_interface_core *xen__default_xch(void *hv);
 /* Sets the adapter's message (under its lock). */
-void xen__msg(dmem_xen *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void xen__msg(dmem_xen_guest *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* A page's XP_* state, and a counter of st, under the adapter's lock. */
-int xen__state(dmem_xen *x, uint64_t gfn);
-void xen__set_state(dmem_xen *x, uint64_t gfn, int s);
-void xen__count(dmem_xen *x, uint64_t *field);
+int xen__state(dmem_xen_guest *x, uint64_t gfn);
+void xen__set_state(dmem_xen_guest *x, uint64_t gfn, int s);
+void xen__count(dmem_xen_guest *x, uint64_t *field);
 
 /* errno of a failed call -> DMEM_E*. */
 int xen__err(int errnum);
 
 /* The rings (ring.c): the paging ring always, the sharing ring with
  * sharing. */
-int xen__rings_init(dmem_xen *x);
-void xen__rings_fini(dmem_xen *x);
+int xen__rings_init(dmem_xen_guest *x);
+void xen__rings_fini(dmem_xen_guest *x);
 
 /* Sharing sources (share.c). */
-int xen__share(dmem_xen *x, uint64_t gfn, dmem_engine *engine, uint32_t fid, const void *frame);
-void xen__share_forget(dmem_xen *x);
+int xen__share(dmem_xen_guest *x, uint64_t gfn, dmem_engine *engine, uint32_t fid,
+               const void *frame);
+void xen__share_forget(dmem_xen_guest *x);
 /* Makes a page private again in Xen's p2m (a writable foreign mapping
  * unshares it), without changing its bytes. */
-int xen__unshare(dmem_xen *x, uint64_t gfn);
+int xen__unshare(dmem_xen_guest *x, uint64_t gfn);
 /* Reads a page through a read-only foreign mapping. */
-int xen__read(dmem_xen *x, uint64_t gfn, void *buf);
+int xen__read(dmem_xen_guest *x, uint64_t gfn, void *buf);
 
 #endif

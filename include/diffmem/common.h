@@ -40,6 +40,11 @@ extern "C" {
 /** Size of a guest page as libdiffmem handles it, in bytes. */
 #define DMEM_PAGE_SIZE 4096u
 
+/** Bytes that hold any message libdiffmem writes into an errbuf parameter
+ *  or returns from an _errmsg() call, terminating NUL included: longer
+ *  messages are cut there. */
+#define DMEM_ERRBUF_SIZE 256u
+
 /**
  * The error table: XX(NAME, value, message). DMEM_E##NAME is the code.
  * Values are fixed forever once released: add new rows at the end.

@@ -25,8 +25,11 @@
  *    it; a write to it waits in the kernel until the engine is done;
  *  - share: not offered. Pages found identical are evicted and rebuilt
  *    from their shared frame on first touch (no copy-on-write mapping, so
- *    no VMA per shared page and no vm.max_map_count limit; also what a
- *    side-channel-safe host wants).
+ *    no VMA per shared page and no vm.max_map_count limit). That first
+ *    touch is a MISSING fault served by the engine, slower than the MINOR
+ *    fault of a page nobody else holds: a guest that times its own
+ *    accesses can tell that another guest on the engine holds the same
+ *    content. Sharing across VMs of different tenants leaks this way.
  *
  * With KVM, dmem_kvm_region_set_slot() makes the region a memory slot;
  * KVM follows every change through its MMU notifiers, so a vCPU's touch of
@@ -40,6 +43,20 @@
  * MAP_SHARED mapping (options fd, fd_offset, addr). Anonymous memory,
  * hugetlbfs and MAP_PRIVATE mappings are not supported: userfaultfd's
  * MINOR and WP modes and hole punching need shared memory (shmem).
+ *
+ * Two layers. Everything above except memory slots is plain Linux memory
+ * (memfd and userfaultfd) and works without KVM; dmem_kvm_region_set_slot()
+ * is the KVM layer on top. The userfaultfd may also be the caller's
+ * (options uffd, uffd_features, uffd_addr): one it opened and registered
+ * itself, or one it received over a Unix socket (SCM_RIGHTS) from the
+ * process whose mapping it registered, together with the memfd. Its
+ * ioctls act on the address space that registered the range, so this
+ * process serves another process's faults, installs its pages and
+ * write-protects them, while it reads and punches pages through its own
+ * mapping of the memfd. Referenced tracking (MINOR faults) needs the
+ * page-table entries of the registered mapping dropped, which only that
+ * process can do: with a range in another process, tracking is WP only,
+ * and every resident page reports referenced.
  *
  * Device emulation. The VMM's own writes to guest RAM go through the same
  * mapping, so they fault like a vCPU's and the WP tracking sees them; still
@@ -142,6 +159,21 @@ typedef struct dmem_kvm_region_options {
    *  page reports modified and the engine gets no protect() (so the guest
    *  must be paused while the engine scans: adapter.h). */
   unsigned track;
+  /** -1: attach opens a userfaultfd and registers the region's mapping.
+   *  Otherwise the caller's userfaultfd: UFFDIO_API done (with at least
+   *  UFFD_FEATURE_MISSING_SHMEM, and MINOR_SHMEM and WP_HUGETLBFS_SHMEM for
+   *  tracking), the region's @c size bytes registered at @c uffd_addr with
+   *  MISSING mode (and MINOR and WP modes as @c track asks), in this
+   *  process or in the one it came from. The region reads its faults while
+   *  attached, unregisters the range on detach, and never closes it. */
+  int uffd;
+  /** With @c uffd: the UFFD_FEATURE_* bits its UFFDIO_API accepted (the
+   *  kernel cannot be asked again). 0 without @c uffd. */
+  uint64_t uffd_features;
+  /** With @c uffd: where the registered range starts in the address space
+   *  that registered it; 0 means the region's own mapping (@c addr, or the
+   *  one it makes). Page-aligned. 0 without @c uffd. */
+  uint64_t uffd_addr;
   /** Called on the fault thread when a fault cannot be served (the
    *  engine's error: DMEM_ECORRUPT, DMEM_EIO, ...). The faulting thread is
    *  woken and faults again, so the call repeats until the VMM stops the
@@ -151,10 +183,10 @@ typedef struct dmem_kvm_region_options {
   void *ud; /**< passed to fault_error */
 } dmem_kvm_region_options;
 
-#define DMEM_KVM_REGION_OPTIONS_VERSION 1
+#define DMEM_KVM_REGION_OPTIONS_VERSION 2
 #define DMEM_KVM_REGION_OPTIONS_INIT                                                               \
   {                                                                                                \
-    DMEM_KVM_REGION_OPTIONS_VERSION, NULL, 0, -1, 0, NULL, NULL, 0, NULL, NULL                     \
+    DMEM_KVM_REGION_OPTIONS_VERSION, NULL, 0, -1, 0, NULL, NULL, 0, -1, 0, 0, NULL, NULL           \
   }
 
 /**
@@ -162,14 +194,19 @@ typedef struct dmem_kvm_region_options {
  * A fresh memfd reads as zeros and holds no memory until written.
  *
  * @param out receives the region.
+ * @param errbuf on failure, why, in words (for example "fd 5 holds 8192
+ *        bytes, short of 16384"); may be NULL.
+ * @param errlen its size (DMEM_ERRBUF_SIZE is always enough).
  * @retval 0 success.
  * @retval DMEM_EINVAL bad options: size 0 or not page-aligned, an fd that
- *         is not shared memory or too short, an unaligned offset or address.
+ *         is not shared memory or too short, an unaligned offset or
+ *         address, a uffd that is not a userfaultfd.
  * @retval DMEM_EVERSION unknown options version.
  * @retval DMEM_ENOMEM.
  * @retval DMEM_ESYS memfd_create, ftruncate or mmap failed.
  */
-DMEM_API int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options *opts);
+DMEM_API int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options *opts,
+                                    char *errbuf, size_t errlen);
 
 /**
  * Detaches the region if attached (see dmem_kvm_region_detach(); if that
@@ -182,8 +219,8 @@ DMEM_API void dmem_kvm_region_destroy(dmem_kvm_region *region);
 /**
  * Attaches the region to an engine as a VM: registers the mapping with a
  * new userfaultfd (MISSING, and MINOR and WP modes as the kernel offers
- * and the options ask), starts the thread that serves its faults, then
- * dmem_vm_attach(). The guest may already run.
+ * and the options ask) or adopts the caller's, starts the thread that
+ * serves its faults, then dmem_vm_attach(). The guest may already run.
  *
  * @param out receives the VM (owned by the region: do not detach it with
  *        dmem_vm_detach()).
@@ -195,7 +232,7 @@ DMEM_API void dmem_kvm_region_destroy(dmem_kvm_region *region);
  * @retval DMEM_ESYS registration or the thread failed (errmsg says which).
  * @return or dmem_vm_attach()'s error.
  */
-DMEM_API int dmem_kvm_region_attach(dmem_vm **out, dmem_kvm_region *region, dmem_engine *engine,
+DMEM_API int dmem_kvm_region_attach(dmem_vm **out, dmem_engine *engine, dmem_kvm_region *region,
                                     const char *name);
 
 /**

@@ -26,12 +26,12 @@
  *    read of it, then xc_mem_paging_evict. A guest write in between makes
  *    the evict fail (EBUSY) and nothing is lost. A guest touch of an evicted
  *    page pauses the vCPU and puts a request on the ring; the adapter's ring
- *    service (dmem_xen_poll() or its thread) calls dmem_vm_fault(), which
+ *    service (dmem_xen_guest_poll() or its thread) calls dmem_vm_fault(), which
  *    rebuilds the page and installs it with xc_mem_paging_load, puts the
  *    response on the ring and notifies the event channel, which unpauses the
  *    vCPU. A touch of a page that was nominated but not yet evicted is
  *    answered with xc_mem_paging_prep alone (the page is still there).
- *  - Sharing (when dmem_xen_options.share is set): xc_memshr_control, then
+ *  - Sharing (when dmem_xen_guest_options.share is set): xc_memshr_control, then
  *    for each engine frame one guest page is its Xen "source": share()
  *    nominates the page (xc_memshr_nominate_gfn), compares its bytes with
  *    the frame, and shares it onto the source with xc_memshr_share_gfns.
@@ -41,14 +41,14 @@
  *    away. When the source's handle is the stale one
  *    (XENMEM_SHARING_OP_S_HANDLE_INVALID), the page becomes the frame's new
  *    source. A guest write to a shared page gets a private copy from Xen.
- *  - dmem_xen_share_range() (xc_memshr_range_share) for clones, and
- *    dmem_xen_share_grefs() (xc_memshr_nominate_gref, xc_memshr_share_grefs)
+ *  - dmem_xen_guest_share_range() (xc_memshr_range_share) for clones, and
+ *    dmem_xen_guest_share_grefs() (xc_memshr_nominate_gref, xc_memshr_share_grefs)
  *    for I/O buffers a backend has granted pages for.
  *
  * With sharing, the adapter also sets up the sharing ring
  * (xc_memshr_ring_enable, HVM_PARAM_SHARING_RING_PFN): without it Xen
  * crashes a guest whose copy-on-write break finds no free memory; with it
- * the guest's vCPU waits while dmem_xen_options.on_enomem makes room.
+ * the guest's vCPU waits while dmem_xen_guest_options.on_enomem makes room.
  *
  * The adapter offers no protect(): a nominated page is Xen's own guard
  * against lost writes (see above), and Xen has no call that lifts a paging
@@ -73,7 +73,7 @@
  *  - dom0 must be PV: a PVH dom0 cannot map shared pages of another guest.
  *
  * Requirements: an HVM guest with hardware-assisted paging (EPT or NPT);
- * dmem_xen_open() refuses others with DMEM_ENOTSUP, because Xen's sharing
+ * dmem_xen_guest_create() refuses others with DMEM_ENOTSUP, because Xen's sharing
  * and paging calls fail with ENODEV for them. The HVM parameter
  * HVM_PARAM_PAGING_RING_PFN must name the ring page, as the toolstack sets
  * it up for xenpaging. Run as root in dom0 (or a domain privileged for the
@@ -82,9 +82,9 @@
  * Every Xen call goes through one table, dmem_xen_calls, which defaults to
  * libxenctrl. Tests (and a researcher's simulator) pass their own table.
  *
- * Threads. Each dmem_xen belongs to one VM. dmem_xen_poll() must not run on
+ * Threads. Each dmem_xen_guest belongs to one VM. dmem_xen_guest_poll() must not run on
  * two threads at once, nor together with the adapter's own thread
- * (dmem_xen_start()). Everything else follows diffmem.h.
+ * (dmem_xen_guest_start()). Everything else follows diffmem.h.
  */
 #ifndef DIFFMEM_XEN_H
 #define DIFFMEM_XEN_H
@@ -144,7 +144,7 @@ typedef struct dmem_xen_domain {
  * success, -1 with errno set on failure, and errno values exactly as
  * xenctrl.h documents them (ESRCH, ENODEV, EINVAL, E2BIG, EBUSY, ENOENT,
  * DMEM_XEN_ESHARE_SOURCE, ...). The default table (@c calls NULL in
- * dmem_xen_options) forwards to libxenctrl, libxenforeignmemory and
+ * dmem_xen_guest_options) forwards to libxenctrl, libxenforeignmemory and
  * libxenevtchn.
  */
 typedef struct dmem_xen_calls {
@@ -161,8 +161,8 @@ typedef struct dmem_xen_calls {
   /** xc_memshr_nominate_gref(). */
   int (*memshr_nominate_gref)(void *hv, uint32_t domid, uint32_t gref, uint64_t *handle);
   /** xc_memshr_share_gfns(). */
-  int (*memshr_share_gfns)(void *hv, uint32_t sdom, uint64_t sgfn, uint64_t shandle,
-                           uint32_t cdom, uint64_t cgfn, uint64_t chandle);
+  int (*memshr_share_gfns)(void *hv, uint32_t sdom, uint64_t sgfn, uint64_t shandle, uint32_t cdom,
+                           uint64_t cgfn, uint64_t chandle);
   /** xc_memshr_share_grefs(). */
   int (*memshr_share_grefs)(void *hv, uint32_t sdom, uint32_t sgref, uint64_t shandle,
                             uint32_t cdom, uint32_t cgref, uint64_t chandle);
@@ -171,8 +171,7 @@ typedef struct dmem_xen_calls {
   /** xc_memshr_ring_disable(). */
   int (*memshr_ring_disable)(void *hv, uint32_t domid);
   /** xc_memshr_range_share(). */
-  int (*memshr_range_share)(void *hv, uint32_t sdom, uint32_t cdom, uint64_t first,
-                            uint64_t last);
+  int (*memshr_range_share)(void *hv, uint32_t sdom, uint32_t cdom, uint64_t first, uint64_t last);
 
   /** xc_hvm_param_get() (the adapter asks HVM_PARAM_PAGING_RING_PFN). */
   int (*hvm_param_get)(void *hv, uint32_t domid, uint32_t param, uint64_t *value);
@@ -207,8 +206,7 @@ typedef struct dmem_xen_calls {
   /** Log-dirty: DMEM_XEN_LOGDIRTY_ENABLE and _OFF through xc_shadow_control,
    *  _CLEAN and _PEEK through xc_logdirty_control, which fill @p bitmap
    *  (one bit per page, @p npages bits, in unsigned longs). */
-  int (*logdirty)(void *hv, uint32_t domid, unsigned op, unsigned long *bitmap,
-                  uint64_t npages);
+  int (*logdirty)(void *hv, uint32_t domid, unsigned op, unsigned long *bitmap, uint64_t npages);
 
   /** xenevtchn_bind_interdomain(): the local port, or -1. */
   int (*evtchn_bind)(void *hv, uint32_t domid, uint32_t remote_port);
@@ -227,11 +225,11 @@ typedef struct dmem_xen_calls {
 #define DMEM_XEN_CALLS_VERSION 1
 
 /** One VM's adapter. */
-typedef struct dmem_xen dmem_xen;
+typedef struct dmem_xen_guest dmem_xen_guest;
 
-/** Options of dmem_xen_open(). Start from DMEM_XEN_OPTIONS_INIT. */
-typedef struct dmem_xen_options {
-  unsigned version; /**< DMEM_XEN_OPTIONS_VERSION */
+/** Options of dmem_xen_guest_create(). Start from DMEM_XEN_GUEST_OPTIONS_INIT. */
+typedef struct dmem_xen_guest_options {
+  unsigned version; /**< DMEM_XEN_GUEST_OPTIONS_VERSION */
   uint32_t domid;   /**< the guest */
   /** NULL: libxenctrl. Otherwise a table that outlives the adapter. */
   const dmem_xen_calls *calls;
@@ -247,12 +245,15 @@ typedef struct dmem_xen_options {
    *  vCPU waits until it returns, then retries. Make memory available here
    *  (balloon another guest down, say). NULL: the engine scans this VM once,
    *  which may page out cold pages. */
-  void (*on_enomem)(dmem_xen *x, uint64_t gfn, void *ud);
+  void (*on_enomem)(dmem_xen_guest *x, uint64_t gfn, void *ud);
   void *enomem_ud; /**< passed to on_enomem */
-} dmem_xen_options;
+} dmem_xen_guest_options;
 
-#define DMEM_XEN_OPTIONS_VERSION 1
-#define DMEM_XEN_OPTIONS_INIT {DMEM_XEN_OPTIONS_VERSION, 0, NULL, NULL, 1, 0, NULL, NULL}
+#define DMEM_XEN_GUEST_OPTIONS_VERSION 1
+#define DMEM_XEN_GUEST_OPTIONS_INIT                                                                \
+  {                                                                                                \
+    DMEM_XEN_GUEST_OPTIONS_VERSION, 0, NULL, NULL, 1, 0, NULL, NULL                                \
+  }
 
 /**
  * Takes over paging for a guest: checks it is HVM with HAP, maps the
@@ -268,8 +269,8 @@ typedef struct dmem_xen_options {
  * @param errbuf receives the message on failure (may be NULL).
  * @param errlen its size.
  */
-DMEM_API int dmem_xen_open(dmem_xen **out, const dmem_xen_options *opts, char *errbuf,
-                           size_t errlen);
+DMEM_API int dmem_xen_guest_create(dmem_xen_guest **out, const dmem_xen_guest_options *opts,
+                                   char *errbuf, size_t errlen);
 
 /**
  * Lets go of the guest: detaches the VM if it is still attached (every
@@ -281,13 +282,13 @@ DMEM_API int dmem_xen_open(dmem_xen **out, const dmem_xen_options *opts, char *e
  * Xen would crash a guest that touches a paged-out page with no pager,
  * while this way its vCPU waits. NULL does nothing.
  */
-DMEM_API void dmem_xen_close(dmem_xen *x);
+DMEM_API void dmem_xen_guest_destroy(dmem_xen_guest *x);
 
 /** The detail of the adapter's last error, or "". */
-DMEM_API const char *dmem_xen_errmsg(const dmem_xen *x);
+DMEM_API const char *dmem_xen_guest_errmsg(const dmem_xen_guest *x);
 
 /** The pages the adapter serves. */
-DMEM_API uint64_t dmem_xen_npages(const dmem_xen *x);
+DMEM_API uint64_t dmem_xen_guest_npages(const dmem_xen_guest *x);
 
 /**
  * Attaches the guest to @p engine with this adapter's operations; the ring
@@ -295,18 +296,19 @@ DMEM_API uint64_t dmem_xen_npages(const dmem_xen *x);
  * @retval 0 success. @retval DMEM_EBUSY already attached.
  * @return or dmem_vm_attach()'s error.
  */
-DMEM_API int dmem_xen_attach(dmem_vm **out, dmem_engine *engine, dmem_xen *x, const char *name);
+DMEM_API int dmem_xen_guest_attach(dmem_vm **out, dmem_engine *engine, dmem_xen_guest *x,
+                                   const char *name);
 
 /**
- * Detaches the VM attached by dmem_xen_attach() (dmem_vm_detach(), which
+ * Detaches the VM attached by dmem_xen_guest_attach() (dmem_vm_detach(), which
  * installs every page) and forgets it.
  * @return dmem_vm_detach()'s result; on failure the VM stays attached.
  */
-DMEM_API int dmem_xen_detach(dmem_xen *x);
+DMEM_API int dmem_xen_guest_detach(dmem_xen_guest *x);
 
 /** The event channel's file descriptor, for the VMM's own poll loop:
- *  call dmem_xen_poll() when it is readable. */
-DMEM_API int dmem_xen_fd(const dmem_xen *x);
+ *  call dmem_xen_guest_poll() when it is readable. */
+DMEM_API int dmem_xen_guest_fd(const dmem_xen_guest *x);
 
 /**
  * Serves the paging ring: waits up to @p timeout_ms (0: not at all, -1:
@@ -319,14 +321,14 @@ DMEM_API int dmem_xen_fd(const dmem_xen *x);
  *         retried on the next call. The message names the page.
  * @retval DMEM_ESYS waiting on or notifying the event channel failed.
  */
-DMEM_API int dmem_xen_poll(dmem_xen *x, int timeout_ms, unsigned *served);
+DMEM_API int dmem_xen_guest_poll(dmem_xen_guest *x, int timeout_ms, unsigned *served);
 
-/** Starts a thread that runs dmem_xen_poll() until dmem_xen_stop().
+/** Starts a thread that runs dmem_xen_guest_poll() until dmem_xen_guest_stop().
  *  @retval 0. @retval DMEM_EBUSY running. @retval DMEM_ESYS. */
-DMEM_API int dmem_xen_start(dmem_xen *x);
+DMEM_API int dmem_xen_guest_start(dmem_xen_guest *x);
 
 /** Stops and joins the thread; nothing if none runs. */
-DMEM_API void dmem_xen_stop(dmem_xen *x);
+DMEM_API void dmem_xen_guest_stop(dmem_xen_guest *x);
 
 /**
  * Shares the pages @p first .. @p last of a clone with its source domain
@@ -337,8 +339,8 @@ DMEM_API void dmem_xen_stop(dmem_xen *x);
  * @retval 0. @retval DMEM_EINVAL different sizes, or sharing off.
  * @retval DMEM_ENOMEM. @retval DMEM_ESYS.
  */
-DMEM_API int dmem_xen_share_range(dmem_xen *source, dmem_xen *clone, uint64_t first,
-                                  uint64_t last);
+DMEM_API int dmem_xen_guest_share_range(dmem_xen_guest *source, dmem_xen_guest *clone,
+                                        uint64_t first, uint64_t last);
 
 /**
  * Shares two granted pages that hold the same bytes (a backend that has
@@ -350,8 +352,8 @@ DMEM_API int dmem_xen_share_range(dmem_xen *source, dmem_xen *clone, uint64_t fi
  *         pages stay as they were). @retval DMEM_EINVAL a grant reference
  *         is invalid, or sharing off. @retval DMEM_ESYS.
  */
-DMEM_API int dmem_xen_share_grefs(dmem_xen *source, uint32_t source_gref, dmem_xen *client,
-                                  uint32_t client_gref);
+DMEM_API int dmem_xen_guest_share_grefs(dmem_xen_guest *source, uint32_t source_gref,
+                                        dmem_xen_guest *client, uint32_t client_gref);
 
 /** The adapter's own counts. */
 typedef struct dmem_xen_stats {
@@ -364,12 +366,12 @@ typedef struct dmem_xen_stats {
   uint64_t shares;        /**< pages shared in Xen's p2m */
   uint64_t share_stale;   /**< shares refused: the page changed (client handle) */
   uint64_t resourced;     /**< frames whose source page moved to another page */
-  uint64_t retries;       /**< requests left for a later dmem_xen_poll() */
+  uint64_t retries;       /**< requests left for a later dmem_xen_guest_poll() */
   uint64_t enomem;        /**< copy-on-write breaks that found Xen without memory */
 } dmem_xen_stats;
 
 /** Fills @p out. @retval 0. */
-DMEM_API int dmem_xen_stats_get(dmem_xen_stats *out, dmem_xen *x);
+DMEM_API int dmem_xen_guest_stats(dmem_xen_stats *out, const dmem_xen_guest *x);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,8 @@
 /* SPDX-FileCopyrightText: 2026 The libdiffmem authors
  * SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The guest's side of the KVM adapter: the userfaultfd registration and
- * the thread that serves the region's faults (region.h has the per-page
- * state).
+/* The guest's side of the Linux memory layer: the userfaultfd (opened and
+ * registered here, or the caller's) and the thread that serves the
+ * region's faults (mem.h has the per-page state and the address spaces).
  *
  * Three kinds of fault arrive, for a vCPU (through KVM's get_user_pages)
  * and for a VMM thread alike:
@@ -40,7 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "region.h"
+#include "mem.h"
 
 #ifndef UFFDIO_CONTINUE_MODE_WP
 #define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1)
@@ -57,50 +57,89 @@
 
 /* ------------------------------------------------------------- register */
 
-int dmem__kvm_uffd_open(dmem_kvm_region *r)
+/* The tracking modes that the features allow and the options want.
+ * Referenced tracking zaps entries in this process's mapping, so it needs
+ * the registered range to be that mapping. */
+static unsigned track_modes(const dmem_kvm_region *r, uint64_t features)
 {
+  unsigned want = r->opts.track ? r->opts.track : DMEM_KVM_TRACK_MINOR | DMEM_KVM_TRACK_WP;
+  unsigned track = 0;
+  if ((want & DMEM_KVM_TRACK_MINOR) && (features & UFFD_FEATURE_MINOR_SHMEM) &&
+      r->uffd_base == (uint64_t)(uintptr_t)r->base)
+    track |= DMEM_KVM_TRACK_MINOR;
+  if ((want & DMEM_KVM_TRACK_WP) && (features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+    track |= DMEM_KVM_TRACK_WP;
+  return track;
+}
+
+static int open_stop_fd(dmem_kvm_region *r)
+{
+  r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (r->stop_fd < 0)
+    return dmem__mem_fail(r, DMEM_ESYS, "eventfd: %s", strerror(errno));
+  return 0;
+}
+
+/* The caller's userfaultfd: its UFFDIO_API and UFFDIO_REGISTER were done
+ * where the range lives; the options say with which features. */
+static int adopt_uffd(dmem_kvm_region *r)
+{
+  uint64_t have = r->opts.uffd_features;
+  if (!(have & UFFD_FEATURE_MISSING_SHMEM))
+    return dmem__mem_fail(r, DMEM_ENOTSUP,
+                          "the given userfaultfd lacks UFFD_FEATURE_MISSING_SHMEM (features %#llx)",
+                          (unsigned long long)have);
+  int rc = open_stop_fd(r);
+  if (rc)
+    return rc;
+  r->uffd = r->opts.uffd;
+  r->own_uffd = 0;
+  r->track = track_modes(r, have);
+  return 0;
+}
+
+int dmem__mem_uffd_open(dmem_kvm_region *r)
+{
+  if (r->opts.uffd >= 0)
+    return adopt_uffd(r);
   int probe = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
   if (probe < 0)
-    return dmem__kvm_fail(r, DMEM_ENOTSUP, "cannot open userfaultfd: %s", strerror(errno));
+    return dmem__mem_fail(r, DMEM_ENOTSUP, "cannot open userfaultfd: %s", strerror(errno));
   /* UFFDIO_API with features 0 reports every feature; it may be called
    * once per descriptor, so the real one is opened afterwards. */
   struct uffdio_api api = {.api = UFFD_API, .features = 0};
   int rc = ioctl(probe, UFFDIO_API, &api);
   close(probe);
   if (rc != 0)
-    return dmem__kvm_fail(r, DMEM_ENOTSUP, "UFFDIO_API: %s", strerror(errno));
+    return dmem__mem_fail(r, DMEM_ENOTSUP, "UFFDIO_API: %s", strerror(errno));
   uint64_t have = api.features;
   if (!(have & UFFD_FEATURE_MISSING_SHMEM))
-    return dmem__kvm_fail(r, DMEM_ENOTSUP, "userfaultfd lacks MISSING faults on shared memory");
-  unsigned want = r->opts.track ? r->opts.track : DMEM_KVM_TRACK_MINOR | DMEM_KVM_TRACK_WP;
-  unsigned track = 0;
+    return dmem__mem_fail(r, DMEM_ENOTSUP, "userfaultfd lacks MISSING faults on shared memory");
+  unsigned track = track_modes(r, have);
   uint64_t features = UFFD_FEATURE_MISSING_SHMEM;
   uint64_t modes = UFFDIO_REGISTER_MODE_MISSING;
-  if ((want & DMEM_KVM_TRACK_MINOR) && (have & UFFD_FEATURE_MINOR_SHMEM)) {
-    track |= DMEM_KVM_TRACK_MINOR;
+  if (track & DMEM_KVM_TRACK_MINOR) {
     features |= UFFD_FEATURE_MINOR_SHMEM;
     modes |= UFFDIO_REGISTER_MODE_MINOR;
   }
-  if ((want & DMEM_KVM_TRACK_WP) && (have & UFFD_FEATURE_WP_HUGETLBFS_SHMEM)) {
-    track |= DMEM_KVM_TRACK_WP;
+  if (track & DMEM_KVM_TRACK_WP) {
     features |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
     modes |= UFFDIO_REGISTER_MODE_WP;
   }
 
   int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
-    return dmem__kvm_fail(r, DMEM_ENOTSUP, "cannot open userfaultfd: %s", strerror(errno));
+    return dmem__mem_fail(r, DMEM_ENOTSUP, "cannot open userfaultfd: %s", strerror(errno));
   api = (struct uffdio_api){.api = UFFD_API, .features = features};
   if (ioctl(fd, UFFDIO_API, &api) != 0) {
-    rc = dmem__kvm_fail(r, DMEM_ENOTSUP, "UFFDIO_API with features %#llx: %s",
+    rc = dmem__mem_fail(r, DMEM_ENOTSUP, "UFFDIO_API with features %#llx: %s",
                         (unsigned long long)features, strerror(errno));
     close(fd);
     return rc;
   }
-  struct uffdio_register reg = {.range = {.start = (uint64_t)(uintptr_t)r->base, .len = r->size},
-                                .mode = modes};
+  struct uffdio_register reg = {.range = {.start = r->uffd_base, .len = r->size}, .mode = modes};
   if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) {
-    rc = dmem__kvm_fail(r, DMEM_ESYS, "UFFDIO_REGISTER of %llu bytes at %p: %s",
+    rc = dmem__mem_fail(r, DMEM_ESYS, "UFFDIO_REGISTER of %llu bytes at %p: %s",
                         (unsigned long long)r->size, (void *)r->base, strerror(errno));
     close(fd);
     return rc;
@@ -111,36 +150,36 @@ int dmem__kvm_uffd_open(dmem_kvm_region *r)
   if (track & DMEM_KVM_TRACK_WP)
     need |= 1ull << _UFFDIO_WRITEPROTECT;
   if ((reg.ioctls & need) != need) {
-    rc = dmem__kvm_fail(r, DMEM_ENOTSUP, "the registered range lacks ioctls %#llx",
+    rc = dmem__mem_fail(r, DMEM_ENOTSUP, "the registered range lacks ioctls %#llx",
                         (unsigned long long)(need & ~reg.ioctls));
     close(fd); /* closing also unregisters */
     return rc;
   }
-  int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (efd < 0) {
-    rc = dmem__kvm_fail(r, DMEM_ESYS, "eventfd: %s", strerror(errno));
+  rc = open_stop_fd(r);
+  if (rc) {
     close(fd);
     return rc;
   }
   r->uffd = fd;
-  r->stop_fd = efd;
+  r->own_uffd = 1;
   r->track = track;
   return 0;
 }
 
-void dmem__kvm_uffd_unregister(dmem_kvm_region *r)
+void dmem__mem_uffd_unregister(dmem_kvm_region *r)
 {
   if (r->uffd < 0)
     return;
   /* Wakes every thread still waiting on the range; they fault again
-   * without userfaultfd and see the memfd as it is. */
-  struct uffdio_range rg = {.start = (uint64_t)(uintptr_t)r->base, .len = r->size};
+   * without userfaultfd and see the memfd as it is. Through a caller's
+   * userfaultfd too: while attached the registration is the region's. */
+  struct uffdio_range rg = {.start = r->uffd_base, .len = r->size};
   (void)ioctl(r->uffd, UFFDIO_UNREGISTER, &rg);
 }
 
-void dmem__kvm_uffd_close(dmem_kvm_region *r)
+void dmem__mem_uffd_close(dmem_kvm_region *r)
 {
-  if (r->uffd >= 0)
+  if (r->uffd >= 0 && r->own_uffd)
     close(r->uffd); /* also unregisters, if that was not done */
   if (r->stop_fd >= 0)
     close(r->stop_fd);
@@ -171,7 +210,7 @@ static void wait_unprotected(dmem_kvm_region *r, uint64_t gfn)
  * protected by the engine. */
 static void fill_zero(dmem_kvm_region *r, uint64_t gfn, int write)
 {
-  int rc = dmem__kvm_fill(r, gfn, r->zeros, write, 0);
+  int rc = dmem__mem_fill(r, gfn, r->zeros, write, 0);
   if (rc == 0) {
     r->st.zero_fills++;
     r->pages[gfn] |= (uint8_t)(PG_REF | (write ? PG_MOD : 0));
@@ -179,7 +218,7 @@ static void fill_zero(dmem_kvm_region *r, uint64_t gfn, int write)
     r->st.faults_spurious++;
   } else {
     r->st.faults_failed++;
-    dmem__kvm_wake(r, gfn);
+    dmem__mem_wake(r, gfn);
   }
 }
 
@@ -212,7 +251,7 @@ static void serve_missing(dmem_kvm_region *r, uint64_t gfn, int write, uint64_t 
       pthread_cond_broadcast(&r->cv);
     if (!(*p & PG_FAULT)) {
       /* install() served it, and its UFFDIO_COPY woke the thread */
-      dmem__kvm_lat_record(r, dmem__kvm_now_ns() - t0);
+      dmem__mem_lat_record(r, dmem__mem_now_ns() - t0);
       break;
     }
     *p &= (uint8_t) ~(PG_FAULT | PG_FWRITE);
@@ -227,14 +266,14 @@ static void serve_missing(dmem_kvm_region *r, uint64_t gfn, int write, uint64_t 
     if (r->opts.fault_error)
       r->opts.fault_error(r, gfn, failed, r->opts.ud);
     usleep(FAIL_BACKOFF_US);
-    dmem__kvm_wake(r, gfn);
+    dmem__mem_wake(r, gfn);
   }
 }
 
 static int do_continue(dmem_kvm_region *r, uint64_t gfn, uint64_t mode)
 {
-  struct uffdio_continue c = {
-      .range = {.start = (uint64_t)(uintptr_t)(r->base + gfn * PAGE), .len = PAGE}, .mode = mode};
+  struct uffdio_continue c = {.range = {.start = dmem__mem_uaddr(r, gfn), .len = PAGE},
+                              .mode = mode};
   int rc;
   do
     rc = ioctl(r->uffd, UFFDIO_CONTINUE, &c);
@@ -261,8 +300,8 @@ static int continue_wp(dmem_kvm_region *r, uint64_t gfn)
   }
   int rc = do_continue(r, gfn, UFFDIO_CONTINUE_MODE_DONTWAKE);
   if (rc == 0) {
-    (void)dmem__kvm_wp(r, gfn, 1, 1, 0);
-    dmem__kvm_wake(r, gfn);
+    (void)dmem__mem_wp(r, gfn, 1, 1, 0);
+    dmem__mem_wake(r, gfn);
   }
   return rc;
 }
@@ -278,7 +317,7 @@ static void serve_minor(dmem_kvm_region *r, uint64_t gfn, int write)
   uint8_t *p = &r->pages[gfn];
   if (*p & PG_EVICTED) {
     /* evicted since: the thread faults again, as MISSING */
-    dmem__kvm_wake(r, gfn);
+    dmem__mem_wake(r, gfn);
     pthread_mutex_unlock(&r->mu);
     return;
   }
@@ -297,7 +336,7 @@ static void serve_minor(dmem_kvm_region *r, uint64_t gfn, int write)
       r->st.faults_spurious++;
     else if (errno != EAGAIN)
       r->st.faults_failed++;
-    dmem__kvm_wake(r, gfn);
+    dmem__mem_wake(r, gfn);
   }
   pthread_mutex_unlock(&r->mu);
 }
@@ -312,9 +351,9 @@ static void serve_wp(dmem_kvm_region *r, uint64_t gfn)
     *p = (uint8_t)((*p | PG_REF | PG_MOD) & ~PG_ARMED);
   /* Lifting the protection wakes the writer; on an evicted page it only
    * clears the marker, and the writer faults again as MISSING. */
-  if (dmem__kvm_wp(r, gfn, 1, 0, 1) != 0) {
+  if (dmem__mem_wp(r, gfn, 1, 0, 1) != 0) {
     r->st.faults_failed++;
-    dmem__kvm_wake(r, gfn);
+    dmem__mem_wake(r, gfn);
   }
   pthread_mutex_unlock(&r->mu);
 }
@@ -324,7 +363,7 @@ static void serve(dmem_kvm_region *r, const struct uffd_msg *m, uint64_t t0)
   if (m->event != UFFD_EVENT_PAGEFAULT)
     return;
   uint64_t addr = m->arg.pagefault.address;
-  uint64_t start = (uint64_t)(uintptr_t)r->base;
+  uint64_t start = r->uffd_base;
   if (addr < start || addr - start >= r->size)
     return;
   uint64_t gfn = (addr - start) / PAGE;
@@ -353,25 +392,25 @@ static void *fault_thread(void *arg)
       continue;
     if (n <= 0)
       break;
-    uint64_t t0 = dmem__kvm_now_ns();
+    uint64_t t0 = dmem__mem_now_ns();
     for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++)
       serve(r, &msgs[i], t0);
   }
   return NULL;
 }
 
-int dmem__kvm_thread_start(dmem_kvm_region *r)
+int dmem__mem_thread_start(dmem_kvm_region *r)
 {
   r->stopping = 0;
   int rc = pthread_create(&r->thread, NULL, fault_thread, r);
   if (rc != 0)
-    return dmem__kvm_fail(r, DMEM_ESYS, "cannot start the fault thread: %s", strerror(rc));
+    return dmem__mem_fail(r, DMEM_ESYS, "cannot start the fault thread: %s", strerror(rc));
   (void)pthread_setname_np(r->thread, "dmem-uffd");
   r->have_thread = 1;
   return 0;
 }
 
-void dmem__kvm_thread_stop(dmem_kvm_region *r)
+void dmem__mem_thread_stop(dmem_kvm_region *r)
 {
   if (!r->have_thread)
     return;

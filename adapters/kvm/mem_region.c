@@ -1,15 +1,17 @@
 /* SPDX-FileCopyrightText: 2026 The libdiffmem authors
  * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A region: guest RAM in a memfd, mapped MAP_SHARED, and its attachment to
- * an engine (userfaultfd registration, fault thread, dmem_vm). The ops the
- * engine calls are in ops.c, the fault thread in uffd.c, KVM slots in
- * kvm.c; region.h has the per-page state and the lock order.
+ * an engine (userfaultfd, fault thread, dmem_vm). The ops the engine calls
+ * are in mem_ops.c, the fault thread in mem_uffd.c; mem.h has the per-page
+ * state, the address spaces and the lock order. KVM slots (kvm.c) are a
+ * layer above.
  *
  * Life of a region: create (memfd and mapping, made or given) → attach
- * (register, arm tracking over the whole range, start the thread, attach
- * the VM) → detach (the engine installs every page it holds; then
- * unregister, which wakes any thread still waiting, and stop the thread)
- * → destroy. Attach and detach may repeat.
+ * (open and register a userfaultfd or adopt the caller's, arm tracking
+ * over the whole range, start the thread, attach the VM) → detach (the
+ * engine installs every page it holds; then unregister, which wakes any
+ * thread still waiting, and stop the thread) → destroy. Attach and detach
+ * may repeat.
  */
 #include "config.h"
 
@@ -29,7 +31,7 @@
 
 #include <linux/userfaultfd.h>
 
-#include "region.h"
+#include "mem.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -46,18 +48,18 @@ static void libc_free(void *ptr, size_t size, void *ud)
   free(ptr);
 }
 
-void *dmem__kvm_alloc(dmem_kvm_region *r, size_t size)
+void *dmem__mem_alloc(dmem_kvm_region *r, size_t size)
 {
   return r->alloc.alloc(size ? size : 1, 64, r->alloc.ud);
 }
 
-void dmem__kvm_free(dmem_kvm_region *r, void *p, size_t size)
+void dmem__mem_free(dmem_kvm_region *r, void *p, size_t size)
 {
   if (p)
     r->alloc.free(p, size ? size : 1, r->alloc.ud);
 }
 
-int dmem__kvm_fail(dmem_kvm_region *r, int err, const char *fmt, ...)
+int dmem__mem_fail(dmem_kvm_region *r, int err, const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
@@ -66,7 +68,7 @@ int dmem__kvm_fail(dmem_kvm_region *r, int err, const char *fmt, ...)
   return err;
 }
 
-uint64_t dmem__kvm_now_ns(void)
+uint64_t dmem__mem_now_ns(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -91,7 +93,7 @@ uint64_t dmem_kvm_lat_bucket_us(unsigned b)
   return (uint64_t)(4 + sub) << (e - 2);
 }
 
-void dmem__kvm_lat_record(dmem_kvm_region *r, uint64_t ns)
+void dmem__mem_lat_record(dmem_kvm_region *r, uint64_t ns)
 {
   r->st.lat_hist[lat_bucket(ns / 1000)]++;
   r->st.lat_count++;
@@ -122,21 +124,48 @@ double dmem_kvm_stats_percentile_us(const dmem_kvm_stats *s, double q)
 
 /* ---------------------------------------------------------------- create */
 
-static int check_options(const dmem_kvm_region_options *o)
+/* Says what is wrong with the options in errbuf. */
+static int check_options(const dmem_kvm_region_options *o, char *errbuf, size_t errlen)
 {
-  if (o->version != DMEM_KVM_REGION_OPTIONS_VERSION)
+  const char *why = NULL;
+  if (o->version != DMEM_KVM_REGION_OPTIONS_VERSION) {
+    snprintf(errbuf, errlen, "options version %u, this library knows %u", o->version,
+             DMEM_KVM_REGION_OPTIONS_VERSION);
     return DMEM_EVERSION;
-  if (o->size == 0 || o->size % PAGE || o->fd_offset % PAGE)
-    return DMEM_EINVAL;
-  if (o->addr && (o->fd < 0 || (uintptr_t)o->addr % PAGE))
-    return DMEM_EINVAL;
-  if (o->fd < 0 && o->fd_offset)
-    return DMEM_EINVAL;
-  if (o->allocator && (!o->allocator->alloc || !o->allocator->free))
-    return DMEM_EINVAL;
-  if (o->track & ~(DMEM_KVM_TRACK_MINOR | DMEM_KVM_TRACK_WP))
-    return DMEM_EINVAL;
-  return 0;
+  }
+  if (o->size == 0 || o->size % PAGE)
+    why = "size is 0 or not a multiple of the page size";
+  else if (o->fd_offset % PAGE)
+    why = "fd_offset is not a multiple of the page size";
+  else if (o->addr && o->fd < 0)
+    why = "addr is given without the fd it maps";
+  else if ((uintptr_t)o->addr % PAGE)
+    why = "addr is not page-aligned";
+  else if (o->fd < 0 && o->fd_offset)
+    why = "fd_offset is given without an fd";
+  else if (o->allocator && (!o->allocator->alloc || !o->allocator->free))
+    why = "the allocator lacks alloc or free";
+  else if (o->track & ~(DMEM_KVM_TRACK_MINOR | DMEM_KVM_TRACK_WP))
+    why = "track has unknown bits";
+  else if (o->uffd < 0 && (o->uffd_features || o->uffd_addr))
+    why = "uffd_features or uffd_addr is given without a uffd";
+  else if (o->uffd_addr % PAGE)
+    why = "uffd_addr is not page-aligned";
+  if (!why)
+    return 0;
+  snprintf(errbuf, errlen, "%s", why);
+  return DMEM_EINVAL;
+}
+
+static int is_userfaultfd(int fd)
+{
+  char path[64], link[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(path, link, sizeof link - 1);
+  if (n <= 0)
+    return 0;
+  link[n] = 0;
+  return strcmp(link, "anon_inode:[userfaultfd]") == 0;
 }
 
 /* The memfd and its mapping, made or checked. */
@@ -145,30 +174,32 @@ static int setup_memory(dmem_kvm_region *r, const dmem_kvm_region_options *o)
   if (o->fd < 0) {
     r->fd = memfd_create(o->name ? o->name : "dmem-guest", MFD_CLOEXEC);
     if (r->fd < 0)
-      return dmem__kvm_fail(r, DMEM_ESYS, "memfd_create: %s", strerror(errno));
+      return dmem__mem_fail(r, DMEM_ESYS, "memfd_create: %s", strerror(errno));
     r->own_fd = 1;
     if (ftruncate(r->fd, (off_t)o->size) != 0)
-      return dmem__kvm_fail(r, DMEM_ESYS, "ftruncate of the memfd to %llu bytes: %s",
+      return dmem__mem_fail(r, DMEM_ESYS, "ftruncate of the memfd to %llu bytes: %s",
                             (unsigned long long)o->size, strerror(errno));
   } else {
     r->fd = o->fd;
     struct statfs sfs;
     struct stat st;
     if (fstatfs(r->fd, &sfs) != 0 || fstat(r->fd, &st) != 0)
-      return dmem__kvm_fail(r, DMEM_EINVAL, "fd %d: %s", r->fd, strerror(errno));
+      return dmem__mem_fail(r, DMEM_EINVAL, "fd %d: %s", r->fd, strerror(errno));
     if (sfs.f_type != TMPFS_MAGIC || !S_ISREG(st.st_mode))
-      return dmem__kvm_fail(r, DMEM_EINVAL, "fd %d is not a memfd or shared-memory file", r->fd);
+      return dmem__mem_fail(r, DMEM_EINVAL, "fd %d is not a memfd or shared-memory file", r->fd);
     if ((uint64_t)st.st_size < o->fd_offset + o->size)
-      return dmem__kvm_fail(r, DMEM_EINVAL, "fd %d holds %lld bytes, short of %llu", r->fd,
+      return dmem__mem_fail(r, DMEM_EINVAL, "fd %d holds %lld bytes, short of %llu", r->fd,
                             (long long)st.st_size, (unsigned long long)(o->fd_offset + o->size));
   }
+  if (o->uffd >= 0 && !is_userfaultfd(o->uffd))
+    return dmem__mem_fail(r, DMEM_EINVAL, "uffd %d is not a userfaultfd", o->uffd);
   if (o->addr) {
     r->base = o->addr;
     return 0;
   }
   void *m = mmap(NULL, o->size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, (off_t)o->fd_offset);
   if (m == MAP_FAILED)
-    return dmem__kvm_fail(r, DMEM_ESYS, "mmap of %llu bytes: %s", (unsigned long long)o->size,
+    return dmem__mem_fail(r, DMEM_ESYS, "mmap of %llu bytes: %s", (unsigned long long)o->size,
                           strerror(errno));
   r->base = m;
   r->own_map = 1;
@@ -180,29 +211,41 @@ static int setup_memory(dmem_kvm_region *r, const dmem_kvm_region_options *o)
 
 static void release(dmem_kvm_region *r)
 {
+  if (r->dirty_src.release)
+    r->dirty_src.release(r, r->dirty_src.state);
   if (r->own_map)
     munmap(r->base, r->size);
   if (r->own_fd && r->fd >= 0)
     close(r->fd);
-  dmem__kvm_free(r, r->pages, r->npages);
-  dmem__kvm_free(r, r->dirty, (r->npages + 63) / 64 * 8);
+  dmem__mem_free(r, r->pages, r->npages);
   dmem_allocator a = r->alloc;
   a.free(r, sizeof *r, a.ud);
 }
 
-int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options *opts)
+int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options *opts, char *errbuf,
+                           size_t errlen)
 {
-  if (!out || !opts)
+  char scratch[1];
+  if (!errbuf || errlen == 0) {
+    errbuf = scratch;
+    errlen = sizeof scratch;
+  }
+  errbuf[0] = 0;
+  if (!out || !opts) {
+    snprintf(errbuf, errlen, "%s is NULL", !out ? "out" : "opts");
     return DMEM_EINVAL;
-  int rc = check_options(opts);
+  }
+  int rc = check_options(opts, errbuf, errlen);
   if (rc)
     return rc;
   dmem_allocator a = {libc_alloc, libc_free, NULL};
   if (opts->allocator)
     a = *opts->allocator;
   dmem_kvm_region *r = a.alloc(sizeof *r, 64, a.ud);
-  if (!r)
+  if (!r) {
+    snprintf(errbuf, errlen, "out of memory for the region");
     return DMEM_ENOMEM;
+  }
   memset(r, 0, sizeof *r);
   r->alloc = a;
   r->opts = *opts;
@@ -211,24 +254,28 @@ int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options 
   r->size = opts->size;
   r->npages = opts->size / PAGE;
   r->fd_offset = opts->fd_offset;
-  r->fd = r->uffd = r->stop_fd = r->vm_fd = -1;
-  r->pages = dmem__kvm_alloc(r, r->npages);
+  r->fd = r->uffd = r->stop_fd = -1;
+  r->pages = dmem__mem_alloc(r, r->npages);
   if (!r->pages) {
     release(r);
+    snprintf(errbuf, errlen, "out of memory for %llu pages' state",
+             (unsigned long long)opts->size / PAGE);
     return DMEM_ENOMEM;
   }
   memset(r->pages, 0, r->npages);
   rc = setup_memory(r, opts);
-  if (rc == 0 && pthread_mutex_init(&r->mu, NULL) != 0)
-    rc = DMEM_ESYS;
-  if (rc == 0 && pthread_cond_init(&r->cv, NULL) != 0) {
+  if (rc == 0 && (rc = pthread_mutex_init(&r->mu, NULL)) != 0)
+    rc = dmem__mem_fail(r, DMEM_ESYS, "pthread_mutex_init: %s", strerror(rc));
+  if (rc == 0 && (rc = pthread_cond_init(&r->cv, NULL)) != 0) {
     pthread_mutex_destroy(&r->mu);
-    rc = DMEM_ESYS;
+    rc = dmem__mem_fail(r, DMEM_ESYS, "pthread_cond_init: %s", strerror(rc));
   }
   if (rc) {
+    snprintf(errbuf, errlen, "%s", r->errmsg);
     release(r);
     return rc;
   }
+  r->uffd_base = opts->uffd_addr ? opts->uffd_addr : (uint64_t)(uintptr_t)r->base;
   *out = r;
   return 0;
 }
@@ -236,9 +283,9 @@ int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options 
 /* Undoes attach's registration and thread, whatever was reached. */
 static void teardown(dmem_kvm_region *r)
 {
-  dmem__kvm_uffd_unregister(r);
-  dmem__kvm_thread_stop(r);
-  dmem__kvm_uffd_close(r);
+  dmem__mem_uffd_unregister(r);
+  dmem__mem_thread_stop(r);
+  dmem__mem_uffd_close(r);
   pthread_mutex_lock(&r->mu);
   r->vm = NULL;
   r->engine = NULL;
@@ -263,13 +310,13 @@ void dmem_kvm_region_destroy(dmem_kvm_region *r)
 
 /* ---------------------------------------------------------------- attach */
 
-int dmem_kvm_region_attach(dmem_vm **out, dmem_kvm_region *r, dmem_engine *e, const char *name)
+int dmem_kvm_region_attach(dmem_vm **out, dmem_engine *e, dmem_kvm_region *r, const char *name)
 {
   if (!out || !r || !e)
     return DMEM_EINVAL;
   if (r->vm || r->uffd >= 0)
-    return dmem__kvm_fail(r, DMEM_EBUSY, "the region is attached already");
-  int rc = dmem__kvm_uffd_open(r);
+    return dmem__mem_fail(r, DMEM_EBUSY, "the region is attached already");
+  int rc = dmem__mem_uffd_open(r);
   if (rc)
     return rc;
   /* Arm tracking over the whole range, so that the first scan's bits are
@@ -278,22 +325,22 @@ int dmem_kvm_region_attach(dmem_vm **out, dmem_kvm_region *r, dmem_engine *e, co
   memset(r->pages, (r->track & DMEM_KVM_TRACK_WP) ? PG_ARMED : 0, r->npages);
   r->detaching = 0;
   r->continue_wp = 1; /* until the kernel says otherwise */
-  rc = dmem__kvm_wp(r, 0, r->npages, 1, 0);
+  rc = dmem__mem_wp(r, 0, r->npages, 1, 0);
   if (rc == 0 && (r->track & DMEM_KVM_TRACK_MINOR) && madvise(r->base, r->size, MADV_DONTNEED))
-    rc = dmem__kvm_fail(r, DMEM_ESYS, "MADV_DONTNEED of the region: %s", strerror(errno));
+    rc = dmem__mem_fail(r, DMEM_ESYS, "MADV_DONTNEED of the region: %s", strerror(errno));
   pthread_mutex_unlock(&r->mu);
   if (rc == 0)
-    rc = dmem__kvm_thread_start(r);
+    rc = dmem__mem_thread_start(r);
   dmem_vm *vm = NULL;
   if (rc == 0) {
     dmem_vm_options vo = DMEM_VM_OPTIONS_INIT;
-    vo.ops = (r->track & DMEM_KVM_TRACK_WP) ? &dmem__kvm_ops_wp : &dmem__kvm_ops_nowp;
+    vo.ops = (r->track & DMEM_KVM_TRACK_WP) ? &dmem__mem_ops_wp : &dmem__mem_ops_nowp;
     vo.ud = r;
     vo.npages = r->npages;
     vo.name = name;
     rc = dmem_vm_attach(&vm, e, &vo);
     if (rc)
-      dmem__kvm_fail(r, rc, "dmem_vm_attach: %s", dmem_engine_errmsg(e));
+      dmem__mem_fail(r, rc, "dmem_vm_attach: %s", dmem_engine_errmsg(e));
   }
   if (rc) {
     teardown(r);
@@ -325,12 +372,12 @@ int dmem_kvm_region_detach(dmem_kvm_region *r)
   pthread_mutex_unlock(&r->mu);
   int rc = dmem_vm_detach(r->vm);
   if (rc) {
-    dmem__kvm_fail(r, rc, "dmem_vm_detach: %s", dmem_engine_errmsg(r->engine));
+    dmem__mem_fail(r, rc, "dmem_vm_detach: %s", dmem_engine_errmsg(r->engine));
     pthread_mutex_lock(&r->mu);
     r->detaching = 0;
     pthread_mutex_unlock(&r->mu);
     /* Threads whose faults were left to detach fault again now. */
-    struct uffdio_range rg = {.start = (uint64_t)(uintptr_t)r->base, .len = r->size};
+    struct uffdio_range rg = {.start = r->uffd_base, .len = r->size};
     (void)ioctl(r->uffd, UFFDIO_WAKE, &rg);
     return rc;
   }

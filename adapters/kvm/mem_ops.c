@@ -1,8 +1,8 @@
 /* SPDX-FileCopyrightText: 2026 The libdiffmem authors
  * SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The engine's side of the KVM adapter: dmem_adapter_ops over a memfd
- * mapped MAP_SHARED and registered with userfaultfd (see region.h for the
- * per-page state and the lock order).
+/* The engine's side of the Linux memory layer: dmem_adapter_ops over a
+ * memfd mapped MAP_SHARED and registered with userfaultfd (see mem.h for
+ * the per-page state, the two address spaces and the lock order).
  *
  * Invariants:
  *  - the engine's reads never fault through the registered mapping: read()
@@ -30,7 +30,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "region.h"
+#include "mem.h"
 
 #ifndef UFFDIO_COPY_MODE_WP
 #define UFFDIO_COPY_MODE_WP ((__u64)1 << 1)
@@ -39,12 +39,7 @@
 /* Times an ioctl that may see EAGAIN (the mm changing under it) is tried. */
 #define EAGAIN_TRIES 1000
 
-static uint64_t addr_of(const dmem_kvm_region *r, uint64_t gfn)
-{
-  return (uint64_t)(uintptr_t)r->base + gfn * PAGE;
-}
-
-int dmem__kvm_is_zero(const void *page)
+int dmem__mem_is_zero(const void *page)
 {
   const uint64_t *w = page;
   uint64_t acc = 0;
@@ -55,11 +50,11 @@ int dmem__kvm_is_zero(const void *page)
 
 /* (Un)write-protects pages gfn .. gfn+n-1. Lifting also wakes writers
  * unless !wake. */
-int dmem__kvm_wp(dmem_kvm_region *r, uint64_t gfn, uint64_t n, int on, int wake)
+int dmem__mem_wp(dmem_kvm_region *r, uint64_t gfn, uint64_t n, int on, int wake)
 {
   if (!(r->track & DMEM_KVM_TRACK_WP))
     return 0;
-  struct uffdio_writeprotect wp = {.range = {.start = addr_of(r, gfn), .len = n * PAGE},
+  struct uffdio_writeprotect wp = {.range = {.start = dmem__mem_uaddr(r, gfn), .len = n * PAGE},
                                    .mode = on ? UFFDIO_WRITEPROTECT_MODE_WP
                                               : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE)};
   for (int i = 0; i < EAGAIN_TRIES; i++) {
@@ -68,13 +63,13 @@ int dmem__kvm_wp(dmem_kvm_region *r, uint64_t gfn, uint64_t n, int on, int wake)
     if (errno != EAGAIN)
       break;
   }
-  return dmem__kvm_fail(r, DMEM_ESYS, "UFFDIO_WRITEPROTECT of %llu pages at gfn %llu: %s",
+  return dmem__mem_fail(r, DMEM_ESYS, "UFFDIO_WRITEPROTECT of %llu pages at gfn %llu: %s",
                         (unsigned long long)n, (unsigned long long)gfn, strerror(errno));
 }
 
-int dmem__kvm_wake(dmem_kvm_region *r, uint64_t gfn)
+int dmem__mem_wake(dmem_kvm_region *r, uint64_t gfn)
 {
-  struct uffdio_range rg = {.start = addr_of(r, gfn), .len = PAGE};
+  struct uffdio_range rg = {.start = dmem__mem_uaddr(r, gfn), .len = PAGE};
   return ioctl(r->uffd, UFFDIO_WAKE, &rg) == 0 ? 0 : DMEM_ESYS;
 }
 
@@ -87,7 +82,7 @@ static int pwrite_page(dmem_kvm_region *r, uint64_t gfn, const void *content)
     if (k < 0 && errno == EINTR)
       continue;
     if (k <= 0)
-      return dmem__kvm_fail(r, DMEM_ESYS, "pwrite of gfn %llu: %s", (unsigned long long)gfn,
+      return dmem__mem_fail(r, DMEM_ESYS, "pwrite of gfn %llu: %s", (unsigned long long)gfn,
                             k < 0 ? strerror(errno) : "short write");
     done += (size_t)k;
   }
@@ -102,11 +97,12 @@ static int uffd_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int 
   int wp = !writable && (r->track & DMEM_KVM_TRACK_WP);
   for (int i = 0; i < EAGAIN_TRIES; i++) {
     int rc;
-    if (!wp && dmem__kvm_is_zero(content)) {
-      struct uffdio_zeropage z = {.range = {.start = addr_of(r, gfn), .len = PAGE}, .mode = 0};
+    if (!wp && dmem__mem_is_zero(content)) {
+      struct uffdio_zeropage z = {.range = {.start = dmem__mem_uaddr(r, gfn), .len = PAGE},
+                                  .mode = 0};
       rc = ioctl(r->uffd, UFFDIO_ZEROPAGE, &z);
     } else {
-      struct uffdio_copy c = {.dst = addr_of(r, gfn),
+      struct uffdio_copy c = {.dst = dmem__mem_uaddr(r, gfn),
                               .src = (uint64_t)(uintptr_t)content,
                               .len = PAGE,
                               .mode = wp ? UFFDIO_COPY_MODE_WP : 0};
@@ -122,22 +118,22 @@ static int uffd_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int 
     if (errno != EAGAIN)
       break;
   }
-  return dmem__kvm_fail(r, DMEM_ESYS, "UFFDIO_COPY of gfn %llu: %s", (unsigned long long)gfn,
+  return dmem__mem_fail(r, DMEM_ESYS, "UFFDIO_COPY of gfn %llu: %s", (unsigned long long)gfn,
                         strerror(errno));
 }
 
-int dmem__kvm_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int write, int overwrite)
+int dmem__mem_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int write, int overwrite)
 {
   int rc = uffd_fill(r, gfn, content, write);
   if (rc == 1 && !overwrite) {
-    dmem__kvm_wake(r, gfn);
+    dmem__mem_wake(r, gfn);
   } else if (rc == 1) {
     /* A block appeared under the hole (the VMM wrote the memfd another
      * way): write the content into it, and wake whoever waits. */
     rc = pwrite_page(r, gfn, content);
     if (rc == 0) {
       r->pages[gfn] &= (uint8_t)~PG_EVICTED;
-      dmem__kvm_wake(r, gfn);
+      dmem__mem_wake(r, gfn);
       rc = 1;
     }
   }
@@ -174,7 +170,7 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
   if (n == 0)
     return 0;
   pthread_mutex_lock(&r->mu);
-  int rc = r->log_dirty ? dmem__kvm_sync_dirty(r) : 0;
+  int rc = r->dirty_src.sync ? r->dirty_src.sync(r, r->dirty_src.state) : 0;
   if (rc)
     goto out;
   for (size_t i = 0; i < n; i++) {
@@ -195,10 +191,10 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
    * page-table entries (the next touch is a MINOR fault). Zapping keeps
    * the write protection as a marker, and evicted pages are holes either
    * way. */
-  rc = dmem__kvm_wp(r, first, n, 1, 0);
+  rc = dmem__mem_wp(r, first, n, 1, 0);
   if (rc == 0 && (r->track & DMEM_KVM_TRACK_MINOR) &&
       madvise(r->base + first * PAGE, n * PAGE, MADV_DONTNEED) != 0)
-    rc = dmem__kvm_fail(r, DMEM_ESYS, "MADV_DONTNEED of %zu pages at gfn %llu: %s", n,
+    rc = dmem__mem_fail(r, DMEM_ESYS, "MADV_DONTNEED of %zu pages at gfn %llu: %s", n,
                         (unsigned long long)first, strerror(errno));
   r->st.bits_calls++;
 out:
@@ -212,7 +208,7 @@ static int op_protect(uint64_t gfn, void *ud)
   if (gfn >= r->npages)
     return DMEM_ERANGE;
   pthread_mutex_lock(&r->mu);
-  int rc = dmem__kvm_wp(r, gfn, 1, 1, 0);
+  int rc = dmem__mem_wp(r, gfn, 1, 1, 0);
   if (rc == 0)
     r->pages[gfn] |= PG_EPROT;
   pthread_mutex_unlock(&r->mu);
@@ -230,7 +226,7 @@ static int op_unprotect(uint64_t gfn, void *ud)
   /* An ARMED page stays write-protected for tracking: its waiting writers
    * are released by the fault thread, which records the write. */
   if (!(*p & PG_ARMED))
-    rc = dmem__kvm_wp(r, gfn, 1, 0, 1);
+    rc = dmem__mem_wp(r, gfn, 1, 0, 1);
   if (rc == 0) {
     *p &= (uint8_t)~PG_EPROT;
     pthread_cond_broadcast(&r->cv);
@@ -248,7 +244,7 @@ static int op_evict(uint64_t gfn, void *ud)
   int rc = 0;
   if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                 (off_t)(r->fd_offset + gfn * PAGE), PAGE) != 0) {
-    rc = dmem__kvm_fail(r, DMEM_ESYS, "PUNCH_HOLE of gfn %llu: %s", (unsigned long long)gfn,
+    rc = dmem__mem_fail(r, DMEM_ESYS, "PUNCH_HOLE of gfn %llu: %s", (unsigned long long)gfn,
                         strerror(errno));
   } else {
     /* The punch already unmapped the block; this drops any entry left. */
@@ -271,7 +267,7 @@ static int op_install(uint64_t gfn, const void *content, void *ud)
   int fault = (*p & PG_FAULT) != 0, write = (*p & PG_FWRITE) != 0;
   int rc;
   if (*p & PG_EVICTED) {
-    rc = dmem__kvm_fill(r, gfn, content, write, 1);
+    rc = dmem__mem_fill(r, gfn, content, write, 1);
     if (rc > 0)
       rc = 0;
   } else {
@@ -279,7 +275,7 @@ static int op_install(uint64_t gfn, const void *content, void *ud)
      * lift the engine's protection unless tracking keeps the page armed. */
     rc = pwrite_page(r, gfn, content);
     if (rc == 0 && !(*p & PG_ARMED))
-      rc = dmem__kvm_wp(r, gfn, 1, 0, 1);
+      rc = dmem__mem_wp(r, gfn, 1, 0, 1);
   }
   if (rc == 0) {
     *p &= (uint8_t) ~(PG_EPROT | PG_FAULT | PG_FWRITE);
@@ -291,7 +287,7 @@ static int op_install(uint64_t gfn, const void *content, void *ud)
   return rc;
 }
 
-const dmem_adapter_ops dmem__kvm_ops_wp = {
+const dmem_adapter_ops dmem__mem_ops_wp = {
     .version = DMEM_ADAPTER_OPS_VERSION,
     .read = op_read,
     .bits = op_bits,
@@ -304,7 +300,7 @@ const dmem_adapter_ops dmem__kvm_ops_wp = {
 
 /* Without WP mode there is no protection to offer: the guest must then be
  * paused while the engine scans (adapter.h). */
-const dmem_adapter_ops dmem__kvm_ops_nowp = {
+const dmem_adapter_ops dmem__mem_ops_nowp = {
     .version = DMEM_ADAPTER_OPS_VERSION,
     .read = op_read,
     .bits = op_bits,

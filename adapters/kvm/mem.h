@@ -1,0 +1,140 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The Linux memory layer of libdiffmem-kvm: guest RAM in a memfd, mapped
+ * MAP_SHARED, served through userfaultfd. It knows nothing of KVM: the KVM
+ * layer (kvm.c: memory slots, the dirty log) sits above it and calls into
+ * it, never the other way round; what it adds to the bits (KVM's dirty
+ * log) reaches this layer through the dirty_src hook below.
+ *
+ * Files: mem_region.c (the object, attach and detach), mem_ops.c (the
+ * engine's side: dmem_adapter_ops), mem_uffd.c (the guest's side: the
+ * userfaultfd and the thread that serves its faults).
+ *
+ * Two address spaces may be involved. The region reads and writes guest
+ * pages through its own mapping (base) or the memfd itself. The
+ * userfaultfd's ioctls act on the address space that registered the range,
+ * at uffd_base: the same mapping when the region opened the userfaultfd,
+ * or a mapping in another process (a VMM that passed its userfaultfd over a
+ * Unix socket). Zapping page-table entries (MADV_DONTNEED) works only on
+ * this process's own mapping, so referenced tracking (MINOR faults) needs
+ * uffd_base == base.
+ *
+ * Per-page state, one byte per guest page, guarded by region->mu:
+ *
+ *   EVICTED  the memfd block was punched by evict(): the content is with
+ *            the engine, and only install() may fill the page again. A hole
+ *            that is not EVICTED is a page never written: it reads as zeros,
+ *            and a touch is filled with zeros on the spot.
+ *   EPROT    the engine protected the page (protect()): its mapping is
+ *            write-protected, and no fault path may make it writable until
+ *            the engine calls unprotect(), evict() or install(). Writers
+ *            wait in the kernel; the fault thread waits on region->cv.
+ *   ARMED    write-protected for modified tracking: the next write is a WP
+ *            fault that sets MOD and lifts the protection.
+ *   REF, MOD the bits since the last bits() call.
+ *   FAULT    a fault on the page waits for the engine's install();
+ *   FWRITE   ... and it is a write (install then maps the page writable).
+ *
+ * Lock order: the engine's lock, then region->mu. The engine calls the ops
+ * with its lock held and they take mu; the fault thread never holds mu
+ * while it calls into the engine. No op waits for the fault thread.
+ */
+#ifndef DMEM_KVM_MEM_H
+#define DMEM_KVM_MEM_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <diffmem/kvm.h>
+
+#define PAGE DMEM_PAGE_SIZE
+
+#define PG_EVICTED 0x01u
+#define PG_EPROT 0x02u
+#define PG_ARMED 0x04u
+#define PG_REF 0x08u
+#define PG_MOD 0x10u
+#define PG_FAULT 0x20u
+#define PG_FWRITE 0x40u
+
+/* A second source of modified bits, installed by the layer above (kvm.c:
+ * KVM's dirty log). bits() calls sync with mu held; it ORs what it knows
+ * into the pages' MOD bits. destroy calls release. */
+typedef struct dmem__mem_dirty_src {
+  int (*sync)(dmem_kvm_region *r, void *state);
+  void (*release)(dmem_kvm_region *r, void *state);
+  void *state;
+} dmem__mem_dirty_src;
+
+struct dmem_kvm_region {
+  dmem_allocator alloc; /* a copy of the hook, or the C library's */
+  dmem_kvm_region_options opts;
+  uint8_t *base; /* guest page 0 */
+  uint64_t size, npages;
+  int fd, own_fd, own_map;
+  uint64_t fd_offset;
+
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* EPROT lifted; in_engine dropped to 0 */
+  uint8_t *pages;    /* PG_* per page */
+
+  /* The userfaultfd's view: the registered range starts at uffd_base in
+   * the address space that registered it (base when it is this process's
+   * own mapping). own_uffd: opened and registered by attach, closed by
+   * detach; otherwise the caller's (opts.uffd, opts.uffd_features). */
+  uint64_t uffd_base;
+  int own_uffd;
+
+  /* attachment: set by attach, cleared by detach (mu held to change) */
+  dmem_vm *vm;
+  dmem_engine *engine;
+  int uffd, stop_fd;
+  unsigned track; /* DMEM_KVM_TRACK_* in use */
+  int have_thread;
+  pthread_t thread;
+  int detaching;      /* the fault thread no longer calls into the engine */
+  int stopping;       /* the fault thread leaves its waits */
+  unsigned in_engine; /* fault-thread calls into the engine under way */
+  int continue_wp;    /* the kernel takes UFFDIO_CONTINUE_MODE_WP */
+
+  dmem__mem_dirty_src dirty_src; /* mu held to change */
+
+  dmem_kvm_stats st; /* counters, mu held */
+  char errmsg[DMEM_ERRBUF_SIZE];
+  uint8_t zeros[PAGE] __attribute__((aligned(64)));
+};
+
+/* mem_region.c */
+void *dmem__mem_alloc(dmem_kvm_region *r, size_t size);
+void dmem__mem_free(dmem_kvm_region *r, void *p, size_t size);
+int dmem__mem_fail(dmem_kvm_region *r, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+uint64_t dmem__mem_now_ns(void);
+void dmem__mem_lat_record(dmem_kvm_region *r, uint64_t ns);
+
+/* mem_ops.c: the tables the engine calls (with and without WP mode), and what
+ * the fault thread shares */
+extern const dmem_adapter_ops dmem__mem_ops_wp, dmem__mem_ops_nowp;
+int dmem__mem_wp(dmem_kvm_region *r, uint64_t gfn, uint64_t n, int on, int wake);
+int dmem__mem_is_zero(const void *page);
+/* Puts content into an EVICTED page or a never-written hole, writable when
+ * @write, else ARMED, and wakes the threads waiting on it. Where a block
+ * exists already, @overwrite writes the content into it; otherwise the
+ * block is kept. Returns 0 when filled, 1 when a block was there, or an
+ * error; mu held. */
+int dmem__mem_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int write, int overwrite);
+int dmem__mem_wake(dmem_kvm_region *r, uint64_t gfn);
+
+/* mem_uffd.c */
+int dmem__mem_uffd_open(dmem_kvm_region *r);
+void dmem__mem_uffd_unregister(dmem_kvm_region *r);
+void dmem__mem_uffd_close(dmem_kvm_region *r);
+int dmem__mem_thread_start(dmem_kvm_region *r);
+void dmem__mem_thread_stop(dmem_kvm_region *r);
+/* The userfaultfd address of guest page gfn. */
+static inline uint64_t dmem__mem_uaddr(const dmem_kvm_region *r, uint64_t gfn)
+{
+  return r->uffd_base + gfn * PAGE;
+}
+
+#endif
