@@ -151,7 +151,7 @@ int dmem_engine_create(dmem_engine **out, const dmem_engine_options *opts)
   memset(e, 0, offsetof(dmem_engine, buf));
   e->alloc = a;
   e->opts = *opts;
-  e->opts.swap_path = NULL; /* the store keeps its own copy */
+  e->opts.swap_dir = NULL; /* not kept: the swap file has no name */
   dmem__policy_resolve(&e->policy, opts->policy);
   e->env.c4_passes = opts->c4_passes;
   e->seed = opts->seed;
@@ -159,7 +159,7 @@ int dmem_engine_create(dmem_engine **out, const dmem_engine_options *opts)
     dmem__free(&a, e, sizeof *e);
     return DMEM_ESYS;
   }
-  rc = dmem__store_init(&e->store, &e->alloc, opts->swap_path, opts->swap_max_bytes);
+  rc = dmem__store_init(&e->store, &e->alloc, opts->swap_dir, opts->swap_max_bytes);
   if (rc) {
     dmem__free(&a, e, sizeof *e);
     return rc;

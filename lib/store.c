@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -280,7 +282,30 @@ void dmem__swap_free(dmem__store *s, uint32_t slot)
 
 /* ----------------------------------------------------------------- store */
 
-int dmem__store_init(dmem__store *s, dmem__alloc *a, const char *swap_path, uint64_t swap_max)
+/* An unnamed swap file in dir: O_TMPFILE, or where the filesystem has no
+ * O_TMPFILE a new file (O_EXCL: never an existing file or a symlink) that
+ * is unlinked at once. -1 with errno set on failure. */
+static int open_swap(const char *dir)
+{
+  int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+    return fd;
+  char path[4096];
+  if ((size_t)snprintf(path, sizeof path, "%s/.dmem-swap-XXXXXX", dir) >= sizeof path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  fd = mkostemp(path, O_CLOEXEC); /* O_CREAT | O_EXCL, mode 0600 */
+  if (fd >= 0 && unlink(path) != 0) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
+
+int dmem__store_init(dmem__store *s, dmem__alloc *a, const char *swap_dir, uint64_t swap_max)
 {
   memset(s, 0, sizeof *s);
   s->alloc = a;
@@ -288,28 +313,23 @@ int dmem__store_init(dmem__store *s, dmem__alloc *a, const char *swap_path, uint
   pool_init(&s->frames, DMEM_PAGE_SIZE, 2u << 20);
   for (unsigned c = 0; c < DMEM__BLOB_CLASSES; c++)
     pool_init(&s->blobs[c], ((size_t)c + 1) * 64, 256u << 10);
-  if (!swap_path)
+  if (!swap_dir)
     return 0;
   uint64_t slots = (swap_max ? swap_max : (1ull << 30)) / DMEM_PAGE_SIZE;
   if (slots == 0 || slots > UINT32_MAX - 1)
     return DMEM_EINVAL;
-  size_t plen = strlen(swap_path) + 1;
   s->swap_slots = (uint32_t)slots; /* before the allocations: fini frees by it */
-  s->swap_path = dmem__malloc(a, plen);
-  if (s->swap_path)
-    memcpy(s->swap_path, swap_path, plen); /* fini reads it */
   s->swap_free = dmem__malloc(a, slots * sizeof *s->swap_free);
   s->swap_csum = dmem__malloc(a, slots * sizeof *s->swap_csum);
-  if (!s->swap_path || !s->swap_free || !s->swap_csum) {
+  if (!s->swap_free || !s->swap_csum) {
     dmem__store_fini(s);
     return DMEM_ENOMEM;
   }
-  s->swap_fd = open(swap_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  s->swap_fd = open_swap(swap_dir);
   if (s->swap_fd < 0) {
-    dmem__free(a, s->swap_path, plen);
-    s->swap_path = NULL; /* not ours to unlink */
+    int rc = errno == ENOENT || errno == ENOTDIR ? DMEM_EINVAL : DMEM_EIO;
     dmem__store_fini(s);
-    return DMEM_EIO;
+    return rc;
   }
   return 0;
 }
@@ -321,18 +341,12 @@ void dmem__store_fini(dmem__store *s)
   for (unsigned c = 0; c < DMEM__BLOB_CLASSES; c++)
     pool_fini(&s->blobs[c], a);
   dmem__free(a, s->ftab, (size_t)s->ftab_cap * sizeof *s->ftab);
-  if (s->swap_fd >= 0) {
-    close(s->swap_fd);
-    if (s->swap_path)
-      unlink(s->swap_path);
-  }
-  if (s->swap_path)
-    dmem__free(a, s->swap_path, strlen(s->swap_path) + 1);
+  if (s->swap_fd >= 0)
+    close(s->swap_fd); /* unnamed: its blocks go with it */
   dmem__free(a, s->swap_free, (size_t)s->swap_slots * sizeof *s->swap_free);
   dmem__free(a, s->swap_csum, (size_t)s->swap_slots * sizeof *s->swap_csum);
   s->ftab = NULL;
   s->swap_fd = -1;
-  s->swap_path = NULL;
   s->swap_free = s->swap_csum = NULL;
 }
 

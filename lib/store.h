@@ -68,8 +68,7 @@ typedef struct dmem__store {
   uint64_t nframes;
   dmem__pool blobs[DMEM__BLOB_CLASSES];
   /* swap */
-  int swap_fd;
-  char *swap_path;
+  int swap_fd; /* unnamed: nothing to remove on fini */
   uint32_t swap_slots, swap_next, *swap_free, swap_nfree;
   uint32_t *swap_csum;
   uint64_t swap_used;
@@ -77,7 +76,8 @@ typedef struct dmem__store {
 
 uint32_t dmem__checksum(const void *page);
 
-int dmem__store_init(dmem__store *s, dmem__alloc *a, const char *swap_path, uint64_t swap_max);
+/* swap_dir: where the unnamed swap file goes (diffmem.h), or NULL. */
+int dmem__store_init(dmem__store *s, dmem__alloc *a, const char *swap_dir, uint64_t swap_max);
 void dmem__store_fini(dmem__store *s);
 
 /* Frames. new copies content in with refs = 0. */

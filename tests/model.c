@@ -12,11 +12,13 @@
 #include "model.h"
 
 #include <check.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <unistd.h>
 
 #include "memadapter.h"
@@ -194,9 +196,10 @@ static void engine_options(model *md)
   md->o.slice_pages = 32;
   md->o.map_shared = c->share;
   if (c->swap) {
-    snprintf(md->swap, sizeof md->swap, "/tmp/dmem-model-%ld-%llx.swap", (long)getpid(),
-             (unsigned long long)c->seed);
-    md->o.swap_path = md->swap;
+    snprintf(md->swap, sizeof md->swap, "/tmp/dmem-model-swap.XXXXXX");
+    if (!mkdtemp(md->swap))
+      md->swap[0] = 0; /* engine create then fails without swap: said there */
+    md->o.swap_dir = md->swap[0] ? md->swap : "/nonexistent-dmem-swap-dir";
     md->o.store_limit_bytes = 64 * PAGE;
   }
 }
@@ -579,8 +582,8 @@ static void final_check(model *md)
 static void teardown(model *md)
 {
   dmem_engine_destroy(md->e);
-  if (md->swap[0] && access(md->swap, F_OK) == 0)
-    record_error(md, "swap file %s left behind", md->swap);
+  if (md->swap[0] && rmdir(md->swap) != 0)
+    record_error(md, "swap directory %s: %s (a file left behind?)", md->swap, strerror(errno));
   for (unsigned v = 0; v < md->cfg->nvms; v++) {
     void *g = md->v[v].g;
     const char *msg = "";

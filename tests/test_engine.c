@@ -9,6 +9,8 @@
 #include "config.h"
 
 #include <check.h>
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,9 +93,9 @@ static void fx_init(fx *f, unsigned nvm, uint64_t npages, unsigned flags)
   f->nvm = nvm;
   f->npages = npages;
   if (flags & FX_SWAP) {
-    snprintf(f->swap, sizeof f->swap, "/tmp/dmem-test-%ld-%ld.swap", (long)getpid(),
-             (long)clock());
-    f->o.swap_path = f->swap;
+    snprintf(f->swap, sizeof f->swap, "/tmp/dmem-test-swap.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(f->swap));
+    f->o.swap_dir = f->swap;
     f->o.store_limit_bytes = 1;
   }
   for (unsigned v = 0; v < nvm; v++) {
@@ -286,7 +288,8 @@ static void fx_end(fx *f)
   dmem_engine_destroy(f->e);
   fx_no_violations(f);
   if (f->swap[0])
-    ck_assert_msg(access(f->swap, F_OK) != 0, "swap file %s left behind", f->swap);
+    ck_assert_msg(rmdir(f->swap) == 0, "swap directory %s: %s (a file left behind?)", f->swap,
+                  strerror(errno));
   for (unsigned v = 0; v < f->nvm; v++) {
     mem_destroy(f->m[v]);
     free(f->want[v]);
@@ -685,12 +688,35 @@ START_TEST(swap_needs_pressure)
 }
 END_TEST
 
+/* The engine's unnamed swap file in dir, found through /proc/self/fd
+ * (its link reads "DIR/#INODE (deleted)"), opened again; -1 if none. */
+static int swap_file_fd(const char *dir)
+{
+  DIR *d = opendir("/proc/self/fd");
+  ck_assert_ptr_nonnull(d);
+  int fd = -1;
+  size_t dl = strlen(dir);
+  struct dirent *de;
+  while (fd < 0 && (de = readdir(d))) {
+    char path[300], link[300];
+    snprintf(path, sizeof path, "/proc/self/fd/%s", de->d_name);
+    ssize_t n = readlink(path, link, sizeof link - 1);
+    if (n <= 0)
+      continue;
+    link[n] = 0;
+    if (strncmp(link, dir, dl) == 0 && link[dl] == '/' && strstr(link, "(deleted)"))
+      fd = open(path, O_RDWR | O_CLOEXEC);
+  }
+  closedir(d);
+  return fd;
+}
+
 START_TEST(swap_corruption_detected)
 {
   fx f;
   uint8_t buf[PAGE];
   swap_setup(&f, 1);
-  int fd = open(f.swap, O_RDWR);
+  int fd = swap_file_fd(f.swap);
   ck_assert_int_ge(fd, 0);
   struct stat st;
   ck_assert_int_eq(fstat(fd, &st), 0);
@@ -715,7 +741,7 @@ START_TEST(swap_corruption_detected)
   ck_assert_int_eq(fx_kind(&f, 0, 0), DMEM_PAGE_SWAPPED); /* still attached */
   fx_check_stats(&f);
   dmem_engine_destroy(f.e);
-  ck_assert(access(f.swap, F_OK) != 0);
+  ck_assert_msg(rmdir(f.swap) == 0, "swap directory %s: %s", f.swap, strerror(errno));
   fx_no_violations(&f);
   mem_destroy(f.m[0]);
   free(f.want[0]);
@@ -838,6 +864,74 @@ START_TEST(detach_restores)
 }
 END_TEST
 
+static int dir_entries(const char *dir)
+{
+  DIR *d = opendir(dir);
+  ck_assert_ptr_nonnull(d);
+  int n = 0;
+  struct dirent *de;
+  while ((de = readdir(d)))
+    n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+  closedir(d);
+  return n;
+}
+
+/* The swap file has no name: nothing appears in its directory while pages
+ * are swapped, nothing is left after destroy. No name the caller gives is
+ * ever opened as the file itself: a regular file, a symlink planted to
+ * one, a device and a missing directory are refused, and stay as they
+ * were (the engine once truncated and removed whatever swap_path named,
+ * /dev/null included). */
+START_TEST(swap_file_is_unnamed)
+{
+  char dir[] = "/tmp/dmem-swap-safety.XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char victim[64], link[64];
+  snprintf(victim, sizeof victim, "%s/victim", dir);
+  snprintf(link, sizeof link, "%s/link", dir);
+  int fd = open(victim, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(write(fd, "precious", 8), 8);
+  close(fd);
+  ck_assert_int_eq(chmod(victim, 0644), 0);
+  ck_assert_int_eq(symlink(victim, link), 0);
+  const char *refused[] = {victim, link, "/dev/null", "/nonexistent-dmem-dir"};
+  dmem_engine_options o = DMEM_ENGINE_OPTIONS_INIT;
+  o.seed = 9;
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    dmem_engine *e = NULL;
+    o.swap_dir = refused[i];
+    ck_assert_int_eq(dmem_engine_create(&e, &o), DMEM_EINVAL);
+    ck_assert_ptr_null(e);
+  }
+  struct stat st;
+  ck_assert_int_eq(stat(victim, &st), 0);
+  ck_assert_int_eq(st.st_size, 8);
+  ck_assert_int_eq(st.st_mode & 0777, 0644);
+  ck_assert_int_eq(lstat(link, &st), 0);
+  ck_assert(S_ISLNK(st.st_mode));
+  ck_assert_int_eq(stat("/dev/null", &st), 0);
+  ck_assert(S_ISCHR(st.st_mode));
+
+  /* A good directory: pages go to swap, and the directory stays as it was. */
+  fx f;
+  fx_init(&f, 1, 16, FX_SWAP);
+  fx_mixed(&f, 0);
+  fx_start(&f);
+  ck_assert_uint_ne(fx_cycle(&f, f.o.c4_passes + 3) & (1u << DMEM_PAGE_SWAPPED), 0);
+  ck_assert_int_eq(dir_entries(f.swap), 0);
+  fx_verify(&f);
+  fx_end(&f); /* also: rmdir of f.swap succeeds, so nothing was left */
+
+  /* The planted files are untouched by all of it. */
+  ck_assert_int_eq(stat(victim, &st), 0);
+  ck_assert_int_eq(st.st_size, 8);
+  ck_assert_int_eq(unlink(link), 0);
+  ck_assert_int_eq(unlink(victim), 0);
+  ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 START_TEST(destroy_restores)
 {
   fx f;
@@ -850,7 +944,7 @@ START_TEST(destroy_restores)
   fx_verify_adapter(&f);
   fx_no_violations(&f);
   if (f.swap[0])
-    ck_assert(access(f.swap, F_OK) != 0);
+    ck_assert_msg(rmdir(f.swap) == 0, "swap directory %s: %s", f.swap, strerror(errno));
   for (unsigned v = 0; v < 2; v++) {
     mem_destroy(f.m[v]);
     free(f.want[v]);
@@ -1082,7 +1176,7 @@ static long alloc_setup_once(long fail_at)
   ck_assert_msg(rc == 0 || (rc == DMEM_ENOMEM && ta.allocs >= fail_at), "fail_at %ld: %s",
                 fail_at, dmem_err_name(rc));
   ck_assert_msg(ta.live_bytes == 0, "fail_at %ld: %ld bytes leaked", fail_at, ta.live_bytes);
-  ck_assert(access(f.swap, F_OK) != 0);
+  ck_assert_msg(rmdir(f.swap) == 0, "swap directory %s: %s", f.swap, strerror(errno));
   for (unsigned v = 0; v < 2; v++) {
     mem_destroy(f.m[v]);
     free(f.want[v]);
@@ -1324,6 +1418,7 @@ Suite *dmem_test_suite(void)
   tcase_add_test(tc, dirty_forces_c1);
   tcase_add_loop_test(tc, detach_restores, 0, 3);
   tcase_add_loop_test(tc, destroy_restores, 0, 3);
+  tcase_add_test(tc, swap_file_is_unnamed);
   tcase_add_loop_test(tc, failed_op_leaves_pages, 0, 4);
   tcase_add_test(tc, failed_share_keeps_content);
   tcase_add_test(tc, failed_install_keeps_page);

@@ -94,9 +94,14 @@ typedef struct dmem_engine_options {
   /** Map shared pages copy-on-write when the adapter offers share() and
    *  the page is C2 (read-hot). 0: always evict shared pages. */
   int map_shared;
-  /** Path of the swap file (created, truncated, removed on destroy);
-   *  NULL: no swap tier. */
-  const char *swap_path;
+  /** Directory for the swap file; NULL: no swap tier. The engine makes an
+   *  unnamed file there (O_TMPFILE, mode 0600; where the filesystem lacks
+   *  O_TMPFILE, a new file made with O_EXCL and unlinked at once), so guest
+   *  pages never have a name on disk, nothing is left behind after a crash,
+   *  and no existing file, symlink or device is ever opened, truncated or
+   *  removed. The directory must exist and be writable; a name that is not
+   *  a directory is refused (DMEM_EINVAL). */
+  const char *swap_dir;
   /** Largest swap file, in bytes (0: 1 GiB). */
   uint64_t swap_max_bytes;
   /** Memory pressure: when frames and blobs take more than this many
@@ -104,22 +109,25 @@ typedef struct dmem_engine_options {
   uint64_t store_limit_bytes;
 } dmem_engine_options;
 
-#define DMEM_ENGINE_OPTIONS_VERSION 1
+#define DMEM_ENGINE_OPTIONS_VERSION 2
 #define DMEM_ENGINE_OPTIONS_INIT                                                    \
   {DMEM_ENGINE_OPTIONS_VERSION, NULL, 0, NULL, 4, 256, DMEM_CODEC_BEST, 0,          \
    DMEM_SIMDET_HASH, 2, 1, 1, 1, NULL, 0, 0}
 
 /**
  * Makes an engine with no VMs.
- * @retval 0 success. @retval DMEM_EINVAL, DMEM_EVERSION bad options.
- * @retval DMEM_ENOMEM. @retval DMEM_EIO the swap file could not be made.
+ * @retval 0 success. @retval DMEM_EINVAL, DMEM_EVERSION bad options (also
+ *         a swap_dir that does not exist or is not a directory).
+ * @retval DMEM_ENOMEM. @retval DMEM_EIO the swap file could not be made in
+ *         swap_dir (not writable, a full or read-only filesystem).
  * @retval DMEM_ESYS getrandom failed.
  */
 DMEM_API int dmem_engine_create(dmem_engine **out, const dmem_engine_options *opts);
 
 /**
- * Stops the engine's thread, detaches every VM (restoring their pages),
- * frees everything and removes the swap file. NULL does nothing.
+ * Stops the engine's thread, detaches every VM (restoring their pages) and
+ * frees everything, the swap file's blocks included (it has no name to
+ * remove). NULL does nothing.
  */
 DMEM_API void dmem_engine_destroy(dmem_engine *engine);
 
