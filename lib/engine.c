@@ -475,7 +475,26 @@ static int check_range(const dmem_vm *vm, uint64_t gfn, size_t n)
   return gfn < vm->npages && n <= vm->npages - gfn ? 0 : DMEM_ERANGE;
 }
 
-int dmem_vm_fault(dmem_vm *vm, uint64_t gfn)
+/* A read fault on a page shared onto a frame: map the frame. 0 when it is
+ * mapped now; otherwise the caller copies. */
+static int map_on_read(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
+{
+  dmem__page *p = &vm->pages[gfn];
+  if (p->kind != DMEM_PAGE_SHARED || !e->opts.map_shared || !vm->ops->share)
+    return DMEM_ENOTSUP;
+  int rc = vm->ops->share(gfn, p->loc, dmem__frame_data(&e->store, p->loc), vm->ud);
+  if (rc) {
+    if (rc != DMEM_ENOTSUP && rc != DMEM_ENOSPC)
+      (void)dmem__page_error(e, vm, rc, "mapping on a read", gfn);
+    return rc;
+  }
+  /* Still a sharer of the same frame, now resident through it. */
+  dmem__set_kind(vm, p, DMEM_PAGE_MAPPED);
+  dmem__set_state(vm, p, DMEM_C2);
+  return 0;
+}
+
+static int fault(dmem_vm *vm, uint64_t gfn, int read)
 {
   if (!vm)
     return DMEM_EINVAL;
@@ -490,7 +509,11 @@ int dmem_vm_fault(dmem_vm *vm, uint64_t gfn)
   dmem__page *p = &vm->pages[gfn];
   int rc = 0;
   if (p->kind != DMEM_PAGE_RESIDENT && p->kind != DMEM_PAGE_MAPPED) {
-    rc = restore_page(e, vm, gfn);
+    if (p->kind == DMEM_PAGE_SHARED) {
+      vm->shared_faults[read != 0]++;
+      e->shared_faults[read != 0]++;
+    }
+    rc = read && map_on_read(e, vm, gfn) == 0 ? 0 : restore_page(e, vm, gfn);
     if (rc == 0) {
       vm->faults++;
       e->faults++;
@@ -498,6 +521,21 @@ int dmem_vm_fault(dmem_vm *vm, uint64_t gfn)
   }
   pthread_mutex_unlock(&e->lock);
   return rc;
+}
+
+int dmem_vm_fault(dmem_vm *vm, uint64_t gfn)
+{
+  return fault(vm, gfn, 0);
+}
+
+int dmem_vm_fault_read(dmem_vm *vm, uint64_t gfn)
+{
+  return fault(vm, gfn, 1);
+}
+
+int dmem_engine_frames_fd(const dmem_engine *e)
+{
+  return e ? dmem__store_frames_fd(&e->store) : -1;
 }
 
 int dmem_vm_read(void *buf, dmem_vm *vm, uint64_t gfn)

@@ -37,6 +37,7 @@ struct dmem_vm {
   uint64_t cursor; /* next gfn the scanner visits */
   uint64_t kinds[7], states[5];
   uint64_t merges, faults, hints, errors, scanned;
+  uint64_t shared_faults[2]; /* on SHARED pages: [0] writes, [1] reads */
 };
 
 struct dmem_engine {
@@ -59,6 +60,7 @@ struct dmem_engine {
   uint32_t rr; /* VM whose slice comes next */
   uint64_t since_flush; /* visits since the unstable indexes were rebuilt */
   uint64_t merges, faults, hints, errors, scanned;
+  uint64_t shared_faults[2]; /* as the VMs' */
   /* the background thread */
   pthread_t thread;
   pthread_cond_t cond;

@@ -111,6 +111,10 @@ static int share_onto(dmem_engine *e, dmem_vm *vm, uint64_t gfn, uint32_t fid)
   int map = e->opts.map_shared && vm->ops->share && p->state == DMEM_C2;
   int rc = map ? vm->ops->share(gfn, fid, dmem__frame_data(&e->store, fid), vm->ud)
                : vm->ops->evict(gfn, vm->ud);
+  if (map && (rc == DMEM_ENOTSUP || rc == DMEM_ENOSPC)) {
+    map = 0; /* the adapter maps on a read fault only, or has no room left */
+    rc = vm->ops->evict(gfn, vm->ud);
+  }
   if (rc) {
     count_error(e, vm, rc, map ? "share" : "evict", gfn);
     return rc;
@@ -311,6 +315,12 @@ static void reclaim(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned T, int h
       return;
     }
     int rc = vm->ops->evict(gfn, vm->ud);
+    if (rc == DMEM_ENOTSUP) {
+      /* The adapter evicts private pages only (KVM: a mapped page has no
+       * block of its own): make it private now, evict it on a later pass. */
+      (void)dmem__unmap(e, vm, gfn);
+      return;
+    }
     if (rc) {
       count_error(e, vm, rc, "evict", gfn);
       unprotect(vm, gfn);

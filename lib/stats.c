@@ -109,6 +109,8 @@ int dmem_vm_stats(dmem_stats *out, dmem_vm *vm)
   out->entitlement_bytes = entitlement(&s, pool, pool_pages);
   out->merges = vm->merges;
   out->faults = vm->faults;
+  out->shared_read_faults = vm->shared_faults[1];
+  out->shared_write_faults = vm->shared_faults[0];
   out->hints = vm->hints;
   out->errors = vm->errors;
   out->scanned = vm->scanned;
@@ -153,6 +155,8 @@ int dmem_engine_stats(dmem_stats *out, dmem_engine *e)
     (int64_t)(out->pages - out->resident) * DMEM_PAGE_SIZE - (int64_t)out->store_bytes;
   out->merges = e->merges;
   out->faults = e->faults;
+  out->shared_read_faults = e->shared_faults[1];
+  out->shared_write_faults = e->shared_faults[0];
   out->hints = e->hints;
   out->errors = e->errors;
   out->scanned = e->scanned;

@@ -3,12 +3,16 @@
 /* The page store (see store.h for its invariants). */
 #include "config.h"
 
+#if DMEM_HAVE_MEMFD
+#include <linux/falloc.h>
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -24,6 +28,7 @@ uint32_t dmem__checksum(const void *page)
 static void pool_init(dmem__pool *p, size_t slot_size, size_t slab_bytes)
 {
   memset(p, 0, sizeof *p);
+  p->fd = -1;
   p->slot_size = slot_size;
   while (((size_t)2 << p->shift) * slot_size <= slab_bytes)
     p->shift++;
@@ -42,6 +47,11 @@ static size_t bitmap_words(const dmem__pool *p)
 static void slab_unmap(dmem__pool *p, dmem__slab *sl, dmem__alloc *a)
 {
   munmap(sl->mem, slab_bytes(p));
+#if DMEM_HAVE_MEMFD
+  if (p->fd >= 0) /* the memory goes with the blocks, not with the mapping */
+    (void)fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    (off_t)((size_t)(sl - p->slabs) * slab_bytes(p)), (off_t)slab_bytes(p));
+#endif
   dmem__free(a, sl->bitmap, bitmap_words(p) * 8);
   sl->mem = NULL;
   sl->bitmap = NULL;
@@ -54,7 +64,25 @@ static void pool_fini(dmem__pool *p, dmem__alloc *a)
     if (p->slabs[i].mem)
       slab_unmap(p, &p->slabs[i], a);
   dmem__free(a, p->slabs, p->cap * sizeof *p->slabs);
+  if (p->fd >= 0)
+    close(p->fd);
   memset(p, 0, sizeof *p);
+  p->fd = -1;
+}
+
+/* Maps slab si: anonymous memory, or its part of the pool's memfd (grown
+ * to hold it; never shrunk, holes cost nothing). */
+static void *slab_map(dmem__pool *p, uint32_t si)
+{
+  size_t bytes = slab_bytes(p);
+  if (p->fd < 0)
+    return mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  off_t off = (off_t)((size_t)si * bytes);
+  struct stat st;
+  if (fstat(p->fd, &st) != 0 ||
+      (st.st_size < off + (off_t)bytes && ftruncate(p->fd, off + (off_t)bytes) != 0))
+    return MAP_FAILED;
+  return mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, off);
 }
 
 /* A slab index with room, mapping a new slab if needed; UINT32_MAX on
@@ -91,7 +119,7 @@ static uint32_t pool_slab_with_room(dmem__pool *p, dmem__alloc *a, uint32_t max_
   sl->bitmap = dmem__calloc(a, bitmap_words(p) * 8);
   if (!sl->bitmap)
     return UINT32_MAX;
-  void *m = mmap(NULL, slab_bytes(p), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *m = slab_map(p, empty);
   if (m == MAP_FAILED) {
     dmem__free(a, sl->bitmap, bitmap_words(p) * 8);
     sl->bitmap = NULL;
@@ -179,6 +207,11 @@ int dmem__frame_new(uint32_t *out, dmem__store *s, const void *content, uint64_t
 const uint8_t *dmem__frame_data(const dmem__store *s, uint32_t id)
 {
   return pool_ptr(&s->frames, id);
+}
+
+int dmem__store_frames_fd(const dmem__store *s)
+{
+  return s->frames.fd;
 }
 
 dmem__frame *dmem__frame_meta(const dmem__store *s, uint32_t id)
@@ -311,6 +344,11 @@ int dmem__store_init(dmem__store *s, dmem__alloc *a, const char *swap_dir, uint6
   s->alloc = a;
   s->swap_fd = -1;
   pool_init(&s->frames, DMEM_PAGE_SIZE, 2u << 20);
+#if DMEM_HAVE_MEMFD
+  /* Frames in a memfd, so that adapters can map them copy-on-write; where
+   * that fails, anonymous memory as elsewhere. */
+  s->frames.fd = memfd_create("dmem-frames", MFD_CLOEXEC);
+#endif
   for (unsigned c = 0; c < DMEM__BLOB_CLASSES; c++)
     pool_init(&s->blobs[c], ((size_t)c + 1) * 64, 256u << 10);
   if (!swap_dir)

@@ -32,6 +32,7 @@ typedef struct dmem__slab {
 } dmem__slab;
 
 typedef struct dmem__pool {
+  int fd; /* -1: slabs in anonymous memory; else slab k at offset k * slab bytes */
   size_t slot_size;
   unsigned shift; /* log2 of slots per slab */
   dmem__slab *slabs;
@@ -76,13 +77,18 @@ typedef struct dmem__store {
 
 uint32_t dmem__checksum(const void *page);
 
-/* swap_dir: where the unnamed swap file goes (diffmem.h), or NULL. */
+/* swap_dir: where the unnamed swap file goes (diffmem.h), or NULL. Frames
+ * live in a memfd where the system has one (frame id at offset id *
+ * DMEM_PAGE_SIZE: dmem__store_frames_fd()), so that adapters can map them
+ * copy-on-write; elsewhere in anonymous memory. */
 int dmem__store_init(dmem__store *s, dmem__alloc *a, const char *swap_dir, uint64_t swap_max);
 void dmem__store_fini(dmem__store *s);
 
 /* Frames. new copies content in with refs = 0. */
 int dmem__frame_new(uint32_t *out, dmem__store *s, const void *content, uint64_t hash);
 const uint8_t *dmem__frame_data(const dmem__store *s, uint32_t id);
+/* The frames' memfd, or -1. */
+int dmem__store_frames_fd(const dmem__store *s);
 dmem__frame *dmem__frame_meta(const dmem__store *s, uint32_t id);
 /* Frees the frame when it has no references left; returns 1 if freed. */
 int dmem__frame_release_if_unused(dmem__store *s, uint32_t id);

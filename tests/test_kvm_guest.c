@@ -34,7 +34,8 @@ static uint64_t total_ops(void)
   return n < 1000 ? 1000 : n;
 }
 
-static void run_guest(unsigned nvcpus, int log_dirty)
+/* cow: the engine maps shared pages copy-on-write on a read fault. */
+static void run_guest(unsigned nvcpus, int log_dirty, int cow)
 {
   dmem_kvm_region_options ro = DMEM_KVM_REGION_OPTIONS_INIT;
   ro.size = (uint64_t)KT_GUEST_PAGES * PAGE;
@@ -54,7 +55,12 @@ static void run_guest(unsigned nvcpus, int log_dirty)
   int rc = kt_guest_create(&g, r, &cfg, err, sizeof err);
   ck_assert_msg(rc == 0, "cannot make the guest: %s", err);
   dmem_engine *e;
-  ck_assert_int_eq(kt_engine(&e, 2, 64), 0);
+  dmem_engine_options eo = DMEM_ENGINE_OPTIONS_INIT;
+  eo.seed = 0x5eed5eedull;
+  eo.c4_passes = 2;
+  eo.slice_pages = 64;
+  eo.map_shared = cow;
+  ck_assert_int_eq(dmem_engine_create(&e, &eo), 0);
   dmem_vm *vm;
   ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "guest"), 0);
   uint64_t bytes0 = 0, bytes_min = UINT64_MAX;
@@ -101,10 +107,11 @@ static void run_guest(unsigned nvcpus, int log_dirty)
     exits += kt_guest_result(g, i)->exits;
     ops += kt_guest_result(g, i)->ops;
   }
-  printf("guest %u vCPU%s%s: %llu ops in %.2f s, %llu scans, %llu KVM exits; faults missing %llu "
+  printf("guest %u vCPU%s%s%s: %llu ops in %.2f s, %llu scans, %llu KVM exits; faults missing %llu "
          "minor %llu wp %llu waited %llu; service p50 %.0f p99 %.0f max %.0f us; most evicted "
          "%llu (zero %llu shared %llu patched %llu compressed %llu); memfd %llu -> min %llu KiB\n",
-         nvcpus, nvcpus > 1 ? "s" : "", log_dirty ? ", dirty log" : "", (unsigned long long)ops,
+         nvcpus, nvcpus > 1 ? "s" : "", log_dirty ? ", dirty log" : "",
+         cow ? ", copy-on-write" : "", (unsigned long long)ops,
          secs, (unsigned long long)scans, (unsigned long long)exits,
          (unsigned long long)ks.faults_missing, (unsigned long long)ks.faults_minor,
          (unsigned long long)ks.faults_wp, (unsigned long long)ks.faults_waited,
@@ -145,6 +152,17 @@ static void run_guest(unsigned nvcpus, int log_dirty)
   ck_assert_uint_gt(ks.faults_wp, 0);
   ck_assert_uint_gt(most.merges, 0);
   ck_assert_uint_lt(bytes_min, bytes0);
+  if (cow) {
+    printf("  copy-on-write: %llu maps, %llu mapped at the end, %llu fallbacks, VMAs %llu of "
+           "%llu\n",
+           (unsigned long long)ks.cow_maps, (unsigned long long)ks.cow_mapped,
+           (unsigned long long)ks.cow_fallbacks, (unsigned long long)ks.vmas_used,
+           (unsigned long long)ks.vma_budget);
+    ck_assert_uint_gt(ks.cow_maps, 0);
+    ck_assert_uint_le(ks.vmas_used, ks.vma_budget);
+  } else {
+    ck_assert_uint_eq(ks.cow_maps, 0);
+  }
 
   kt_guest_destroy(g);
   ck_assert_int_eq(dmem_kvm_region_detach(r), 0);
@@ -154,13 +172,21 @@ static void run_guest(unsigned nvcpus, int log_dirty)
 
 START_TEST(one_vcpu)
 {
-  run_guest(1, 0);
+  run_guest(1, 0, 0);
 }
 END_TEST
 
 START_TEST(two_vcpus_dirty_log)
 {
-  run_guest(2, 1);
+  run_guest(2, 1, 0);
+}
+END_TEST
+
+/* Shared pages the guest reads are mapped copy-on-write under the running
+ * vCPUs, written, made private again and evicted again. */
+START_TEST(two_vcpus_copy_on_write)
+{
+  run_guest(2, 0, 1);
 }
 END_TEST
 
@@ -323,6 +349,7 @@ int main(void)
   tcase_set_timeout(tc, DEADLINE_S + 20);
   tcase_add_test(tc, one_vcpu);
   tcase_add_test(tc, two_vcpus_dirty_log);
+  tcase_add_test(tc, two_vcpus_copy_on_write);
   tcase_add_test(tc, vcpu_fault_latency);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);

@@ -35,7 +35,7 @@
 #define OPS_PER_S 1000000.0
 
 typedef struct demo_opts {
-  int json, progress;
+  int json, progress, read_heavy, no_cow;
   double seconds;
   unsigned guests, guest_mib;
   int nimages;
@@ -47,18 +47,32 @@ typedef struct demo_figures {
   dmem_stats es;
   dmem_kvm_stats ks; /* merged over the regions */
   fleet_totals t;
+  uint64_t vmas_max;    /* the most VMAs mapping added, over every sample */
+  int vmas_over_budget; /* a sample saw more than the budget */
 } demo_figures;
 
 /* ---------------------------------------------------------------- the run */
 
 typedef struct progress_ctx {
   const fleet *f;
-  const fleet_mem *before;
+  demo_figures *fig;
+  int show;
 } progress_ctx;
 
+/* Every half second: the VMAs against their budget, and the progress line
+ * when asked for. */
 static void progress_line(void *ud, double t)
 {
-  const progress_ctx *p = ud;
+  progress_ctx *p = ud;
+  dmem_kvm_stats ks;
+  fleet_kvm_stats(&ks, p->f);
+  if (ks.vmas_used > p->fig->vmas_max)
+    p->fig->vmas_max = ks.vmas_used;
+  if (ks.vmas_used > ks.vma_budget)
+    p->fig->vmas_over_budget = 1;
+  if (!p->show)
+    return;
+  const fleet_mem *before = &p->fig->before;
   fleet_mem m;
   dmem_stats s;
   if (fleet_sample(&m, p->f) != 0 || dmem_engine_stats(&s, p->f->engine) != 0)
@@ -67,8 +81,8 @@ static void progress_line(void *ud, double t)
   snprintf(line, sizeof line,
            "%5.1f s  saved %.1f%% (%.1f of %.1f MiB)  zero %llu shared %llu patched %llu "
            "compressed %llu swapped %llu  faults %llu",
-           t, fleet_saved_pct(p->before, &m), (double)fleet_mem_kb(&m) / 1024,
-           (double)fleet_mem_kb(p->before) / 1024, (unsigned long long)s.zero,
+           t, fleet_saved_pct(before, &m), (double)fleet_mem_kb(&m) / 1024,
+           (double)fleet_mem_kb(before) / 1024, (unsigned long long)s.zero,
            (unsigned long long)s.shared, (unsigned long long)s.patched,
            (unsigned long long)s.compressed, (unsigned long long)s.swapped,
            (unsigned long long)s.faults);
@@ -106,6 +120,16 @@ static void print_text(const demo_figures *f, const fleet *fl, const demo_opts *
          (unsigned long long)s->zero, (unsigned long long)s->shared, (unsigned long long)s->patched,
          (unsigned long long)s->compressed, (unsigned long long)s->swapped,
          (unsigned long long)s->frames);
+  printf("  guest program   %s; copy-on-write mapping of shared pages %s\n",
+         o->read_heavy ? "read-heavy (a window of a quarter of the content)" : "mostly idle",
+         o->no_cow ? "off" : "on");
+  printf("  copy-on-write   %llu pages mapped now (%llu maps, %llu copied past the budget); "
+         "VMAs %llu now, %llu at most, budget %llu\n",
+         (unsigned long long)f->ks.cow_mapped, (unsigned long long)f->ks.cow_maps,
+         (unsigned long long)f->ks.cow_fallbacks, (unsigned long long)f->ks.vmas_used,
+         (unsigned long long)f->vmas_max, (unsigned long long)f->ks.vma_budget);
+  printf("  shared faults   %llu on reads, %llu on writes\n",
+         (unsigned long long)s->shared_read_faults, (unsigned long long)s->shared_write_faults);
   printf("  faults          %llu served; service time p50 %.0f us, p99 %.0f us, max %.0f us\n",
          (unsigned long long)s->faults, dmem_kvm_stats_percentile_us(&f->ks, 0.5),
          dmem_kvm_stats_percentile_us(&f->ks, 0.99), (double)f->ks.lat_max_ns / 1000);
@@ -121,7 +145,7 @@ static void print_text(const demo_figures *f, const fleet *fl, const demo_opts *
          t->vcpu_cpu_s);
 }
 
-static void print_json(const demo_figures *f, const fleet *fl)
+static void print_json(const demo_figures *f, const fleet *fl, const demo_opts *o)
 {
   uint64_t pages, content, data;
   fleet_pages(fl, &pages, &content, &data);
@@ -143,7 +167,7 @@ static void print_json(const demo_figures *f, const fleet *fl)
          "\"anon_after_kb\":%llu,\"engine_saved_pct\":%.2f,\"seconds\":%.2f,\"scans\":%llu,"
          "\"guest_ops\":%llu,\"pages_checked\":%llu,\"sum_mismatches\":%llu,"
          "\"fault_thread_cpu_s\":%.3f,\"vcpu_cpu_s\":%.3f,\"frames\":%llu,\"errors\":%llu,"
-         "\"sharing_domains\":1}\n",
+         "\"sharing_domains\":1,",
          (unsigned long long)(f->before.memfd_bytes / 1024),
          (unsigned long long)(f->after.memfd_bytes / 1024), (unsigned long long)f->before.anon_kb,
          (unsigned long long)f->after.anon_kb,
@@ -151,6 +175,14 @@ static void print_json(const demo_figures *f, const fleet *fl)
          (unsigned long long)t->scans, (unsigned long long)t->ops, (unsigned long long)t->checked,
          (unsigned long long)(t->sum_bad + t->unreplayed), t->other_cpu_s, t->vcpu_cpu_s,
          (unsigned long long)s->frames, (unsigned long long)s->errors);
+  printf("\"read_heavy\":%s,\"cow\":%s,\"cow_mapped_pages\":%llu,\"cow_maps\":%llu,"
+         "\"cow_fallbacks\":%llu,\"vmas_used\":%llu,\"vmas_max\":%llu,\"vma_budget\":%llu,"
+         "\"shared_read_faults\":%llu,\"shared_write_faults\":%llu}\n",
+         o->read_heavy ? "true" : "false", o->no_cow ? "false" : "true",
+         (unsigned long long)f->ks.cow_mapped, (unsigned long long)f->ks.cow_maps,
+         (unsigned long long)f->ks.cow_fallbacks, (unsigned long long)f->ks.vmas_used,
+         (unsigned long long)f->vmas_max, (unsigned long long)f->ks.vma_budget,
+         (unsigned long long)s->shared_read_faults, (unsigned long long)s->shared_write_faults);
 }
 
 static int demo(const demo_opts *o)
@@ -165,7 +197,9 @@ static int demo(const demo_opts *o)
                    .guests = o->guests,
                    .guest_mib = o->guest_mib,
                    .nimages = o->nimages,
-                   .images = o->images};
+                   .images = o->images,
+                   .read_heavy = o->read_heavy,
+                   .no_cow = o->no_cow};
   demo_figures fig;
   memset(&fig, 0, sizeof fig);
   fleet *f = NULL;
@@ -177,8 +211,8 @@ static int demo(const demo_opts *o)
     goto out;
   }
   double cpu0 = fleet_process_cpu_s(), main0 = fleet_thread_cpu_s();
-  progress_ctx pc = {f, &fig.before};
-  int run_rc = fleet_run(&fig.t, f, o->seconds, 0.5, o->progress ? progress_line : NULL, &pc, NULL);
+  progress_ctx pc = {f, &fig, o->progress};
+  int run_rc = fleet_run(&fig.t, f, o->seconds, 0.5, progress_line, &pc, NULL);
   if (o->progress)
     fprintf(stderr, "\r\033[K");
   fleet_stop(f, &fig.t);
@@ -191,7 +225,11 @@ static int demo(const demo_opts *o)
     goto out;
   }
   fleet_kvm_stats(&fig.ks, f);
-  ok = run_rc == 0;
+  pc.show = 0;
+  progress_line(&pc, 0); /* the last sample */
+  ok = run_rc == 0 && !fig.vmas_over_budget;
+  if (fig.vmas_over_budget)
+    fprintf(stderr, "diffmem demo: copy-on-write mapping went past its VMA budget\n");
   if (o->progress)
     fprintf(stderr, "verifying every page of %u guest%s...", f->n, f->n == 1 ? "" : "s");
   if (fleet_verify(&fig.t, f) != 0)
@@ -199,7 +237,7 @@ static int demo(const demo_opts *o)
   if (o->progress)
     fprintf(stderr, "\r\033[K");
   if (o->json)
-    print_json(&fig, f);
+    print_json(&fig, f, o);
   else
     print_text(&fig, f, o);
   if (fig.es.errors || fig.ks.faults_failed)
@@ -248,6 +286,10 @@ static int run(int argc, char **argv)
       o.json = 1;
     } else if (strcmp(a, "--no-progress") == 0) {
       o.progress = 0;
+    } else if (strcmp(a, "--read-heavy") == 0) {
+      o.read_heavy = 1;
+    } else if (strcmp(a, "--no-cow") == 0) {
+      o.no_cow = 1;
     } else if (strcmp(a, "--seconds") == 0 && i + 1 < argc) {
       if (parse_uint(argv[++i], 1, 86400, &v) != 0) {
         cmd_usage_error(&dmem_cmd_demo, "--seconds takes a number from 1 to 86400");
@@ -305,7 +347,7 @@ const dmem_cmd dmem_cmd_demo = {
     .name = "demo",
     .summary = "run KVM guests on one engine and show what it saves, live and verified",
     .usage = "usage: diffmem demo [--json] [--seconds N] [--guests N] [--guest-mib N]\n"
-             "                    [--no-progress] [IMAGE...]\n"
+             "                    [--read-heavy] [--no-cow] [--no-progress] [IMAGE...]\n"
              "\n"
              "Runs KVM guests (--guests, default 4) whose RAM is attached to one\n"
              "libdiffmem engine, so that pages are shared across guests, for\n"
@@ -331,6 +373,12 @@ const dmem_cmd dmem_cmd_demo = {
              "engine reclaims). The engine scans from this program's main thread,\n"
              "all guest memory every 1.5 s, with its default paper policy and\n"
              "pages compressed after 3 idle passes; no swap file.\n"
+             "\n"
+             "--read-heavy widens the hot window to a quarter of the content (up to\n"
+             "16 MiB), as a running system reads its kernel and libraries, so that\n"
+             "many evicted shared pages are read again. A read of an evicted shared\n"
+             "page maps the engine's frame copy-on-write (later reads need no fault);\n"
+             "--no-cow copies it instead, to compare.\n"
              "\n"
              "Figures (text, or one JSON object on stdout with --json):\n"
              "  guests, guest_pages   guests and their pages (content + data + control).\n"
@@ -368,6 +416,15 @@ const dmem_cmd dmem_cmd_demo = {
              "                        thread and the vCPU threads, so it also holds the\n"
              "                        adapter's referenced/modified tracking faults and\n"
              "                        the rest of this program's work during the run.\n"
+             "  cow_mapped_pages      pages mapping a frame copy-on-write at the end;\n"
+             "                        cow_maps, all mappings made; cow_fallbacks, reads\n"
+             "                        copied because the VMA budget was spent.\n"
+             "  vmas_used, vmas_max, vma_budget\n"
+             "                        VMAs the mappings add at the end and at most over\n"
+             "                        every half-second sample, and their budget (summed\n"
+             "                        over the guests; the run fails if a sample passes it).\n"
+             "  shared_read_faults, shared_write_faults\n"
+             "                        faults on evicted shared pages, by reads and writes.\n"
              "\n"
              "The progress line on stderr (when it is a terminal; off with\n"
              "--no-progress) shows elapsed time, host memory and saved %, the\n"

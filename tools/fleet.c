@@ -81,6 +81,14 @@ int fleet_sample(fleet_mem *m, const fleet *f)
       m->memfd_bytes += b;
     }
   }
+  /* The engine's frames live in a memfd of their own (not anonymous). */
+  struct stat st;
+  int ffd = f->engine ? dmem_engine_frames_fd(f->engine) : -1;
+  if (ffd >= 0) {
+    if (fstat(ffd, &st) != 0)
+      return -1;
+    m->memfd_bytes += (uint64_t)st.st_blocks * 512u;
+  }
   uint64_t kb;
   if (read_pss_anon(&kb) != 0)
     return -1;
@@ -113,6 +121,11 @@ void fleet_kvm_stats(dmem_kvm_stats *out, const fleet *f)
     out->faults_minor += s.faults_minor;
     out->faults_wp += s.faults_wp;
     out->faults_failed += s.faults_failed;
+    out->cow_mapped += s.cow_mapped;
+    out->cow_maps += s.cow_maps;
+    out->cow_fallbacks += s.cow_fallbacks;
+    out->vmas_used += s.vmas_used;
+    out->vma_budget += s.vma_budget;
     for (unsigned b = 0; b < DMEM_KVM_LAT_BUCKETS; b++)
       out->lat_hist[b] += s.lat_hist[b];
     out->lat_count += s.lat_count;
@@ -168,7 +181,7 @@ static unsigned log2_floor(uint64_t v)
 }
 
 /* The program of guest i (the figures `diffmem help demo` gives). */
-static void make_program(dg_program *p, const dg_layout *l, unsigned i)
+static void make_program(dg_program *p, const dg_layout *l, unsigned i, int read_heavy)
 {
   memset(p, 0, sizeof *p);
   p->seed = 0x12345u + 7919u * i;
@@ -184,6 +197,13 @@ static void make_program(dg_program *p, const dg_layout *l, unsigned i)
    * pages and moves its length in 10 s. Both move at each report. */
   uint64_t hot = l->content_pages / 16, dat = l->data_pages / 8;
   hot = hot < 1 ? 1 : hot > 512 ? 512 : hot;
+  /* Read-heavy: a window of a quarter of the content, up to 16 MiB, as a
+   * running system reads its kernel and libraries, moving its own length
+   * in 16 s too (so it crosses more pages a second). */
+  if (read_heavy) {
+    hot = l->content_pages / 4;
+    hot = hot < 1 ? 1 : hot > 4096 ? 4096 : hot;
+  }
   dat = dat < 1 ? 1 : dat > 256 ? 256 : dat;
   unsigned hl = log2_floor(hot), dl = log2_floor(dat);
   double reports_per_s = DESIGN_OPS_PER_S / (double)(1u << REPORT_LOG);
@@ -296,7 +316,7 @@ static int setup_guest(fleet *f, unsigned i)
             (unsigned long long)(DG_MAX_PAGES * PAGE >> 20));
     return -1;
   }
-  make_program(&v->prog, &v->layout, i);
+  make_program(&v->prog, &v->layout, i, f->o.read_heavy);
   if (make_ram(v, f, i) != 0)
     return -1;
   uint8_t *mem = ram_of(v);
@@ -317,6 +337,7 @@ static int attach_engine(fleet *f)
   dmem_engine_options eo = DMEM_ENGINE_OPTIONS_INIT;
   eo.seed = 0x5eed5eedull;
   eo.c4_passes = C4_PASSES;
+  eo.map_shared = !f->o.no_cow;
   int err = dmem_engine_create(&f->engine, &eo);
   if (err != 0) {
     fprintf(stderr, "%s: cannot make the engine: %s\n", f->o.who, dmem_strerror(err));

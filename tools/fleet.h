@@ -13,7 +13,8 @@
  *   FLEET_PLAIN      anonymous memory that nothing reclaims (the baseline).
  *
  * Host memory, by the kernel's accounting: the memfds' allocated blocks
- * plus this process's proportional anonymous memory (Pss_Anon in
+ * (the guests' and the engine's frames) plus this process's proportional
+ * anonymous memory (Pss_Anon in
  * /proc/self/smaps_rollup) above what it held before the fleet was made,
  * so a page that KSM merged counts once however many guests map it, and
  * the engine's frames, patches and blobs count as the anonymous memory
@@ -41,7 +42,9 @@ typedef struct fleet_opts {
   fleet_ram ram;
   unsigned guests, guest_mib; /* generated guests, when no images */
   int nimages;
-  char **images; /* one guest per raw image */
+  char **images;  /* one guest per raw image */
+  int read_heavy; /* the guests read a wide, moving window of their content */
+  int no_cow;     /* FLEET_ENGINE: shared pages are copied on a read, never mapped */
 } fleet_opts;
 
 typedef struct fleet_vm {
@@ -68,7 +71,7 @@ typedef struct fleet {
 } fleet;
 
 typedef struct fleet_mem {
-  uint64_t memfd_bytes; /* the regions' memfds (FLEET_ENGINE) */
+  uint64_t memfd_bytes; /* the regions' memfds and the engine's frames (FLEET_ENGINE) */
   uint64_t anon_kb;     /* Pss_Anon of this process, above base_anon_kb */
 } fleet_mem;
 

@@ -8,7 +8,8 @@
  *
  * Files: mem_region.c (the object, attach and detach), mem_ops.c (the
  * engine's side: dmem_adapter_ops), mem_uffd.c (the guest's side: the
- * userfaultfd and the thread that serves its faults).
+ * userfaultfd and the thread that serves its faults), mem_cow.c (frames
+ * mapped copy-on-write over read-hot shared pages).
  *
  * Two address spaces may be involved. The region reads and writes guest
  * pages through its own mapping (base) or the memfd itself. The
@@ -32,8 +33,20 @@
  *   ARMED    write-protected for modified tracking: the next write is a WP
  *            fault that sets MOD and lifts the protection.
  *   REF, MOD the bits since the last bits() call.
- *   FAULT    a fault on the page waits for the engine's install();
+ *   FAULT    a fault on the page waits for the engine's install() or
+ *            share();
  *   FWRITE   ... and it is a write (install then maps the page writable).
+ *   MAPPED   the page maps frame frame_of[gfn] copy-on-write: a MAP_PRIVATE
+ *            mapping of the engine's frames memfd over the page, registered
+ *            in WP mode only and always ARMED, so that a read never faults
+ *            and a write stops as a WP fault first (recorded as MOD; the
+ *            write then copies the frame privately, and the engine, seeing
+ *            MOD, makes the page private again through install()). The
+ *            guest memfd has no block for it. A mapped page is read through
+ *            the mapping (it may hold a private copy), never zapped (that
+ *            would throw such a copy away) and never punched; install()
+ *            puts the memfd back under it, writing the content first so
+ *            that no touch in between sees a hole.
  *
  * Lock order: the engine's lock, then region->mu. The engine calls the ops
  * with its lock held and they take mu; the fault thread never holds mu
@@ -56,6 +69,7 @@
 #define PG_MOD 0x10u
 #define PG_FAULT 0x20u
 #define PG_FWRITE 0x40u
+#define PG_MAPPED 0x80u
 
 /* A second source of modified bits, installed by the layer above (kvm.c:
  * KVM's dirty log). bits() calls sync with mu held; it ORs what it knows
@@ -99,6 +113,16 @@ struct dmem_kvm_region {
 
   dmem__mem_dirty_src dirty_src; /* mu held to change */
 
+  /* Copy-on-write mapping of frames (mem_cow.c), set up by attach when the
+   * engine has a frames memfd and the region tracks with MINOR and WP in
+   * its own mapping. vmas_used counts the mapping boundaries that mapped
+   * pages add (each one VMA), against vma_budget. broken: a remap left a
+   * page unregistered, so nothing is evicted any more (a touch of a hole
+   * there would read zeros). */
+  int cow, frames_fd, broken;
+  uint32_t *frame_of; /* per page, while MAPPED */
+  uint64_t vmas_used, vma_budget;
+
   dmem_kvm_stats st; /* counters, mu held */
   char errmsg[DMEM_ERRBUF_SIZE];
   uint8_t zeros[PAGE] __attribute__((aligned(64)));
@@ -124,6 +148,16 @@ int dmem__mem_is_zero(const void *page);
  * error; mu held. */
 int dmem__mem_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int write, int overwrite);
 int dmem__mem_wake(dmem_kvm_region *r, uint64_t gfn);
+
+/* mem_cow.c: copy-on-write mapping of the engine's frames; mu held. */
+int dmem__mem_cow_setup(dmem_kvm_region *r, int frames_fd);
+void dmem__mem_cow_teardown(dmem_kvm_region *r);
+int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id);
+/* Puts the guest memfd back under a MAPPED page, holding content (written
+ * into the memfd first); writable when @write, else ARMED. */
+int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, int write);
+/* madvise(MADV_DONTNEED) over pages first .. first+n-1, skipping MAPPED ones. */
+int dmem__mem_zap(dmem_kvm_region *r, uint64_t first, uint64_t n);
 
 /* mem_uffd.c */
 int dmem__mem_uffd_open(dmem_kvm_region *r);

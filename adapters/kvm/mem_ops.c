@@ -147,6 +147,12 @@ static int op_read(void *buf, uint64_t gfn, void *ud)
   dmem_kvm_region *r = ud;
   if (gfn >= r->npages)
     return DMEM_ERANGE;
+  if (r->pages[gfn] & PG_MAPPED) {
+    /* Through the mapping: it may hold the guest's private copy, and it is
+     * registered for WP only, so a read never waits on the fault thread. */
+    memcpy(buf, r->base + gfn * PAGE, PAGE);
+    return 0;
+  }
   /* pread, not the mapping: a hole reads as zeros without being filled,
    * and the engine never waits on a fault. */
   off_t off = (off_t)(r->fd_offset + gfn * PAGE);
@@ -177,7 +183,8 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
     uint8_t *p = &r->pages[first + i];
     uint8_t b = 0;
     if (!(*p & PG_EVICTED)) {
-      if (!(r->track & DMEM_KVM_TRACK_MINOR))
+      /* A mapped page's reads raise no fault: count it as read. */
+      if (!(r->track & DMEM_KVM_TRACK_MINOR) || (*p & PG_MAPPED))
         *p |= PG_REF;
       if (!(r->track & DMEM_KVM_TRACK_WP) && (*p & PG_REF))
         *p |= PG_MOD;
@@ -192,10 +199,8 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
    * the write protection as a marker, and evicted pages are holes either
    * way. */
   rc = dmem__mem_wp(r, first, n, 1, 0);
-  if (rc == 0 && (r->track & DMEM_KVM_TRACK_MINOR) &&
-      madvise(r->base + first * PAGE, n * PAGE, MADV_DONTNEED) != 0)
-    rc = dmem__mem_fail(r, DMEM_ESYS, "MADV_DONTNEED of %zu pages at gfn %llu: %s", n,
-                        (unsigned long long)first, strerror(errno));
+  if (rc == 0 && (r->track & DMEM_KVM_TRACK_MINOR))
+    rc = dmem__mem_zap(r, first, n); /* mapped pages stay: see mem_cow.c */
   r->st.bits_calls++;
 out:
   pthread_mutex_unlock(&r->mu);
@@ -242,7 +247,12 @@ static int op_evict(uint64_t gfn, void *ud)
     return DMEM_ERANGE;
   pthread_mutex_lock(&r->mu);
   int rc = 0;
-  if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+  if (r->pages[gfn] & PG_MAPPED) {
+    /* Holds no memfd block: the engine makes it private (install) first. */
+    rc = DMEM_ENOTSUP;
+  } else if (r->broken) {
+    rc = dmem__mem_fail(r, DMEM_ENOTSUP, "a page lost its registration: nothing is evicted");
+  } else if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                 (off_t)(r->fd_offset + gfn * PAGE), PAGE) != 0) {
     rc = dmem__mem_fail(r, DMEM_ESYS, "PUNCH_HOLE of gfn %llu: %s", (unsigned long long)gfn,
                         strerror(errno));
@@ -266,7 +276,9 @@ static int op_install(uint64_t gfn, const void *content, void *ud)
   uint8_t *p = &r->pages[gfn];
   int fault = (*p & PG_FAULT) != 0, write = (*p & PG_FWRITE) != 0;
   int rc;
-  if (*p & PG_EVICTED) {
+  if (*p & PG_MAPPED) {
+    rc = dmem__mem_cow_unmap(r, gfn, content, write);
+  } else if (*p & PG_EVICTED) {
     rc = dmem__mem_fill(r, gfn, content, write, 1);
     if (rc > 0)
       rc = 0;
@@ -287,6 +299,19 @@ static int op_install(uint64_t gfn, const void *content, void *ud)
   return rc;
 }
 
+static int op_share(uint64_t gfn, uint32_t frame_id, const void *frame, void *ud)
+{
+  (void)frame; /* mapped from the frames memfd, at frame_id's offset */
+  dmem_kvm_region *r = ud;
+  if (gfn >= r->npages)
+    return DMEM_ERANGE;
+  pthread_mutex_lock(&r->mu);
+  int rc = dmem__mem_cow_map(r, gfn, frame_id);
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
 const dmem_adapter_ops dmem__mem_ops_wp = {
     .version = DMEM_ADAPTER_OPS_VERSION,
     .read = op_read,
@@ -294,7 +319,7 @@ const dmem_adapter_ops dmem__mem_ops_wp = {
     .protect = op_protect,
     .unprotect = op_unprotect,
     .evict = op_evict,
-    .share = NULL, /* shared pages are evicted and rebuilt from their frame */
+    .share = op_share, /* on a read fault only, where the region can: mem_cow.c */
     .install = op_install,
 };
 

@@ -291,6 +291,7 @@ static void teardown(dmem_kvm_region *r)
   r->engine = NULL;
   r->detaching = 0;
   memset(r->pages, 0, r->npages);
+  dmem__mem_cow_teardown(r);
   pthread_mutex_unlock(&r->mu);
 }
 
@@ -328,6 +329,8 @@ int dmem_kvm_region_attach(dmem_vm **out, dmem_engine *e, dmem_kvm_region *r, co
   rc = dmem__mem_wp(r, 0, r->npages, 1, 0);
   if (rc == 0 && (r->track & DMEM_KVM_TRACK_MINOR) && madvise(r->base, r->size, MADV_DONTNEED))
     rc = dmem__mem_fail(r, DMEM_ESYS, "MADV_DONTNEED of the region: %s", strerror(errno));
+  if (rc == 0)
+    rc = dmem__mem_cow_setup(r, dmem_engine_frames_fd(e));
   pthread_mutex_unlock(&r->mu);
   if (rc == 0)
     rc = dmem__mem_thread_start(r);
@@ -442,6 +445,8 @@ int dmem_kvm_region_stats(dmem_kvm_stats *out, const dmem_kvm_region *r)
   dmem_kvm_region *m = (dmem_kvm_region *)r; /* the lock, not the data */
   pthread_mutex_lock(&m->mu);
   *out = r->st;
+  out->vmas_used = r->vmas_used;
+  out->vma_budget = r->cow ? r->vma_budget : 0;
   pthread_mutex_unlock(&m->mu);
   out->version = DMEM_KVM_STATS_VERSION;
   return 0;

@@ -244,7 +244,8 @@ static void serve_missing(dmem_kvm_region *r, uint64_t gfn, int write, uint64_t 
     r->in_engine++;
     pthread_mutex_unlock(&r->mu);
 
-    int rc = dmem_vm_fault(vm, gfn);
+    /* A read may map the frame of a shared page (mem_cow.c). */
+    int rc = write ? dmem_vm_fault(vm, gfn) : dmem_vm_fault_read(vm, gfn);
 
     pthread_mutex_lock(&r->mu);
     if (--r->in_engine == 0)
@@ -347,6 +348,8 @@ static void serve_wp(dmem_kvm_region *r, uint64_t gfn)
   r->st.faults_wp++;
   wait_unprotected(r, gfn);
   uint8_t *p = &r->pages[gfn];
+  /* A mapped page's write then copies the frame privately: the engine,
+   * seeing MOD, puts the page back into the memfd. */
   if (!(*p & PG_EVICTED))
     *p = (uint8_t)((*p | PG_REF | PG_MOD) & ~PG_ARMED);
   /* Lifting the protection wakes the writer; on an evicted page it only

@@ -71,12 +71,19 @@ typedef struct dmem_adapter_ops {
    *  protection. Required. */
   int (*evict)(uint64_t gfn, void *ud);
 
-  /** Maps frame @p frame_id, whose content is at @p frame, copy-on-write
+  /** Maps frame @p frame_id, whose content is at @p frame (and at offset
+   *  frame_id * DMEM_PAGE_SIZE of dmem_engine_frames_fd()), copy-on-write
    *  over page @p gfn: guest reads see the frame, a guest write gives the
    *  guest a private copy (and sets the modified bit), and the page's own
    *  memory is freed. The frame stays valid and unchanged until the engine
-   *  evicts or installs the page. Lifts any protection. Optional: without
-   *  it, shared pages are evicted and rebuilt from their frame on touch. */
+   *  evicts or installs the page. Lifts any protection. The engine calls
+   *  it on a resident page that equals the frame (a scan, when map_shared
+   *  is on and the page is read-hot) and on an evicted one
+   *  (dmem_vm_fault_read()). Return DMEM_ENOTSUP for a page the adapter
+   *  will not map in that state, DMEM_ENOSPC when its budget of mappings
+   *  is spent: the engine then evicts or copies instead, and counts no
+   *  error. Optional: without it, shared pages are evicted and rebuilt
+   *  from their frame on touch. */
   int (*share)(uint64_t gfn, uint32_t frame_id, const void *frame, void *ud);
 
   /** Makes page @p gfn resident private memory holding @p content

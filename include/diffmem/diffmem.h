@@ -131,6 +131,19 @@ DMEM_API int dmem_engine_create(dmem_engine **out, const dmem_engine_options *op
  */
 DMEM_API void dmem_engine_destroy(dmem_engine *engine);
 
+/**
+ * The memfd that holds the engine's frames (the one copy of each shared
+ * content): frame @c id (share()'s @c frame_id) is at offset
+ * id * DMEM_PAGE_SIZE. An adapter maps it MAP_PRIVATE over guest pages in
+ * share(); it must never write it. The engine does not change a frame's
+ * bytes while a page is shared onto it, and owns the descriptor (it stays
+ * open until dmem_engine_destroy()). Its blocks are part of the engine's
+ * memory: count them (fstat) beside the process's anonymous memory.
+ * @return the fd, or -1 where frames live in anonymous memory (a system
+ *         without memfd_create).
+ */
+DMEM_API int dmem_engine_frames_fd(const dmem_engine *engine);
+
 /** The detail of the engine's last error, or "" (valid until the next call
  *  on this engine). */
 DMEM_API const char *dmem_engine_errmsg(const dmem_engine *engine);
@@ -201,6 +214,19 @@ DMEM_API void dmem_engine_stop(dmem_engine *engine);
 DMEM_API int dmem_vm_fault(dmem_vm *vm, uint64_t gfn);
 
 /**
+ * A guest's read of a non-resident page: as dmem_vm_fault(), except that
+ * a page shared onto a frame is mapped copy-on-write over the guest page
+ * (the adapter's share()) instead of copied, when the engine's map_shared
+ * option is on. Guest reads then see the frame with no fault and no copy;
+ * a write gives the guest a private copy, which the engine learns from the
+ * modified bit. When the adapter cannot map the frame (share() returns
+ * DMEM_ENOTSUP, or DMEM_ENOSPC for a budget of mappings spent), the page
+ * is copied as by dmem_vm_fault(), and the fault still succeeds.
+ * @return as dmem_vm_fault().
+ */
+DMEM_API int dmem_vm_fault_read(dmem_vm *vm, uint64_t gfn);
+
+/**
  * I/O hint (XLH, Satori): pages @p gfn .. @p gfn + @p n - 1 were just filled
  * from disk by the VMM's device emulation. The engine indexes them now,
  * shares each one at once with an identical page it already knows, and
@@ -262,6 +288,9 @@ typedef struct dmem_stats {
   /** The engine's own metadata: per-page records, indexes, detectors,
    *  frame and blob tables, in bytes (engine only). */
   uint64_t meta_bytes;
+  /** Faults on pages shared onto a frame: reads (mapped copy-on-write or
+   *  copied, dmem_vm_fault_read()) and the rest (copied). */
+  uint64_t shared_read_faults, shared_write_faults;
 } dmem_stats;
 
 /** Fills @p out with the engine's totals. @retval 0. */

@@ -23,13 +23,29 @@
  *    protection lifted;
  *  - protect: the engine write-protects a page while it reads and reclaims
  *    it; a write to it waits in the kernel until the engine is done;
- *  - share: not offered. Pages found identical are evicted and rebuilt
- *    from their shared frame on first touch (no copy-on-write mapping, so
- *    no VMA per shared page and no vm.max_map_count limit). That first
- *    touch is a MISSING fault served by the engine, slower than the MINOR
- *    fault of a page nobody else holds: a guest that times its own
- *    accesses can tell that another guest on the engine holds the same
- *    content. Sharing across VMs of different tenants leaks this way.
+ *  - share: copy-on-write, on a read. The engine shares identical pages
+ *    by evicting them; a guest's *read* of such a page maps the engine's
+ *    frame over it (MAP_PRIVATE | MAP_FIXED of the frames memfd,
+ *    dmem_engine_frames_fd()) when the engine's map_shared option is on,
+ *    so the page's later reads need no fault and no copy; a *write* fault
+ *    gets a private copy as before. So the mapped pages are exactly the
+ *    read-hot shared ones. The mapping is registered again in WP mode
+ *    only (a MAP_FIXED mapping replaces the registration): a write to a
+ *    mapped page stops as a WP fault, is recorded as modified, and then
+ *    copies the frame privately; the engine, seeing the modified bit, puts
+ *    the page back into the memfd (install()), writing the content before
+ *    it maps the memfd again. A mapped page is never zapped or punched,
+ *    and reports referenced at every bits() (its reads raise no fault), so
+ *    it stays mapped until written. Each run of mapped pages is a VMA
+ *    (runs that map consecutive frames merge), counted against
+ *    vma_budget; past it, reads copy (cow_fallbacks). Mapping needs the
+ *    region's own userfaultfd with both MINOR and WP tracking; otherwise,
+ *    and with map_shared off, shared pages are rebuilt from their frame on
+ *    every first touch. A first touch of an evicted shared page is a
+ *    MISSING fault served by the engine, slower than the MINOR fault of a
+ *    page nobody else holds: a guest that times its own accesses can tell
+ *    that another guest on the engine holds the same content, so share
+ *    only among VMs of one tenant.
  *
  * With KVM, dmem_kvm_region_set_slot() makes the region a memory slot;
  * KVM follows every change through its MMU notifiers, so a vCPU's touch of
@@ -174,6 +190,12 @@ typedef struct dmem_kvm_region_options {
    *  that registered it; 0 means the region's own mapping (@c addr, or the
    *  one it makes). Page-aligned. 0 without @c uffd. */
   uint64_t uffd_addr;
+  /** Most VMAs that copy-on-write mapping of shared pages may add to the
+   *  process (each run of mapped pages is one, and splits the guest's
+   *  mapping); 0: an eighth of what vm.max_map_count leaves the process at
+   *  attach. When it is spent, shared pages are copied on a read instead
+   *  (dmem_kvm_stats.cow_fallbacks). */
+  uint64_t vma_budget;
   /** Called on the fault thread when a fault cannot be served (the
    *  engine's error: DMEM_ECORRUPT, DMEM_EIO, ...). The faulting thread is
    *  woken and faults again, so the call repeats until the VMM stops the
@@ -186,7 +208,7 @@ typedef struct dmem_kvm_region_options {
 #define DMEM_KVM_REGION_OPTIONS_VERSION 2
 #define DMEM_KVM_REGION_OPTIONS_INIT                                                               \
   {                                                                                                \
-    DMEM_KVM_REGION_OPTIONS_VERSION, NULL, 0, -1, 0, NULL, NULL, 0, -1, 0, 0, NULL, NULL           \
+    DMEM_KVM_REGION_OPTIONS_VERSION, NULL, 0, -1, 0, NULL, NULL, 0, -1, 0, 0, 0, NULL, NULL        \
   }
 
 /**
@@ -319,9 +341,14 @@ typedef struct dmem_kvm_stats {
   uint64_t lat_count;  /**< samples in lat_hist */
   uint64_t lat_sum_ns; /**< their sum, for the mean */
   uint64_t lat_max_ns; /**< the largest */
+  uint64_t cow_mapped;    /**< pages mapping a frame copy-on-write now */
+  uint64_t cow_maps;      /**< frames mapped on a read fault, in all */
+  uint64_t cow_fallbacks; /**< read faults copied because the VMA budget was spent */
+  uint64_t vmas_used;     /**< VMAs the mapped pages add now */
+  uint64_t vma_budget;    /**< the most they may add (0: mapping is off) */
 } dmem_kvm_stats;
 
-#define DMEM_KVM_STATS_VERSION 1
+#define DMEM_KVM_STATS_VERSION 2
 
 /**
  * Copies the region's counters.
