@@ -425,6 +425,21 @@ const char *dmem_kvm_region_errmsg(const dmem_kvm_region *r)
   return r ? r->errmsg : "";
 }
 
+int dmem_kvm_region_page(unsigned *out, const dmem_kvm_region *r, uint64_t gfn)
+{
+  if (!out || !r)
+    return DMEM_EINVAL;
+  if (gfn >= r->npages)
+    return DMEM_ERANGE;
+  dmem_kvm_region *m = (dmem_kvm_region *)r; /* the lock, not the data */
+  pthread_mutex_lock(&m->mu);
+  uint8_t p = r->pages[gfn];
+  pthread_mutex_unlock(&m->mu);
+  *out = ((p & PG_EVICTED) ? DMEM_KVM_PAGE_EVICTED : 0u) |
+         ((p & PG_MAPPED) ? DMEM_KVM_PAGE_MAPPED : 0u);
+  return 0;
+}
+
 int dmem_kvm_region_memfd_bytes(uint64_t *out, const dmem_kvm_region *r)
 {
   if (!out || !r)

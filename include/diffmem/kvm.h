@@ -307,6 +307,19 @@ DMEM_API unsigned dmem_kvm_region_track(const dmem_kvm_region *region);
 /** Detail of the region's last error, or "". */
 DMEM_API const char *dmem_kvm_region_errmsg(const dmem_kvm_region *region);
 
+/** dmem_kvm_region_page(): the content is with the engine (a hole). */
+#define DMEM_KVM_PAGE_EVICTED 0x1u
+/** dmem_kvm_region_page(): the page maps a frame copy-on-write. */
+#define DMEM_KVM_PAGE_MAPPED 0x2u
+
+/**
+ * The region's view of one page, for diagnostics and tests: a mask of
+ * DMEM_KVM_PAGE_* (0: the page is in the memfd, or was never written).
+ * @retval 0 success. @retval DMEM_EINVAL out or region is NULL.
+ * @retval DMEM_ERANGE gfn is out of range.
+ */
+DMEM_API int dmem_kvm_region_page(unsigned *out, const dmem_kvm_region *region, uint64_t gfn);
+
 /**
  * The kernel's own accounting of the region: bytes of memory the memfd
  * holds (fstat st_blocks * 512 over the whole file, so a caller's memfd
