@@ -155,6 +155,7 @@ static int load_image(guest *g)
   }
   dmem_kvm_region_options ro = DMEM_KVM_REGION_OPTIONS_INIT;
   ro.size = g->npages * PAGE;
+  ro.sharing_domain = 1; /* all the guests are one tenant's: they may share */
   char why[DMEM_ERRBUF_SIZE];
   int rc = dmem_kvm_region_create(&g->region, &ro, why, sizeof why);
   if (rc != 0) {

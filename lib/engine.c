@@ -73,11 +73,12 @@ static const void *fetch_live(uint32_t id, void *ud)
   return e->fetched;
 }
 
-static int make_indexes(dmem_engine *e, dmem_index **idx, dmem_simdet **sim, int live)
+static int make_indexes(dmem_engine *e, const dmem__domain *d, dmem_index **idx, dmem_simdet **sim,
+                        int live)
 {
   dmem_index_options io = DMEM_INDEX_OPTIONS_INIT;
   io.allocator = &e->alloc.hook;
-  io.seed = e->seed;
+  io.seed = d->seed;
   io.fetch = live ? fetch_live : fetch_frame;
   io.fetch_ud = e;
   int rc = dmem_index_create(idx, &io);
@@ -89,7 +90,7 @@ static int make_indexes(dmem_engine *e, dmem_index **idx, dmem_simdet **sim, int
   so.k = e->opts.simdet_k;
   so.s = e->opts.simdet_s;
   so.candidates = e->opts.simdet_candidates;
-  so.seed = e->seed ^ 0x5bd1e995u;
+  so.seed = d->seed ^ 0x5bd1e995u;
   rc = dmem_simdet_create(sim, &so);
   if (rc) {
     dmem_index_destroy(*idx);
@@ -98,21 +99,110 @@ static int make_indexes(dmem_engine *e, dmem_index **idx, dmem_simdet **sim, int
   return rc;
 }
 
-/* Drops the unstable indexes and starts empty ones; on failure keeps the
- * old ones (their entries are checked on use, so stale is safe). */
+/* Drops each domain's unstable indexes and starts empty ones; on failure
+ * keeps the old ones (their entries are checked on use, so stale is safe). */
 int dmem__rebuild_unstable(dmem_engine *e)
 {
-  dmem_index *idx = NULL;
-  dmem_simdet *sim = NULL;
-  int rc = make_indexes(e, &idx, &sim, 1);
-  if (rc)
-    return rc;
-  dmem_index_destroy(e->live_idx);
-  dmem_simdet_destroy(e->live_sim);
-  e->live_idx = idx;
-  e->live_sim = sim;
+  int first = 0;
+  for (uint32_t i = 0; i < e->ndoms; i++) {
+    dmem__domain *d = e->doms[i];
+    if (!d)
+      continue;
+    dmem_index *idx = NULL;
+    dmem_simdet *sim = NULL;
+    int rc = make_indexes(e, d, &idx, &sim, 1);
+    if (rc) {
+      first = first ? first : rc;
+      continue;
+    }
+    dmem_index_destroy(d->live_idx);
+    dmem_simdet_destroy(d->live_sim);
+    d->live_idx = idx;
+    d->live_sim = sim;
+  }
   e->since_flush = 0;
+  return first;
+}
+
+/* ---------------------------------------------------------------- domains */
+
+static void domain_free(dmem_engine *e, dmem__domain *d)
+{
+  dmem_index_destroy(d->frames_idx);
+  dmem_index_destroy(d->live_idx);
+  dmem_simdet_destroy(d->frames_sim);
+  dmem_simdet_destroy(d->live_sim);
+  e->doms[d->slot] = NULL;
+  dmem__free(&e->alloc, d, sizeof *d);
+}
+
+/* The domain a VM attached with @id joins: an existing one with that id, or
+ * a new one (always new for DMEM_DOMAIN_OWN). Lock held. */
+static int domain_get(dmem__domain **out, dmem_engine *e, uint32_t id)
+{
+  uint32_t slot = e->ndoms;
+  for (uint32_t i = 0; i < e->ndoms; i++) {
+    dmem__domain *d = e->doms[i];
+    if (!d) {
+      slot = slot < e->ndoms ? slot : i;
+      continue;
+    }
+    if (id != DMEM_DOMAIN_OWN && d->id == id) {
+      d->nvms++;
+      *out = d;
+      return 0;
+    }
+  }
+  if (slot == e->capdoms) {
+    uint32_t ncap = e->capdoms ? e->capdoms * 2 : 4;
+    dmem__domain **nd = dmem__calloc(&e->alloc, ncap * sizeof *nd);
+    if (!nd)
+      return DMEM_ENOMEM;
+    if (e->doms)
+      memcpy(nd, e->doms, e->ndoms * sizeof *nd);
+    dmem__free(&e->alloc, e->doms, e->capdoms * sizeof *e->doms);
+    e->doms = nd;
+    e->capdoms = ncap;
+  }
+  dmem__domain *d = dmem__calloc(&e->alloc, sizeof *d);
+  if (!d)
+    return DMEM_ENOMEM;
+  d->id = id;
+  d->slot = slot;
+  d->nvms = 1;
+  /* A key of its own, derived from the engine's: a guest that learns how
+   * one domain's index buckets fall learns nothing of another's. */
+  uint64_t z = e->seed + 0x9e3779b97f4a7c15ull * ++e->domain_serial;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  d->seed = z ^ (z >> 31);
+  int rc = make_indexes(e, d, &d->frames_idx, &d->frames_sim, 0);
+  if (!rc)
+    rc = make_indexes(e, d, &d->live_idx, &d->live_sim, 1);
+  if (rc) {
+    dmem_index_destroy(d->frames_idx);
+    dmem_simdet_destroy(d->frames_sim);
+    dmem__free(&e->alloc, d, sizeof *d);
+    return rc;
+  }
+  e->doms[slot] = d;
+  if (slot == e->ndoms)
+    e->ndoms++;
+  *out = d;
   return 0;
+}
+
+/* A VM left: the domain goes with its last VM (whose pages are all back,
+ * so no frame of it is left). Lock held. */
+static void domain_put(dmem_engine *e, dmem__domain *d)
+{
+  if (--d->nvms == 0)
+    domain_free(e, d);
+}
+
+dmem__domain *dmem__frame_domain(dmem_engine *e, uint32_t id)
+{
+  return e->doms[dmem__frame_meta(&e->store, id)->dom];
 }
 
 /* ---------------------------------------------------------------- engine */
@@ -125,8 +215,7 @@ static int check_options(const dmem_engine_options *o)
     return DMEM_EINVAL;
   if (o->codec != DMEM_CODEC_BEST && !dmem_codec_available(o->codec))
     return DMEM_EINVAL;
-  if (o->simdet_kind && o->simdet_kind != DMEM_SIMDET_HASH &&
-      o->simdet_kind != DMEM_SIMDET_CONTENT)
+  if (o->simdet_kind && o->simdet_kind != DMEM_SIMDET_HASH && o->simdet_kind != DMEM_SIMDET_CONTENT)
     return DMEM_EINVAL;
   if (o->policy && o->policy->version != DMEM_POLICY_VERSION)
     return DMEM_EVERSION;
@@ -168,10 +257,6 @@ int dmem_engine_create(dmem_engine **out, const dmem_engine_options *opts)
   co.allocator = &e->alloc.hook;
   co.best_mask = opts->codec_best_mask ? opts->codec_best_mask : dmem_codec_default_mask();
   rc = dmem_codec_create(&e->codec, &co);
-  if (!rc)
-    rc = make_indexes(e, &e->frames_idx, &e->frames_sim, 0);
-  if (!rc)
-    rc = make_indexes(e, &e->live_idx, &e->live_sim, 1);
   if (!rc && pthread_mutex_init(&e->lock, NULL) != 0)
     rc = DMEM_ESYS;
   if (!rc && pthread_mutex_init(&e->scan_lock, NULL) != 0) {
@@ -184,10 +269,6 @@ int dmem_engine_create(dmem_engine **out, const dmem_engine_options *opts)
     rc = DMEM_ESYS;
   }
   if (rc) {
-    dmem_index_destroy(e->frames_idx);
-    dmem_index_destroy(e->live_idx);
-    dmem_simdet_destroy(e->frames_sim);
-    dmem_simdet_destroy(e->live_sim);
     dmem_codec_destroy(e->codec);
     dmem__store_fini(&e->store);
     dmem__free(&a, e, sizeof *e);
@@ -209,16 +290,17 @@ void dmem_engine_destroy(dmem_engine *e)
        * so in the message, but free everything. */
       pthread_mutex_lock(&e->lock);
       e->nvms--;
+      domain_put(e, vm->dom);
       pthread_mutex_unlock(&e->lock);
       dmem__free(&e->alloc, vm->pages, vm->npages * sizeof *vm->pages);
       dmem__free(&e->alloc, vm, sizeof *vm);
     }
   }
   dmem__free(&e->alloc, e->vms, e->capvms * sizeof *e->vms);
-  dmem_index_destroy(e->frames_idx);
-  dmem_index_destroy(e->live_idx);
-  dmem_simdet_destroy(e->frames_sim);
-  dmem_simdet_destroy(e->live_sim);
+  for (uint32_t i = 0; i < e->ndoms; i++)
+    if (e->doms[i])
+      domain_free(e, e->doms[i]);
+  dmem__free(&e->alloc, e->doms, e->capdoms * sizeof *e->doms);
   dmem_codec_destroy(e->codec);
   dmem__store_fini(&e->store);
   pthread_cond_destroy(&e->cond);
@@ -271,7 +353,9 @@ int dmem_vm_attach(dmem_vm **out, dmem_engine *e, const dmem_vm_options *o)
   vm = dmem__calloc(&e->alloc, sizeof *vm);
   if (vm)
     vm->pages = dmem__malloc(&e->alloc, o->npages * sizeof *vm->pages);
-  if (!vm || !vm->pages) {
+  if (!vm || !vm->pages || domain_get(&vm->dom, e, o->sharing_domain) != 0) {
+    if (vm)
+      dmem__free(&e->alloc, vm->pages, o->npages * sizeof *vm->pages);
     dmem__free(&e->alloc, vm, sizeof *vm);
     rc = DMEM_ENOMEM;
     goto out;
@@ -386,6 +470,7 @@ int dmem_vm_detach(dmem_vm *vm)
     }
   }
   e->rr = 0;
+  domain_put(e, vm->dom);
   /* Its live pages may sit in the unstable indexes: start them afresh. */
   dmem__rebuild_unstable(e);
   pthread_mutex_unlock(&e->lock);
@@ -434,9 +519,10 @@ static void frame_unref(dmem_engine *e, uint32_t id, int sharer)
   if (sharer)
     f->sharers--;
   if (f->refs == 0) {
-    dmem_index_remove(e->frames_idx, f->hash, id);
-    if (e->frames_sim)
-      dmem_simdet_remove(e->frames_sim, id, dmem__frame_data(&e->store, id));
+    dmem__domain *d = dmem__frame_domain(e, id);
+    dmem_index_remove(d->frames_idx, f->hash, id);
+    if (d->frames_sim)
+      dmem_simdet_remove(d->frames_sim, id, dmem__frame_data(&e->store, id));
     dmem__frame_release_if_unused(&e->store, id);
   }
 }
@@ -548,8 +634,8 @@ int dmem_vm_read(void *buf, dmem_vm *vm, uint64_t gfn)
   pthread_mutex_lock(&e->lock);
   const dmem__page *p = &vm->pages[gfn];
   int rc = p->kind == DMEM_PAGE_RESIDENT || p->kind == DMEM_PAGE_MAPPED
-             ? vm->ops->read(buf, gfn, vm->ud)
-             : dmem__rebuild(buf, e, p);
+               ? vm->ops->read(buf, gfn, vm->ud)
+               : dmem__rebuild(buf, e, p);
   pthread_mutex_unlock(&e->lock);
   return rc;
 }

@@ -25,8 +25,25 @@ typedef struct dmem__page {
 #define PAGE_F_DIRTY 0x1u /* the VMM wrote it (dmem_vm_dirty) */
 #define PAGE_F_REF 0x2u   /* referenced, seen outside a scan visit */
 
+/* A sharing domain: the VMs that may share pages, and the indexes that
+ * find candidates among them. Frames belong to one domain (frame.dom is
+ * its slot in engine.doms); nothing found through a domain's indexes is
+ * of another domain. */
+typedef struct dmem__domain {
+  uint32_t id;   /* the callers' value; DMEM_DOMAIN_OWN: this VM's alone */
+  uint32_t slot; /* in engine.doms */
+  uint32_t nvms;
+  uint64_t seed; /* key of its index and detectors */
+  /* Stable indexes over frames, and unstable ones over live guest pages
+   * (like KSM's unstable tree: entries may be stale and are always checked
+   * against current content; both are rebuilt after every full pass). */
+  dmem_index *frames_idx, *live_idx;
+  dmem_simdet *frames_sim, *live_sim;
+} dmem__domain;
+
 struct dmem_vm {
   dmem_engine *e;
+  dmem__domain *dom;
   uint32_t id;
   uint32_t base; /* live-page ids are base + gfn */
   uint64_t npages;
@@ -49,11 +66,9 @@ struct dmem_engine {
   dmem_policy_env env;
   uint64_t seed;
   dmem_codec *codec;
-  /* Stable indexes over frames, and unstable ones over live guest pages
-   * (like KSM's unstable tree: entries may be stale and are always checked
-   * against current content; both are rebuilt after every full pass). */
-  dmem_index *frames_idx, *live_idx;
-  dmem_simdet *frames_sim, *live_sim;
+  dmem__domain **doms; /* by slot; NULL where free */
+  uint32_t ndoms, capdoms;
+  uint64_t domain_serial; /* domains made, for their keys */
   dmem__store store;
   dmem_vm **vms;
   uint32_t nvms, capvms, next_vm_id, next_base;
@@ -91,6 +106,8 @@ int dmem__page_error(dmem_engine *e, dmem_vm *vm, int rc, const char *what, uint
 /* A MAPPED page becomes private memory with the content the guest sees. */
 int dmem__unmap(dmem_engine *e, dmem_vm *vm, uint64_t gfn);
 dmem_vm *dmem__vm_of_live_id(dmem_engine *e, uint32_t id);
+/* The domain of frame id. */
+dmem__domain *dmem__frame_domain(dmem_engine *e, uint32_t id);
 int dmem__rebuild_unstable(dmem_engine *e);
 
 /* scan.c */

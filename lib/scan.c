@@ -128,16 +128,18 @@ static int share_onto(dmem_engine *e, dmem_vm *vm, uint64_t gfn, uint32_t fid)
   return 0;
 }
 
-/* A new frame holding content, entered in the stable indexes. */
-static int new_frame(uint32_t *fid, dmem_engine *e, const void *content, uint64_t hash)
+/* A new frame of domain d holding content, entered in its stable indexes. */
+static int new_frame(uint32_t *fid, dmem_engine *e, dmem__domain *d, const void *content,
+                     uint64_t hash)
 {
   int rc = dmem__frame_new(fid, &e->store, content, hash);
   if (rc)
     return rc;
+  dmem__frame_meta(&e->store, *fid)->dom = d->slot;
   /* An index entry that cannot be added only costs a later match. */
-  (void)dmem_index_insert(e->frames_idx, hash, *fid);
-  if (e->frames_sim)
-    (void)dmem_simdet_insert(e->frames_sim, *fid, content);
+  (void)dmem_index_insert(d->frames_idx, hash, *fid);
+  if (d->frames_sim)
+    (void)dmem_simdet_insert(d->frames_sim, *fid, content);
   return 0;
 }
 
@@ -154,13 +156,14 @@ static int freeze_live(uint32_t *fid, dmem_engine *e, dmem_vm *qvm, uint64_t qgf
     unprotect(qvm, qgfn);
     return DMEM_EBUSY;
   }
-  int rc = new_frame(fid, e, e->other, hash);
+  dmem__domain *d = qvm->dom;
+  int rc = new_frame(fid, e, d, e->other, hash);
   if (rc == 0) {
     rc = share_onto(e, qvm, qgfn, *fid);
     if (rc) {
-      dmem_index_remove(e->frames_idx, hash, *fid);
-      if (e->frames_sim)
-        dmem_simdet_remove(e->frames_sim, *fid, e->other);
+      dmem_index_remove(d->frames_idx, hash, *fid);
+      if (d->frames_sim)
+        dmem_simdet_remove(d->frames_sim, *fid, e->other);
       dmem__frame_release_if_unused(&e->store, *fid);
     }
   }
@@ -189,17 +192,19 @@ static int try_share(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *b
 {
   if (page_is_zero(buf)) /* no storage at all */
     return evict_to(e, vm, gfn, DMEM_PAGE_ZERO, DMEM__NO_ID) == 0 ? DONE : NOT_DONE;
-  uint64_t h = dmem_index_hash(e->frames_idx, buf);
+  dmem__domain *d = vm->dom;
+  uint64_t h = dmem_index_hash(d->frames_idx, buf);
   uint32_t id;
-  if (dmem_index_lookup(&id, e->frames_idx, buf, h) == 0)
+  if (dmem_index_lookup(&id, d->frames_idx, buf, h) == 0)
     return share_onto(e, vm, gfn, id) == 0 ? DONE : NOT_DONE;
-  if (dmem_index_lookup(&id, e->live_idx, buf, h) == 0 && id != live_id(vm, gfn)) {
+  if (dmem_index_lookup(&id, d->live_idx, buf, h) == 0 && id != live_id(vm, gfn)) {
     dmem_vm *qvm = dmem__vm_of_live_id(e, id);
     uint32_t fid;
-    if (qvm && freeze_live(&fid, e, qvm, id - qvm->base, buf, h) == 0)
+    /* (The domain's index holds only its pages; checked all the same.) */
+    if (qvm && qvm->dom == d && freeze_live(&fid, e, qvm, id - qvm->base, buf, h) == 0)
       return share_onto(e, vm, gfn, fid) == 0 ? DONE : NOT_DONE;
   }
-  (void)dmem_index_insert(e->live_idx, h, live_id(vm, gfn));
+  (void)dmem_index_insert(d->live_idx, h, live_id(vm, gfn));
   return NOT_DONE;
 }
 
@@ -207,7 +212,9 @@ static int try_share(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *b
 static int better_patch(dmem_engine *e, const uint8_t *buf, const uint8_t *ref, size_t *best)
 {
   size_t len;
-  size_t cap = *best ? *best - 1 : DMEM__BLOB_MAX < DMEM_DELTA_MAX ? DMEM__BLOB_MAX : DMEM_DELTA_MAX;
+  size_t cap = *best                             ? *best - 1
+               : DMEM__BLOB_MAX < DMEM_DELTA_MAX ? DMEM__BLOB_MAX
+                                                 : DMEM_DELTA_MAX;
   if (dmem_delta_encode(&len, e->patch, cap, buf, ref) != 0)
     return 0;
   memcpy(e->best, e->patch, len);
@@ -221,14 +228,15 @@ static int try_patch(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *b
   size_t best = 0;
   uint32_t fid = DMEM__NO_ID, lid = DMEM__NO_ID;
   unsigned want = e->opts.simdet_candidates;
-  size_t n = dmem_simdet_query(cand, want, e->frames_sim, buf);
+  dmem__domain *d = vm->dom;
+  size_t n = dmem_simdet_query(cand, want, d->frames_sim, buf);
   for (size_t i = 0; i < n; i++)
     if (better_patch(e, buf, dmem__frame_data(&e->store, cand[i]), &best))
       fid = cand[i];
-  n = dmem_simdet_query(cand, want, e->live_sim, buf);
+  n = dmem_simdet_query(cand, want, d->live_sim, buf);
   for (size_t i = 0; i < n; i++) {
     dmem_vm *qvm = dmem__vm_of_live_id(e, cand[i]);
-    if (!qvm || cand[i] == live_id(vm, gfn))
+    if (!qvm || qvm->dom != d || cand[i] == live_id(vm, gfn))
       continue;
     uint64_t q = cand[i] - qvm->base;
     const dmem__page *qp = &qvm->pages[q];
@@ -246,14 +254,12 @@ static int try_patch(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *b
     return NOT_DONE;
   if (lid != DMEM__NO_ID) {
     dmem_vm *qvm = dmem__vm_of_live_id(e, lid);
-    uint64_t h = dmem_index_hash(e->frames_idx, e->fetched);
+    uint64_t h = dmem_index_hash(d->frames_idx, e->fetched);
     if (freeze_live(&fid, e, qvm, lid - qvm->base, e->fetched, h) != 0)
       return NOT_DONE;
   }
-  dmem__blob_hdr hdr = {.len = (uint16_t)best,
-                        .kind = DMEM_PAGE_PATCHED,
-                        .csum = dmem__checksum(buf),
-                        .ref = fid};
+  dmem__blob_hdr hdr = {
+      .len = (uint16_t)best, .kind = DMEM_PAGE_PATCHED, .csum = dmem__checksum(buf), .ref = fid};
   uint32_t blob;
   if (dmem__blob_put(&blob, &e->store, &hdr, e->best) != 0)
     return NOT_DONE;
@@ -274,8 +280,10 @@ static int try_compress(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t
   size_t cap = DMEM_PAGE_SIZE / 2 - sizeof(dmem__blob_hdr);
   if (dmem_codec_compress(&len, e->blob, cap, e->codec, e->opts.codec, buf) != 0)
     return NOT_DONE;
-  dmem__blob_hdr hdr = {.len = (uint16_t)len, .kind = DMEM_PAGE_COMPRESSED,
-                        .csum = dmem__checksum(buf), .ref = DMEM__NO_ID};
+  dmem__blob_hdr hdr = {.len = (uint16_t)len,
+                        .kind = DMEM_PAGE_COMPRESSED,
+                        .csum = dmem__checksum(buf),
+                        .ref = DMEM__NO_ID};
   uint32_t blob;
   if (dmem__blob_put(&blob, &e->store, &hdr, e->blob) != 0)
     return NOT_DONE;
@@ -334,14 +342,14 @@ static void reclaim(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned T, int h
     return;
   if ((T & DMEM_TECH_SHARE) && try_share(e, vm, gfn, buf) == DONE)
     return;
-  if ((T & DMEM_TECH_PATCH) && e->frames_sim && try_patch(e, vm, gfn, buf) == DONE)
+  if ((T & DMEM_TECH_PATCH) && vm->dom->frames_sim && try_patch(e, vm, gfn, buf) == DONE)
     return;
   if ((T & DMEM_TECH_COMPRESS) && try_compress(e, vm, gfn, buf) == DONE)
     return;
   if ((T & DMEM_TECH_SWAP) && try_swap(e, vm, gfn, buf) == DONE)
     return;
-  if ((T & DMEM_TECH_REFERENCE) && e->live_sim)
-    (void)dmem_simdet_insert(e->live_sim, live_id(vm, gfn), buf);
+  if ((T & DMEM_TECH_REFERENCE) && vm->dom->live_sim)
+    (void)dmem_simdet_insert(vm->dom->live_sim, live_id(vm, gfn), buf);
   unprotect(vm, gfn);
 }
 
@@ -372,8 +380,12 @@ static void visit(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned bits)
     p->idle = 0;
   else if (p->idle < UINT8_MAX)
     p->idle++;
-  dmem_page_info info = {.vm_id = vm->id, .gfn = gfn, .state = (dmem_page_state)p->state,
-                         .kind = (dmem_page_kind)p->kind, .idle_passes = p->idle, .bits = bits};
+  dmem_page_info info = {.vm_id = vm->id,
+                         .gfn = gfn,
+                         .state = (dmem_page_state)p->state,
+                         .kind = (dmem_page_kind)p->kind,
+                         .idle_passes = p->idle,
+                         .bits = bits};
   dmem_page_state st = e->policy.classify(&info, &e->env, e->policy.ud);
   if (st < DMEM_C1 || st > DMEM_C4)
     st = DMEM_C1;
@@ -388,8 +400,7 @@ static void visit(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned bits)
     unsigned T = e->policy.techniques(&info, st, &e->env, e->policy.ud);
     if (T)
       reclaim(e, vm, gfn, T, 0);
-  } else if (e->env.pressure &&
-             (p->kind == DMEM_PAGE_PATCHED || p->kind == DMEM_PAGE_COMPRESSED) &&
+  } else if (e->env.pressure && (p->kind == DMEM_PAGE_PATCHED || p->kind == DMEM_PAGE_COMPRESSED) &&
              e->store.swap_fd >= 0 && e->policy.victim(&info, &e->env, e->policy.ud)) {
     swap_evicted(e, vm, p);
   }

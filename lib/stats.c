@@ -43,7 +43,7 @@ static void sum_vm(vm_sums *s, const dmem_engine *e, const dmem_vm *vm)
     case DMEM_PAGE_PATCHED: {
       uint32_t ref = dmem__blob_get(&e->store, p->loc, &payload)->ref;
       s->other_saved +=
-        (double)DMEM_PAGE_SIZE - (double)dmem__blob_slot_size(p->loc) - frame_part(e, ref);
+          (double)DMEM_PAGE_SIZE - (double)dmem__blob_slot_size(p->loc) - frame_part(e, ref);
       break;
     }
     case DMEM_PAGE_COMPRESSED:
@@ -73,12 +73,16 @@ static void fill_counts(dmem_stats *out, const dmem_vm *vm)
     out->state[i] += vm->states[i];
 }
 
-/* Sharing savings of all VMs and their shared pages, for entitlements. */
-static void pool_totals(double *share_saved, uint64_t *shared_pages, const dmem_engine *e)
+/* Sharing savings of the VMs of domain d and their shared pages, for
+ * entitlements: a VM's figures never depend on another domain's pages. */
+static void pool_totals(double *share_saved, uint64_t *shared_pages, const dmem_engine *e,
+                        const dmem__domain *d)
 {
   *share_saved = 0;
   *shared_pages = 0;
   for (uint32_t i = 0; i < e->nvms; i++) {
+    if (e->vms[i]->dom != d)
+      continue;
     vm_sums s;
     sum_vm(&s, e, e->vms[i]);
     *share_saved += s.share_saved;
@@ -104,7 +108,7 @@ int dmem_vm_stats(dmem_stats *out, dmem_vm *vm)
   sum_vm(&s, e, vm);
   double pool;
   uint64_t pool_pages;
-  pool_totals(&pool, &pool_pages, e);
+  pool_totals(&pool, &pool_pages, e, vm->dom);
   out->bytes_saved = (int64_t)(s.share_saved + s.other_saved);
   out->entitlement_bytes = entitlement(&s, pool, pool_pages);
   out->merges = vm->merges;
@@ -121,9 +125,14 @@ int dmem_vm_stats(dmem_stats *out, dmem_vm *vm)
 static uint64_t meta_bytes(const dmem_engine *e)
 {
   uint64_t b = sizeof *e + dmem__store_meta_bytes(&e->store);
-  b += dmem_index_memory(e->frames_idx) + dmem_index_memory(e->live_idx);
-  if (e->frames_sim)
-    b += dmem_simdet_memory(e->frames_sim) + dmem_simdet_memory(e->live_sim);
+  for (uint32_t i = 0; i < e->ndoms; i++) {
+    const dmem__domain *d = e->doms[i];
+    if (!d)
+      continue;
+    b += sizeof *d + dmem_index_memory(d->frames_idx) + dmem_index_memory(d->live_idx);
+    if (d->frames_sim)
+      b += dmem_simdet_memory(d->frames_sim) + dmem_simdet_memory(d->live_sim);
+  }
   for (uint32_t i = 0; i < e->nvms; i++)
     b += sizeof(dmem_vm) + e->vms[i]->npages * sizeof(dmem__page);
   return b;
@@ -135,11 +144,11 @@ int dmem_engine_stats(dmem_stats *out, dmem_engine *e)
     return DMEM_EINVAL;
   memset(out, 0, sizeof *out);
   pthread_mutex_lock(&e->lock);
-  double pool;
-  uint64_t pool_pages;
-  pool_totals(&pool, &pool_pages, e);
   for (uint32_t i = 0; i < e->nvms; i++) {
     vm_sums s;
+    double pool;
+    uint64_t pool_pages;
+    pool_totals(&pool, &pool_pages, e, e->vms[i]->dom);
     fill_counts(out, e->vms[i]);
     sum_vm(&s, e, e->vms[i]);
     /* The sum of the VMs' figures, rounded as each VM's is. */
@@ -152,7 +161,7 @@ int dmem_engine_stats(dmem_stats *out, dmem_engine *e)
    * the store's slabs (frames, mapped or not, patches, blobs), slack
    * included. The swap file is disk, not memory. */
   out->bytes_saved =
-    (int64_t)(out->pages - out->resident) * DMEM_PAGE_SIZE - (int64_t)out->store_bytes;
+      (int64_t)(out->pages - out->resident) * DMEM_PAGE_SIZE - (int64_t)out->store_bytes;
   out->merges = e->merges;
   out->faults = e->faults;
   out->shared_read_faults = e->shared_faults[1];

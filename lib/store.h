@@ -47,7 +47,7 @@ typedef struct dmem__frame {
   uint32_t refs;   /* sharers + patches */
   uint32_t sharers; /* pages mapping or evicted onto it */
   uint32_t csum;
-  uint32_t pad;
+  uint32_t dom; /* slot of its sharing domain (engine.h) */
 } dmem__frame;
 
 /* Header of a patch or compressed blob slot. */

@@ -332,6 +332,7 @@ int mem_attach(dmem_vm **out, dmem_engine *engine, mem_adapter *m, const char *n
   o.ud = m;
   o.npages = m->opts.npages;
   o.name = name;
+  o.sharing_domain = m->opts.sharing_domain;
   int rc = dmem_vm_attach(out, engine, &o);
   if (rc == 0)
     mem_set_vm(m, *out);

@@ -45,6 +45,7 @@ typedef struct mem_options {
   int protect;    /* offer protect() and unprotect() */
   int threadsafe; /* mutex and condvar; see above */
   uint64_t seed;  /* of the PRNG behind mem_fail_prob() */
+  uint32_t sharing_domain; /* at attach (dmem_vm_options) */
 } mem_options;
 
 typedef struct mem_adapter mem_adapter;

@@ -634,7 +634,8 @@ int model_run(model_result *out, const model_config *cfg)
 
 static void *mb_create(const model_config *c, unsigned v)
 {
-  mem_options mo = {c->npages, c->share, c->protect, c->concurrent, c->seed + v};
+  /* The VMs are one tenant's: one sharing domain. */
+  mem_options mo = {c->npages, c->share, c->protect, c->concurrent, c->seed + v, 1};
   return mem_create(&mo);
 }
 

@@ -27,7 +27,7 @@
 #define PAGE DMEM_PAGE_SIZE
 #define MAXVM 2
 
-enum { FX_SHARE = 1, FX_PROTECT = 2, FX_MAP = 4, FX_SWAP = 8, FX_TS = 16 };
+enum { FX_SHARE = 1, FX_PROTECT = 2, FX_MAP = 4, FX_SWAP = 8, FX_TS = 16, FX_OWN = 32 };
 #define FX_MAPPING (FX_SHARE | FX_PROTECT | FX_MAP)
 
 typedef struct fx {
@@ -56,8 +56,8 @@ static void pg_random(uint8_t *b, uint64_t seed)
  * so that two such pages are not similar). */
 static void pg_text(uint8_t *b, uint64_t seed)
 {
-  static const char *const words[] = {"page ", "frame ", "guest ", "share ", "patch ",
-                                      "clock ", "zero ", "swap "};
+  static const char *const words[] = {"page ",  "frame ", "guest ", "share ",
+                                      "patch ", "clock ", "zero ",  "swap "};
   uint64_t s = seed * 104729 + 3;
   size_t n = 0;
   while (n < PAGE) {
@@ -99,8 +99,14 @@ static void fx_init(fx *f, unsigned nvm, uint64_t npages, unsigned flags)
     f->o.store_limit_bytes = 1;
   }
   for (unsigned v = 0; v < nvm; v++) {
-    mem_options mo = {npages, (flags & FX_SHARE) != 0, (flags & FX_PROTECT) != 0,
-                      (flags & FX_TS) != 0, 77 + v};
+    /* The fixture's VMs are one tenant's (one sharing domain) unless the
+     * test says otherwise. */
+    mem_options mo = {npages,
+                      (flags & FX_SHARE) != 0,
+                      (flags & FX_PROTECT) != 0,
+                      (flags & FX_TS) != 0,
+                      77 + v,
+                      (flags & FX_OWN) ? DMEM_DOMAIN_OWN : 1};
     f->m[v] = mem_create(&mo);
     f->want[v] = calloc(npages, PAGE);
     ck_assert(f->m[v] && f->want[v]);
@@ -114,7 +120,10 @@ static void fx_start(fx *f)
     ck_assert_int_eq(mem_attach(&f->vm[v], f->e, f->m[v], v ? "vm1" : "vm0"), 0);
 }
 
-static uint8_t *fx_want(fx *f, unsigned v, uint64_t gfn) { return f->want[v] + gfn * PAGE; }
+static uint8_t *fx_want(fx *f, unsigned v, uint64_t gfn)
+{
+  return f->want[v] + gfn * PAGE;
+}
 
 /* Sets a page's content before the engine runs. */
 static void fx_set(fx *f, unsigned v, uint64_t gfn, const uint8_t *content)
@@ -180,8 +189,8 @@ static void fx_check_where(fx *f, unsigned v, uint64_t g, dmem_page_kind k)
   ck_assert_msg(mem_present(f->m[v], g) == resident, "vm%u gfn %llu: kind %d but %s", v,
                 (unsigned long long)g, (int)k, resident ? "absent" : "present");
   ck_assert_msg(k == DMEM_PAGE_MAPPED || !mem_mapped(f->m[v], g),
-                "vm%u gfn %llu: kind %d but the adapter still maps frame", v,
-                (unsigned long long)g, (int)k);
+                "vm%u gfn %llu: kind %d but the adapter still maps frame", v, (unsigned long long)g,
+                (int)k);
 }
 
 /* The statistics agree with themselves, with dmem_vm_page(), with the
@@ -201,7 +210,7 @@ static void fx_check_stats(fx *f)
       fx_check_where(f, v, g, k);
       kinds[k]++, states[s]++;
     }
-    uint64_t got[7] = {vs.resident, vs.mapped, vs.zero, vs.shared,
+    uint64_t got[7] = {vs.resident, vs.mapped,     vs.zero,   vs.shared,
                        vs.patched,  vs.compressed, vs.swapped};
     for (int k = 0; k < 7; k++)
       ck_assert_msg(got[k] == kinds[k], "vm%u kind %d: stats %llu, pages %llu", v, k,
@@ -223,8 +232,7 @@ static void fx_check_stats(fx *f)
     for (uint64_t g = 0; g < f->npages; g++)
       ck_assert_msg(!mem_protected(f->m[v], g), "vm%u gfn %llu left protected", v,
                     (unsigned long long)g);
-    ck_assert_msg(mem_violations(f->m[v]) == 0, "adapter contract: %s",
-                  mem_violation_msg(f->m[v]));
+    ck_assert_msg(mem_violations(f->m[v]) == 0, "adapter contract: %s", mem_violation_msg(f->m[v]));
   }
 }
 
@@ -245,8 +253,8 @@ static void fx_verify(fx *f)
   for (unsigned v = 0; v < f->nvm; v++)
     for (uint64_t g = 0; g < f->npages; g++) {
       ck_assert_int_eq(dmem_vm_read(buf, f->vm[v], g), 0);
-      ck_assert_msg(memcmp(buf, fx_want(f, v, g), PAGE) == 0, "vm%u gfn %llu differs (kind %d)",
-                    v, (unsigned long long)g, (int)fx_kind(f, v, g));
+      ck_assert_msg(memcmp(buf, fx_want(f, v, g), PAGE) == 0, "vm%u gfn %llu differs (kind %d)", v,
+                    (unsigned long long)g, (int)fx_kind(f, v, g));
     }
 }
 
@@ -267,8 +275,7 @@ static void fx_verify_adapter(fx *f)
 static void fx_no_violations(fx *f)
 {
   for (unsigned v = 0; v < f->nvm; v++)
-    ck_assert_msg(mem_violations(f->m[v]) == 0, "adapter contract: %s",
-                  mem_violation_msg(f->m[v]));
+    ck_assert_msg(mem_violations(f->m[v]) == 0, "adapter contract: %s", mem_violation_msg(f->m[v]));
 }
 
 /* Detaches every VM (checking the adapters), destroys the engine. */
@@ -864,6 +871,88 @@ START_TEST(detach_restores)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- domains */
+
+/* VM 0 and VM 1 hold the same pages (unique within each VM) and pages
+ * similar to each other's: within one domain they share and patch across
+ * the VMs; each in its own domain (the default), nothing crosses. */
+static void domains_run(unsigned flags, uint64_t *shared, uint64_t *patched, uint64_t *frames)
+{
+  fx f;
+  fx_init(&f, 2, 16, flags);
+  uint8_t b[PAGE], r[PAGE];
+  for (uint64_t g = 0; g < 8; g++) {
+    pg_text(b, 300 + g);
+    fx_set(&f, 0, g, b);
+    fx_set(&f, 1, g, b); /* the same page in the other VM */
+    pg_random(r, 400 + g);
+    fx_set(&f, 0, 8 + g, r);
+    pg_similar(b, r, 500 + g, 2);
+    fx_set(&f, 1, 8 + g, b); /* similar to the other VM's page */
+  }
+  fx_start(&f);
+  for (unsigned i = 0; i < f.o.c4_passes + 2; i++)
+    fx_pass(&f);
+  dmem_stats es = fx_es(&f);
+  *shared = es.shared + es.mapped;
+  *patched = es.patched;
+  *frames = es.frames;
+  fx_verify(&f);
+  fx_end(&f);
+}
+
+START_TEST(domains_keep_vms_apart)
+{
+  uint64_t shared, patched, frames;
+  domains_run(0, &shared, &patched, &frames); /* one domain */
+  ck_assert_uint_ge(shared, 16);
+  ck_assert_uint_ge(patched, 1);
+  domains_run(FX_OWN, &shared, &patched, &frames); /* a domain each */
+  ck_assert_uint_eq(shared, 0);
+  ck_assert_uint_eq(patched, 0);
+  ck_assert_uint_eq(frames, 0);
+}
+END_TEST
+
+/* What VM 0 can read of its own statistics does not change with what a
+ * VM of another domain holds: a copy of VM 0's pages, or pages of its own. */
+static dmem_stats lonely_stats(int twin)
+{
+  fx f;
+  fx_init(&f, 2, 16, FX_OWN);
+  fx_mixed(&f, 0);
+  if (twin) {
+    for (uint64_t g = 0; g < 16; g++)
+      fx_set(&f, 1, g, fx_want(&f, 0, g));
+  } else {
+    fx_random(&f, 1, 0, 16, 999);
+  }
+  fx_start(&f);
+  for (unsigned i = 0; i < f.o.c4_passes + 2; i++)
+    fx_pass(&f);
+  dmem_stats vs = fx_vs(&f, 0);
+  fx_verify(&f);
+  fx_end(&f);
+  return vs;
+}
+
+START_TEST(stats_blind_to_other_domains)
+{
+  dmem_stats a = lonely_stats(1), b = lonely_stats(0);
+  ck_assert_uint_eq(a.shared, b.shared);
+  ck_assert_uint_eq(a.mapped, b.mapped);
+  ck_assert_uint_eq(a.patched, b.patched);
+  ck_assert_uint_eq(a.compressed, b.compressed);
+  ck_assert_uint_eq(a.zero, b.zero);
+  ck_assert_uint_eq(a.resident, b.resident);
+  ck_assert_int_eq(a.bytes_saved, b.bytes_saved);
+  ck_assert_int_eq(a.entitlement_bytes, b.entitlement_bytes);
+  ck_assert_uint_eq(a.merges, b.merges);
+  ck_assert_uint_eq(a.faults, b.faults);
+  ck_assert_uint_gt(a.shared, 0); /* its own duplicates, shared within it */
+}
+END_TEST
+
 static int dir_entries(const char *dir)
 {
   DIR *d = opendir(dir);
@@ -1141,9 +1230,9 @@ START_TEST(stale_slice_bits)
   fx_set(&f, 0, 0, p), fx_set(&f, 0, 1, q);
   fx_start(&f);
   fx_touch(&f, 0, 1);
-  fx_pass(&f);                                          /* P C3, Q C2 */
+  fx_pass(&f);                                         /* P C3, Q C2 */
   ck_assert_int_eq(dmem_vm_io_hint(f.vm[0], 1, 1), 0); /* Q: reference candidate */
-  fx_write(&f, 0, 1, 8, q + 8, 8);                      /* same bytes, MODIFIED */
+  fx_write(&f, 0, 1, 8, q + 8, 8);                     /* same bytes, MODIFIED */
   fx_pass(&f);
   fx_touch(&f, 0, 0); /* P's patch goes; Q's frame must stay while mapped */
   fx_check_stats(&f);
@@ -1173,8 +1262,8 @@ static long alloc_setup_once(long fail_at)
     ck_assert_int_eq(drc == DMEM_ENOMEM ? dmem_vm_detach(f.vm[0]) : drc, 0);
   }
   dmem_engine_destroy(f.e);
-  ck_assert_msg(rc == 0 || (rc == DMEM_ENOMEM && ta.allocs >= fail_at), "fail_at %ld: %s",
-                fail_at, dmem_err_name(rc));
+  ck_assert_msg(rc == 0 || (rc == DMEM_ENOMEM && ta.allocs >= fail_at), "fail_at %ld: %s", fail_at,
+                dmem_err_name(rc));
   ck_assert_msg(ta.live_bytes == 0, "fail_at %ld: %ld bytes leaked", fail_at, ta.live_bytes);
   ck_assert_msg(rmdir(f.swap) == 0, "swap directory %s: %s", f.swap, strerror(errno));
   for (unsigned v = 0; v < 2; v++) {
@@ -1419,6 +1508,8 @@ Suite *dmem_test_suite(void)
   tcase_add_loop_test(tc, detach_restores, 0, 3);
   tcase_add_loop_test(tc, destroy_restores, 0, 3);
   tcase_add_test(tc, swap_file_is_unnamed);
+  tcase_add_test(tc, domains_keep_vms_apart);
+  tcase_add_test(tc, stats_blind_to_other_domains);
   tcase_add_loop_test(tc, failed_op_leaves_pages, 0, 4);
   tcase_add_test(tc, failed_share_keeps_content);
   tcase_add_test(tc, failed_install_keeps_page);

@@ -30,6 +30,7 @@ static void *kb_create(const model_config *c, unsigned v)
   (void)v;
   dmem_kvm_region_options o = DMEM_KVM_REGION_OPTIONS_INIT;
   o.size = c->npages * PAGE;
+  o.sharing_domain = 1; /* the model's VMs share, as one tenant's */
   dmem_kvm_region *r = NULL;
   return dmem_kvm_region_create(&r, &o, NULL, 0) == 0 ? r : NULL;
 }

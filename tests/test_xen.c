@@ -79,6 +79,7 @@ static void setup(fix *f, unsigned n, uint64_t npages, int share)
     xo.calls = xs_calls();
     xo.hv = f->s;
     xo.share = share;
+    xo.sharing_domain = 1; /* the fixture's guests are one tenant's */
     char err[256];
     int rc = dmem_xen_guest_create(&f->x[i], &xo, err, sizeof err);
     ck_assert_msg(rc == 0, "open: %s: %s", dmem_err_name(rc), err);
@@ -712,6 +713,7 @@ START_TEST(sharing_ring_enomem)
     xo.hv = f.s;
     xo.on_enomem = make_room;
     xo.enomem_ud = &h;
+    xo.sharing_domain = 1;
     ck_assert_int_eq(dmem_xen_guest_create(&f.x[i], &xo, NULL, 0), 0);
     f.n = i + 1;
     ck_assert_int_eq(dmem_xen_guest_attach(&f.vm[i], f.e, f.x[i], "xen"), 0);
@@ -838,6 +840,7 @@ static void *xb_create(const model_config *c, unsigned v)
   xo.calls = xs_calls();
   xo.hv = g->s;
   xo.share = c->share;
+  xo.sharing_domain = 1; /* the model's VMs share, as one tenant's */
   if (dmem_xen_guest_create(&g->x, &xo, NULL, 0) != 0)
     g->x = NULL;
   return g;

@@ -273,6 +273,7 @@ static int make_ram(fleet_vm *v, const fleet *f, unsigned i)
     dmem_kvm_region_options ro = DMEM_KVM_REGION_OPTIONS_INIT;
     ro.size = bytes;
     ro.name = "diffmem-demo";
+    ro.sharing_domain = 1; /* the fleet's guests are one tenant's */
     char err[DMEM_ERRBUF_SIZE];
     int rc = dmem_kvm_region_create(&v->region, &ro, err, sizeof err);
     if (rc == 0)

@@ -341,6 +341,7 @@ int dmem_kvm_region_attach(dmem_vm **out, dmem_engine *e, dmem_kvm_region *r, co
     vo.ud = r;
     vo.npages = r->npages;
     vo.name = name;
+    vo.sharing_domain = r->opts.sharing_domain;
     rc = dmem_vm_attach(&vm, e, &vo);
     if (rc)
       dmem__mem_fail(r, rc, "dmem_vm_attach: %s", dmem_engine_errmsg(e));

@@ -290,6 +290,7 @@ int dmem_xen_guest_create(dmem_xen_guest **out, const dmem_xen_guest_options *op
   x->domid = opts->domid;
   x->share = opts->share != 0;
   x->on_enomem = opts->on_enomem;
+  x->sharing_domain = opts->sharing_domain;
   x->enomem_ud = opts->enomem_ud;
   if (opts->calls) {
     x->calls = opts->calls;
@@ -434,6 +435,7 @@ int dmem_xen_guest_attach(dmem_vm **out, dmem_engine *engine, dmem_xen_guest *x,
   o.ud = x;
   o.npages = x->npages;
   o.name = name;
+  o.sharing_domain = x->sharing_domain;
   dmem_vm *vm;
   int rc = dmem_vm_attach(&vm, engine, &o);
   if (rc)

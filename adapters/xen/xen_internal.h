@@ -60,6 +60,7 @@ struct dmem_xen_guest {
   xen_ring paging;  /* page-in requests */
   xen_ring sharing; /* ENOMEM notices of copy-on-write breaks */
   void (*on_enomem)(dmem_xen_guest *x, uint64_t gfn, void *ud);
+  uint32_t sharing_domain; /* dmem_vm_options, at attach */
   void *enomem_ud;
 
   pthread_mutex_t mu;     /* page states, dirty bits, stats, pending */

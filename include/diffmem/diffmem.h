@@ -155,10 +155,23 @@ typedef struct dmem_vm_options {
   void *ud;                    /**< passed to every operation */
   uint64_t npages;             /**< guest pages, gfn 0 .. npages-1 */
   const char *name;            /**< for messages; copied */
+  /** Sharing domain. VMs attached with the same non-zero value share pages
+   *  with each other, and with no VM outside it: frames, index entries,
+   *  similarity candidates and patch references never cross domains, each
+   *  domain's index and detector have keys of their own, and the VM's
+   *  statistics (dmem_vm_stats()) depend on no page of another domain.
+   *  DMEM_DOMAIN_OWN (0, the default): a domain of the VM's own, so it
+   *  shares only within itself. Sharing is a timing side channel between
+   *  the VMs of a domain (diffmem/kvm.h): the host puts the VMs of one
+   *  tenant in one domain, and never lets a guest choose. */
+  uint32_t sharing_domain;
 } dmem_vm_options;
 
-#define DMEM_VM_OPTIONS_VERSION 1
-#define DMEM_VM_OPTIONS_INIT {DMEM_VM_OPTIONS_VERSION, NULL, NULL, 0, NULL}
+/** dmem_vm_options.sharing_domain: the VM shares with no other VM. */
+#define DMEM_DOMAIN_OWN 0u
+
+#define DMEM_VM_OPTIONS_VERSION 2
+#define DMEM_VM_OPTIONS_INIT {DMEM_VM_OPTIONS_VERSION, NULL, NULL, 0, NULL, DMEM_DOMAIN_OWN}
 
 /**
  * Attaches a VM. Its pages start resident, in state C1.

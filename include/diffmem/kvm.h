@@ -196,6 +196,10 @@ typedef struct dmem_kvm_region_options {
    *  attach. When it is spent, shared pages are copied on a read instead
    *  (dmem_kvm_stats.cow_fallbacks). */
   uint64_t vma_budget;
+  /** The VM's sharing domain when attached (dmem_vm_options): VMs of one
+   *  tenant share a non-zero value; DMEM_DOMAIN_OWN (0) shares with no
+   *  other VM. */
+  uint32_t sharing_domain;
   /** Called on the fault thread when a fault cannot be served (the
    *  engine's error: DMEM_ECORRUPT, DMEM_EIO, ...). The faulting thread is
    *  woken and faults again, so the call repeats until the VMM stops the
@@ -208,7 +212,8 @@ typedef struct dmem_kvm_region_options {
 #define DMEM_KVM_REGION_OPTIONS_VERSION 2
 #define DMEM_KVM_REGION_OPTIONS_INIT                                                               \
   {                                                                                                \
-    DMEM_KVM_REGION_OPTIONS_VERSION, NULL, 0, -1, 0, NULL, NULL, 0, -1, 0, 0, 0, NULL, NULL        \
+    DMEM_KVM_REGION_OPTIONS_VERSION, NULL, 0, -1, 0, NULL, NULL, 0, -1, 0, 0, 0, DMEM_DOMAIN_OWN,  \
+        NULL, NULL                                                                                 \
   }
 
 /**

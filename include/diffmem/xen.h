@@ -247,12 +247,16 @@ typedef struct dmem_xen_guest_options {
    *  which may page out cold pages. */
   void (*on_enomem)(dmem_xen_guest *x, uint64_t gfn, void *ud);
   void *enomem_ud; /**< passed to on_enomem */
+  /** The VM's sharing domain when attached (dmem_vm_options): guests of
+   *  one tenant share a non-zero value; DMEM_DOMAIN_OWN (0) shares with
+   *  no other guest. */
+  uint32_t sharing_domain;
 } dmem_xen_guest_options;
 
-#define DMEM_XEN_GUEST_OPTIONS_VERSION 1
+#define DMEM_XEN_GUEST_OPTIONS_VERSION 2
 #define DMEM_XEN_GUEST_OPTIONS_INIT                                                                \
   {                                                                                                \
-    DMEM_XEN_GUEST_OPTIONS_VERSION, 0, NULL, NULL, 1, 0, NULL, NULL                                \
+    DMEM_XEN_GUEST_OPTIONS_VERSION, 0, NULL, NULL, 1, 0, NULL, NULL, DMEM_DOMAIN_OWN               \
   }
 
 /**
