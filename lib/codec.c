@@ -151,8 +151,19 @@ int dmem_codec_create(dmem_codec **out, const dmem_codec_options *opts)
     opts = &defaults;
   if (opts->version != DMEM_CODEC_OPTIONS_VERSION)
     return DMEM_EVERSION;
-  if (opts->zstd_level < 1 || opts->zstd_level > 19)
+  if (opts->zstd_level < 1 || opts->zstd_level > 19 || !dmem__alloc_valid(opts->allocator))
     return DMEM_EINVAL;
+  /* Bits of no codec are a mistake; a mask of codecs this build lacks
+   * would make every compression fail. */
+  unsigned known = (1u << DMEM_CODEC_WKDM) | (1u << DMEM_CODEC_LZO) | (1u << DMEM_CODEC_LZ4) |
+                   (1u << DMEM_CODEC_ZSTD);
+  if (opts->best_mask & ~known)
+    return DMEM_EINVAL;
+  unsigned built = 0;
+  for (unsigned id = 1; id < DMEM_CODEC_BEST; id++)
+    built |= dmem_codec_available((dmem_codec_id)id) ? 1u << id : 0;
+  if (opts->best_mask && !(opts->best_mask & built))
+    return DMEM_ENOTSUP;
 #if DMEM_HAVE_LZO
   if (lzo_init() != LZO_E_OK)
     return DMEM_ENOTSUP;

@@ -219,6 +219,8 @@ static int check_options(const dmem_engine_options *o)
     return DMEM_EINVAL;
   if (o->policy && o->policy->version != DMEM_POLICY_VERSION)
     return DMEM_EVERSION;
+  if (!dmem__alloc_valid(o->allocator))
+    return DMEM_EINVAL;
   return 0;
 }
 
@@ -384,7 +386,7 @@ out:
 
 uint32_t dmem_vm_id(const dmem_vm *vm)
 {
-  return vm->id;
+  return vm ? vm->id : UINT32_MAX;
 }
 
 int dmem__page_error(dmem_engine *e, dmem_vm *vm, int rc, const char *what, uint64_t gfn)

@@ -70,6 +70,11 @@ typedef struct dmem__alloc {
 } dmem__alloc;
 
 void dmem__alloc_init(dmem__alloc *a, const dmem_allocator *hook);
+/* A hook the caller may give: none, or both functions. */
+static inline int dmem__alloc_valid(const dmem_allocator *hook)
+{
+  return !hook || (hook->alloc && hook->free);
+}
 void *dmem__malloc(const dmem__alloc *a, size_t size);
 void *dmem__malloc_aligned(const dmem__alloc *a, size_t size, size_t align);
 void *dmem__calloc(const dmem__alloc *a, size_t size);

@@ -155,6 +155,8 @@ int dmem_index_create(dmem_index **out, const dmem_index_options *opts)
     cap *= 2;
   if (limit_of(cap) < opts->expected_pages)
     return DMEM_ENOMEM; /* more pages than any table could hold */
+  if (!dmem__alloc_valid(opts->allocator))
+    return DMEM_EINVAL;
   uint64_t seed = opts->seed;
   if (!seed && get_seed(&seed))
     return DMEM_ESYS;

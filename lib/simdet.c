@@ -435,6 +435,8 @@ int dmem_simdet_create(dmem_simdet **out, const dmem_simdet_options *opts)
   int rc = check_options(opts);
   if (rc)
     return rc;
+  if (!dmem__alloc_valid(opts->allocator))
+    return DMEM_EINVAL;
   uint64_t seed = opts->seed;
   if (!seed && get_seed(&seed))
     return DMEM_ESYS;

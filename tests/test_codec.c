@@ -88,6 +88,29 @@ END_TEST
 
 /* The engine's default pair follows what the build has: WKdm and LZO, or
  * WKdm and LZ4 in a build without liblzo2 (configure --disable-lzo). */
+/* A best_mask bit of no codec is refused, and so is a mask of codecs the
+ * build lacks (every compression would fail); a half allocator too. */
+START_TEST(bad_masks_refused)
+{
+  dmem_codec *c = NULL;
+  dmem_codec_options o = DMEM_CODEC_OPTIONS_INIT;
+  o.best_mask = 1u << 9;
+  ck_assert_int_eq(dmem_codec_create(&c, &o), DMEM_EINVAL);
+  o.best_mask = (1u << DMEM_CODEC_WKDM) | (1u << 31);
+  ck_assert_int_eq(dmem_codec_create(&c, &o), DMEM_EINVAL);
+  o.best_mask = 1u << DMEM_CODEC_LZO;
+  ck_assert_int_eq(dmem_codec_create(&c, &o),
+                   dmem_codec_available(DMEM_CODEC_LZO) ? 0 : DMEM_ENOTSUP);
+  dmem_codec_destroy(c);
+  c = NULL;
+  dmem_allocator half = {NULL, NULL, NULL};
+  o = (dmem_codec_options)DMEM_CODEC_OPTIONS_INIT;
+  o.allocator = &half;
+  ck_assert_int_eq(dmem_codec_create(&c, &o), DMEM_EINVAL);
+  ck_assert_ptr_null(c);
+}
+END_TEST
+
 START_TEST(default_mask_follows_build)
 {
   unsigned m = dmem_codec_default_mask();
@@ -329,6 +352,7 @@ Suite *dmem_test_suite(void)
   tcase_add_test(tc, best_keeps_the_smallest);
   tcase_add_test(tc, best_mask_limits_candidates);
   tcase_add_test(tc, default_mask_follows_build);
+  tcase_add_test(tc, bad_masks_refused);
   tcase_add_test(tc, missing_codec_is_refused);
   tcase_add_test(tc, short_buffer_is_refused_without_overrun);
   tcase_add_test(tc, malformed_blobs_are_errors);

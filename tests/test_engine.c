@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <diffmem/codec.h>
 #include <diffmem/diffmem.h>
 
 #include "memadapter.h"
@@ -901,6 +902,38 @@ static void domains_run(unsigned flags, uint64_t *shared, uint64_t *patched, uin
   fx_end(&f);
 }
 
+/* A half allocator hook (alloc or free missing) is refused by every
+ * object, never replaced by the C library's behind the caller's back; and
+ * dmem_vm_id(NULL) answers instead of crashing. */
+static void *only_alloc(size_t size, size_t align, void *ud)
+{
+  (void)ud;
+  return aligned_alloc(align, (size + align - 1) / align * align);
+}
+
+START_TEST(half_allocator_refused)
+{
+  dmem_allocator half = {only_alloc, NULL, NULL};
+  dmem_engine_options o = DMEM_ENGINE_OPTIONS_INIT;
+  o.allocator = &half;
+  dmem_engine *e = NULL;
+  ck_assert_int_eq(dmem_engine_create(&e, &o), DMEM_EINVAL);
+  ck_assert_ptr_null(e);
+  dmem_index_options io = DMEM_INDEX_OPTIONS_INIT;
+  io.allocator = &half;
+  dmem_index *x = NULL;
+  ck_assert_int_eq(dmem_index_create(&x, &io), DMEM_EINVAL);
+  dmem_simdet_options so = DMEM_SIMDET_OPTIONS_INIT;
+  so.allocator = &half;
+  dmem_simdet *d = NULL;
+  ck_assert_int_eq(dmem_simdet_create(&d, &so), DMEM_EINVAL);
+  o.allocator = NULL;
+  o.codec_best_mask = 1u << 12;
+  ck_assert_int_eq(dmem_engine_create(&e, &o), DMEM_EINVAL);
+  ck_assert_uint_eq(dmem_vm_id(NULL), UINT32_MAX);
+}
+END_TEST
+
 START_TEST(domains_keep_vms_apart)
 {
   uint64_t shared, patched, frames;
@@ -1509,6 +1542,7 @@ Suite *dmem_test_suite(void)
   tcase_add_loop_test(tc, destroy_restores, 0, 3);
   tcase_add_test(tc, swap_file_is_unnamed);
   tcase_add_test(tc, domains_keep_vms_apart);
+  tcase_add_test(tc, half_allocator_refused);
   tcase_add_test(tc, stats_blind_to_other_domains);
   tcase_add_loop_test(tc, failed_op_leaves_pages, 0, 4);
   tcase_add_test(tc, failed_share_keeps_content);

@@ -201,8 +201,9 @@ typedef struct side {
   double ops, run_s; /* guest operations, vCPU time inside KVM_RUN */
   uint64_t mismatches, checked;
   int verified;
-  /* KSM's own counters at the end of the run */
-  unsigned long pages_shared, pages_sharing, full_scans;
+  /* KSM's own counters at the end of the run (host-wide), and the full
+   * scans it made during the run */
+  unsigned long pages_shared, pages_sharing, full_scans, full_scans0;
   /* derived */
   double saved_kb, t50, t90, cpu_s, cpu_per_gib, steady_pct, ops_per_s;
   int have_t90, have_steady;
@@ -283,7 +284,7 @@ static int run_side(side *sd, const ksm_opts *o, ksm_saved *ks)
   if (sd->ram == FLEET_MERGEABLE) {
     if ((p.ksmd = ksmd_pid()) < 0)
       fprintf(stderr, "diffmem bench ksm: note: no ksmd thread found; KSM's CPU reads 0\n");
-    if (ksm_start(ks, o) != 0)
+    if (ksm_read(&sd->full_scans0, "full_scans") != 0 || ksm_start(ks, o) != 0)
       goto out;
   }
   p.cpu0 = side_cpu_s(&p);
@@ -296,6 +297,7 @@ static int run_side(side *sd, const ksm_opts *o, ksm_saved *ks)
     ksm_read(&sd->pages_shared, "pages_shared");
     ksm_read(&sd->pages_sharing, "pages_sharing");
     ksm_read(&sd->full_scans, "full_scans");
+    sd->full_scans -= sd->full_scans < sd->full_scans0 ? sd->full_scans : sd->full_scans0;
     if (ksm_restore(ks) != 0)
       run_rc = -1;
   }

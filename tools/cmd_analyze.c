@@ -252,6 +252,17 @@ static int run_study(char **inputs, size_t ninputs, const an_opts *o)
     fprintf(stderr, "diffmem analyze: %s\n", dmem_strerror(rc));
     goto out;
   }
+  /* An empty input (an empty file, a core without a loadable segment or
+   * whose segments are all empty) adds nothing: say so; with nothing at
+   * all to show, fail rather than print a table of zeros. */
+  for (size_t i = 0; i < r.ninputs; i++)
+    if (r.inputs[i].all.pages == 0)
+      fprintf(stderr, "diffmem analyze: %s: no pages to read (empty, or no loadable segment)\n",
+              r.inputs[i].name);
+  if (r.total.all.pages == 0) {
+    fprintf(stderr, "diffmem analyze: no pages in any input: nothing to analyze\n");
+    goto out;
+  }
   status = write_reports(&r, o);
 out:
   progress_clear(&pr);
@@ -339,7 +350,7 @@ static int run(int argc, char **argv)
     } else if (strcmp(a, "--seed") == 0) {
       char *end;
       o.study.seed = strtoull(val, &end, 0);
-      if (*end || !o.study.seed) {
+      if (*end || !o.study.seed || val[0] == '-') { /* strtoull takes "-1" as 2^64 - 1 */
         cmd_usage_error(&dmem_cmd_analyze, "--seed needs a non-zero number");
         goto out;
       }

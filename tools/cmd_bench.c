@@ -394,7 +394,11 @@ static int run(int argc, char **argv)
   for (int i = 2; i < argc; i++) {
     if (strcmp(argv[i], "--json") == 0) {
       o.json = 1;
-    } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
+    } else if (strcmp(argv[i], "--repeat") == 0) {
+      if (i + 1 >= argc) {
+        free(files);
+        return cmd_usage_error(&dmem_cmd_bench, "--repeat needs a number from 1 to 100");
+      }
       char *end;
       long v = strtol(argv[++i], &end, 10);
       if (*end || v < 1 || v > 100) {
@@ -470,6 +474,9 @@ const dmem_cmd dmem_cmd_bench = {
            "                        faults and copy-on-write breaks included), and\n"
            "                        slowdown_pct against none's;\n"
            "  verify_mismatches     every page checked at the end, as the demo does.\n"
+           "KSM's side also has pages_shared and pages_sharing (host-wide, at the\n"
+           "end) and full_scans (made during its run): KSM scans every mergeable\n"
+           "region of the host, so other mergeable memory (a QEMU guest) slows it.\n"
            "With --json one object: {\"ksm\": {...}, \"diffmem\": {...}, \"none\":\n"
            "{\"guest_ops_per_s\"}, \"ratio\": {\"saved\", \"cpu_per_gib\"}}.\n"
            "KSM's settings (run, pages_to_scan, sleep_millisecs) are written back\n"

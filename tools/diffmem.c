@@ -4,6 +4,7 @@
  * `diffmem help CMD` prints a command's usage. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -68,6 +69,18 @@ static int print_version(void)
   return 0;
 }
 
+/* Every command ends here: a write error on stdout (a full disk, a closed
+ * pipe, /dev/full) makes the exit status 1 and is said on stderr, instead
+ * of passing for success. */
+static int finish(int rc)
+{
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "diffmem: cannot write the output: %s\n", strerror(errno ? errno : EIO));
+    return rc ? rc : 1;
+  }
+  return rc;
+}
+
 int main(int argc, char **argv)
 {
   if (argc < 2) {
@@ -76,15 +89,15 @@ int main(int argc, char **argv)
   }
   const char *name = argv[1];
   if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0)
-    return print_version();
+    return finish(print_version());
   if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
     print_help(stdout);
-    return 0;
+    return finish(0);
   }
   if (strcmp(name, "help") == 0) {
     if (argc < 3) {
       print_help(stdout);
-      return 0;
+      return finish(0);
     }
     const dmem_cmd *cmd = find_command(argv[2]);
     if (!cmd) {
@@ -92,7 +105,7 @@ int main(int argc, char **argv)
       return EXIT_USAGE;
     }
     fputs(cmd->usage, stdout);
-    return 0;
+    return finish(0);
   }
   const dmem_cmd *cmd = find_command(name);
   if (!cmd) {
@@ -102,8 +115,8 @@ int main(int argc, char **argv)
   for (int i = 2; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(cmd->usage, stdout);
-      return 0;
+      return finish(0);
     }
   }
-  return cmd->run(argc - 1, argv + 1);
+  return finish(cmd->run(argc - 1, argv + 1));
 }

@@ -187,7 +187,7 @@ int memsrc_open_file(memsrc **out, const char *path, int force_raw, char *err, s
   if (!s)
     return -1;
   file_src *f = s->priv;
-  f->fd = open(path, O_RDONLY | O_CLOEXEC);
+  f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang */
   struct stat st;
   int rc = -1;
   uint8_t head[16];

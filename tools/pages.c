@@ -32,7 +32,8 @@ static int grow(page_set *set, size_t need)
 
 int page_set_load(page_set *set, const char *path)
 {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO must not hang the open; refused below anyway. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     fprintf(stderr, "diffmem: cannot open %s: %s\n", path, strerror(errno));
     return -1;
@@ -47,6 +48,11 @@ int page_set_load(page_set *set, const char *path)
   if ((size_t)st.st_size % DMEM_PAGE_SIZE)
     fprintf(stderr, "diffmem: %s: ignoring %zu trailing bytes at offset %zu (not a whole page)\n",
             path, (size_t)st.st_size % DMEM_PAGE_SIZE, whole * DMEM_PAGE_SIZE);
+  if (whole == 0) {
+    fprintf(stderr, "diffmem: %s: not a single whole 4 KiB page\n", path);
+    close(fd);
+    return -1;
+  }
   if (grow(set, set->npages + whole) != 0) {
     fprintf(stderr, "diffmem: %s: out of memory for %zu pages\n", path, whole);
     close(fd);

@@ -66,7 +66,9 @@ typedef struct dmem_codec_options {
   /** zstd compression level (1 = fastest). */
   int zstd_level;
   /** Which codecs DMEM_CODEC_BEST tries, as a bit mask of (1u << id);
-   *  0 means every codec built in. */
+   *  0 means every codec built in. Codecs this build lacks are skipped; a
+   *  bit of no codec is refused (DMEM_EINVAL), and so is a mask of built-out
+   *  codecs only (DMEM_ENOTSUP). */
   unsigned best_mask;
 } dmem_codec_options;
 
@@ -79,7 +81,9 @@ typedef struct dmem_codec_options {
  * @param opts NULL for the defaults.
  * @retval 0 success.
  * @retval DMEM_EVERSION opts->version is not one this library knows.
- * @retval DMEM_EINVAL out is NULL or an option is out of range.
+ * @retval DMEM_EINVAL out is NULL, an option is out of range, best_mask
+ *         has a bit of no codec, or the allocator lacks alloc or free.
+ * @retval DMEM_ENOTSUP best_mask names only codecs this build lacks.
  * @retval DMEM_ENOMEM an allocation failed.
  */
 DMEM_API int dmem_codec_create(dmem_codec **out, const dmem_codec_options *opts);

@@ -94,7 +94,9 @@ DMEM_API const char *dmem_err_name(int err);
  * alloc returns @p size bytes aligned to @p align (a power of two, at least
  * sizeof(void *)), or NULL. free takes what alloc returned, with the same
  * size, or NULL (then it does nothing). @p ud is passed back unchanged.
- * Both may be called from any thread that uses the object.
+ * Both may be called from any thread that uses the object. Give both, or
+ * pass no hook (NULL) for the C library's: a hook with either one NULL is
+ * refused with DMEM_EINVAL, never silently replaced.
  */
 typedef struct dmem_allocator {
   void *(*alloc)(size_t size, size_t align, void *ud);

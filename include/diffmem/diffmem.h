@@ -190,7 +190,7 @@ DMEM_API int dmem_vm_attach(dmem_vm **out, dmem_engine *engine, const dmem_vm_op
  */
 DMEM_API int dmem_vm_detach(dmem_vm *vm);
 
-/** The VM's id, unique within its engine. */
+/** The VM's id, unique within its engine; UINT32_MAX for NULL. */
 DMEM_API uint32_t dmem_vm_id(const dmem_vm *vm);
 
 /**

@@ -1,0 +1,53 @@
+#!/bin/sh
+# SPDX-FileCopyrightText: 2026 The libdiffmem authors
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Bad inputs to the diffmem tool, each of which once hung, crashed or passed
+# silently: a FIFO, an empty file, output to a full device, an option
+# without its value, a negative seed. Each must end within seconds with a
+# message naming the problem and an exit status from 1 to 127.
+set -u
+
+fail() { echo "cli_bad_input: FAIL: $*"; exit 1; }
+
+builddir=${builddir:-.}
+diffmem=$builddir/diffmem
+[ -x "$diffmem" ] || fail "$diffmem not built"
+tmp=$(mktemp -d /tmp/dmem-cli-bad.XXXXXX) || fail "mktemp"
+trap 'rm -rf "$tmp"' EXIT
+
+# expect WHAT PATTERN -- COMMAND...: status 1..127 within 10 s, PATTERN on stderr.
+expect() {
+  what=$1 pattern=$2
+  shift 3
+  timeout 10 "$@" >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  [ $rc -ne 124 ] || fail "$what: hung (killed after 10 s)"
+  [ $rc -ge 1 ] && [ $rc -le 127 ] || fail "$what: exit status $rc, want 1..127"
+  grep -q -- "$pattern" "$tmp/err" || fail "$what: stderr lacks '$pattern': $(cat "$tmp/err")"
+  echo "ok: $what (status $rc)"
+}
+
+mkfifo "$tmp/fifo" || fail "mkfifo"
+: >"$tmp/empty"
+head -c 1 /dev/zero >"$tmp/one"
+head -c 8192 /dev/urandom >"$tmp/two.pages"
+
+expect "analyze of a FIFO" "not a regular file" -- "$diffmem" analyze --no-progress "$tmp/fifo"
+expect "bench codecs of a FIFO" "not a regular file" -- "$diffmem" bench codecs "$tmp/fifo"
+expect "bench codecs of an empty file" "not a single whole" -- "$diffmem" bench codecs "$tmp/empty"
+expect "bench codecs of a 1-byte file" "not a single whole" -- "$diffmem" bench codecs "$tmp/one"
+expect "analyze of an empty file" "no pages" -- "$diffmem" analyze --no-progress "$tmp/empty"
+expect "bench --repeat without a value" "needs a number" -- "$diffmem" bench codecs --repeat
+expect "analyze --seed -1" "non-zero number" -- "$diffmem" analyze --seed -1 "$tmp/two.pages"
+if [ -w /dev/full ]; then
+  for cmd in "--version" "--help" "help bench" "probe" "bench codecs --repeat 1 $tmp/two.pages" \
+             "analyze --no-progress $tmp/two.pages"; do
+    # shellcheck disable=SC2086
+    timeout 60 "$diffmem" $cmd >/dev/full 2>"$tmp/err"
+    rc=$?
+    [ $rc -ge 1 ] && [ $rc -le 127 ] || fail "$cmd >/dev/full: exit status $rc, want 1..127"
+    grep -q "cannot write\|write" "$tmp/err" || fail "$cmd >/dev/full: no message: $(cat "$tmp/err")"
+    echo "ok: $cmd >/dev/full (status $rc)"
+  done
+fi
+echo "cli_bad_input: ok"
