@@ -61,6 +61,8 @@ double kt_quantile_us(uint64_t *ns, size_t n, double q);
 
 /* An engine as the tests want it: fixed seed, c4_passes, slice. */
 int kt_engine(dmem_engine **out, unsigned c4_passes, unsigned slice_pages);
+/* The region's counters (dmem_kvm_region_stats), asserted to be read. */
+dmem_kvm_stats kt_region_stats(const dmem_kvm_region *r);
 
 /* Skips the test program (exit 77) with a message when the adapter cannot
  * run here; returns otherwise. */

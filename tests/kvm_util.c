@@ -6,6 +6,7 @@
 
 #include "kvm_guest.h"
 
+#include <check.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
@@ -106,6 +107,15 @@ int kt_engine(dmem_engine **out, unsigned c4_passes, unsigned slice_pages)
   o.c4_passes = c4_passes;
   o.slice_pages = slice_pages;
   return dmem_engine_create(out, &o);
+}
+
+dmem_kvm_stats kt_region_stats(const dmem_kvm_region *r)
+{
+  dmem_kvm_stats s;
+  memset(&s, 0, sizeof s);
+  s.version = DMEM_KVM_STATS_VERSION;
+  ck_assert_int_eq(dmem_kvm_region_stats(&s, r), 0);
+  return s;
 }
 
 void kt_skip_unless_supported(const char *what)

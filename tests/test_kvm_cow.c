@@ -72,14 +72,7 @@ static void scan(fixture *f, unsigned passes)
     ck_assert_int_eq(dmem_engine_scan(NULL, f->e, N), 0);
 }
 
-static dmem_kvm_stats kstats(fixture *f)
-{
-  dmem_kvm_stats s;
-  memset(&s, 0, sizeof s);
-  s.version = DMEM_KVM_STATS_VERSION;
-  ck_assert_int_eq(dmem_kvm_region_stats(&s, f->r), 0);
-  return s;
-}
+static dmem_kvm_stats kstats(fixture *f) { return kt_region_stats(f->r); }
 
 static uint64_t memfd_pages(fixture *f)
 {

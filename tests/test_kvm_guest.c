@@ -96,10 +96,7 @@ static void run_guest(unsigned nvcpus, int log_dirty, int cow)
   }
   kt_guest_join(g);
   double secs = (double)(kt_now_ns() - t0) / 1e9;
-  dmem_kvm_stats ks;
-  memset(&ks, 0, sizeof ks);
-  ks.version = DMEM_KVM_STATS_VERSION;
-  ck_assert_int_eq(dmem_kvm_region_stats(&ks, r), 0);
+  dmem_kvm_stats ks = kt_region_stats(r);
   dmem_stats es;
   ck_assert_int_eq(dmem_engine_stats(&es, e), 0);
   uint64_t exits = 0, ops = 0;

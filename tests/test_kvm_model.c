@@ -107,10 +107,7 @@ static void kb_fail(void *g, double p)
 
 static uint64_t kb_violations(void *g, const char **msg)
 {
-  dmem_kvm_stats s;
-  memset(&s, 0, sizeof s);
-  s.version = DMEM_KVM_STATS_VERSION;
-  ck_assert_int_eq(dmem_kvm_region_stats(&s, g), 0);
+  dmem_kvm_stats s = kt_region_stats(g);
   *msg = s.faults_failed ? "faults the adapter could not serve" : "";
   return s.faults_failed;
 }

@@ -313,18 +313,8 @@ static int run(int argc, char **argv)
       o.images[o.nimages++] = argv[i];
     }
   }
-  if (o.nimages > FLEET_MAX_GUESTS) {
-    cmd_usage_error(&dmem_cmd_demo, "at most %d images", FLEET_MAX_GUESTS);
-    goto out;
-  }
-  if (o.nimages && o.guests && o.guests != (unsigned)o.nimages) {
-    cmd_usage_error(&dmem_cmd_demo, "--guests %u with %d image%s: each image is one guest",
-                    o.guests, o.nimages, o.nimages == 1 ? "" : "s");
-    goto out;
-  }
-  if (!o.guests)
-    o.guests = 4;
-  rc = demo(&o);
+  if (fleet_count_guests(&o.guests, o.nimages, "diffmem demo") == 0)
+    rc = demo(&o);
 out:
   free(o.images);
   return rc;

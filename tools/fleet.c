@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include "fleet.h"
+#include "cmd.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -354,6 +355,22 @@ static int attach_engine(fleet *f)
       return -1;
     }
   }
+  return 0;
+}
+
+int fleet_count_guests(unsigned *guests, int nimages, const char *who)
+{
+  if (nimages > FLEET_MAX_GUESTS) {
+    fprintf(stderr, "%s: at most %d images\n", who, FLEET_MAX_GUESTS);
+    return EXIT_USAGE;
+  }
+  if (nimages && *guests && *guests != (unsigned)nimages) {
+    fprintf(stderr, "%s: --guests %u with %d image%s: each image is one guest\n", who, *guests,
+            nimages, nimages == 1 ? "" : "s");
+    return EXIT_USAGE;
+  }
+  if (!*guests)
+    *guests = 4;
   return 0;
 }
 

@@ -86,6 +86,12 @@ typedef struct fleet_totals {
   uint64_t checked, mismatches, sum_bad, unreplayed;
 } fleet_totals;
 
+/* The guests' count from --guests and IMAGEs, as demo and bench ksm take
+ * them: at most FLEET_MAX_GUESTS images, --guests equal to their number if
+ * both are given, 4 when neither is. Returns 0, or EXIT_USAGE after saying
+ * why as @p who. */
+int fleet_count_guests(unsigned *guests, int nimages, const char *who);
+
 /* Makes every guest's RAM, fills it (content, data, control pages) and
  * makes its VM; with FLEET_ENGINE also the engine, with every region
  * attached. Returns 0, or -1 after saying why on stderr. */

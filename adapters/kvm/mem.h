@@ -148,6 +148,8 @@ int dmem__mem_is_zero(const void *page);
  * error; mu held. */
 int dmem__mem_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int write, int overwrite);
 int dmem__mem_wake(dmem_kvm_region *r, uint64_t gfn);
+/* Writes content into the memfd's block of page gfn (made if it is a hole). */
+int dmem__mem_pwrite(dmem_kvm_region *r, uint64_t gfn, const void *content);
 
 /* mem_cow.c: copy-on-write mapping of the engine's frames; mu held. */
 int dmem__mem_cow_setup(dmem_kvm_region *r, int frames_fd);

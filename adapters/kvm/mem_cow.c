@@ -202,17 +202,10 @@ int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, i
   uint8_t *p = &r->pages[gfn];
   /* The content into the memfd first: a touch between the remap and the
    * registration finds it, never a hole. */
+  int rc = dmem__mem_pwrite(r, gfn, content);
+  if (rc)
+    return rc;
   uint64_t off = r->fd_offset + gfn * PAGE;
-  size_t done = 0;
-  while (done < PAGE) {
-    ssize_t k = pwrite(r->fd, (const uint8_t *)content + done, PAGE - done, (off_t)(off + done));
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0)
-      return dmem__mem_fail(r, DMEM_ESYS, "pwrite of gfn %llu: %s", (unsigned long long)gfn,
-                            k < 0 ? strerror(errno) : "short write");
-    done += (size_t)k;
-  }
   uint8_t *addr = r->base + gfn * PAGE;
   if (mmap(addr, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, r->fd, (off_t)off) ==
       MAP_FAILED)
@@ -220,7 +213,7 @@ int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, i
                           (unsigned long long)gfn, strerror(errno));
   set_mapped(r, gfn, 0, 0);
   r->st.cow_mapped--;
-  int rc = do_register(
+  rc = do_register(
       r, gfn, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_WP);
   if (rc) {
     r->broken = 1; /* an unregistered page: never punch anything again */

@@ -73,7 +73,7 @@ int dmem__mem_wake(dmem_kvm_region *r, uint64_t gfn)
   return ioctl(r->uffd, UFFDIO_WAKE, &rg) == 0 ? 0 : DMEM_ESYS;
 }
 
-static int pwrite_page(dmem_kvm_region *r, uint64_t gfn, const void *content)
+int dmem__mem_pwrite(dmem_kvm_region *r, uint64_t gfn, const void *content)
 {
   off_t off = (off_t)(r->fd_offset + gfn * PAGE);
   size_t done = 0;
@@ -130,7 +130,7 @@ int dmem__mem_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int wr
   } else if (rc == 1) {
     /* A block appeared under the hole (the VMM wrote the memfd another
      * way): write the content into it, and wake whoever waits. */
-    rc = pwrite_page(r, gfn, content);
+    rc = dmem__mem_pwrite(r, gfn, content);
     if (rc == 0) {
       r->pages[gfn] &= (uint8_t)~PG_EVICTED;
       dmem__mem_wake(r, gfn);
@@ -285,7 +285,7 @@ static int op_install(uint64_t gfn, const void *content, void *ud)
   } else {
     /* Resident: replace the content in place (no fault to serve), and
      * lift the engine's protection unless tracking keeps the page armed. */
-    rc = pwrite_page(r, gfn, content);
+    rc = dmem__mem_pwrite(r, gfn, content);
     if (rc == 0 && !(*p & PG_ARMED))
       rc = dmem__mem_wp(r, gfn, 1, 0, 1);
   }
