@@ -17,6 +17,9 @@
 
 #include "elfcore.h"
 
+/* The largest program header table read (see read_header). */
+#define ELF_MAX_PHTAB ((uint64_t)64 << 20)
+
 enum { ET_CORE = 4, PT_LOAD = 1, PN_XNUM = 0xffff };
 
 static uint16_t le16(const uint8_t *p)
@@ -41,7 +44,7 @@ static uint64_t word(const uint8_t *p, int is64)
 }
 
 static int fail(char *err, size_t errlen, uint64_t off, const char *fmt, ...)
-  __attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static int fail(char *err, size_t errlen, uint64_t off, const char *fmt, ...)
 {
@@ -60,8 +63,8 @@ static int read_at(void *buf, size_t len, uint64_t off, elfcore_read_fn read, vo
 {
   if (read(buf, len, off, ud) == 0)
     return 0;
-  snprintf(err, errlen, "read of %zu bytes at offset %llu failed: %s", len,
-           (unsigned long long)off, strerror(errno));
+  snprintf(err, errlen, "read of %zu bytes at offset %llu failed: %s", len, (unsigned long long)off,
+           strerror(errno));
   return ELFCORE_READ;
 }
 
@@ -89,8 +92,8 @@ static int extended_phnum(ehdr *h, uint64_t size, elfcore_read_fn read, void *ud
                 "e_phnum is PN_XNUM but section header 0 (e_shoff %llu) is not in the file",
                 (unsigned long long)h->shoff);
   if (h->shentsize < shsize)
-    return fail(err, errlen, h->is64 ? 58 : 46, "e_shentsize %u is smaller than %zu",
-                h->shentsize, shsize);
+    return fail(err, errlen, h->is64 ? 58 : 46, "e_shentsize %u is smaller than %zu", h->shentsize,
+                shsize);
   int rc = read_at(sh, shsize, h->shoff, read, ud, err, errlen);
   if (rc)
     return rc;
@@ -142,6 +145,15 @@ static int parse_ehdr(ehdr *h, uint64_t size, elfcore_read_fn read, void *ud, ch
   if (h->phnum && h->phentsize < phsize)
     return fail(err, errlen, b, "e_phentsize %u is smaller than a program header (%zu)",
                 h->phentsize, phsize);
+  /* Bounds that hold for any real core, so that a header cannot make this
+   * read gigabytes of a sparse file: entries padded at most 4 times, and a
+   * table of at most 64 MiB (over a million segments). */
+  if (h->phnum && h->phentsize > 4 * phsize)
+    return fail(err, errlen, b, "e_phentsize %u is over 4 times a program header (%zu)",
+                h->phentsize, phsize);
+  if ((uint64_t)h->phnum * h->phentsize > ELF_MAX_PHTAB)
+    return fail(err, errlen, b + 2, "%u program headers of %u bytes: a table over %u MiB", h->phnum,
+                h->phentsize, (unsigned)(ELF_MAX_PHTAB >> 20));
   if (h->phnum && (h->phoff > size || (size - h->phoff) / h->phentsize < h->phnum))
     return fail(err, errlen, h->is64 ? 32 : 28,
                 "%u program headers of %u bytes at e_phoff %llu run past the end of the file "
@@ -194,7 +206,8 @@ int elfcore_parse(elfcore *out, uint64_t file_size, elfcore_read_fn read, void *
   if (rc)
     return rc;
   if (h.phnum == 0)
-    return fail(err, errlen, h.is64 ? 56 : 44, "no program headers: a core has its memory in "
+    return fail(err, errlen, h.is64 ? 56 : 44,
+                "no program headers: a core has its memory in "
                 "PT_LOAD segments");
   /* Bounded by the file size through the check in parse_ehdr(). */
   size_t tab = (size_t)h.phnum * h.phentsize;

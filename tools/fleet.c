@@ -298,7 +298,8 @@ static int make_ram(fleet_vm *v, const fleet *f, unsigned i)
   return 0;
 }
 
-static int setup_guest(fleet *f, unsigned i)
+/* Guest i's layout and program, from its image or the options. */
+static int plan_guest(fleet *f, unsigned i)
 {
   fleet_vm *v = &f->vms[i];
   uint64_t content, data;
@@ -319,6 +320,12 @@ static int setup_guest(fleet *f, unsigned i)
     return -1;
   }
   make_program(&v->prog, &v->layout, i, f->o.read_heavy);
+  return 0;
+}
+
+static int setup_guest(fleet *f, unsigned i)
+{
+  fleet_vm *v = &f->vms[i];
   if (make_ram(v, f, i) != 0)
     return -1;
   uint8_t *mem = ram_of(v);
@@ -374,6 +381,38 @@ int fleet_count_guests(unsigned *guests, int nimages, const char *who)
   return 0;
 }
 
+/* MemAvailable in /proc/meminfo, in bytes; 0 when unknown. */
+static uint64_t mem_available(void)
+{
+  FILE *f = fopen("/proc/meminfo", "r");
+  if (!f)
+    return 0;
+  char line[128];
+  unsigned long long kb = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+      break;
+  fclose(f);
+  return (uint64_t)kb * 1024;
+}
+
+/* The guests' RAM must fit in what the machine has free: refuse before
+ * mapping anything rather than fail (or push the host into swap) halfway. */
+static int check_memory(const fleet *f)
+{
+  uint64_t need = 0;
+  for (unsigned i = 0; i < f->n; i++)
+    need += f->vms[i].layout.npages * PAGE;
+  uint64_t avail = mem_available();
+  if (!avail || need <= avail / 10 * 9)
+    return 0;
+  fprintf(stderr,
+          "%s: the guests need %llu MiB of RAM, and this machine has %llu MiB available; "
+          "use fewer or smaller guests\n",
+          f->o.who, (unsigned long long)(need >> 20), (unsigned long long)(avail >> 20));
+  return -1;
+}
+
 int fleet_create(fleet **out, const fleet_opts *o)
 {
   fleet *f = calloc(1, sizeof *f);
@@ -402,9 +441,14 @@ int fleet_create(fleet **out, const fleet_opts *o)
   }
   for (unsigned i = 0; i < f->n; i++) {
     f->vms[i].image = o->nimages ? o->images[i] : NULL;
-    if (setup_guest(f, i) != 0)
+    if (plan_guest(f, i) != 0)
       goto fail;
   }
+  if (check_memory(f) != 0)
+    goto fail;
+  for (unsigned i = 0; i < f->n; i++)
+    if (setup_guest(f, i) != 0)
+      goto fail;
   if (o->ram == FLEET_ENGINE && attach_engine(f) != 0)
     goto fail;
   *out = f;
