@@ -246,7 +246,7 @@ int dmem_engine_create(dmem_engine **out, const dmem_engine_options *opts)
   dmem__policy_resolve(&e->policy, opts->policy);
   e->env.c4_passes = opts->c4_passes;
   e->seed = opts->seed;
-  if (!e->seed && getrandom(&e->seed, sizeof e->seed, 0) != (ssize_t)sizeof e->seed) {
+  if (!e->seed && dmem__random_key(&e->seed) != 0) {
     dmem__free(&a, e, sizeof *e);
     return DMEM_ESYS;
   }
@@ -761,9 +761,8 @@ int dmem_engine_start(dmem_engine *e, unsigned tick_ms, size_t pages_per_tick)
     e->tick_ms = tick_ms;
     e->per_tick = pages_per_tick;
     e->stopping = 0;
-    if (pthread_create(&e->thread, NULL, scan_thread, e) != 0)
-      rc = dmem__fail(e->errmsg, DMEM_ESYS, "cannot start the scan thread: %s", strerror(errno));
-    else
+    rc = dmem__thread_start(&e->thread, scan_thread, e, e->errmsg, "the scan thread");
+    if (rc == 0)
       e->running = 1;
   }
   pthread_mutex_unlock(&e->lock);

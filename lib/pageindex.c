@@ -131,17 +131,6 @@ static size_t find(const dmem_index *x, uint32_t tag, uint32_t id)
   }
 }
 
-static int get_seed(uint64_t *seed)
-{
-  for (;;) {
-    ssize_t n = getrandom(seed, sizeof *seed, 0);
-    if (n == (ssize_t)sizeof *seed)
-      return 0;
-    if (n >= 0 || errno != EINTR)
-      return DMEM_ESYS;
-  }
-}
-
 int dmem_index_create(dmem_index **out, const dmem_index_options *opts)
 {
   if (!out || !opts)
@@ -158,7 +147,7 @@ int dmem_index_create(dmem_index **out, const dmem_index_options *opts)
   if (!dmem__alloc_valid(opts->allocator))
     return DMEM_EINVAL;
   uint64_t seed = opts->seed;
-  if (!seed && get_seed(&seed))
+  if (!seed && dmem__random_key(&seed))
     return DMEM_ESYS;
   dmem__alloc a;
   dmem__alloc_init(&a, opts->allocator);

@@ -34,17 +34,6 @@ static uint32_t live_id(const dmem_vm *vm, uint64_t gfn)
   return vm->base + (uint32_t)gfn;
 }
 
-static int page_is_zero(const uint8_t *b)
-{
-  uint64_t acc = 0;
-  for (size_t i = 0; i < DMEM_PAGE_SIZE; i += 8) {
-    uint64_t w;
-    memcpy(&w, b + i, 8);
-    acc |= w;
-  }
-  return acc == 0;
-}
-
 static void count_error(dmem_engine *e, dmem_vm *vm, int rc, const char *what, uint64_t gfn)
 {
   (void)dmem__page_error(e, vm, rc, what, gfn);
@@ -190,7 +179,7 @@ static int evict_to(dmem_engine *e, dmem_vm *vm, uint64_t gfn, dmem_page_kind ki
 
 static int try_share(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *buf)
 {
-  if (page_is_zero(buf)) /* no storage at all */
+  if (dmem__page_is_zero(buf)) /* no storage at all */
     return evict_to(e, vm, gfn, DMEM_PAGE_ZERO, DMEM__NO_ID) == 0 ? DONE : NOT_DONE;
   dmem__domain *d = vm->dom;
   uint64_t h = dmem_index_hash(d->frames_idx, buf);

@@ -377,17 +377,6 @@ static int check_options(const dmem_simdet_options *o)
   return 0;
 }
 
-static int get_seed(uint64_t *seed)
-{
-  for (;;) {
-    ssize_t n = getrandom(seed, sizeof *seed, 0);
-    if (n == (ssize_t)sizeof *seed)
-      return 0;
-    if (n >= 0 || errno != EINTR)
-      return DMEM_ESYS;
-  }
-}
-
 /* HASH offsets: k * s distinct primary ones, then fallbacks, 8-aligned. */
 static void draw_offsets(dmem_simdet *d)
 {
@@ -438,7 +427,7 @@ int dmem_simdet_create(dmem_simdet **out, const dmem_simdet_options *opts)
   if (!dmem__alloc_valid(opts->allocator))
     return DMEM_EINVAL;
   uint64_t seed = opts->seed;
-  if (!seed && get_seed(&seed))
+  if (!seed && dmem__random_key(&seed))
     return DMEM_ESYS;
   dmem__alloc a;
   dmem__alloc_init(&a, opts->allocator);

@@ -183,6 +183,42 @@ START_TEST(open_refusals)
 }
 END_TEST
 
+/* The adapter's memory goes through the caller's allocator hook (it once
+ * called calloc directly); a failing allocation is a clean DMEM_ENOMEM. */
+START_TEST(allocator_hook_used)
+{
+  xensim *s = xs_create(1);
+  ck_assert_int_eq(xs_domain(s, 3, 16, 1, 1), 0);
+  dmem_xen_guest_options xo = DMEM_XEN_GUEST_OPTIONS_INIT;
+  xo.domid = 3;
+  xo.calls = xs_calls();
+  xo.hv = s;
+  test_alloc ta;
+  long ok_at = 0;
+  for (long n = 1; n < 64 && !ok_at; n++) {
+    test_alloc_init(&ta);
+    ta.fail_at = n;
+    xo.allocator = &ta.hook;
+    dmem_xen_guest *x = NULL;
+    int rc = dmem_xen_guest_create(&x, &xo, NULL, 0);
+    if (rc == 0) {
+      ok_at = n;
+      ck_assert_int_gt(ta.live_bytes, 0); /* the adapter's state is the hook's */
+      dmem_xen_guest_destroy(x);
+    } else {
+      ck_assert_int_eq(rc, DMEM_ENOMEM);
+    }
+    ck_assert_int_eq(ta.live_bytes, 0);
+  }
+  ck_assert_int_gt(ok_at, 2);
+  dmem_allocator half = {ta.hook.alloc, NULL, NULL};
+  xo.allocator = &half;
+  dmem_xen_guest *x = NULL;
+  ck_assert_int_eq(dmem_xen_guest_create(&x, &xo, NULL, 0), DMEM_EINVAL);
+  xs_destroy(s);
+}
+END_TEST
+
 /* The real libxenctrl path on a machine without Xen: a clear error. */
 START_TEST(open_without_xen)
 {
@@ -982,6 +1018,7 @@ Suite *dmem_test_suite(void)
   Suite *s = suite_create("xen");
   TCase *tc = tcase_create("adapter");
   tcase_add_test(tc, open_refusals);
+  tcase_add_test(tc, allocator_hook_used);
   tcase_add_test(tc, open_without_xen);
   tcase_add_test(tc, evict_and_fault_back);
   tcase_add_test(tc, write_after_nominate);

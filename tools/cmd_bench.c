@@ -17,6 +17,7 @@
 
 #include "cmd.h"
 #include "json.h"
+#include "internal.h" /* dmem__page_is_zero */
 #include "pages.h"
 
 typedef struct codec_result {
@@ -146,7 +147,7 @@ static int bench_delta(delta_result *r, const dmem_simdet_options *so, unsigned 
   uint32_t cand[8];
   for (size_t i = 0; i < set->npages; i++) {
     const uint8_t *p = page_at(set, i);
-    if (page_is_zero(p))
+    if (dmem__page_is_zero(p))
       continue;
     uint64_t h = dmem_index_hash(idx, p);
     uint32_t same;
@@ -246,7 +247,7 @@ static size_t drop_zero_pages(page_set *set)
 {
   size_t kept = 0;
   for (size_t i = 0; i < set->npages; i++) {
-    if (page_is_zero(page_at(set, i)))
+    if (dmem__page_is_zero(page_at(set, i)))
       continue;
     if (kept != i)
       memcpy(set->data + kept * DMEM_PAGE_SIZE, page_at(set, i), DMEM_PAGE_SIZE);

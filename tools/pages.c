@@ -89,9 +89,3 @@ double now_seconds(void)
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
-
-int page_is_zero(const uint8_t *page)
-{
-  static const uint8_t zero[DMEM_PAGE_SIZE];
-  return memcmp(page, zero, DMEM_PAGE_SIZE) == 0;
-}

@@ -29,6 +29,7 @@ static inline const uint8_t *page_at(const page_set *set, size_t i)
 double now_seconds(void);
 
 /* Is the page all zero bytes? */
-int page_is_zero(const uint8_t *page);
+/* (The zero-page test is the libraries' own: dmem__page_is_zero() in
+ * lib/internal.h.) */
 
 #endif

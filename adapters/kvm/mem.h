@@ -60,6 +60,8 @@
 
 #include <diffmem/kvm.h>
 
+#include "internal.h" /* the libraries' base (lib/) */
+
 #define PAGE DMEM_PAGE_SIZE
 
 #define PG_EVICTED 0x01u
@@ -81,7 +83,7 @@ typedef struct dmem__mem_dirty_src {
 } dmem__mem_dirty_src;
 
 struct dmem_kvm_region {
-  dmem_allocator alloc; /* a copy of the hook, or the C library's */
+  dmem__alloc alloc; /* the caller's hook, or the C library's */
   dmem_kvm_region_options opts;
   uint8_t *base; /* guest page 0 */
   uint64_t size, npages;
@@ -140,7 +142,6 @@ void dmem__mem_lat_record(dmem_kvm_region *r, uint64_t ns);
  * the fault thread shares */
 extern const dmem_adapter_ops dmem__mem_ops_wp, dmem__mem_ops_nowp;
 int dmem__mem_wp(dmem_kvm_region *r, uint64_t gfn, uint64_t n, int on, int wake);
-int dmem__mem_is_zero(const void *page);
 /* Puts content into an EVICTED page or a never-written hole, writable when
  * @write, else ARMED, and wakes the threads waiting on it. Where a block
  * exists already, @overwrite writes the content into it; otherwise the

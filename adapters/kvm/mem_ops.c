@@ -39,15 +39,6 @@
 /* Times an ioctl that may see EAGAIN (the mm changing under it) is tried. */
 #define EAGAIN_TRIES 1000
 
-int dmem__mem_is_zero(const void *page)
-{
-  const uint64_t *w = page;
-  uint64_t acc = 0;
-  for (size_t i = 0; i < PAGE / 8; i++)
-    acc |= w[i];
-  return acc == 0;
-}
-
 /* (Un)write-protects pages gfn .. gfn+n-1. Lifting also wakes writers
  * unless !wake. */
 int dmem__mem_wp(dmem_kvm_region *r, uint64_t gfn, uint64_t n, int on, int wake)
@@ -97,7 +88,7 @@ static int uffd_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int 
   int wp = !writable && (r->track & DMEM_KVM_TRACK_WP);
   for (int i = 0; i < EAGAIN_TRIES; i++) {
     int rc;
-    if (!wp && dmem__mem_is_zero(content)) {
+    if (!wp && dmem__page_is_zero(content)) {
       struct uffdio_zeropage z = {.range = {.start = dmem__mem_uaddr(r, gfn), .len = PAGE},
                                   .mode = 0};
       rc = ioctl(r->uffd, UFFDIO_ZEROPAGE, &z);
@@ -253,7 +244,7 @@ static int op_evict(uint64_t gfn, void *ud)
   } else if (r->broken) {
     rc = dmem__mem_fail(r, DMEM_ENOTSUP, "a page lost its registration: nothing is evicted");
   } else if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                (off_t)(r->fd_offset + gfn * PAGE), PAGE) != 0) {
+                       (off_t)(r->fd_offset + gfn * PAGE), PAGE) != 0) {
     rc = dmem__mem_fail(r, DMEM_ESYS, "PUNCH_HOLE of gfn %llu: %s", (unsigned long long)gfn,
                         strerror(errno));
   } else {

@@ -35,28 +35,14 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static void *libc_alloc(size_t size, size_t align, void *ud)
-{
-  (void)ud;
-  return aligned_alloc(align, (size + align - 1) / align * align);
-}
-
-static void libc_free(void *ptr, size_t size, void *ud)
-{
-  (void)size;
-  (void)ud;
-  free(ptr);
-}
-
 void *dmem__mem_alloc(dmem_kvm_region *r, size_t size)
 {
-  return r->alloc.alloc(size ? size : 1, 64, r->alloc.ud);
+  return dmem__malloc_aligned(&r->alloc, size ? size : 1, 64);
 }
 
 void dmem__mem_free(dmem_kvm_region *r, void *p, size_t size)
 {
-  if (p)
-    r->alloc.free(p, size ? size : 1, r->alloc.ud);
+  dmem__free(&r->alloc, p, size ? size : 1);
 }
 
 int dmem__mem_fail(dmem_kvm_region *r, int err, const char *fmt, ...)
@@ -218,8 +204,8 @@ static void release(dmem_kvm_region *r)
   if (r->own_fd && r->fd >= 0)
     close(r->fd);
   dmem__mem_free(r, r->pages, r->npages);
-  dmem_allocator a = r->alloc;
-  a.free(r, sizeof *r, a.ud);
+  dmem__alloc a = r->alloc;
+  dmem__free(&a, r, sizeof *r);
 }
 
 int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options *opts, char *errbuf,
@@ -238,10 +224,9 @@ int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options 
   int rc = check_options(opts, errbuf, errlen);
   if (rc)
     return rc;
-  dmem_allocator a = {libc_alloc, libc_free, NULL};
-  if (opts->allocator)
-    a = *opts->allocator;
-  dmem_kvm_region *r = a.alloc(sizeof *r, 64, a.ud);
+  dmem__alloc a;
+  dmem__alloc_init(&a, opts->allocator);
+  dmem_kvm_region *r = dmem__malloc_aligned(&a, sizeof *r, 64);
   if (!r) {
     snprintf(errbuf, errlen, "out of memory for the region");
     return DMEM_ENOMEM;

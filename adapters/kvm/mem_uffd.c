@@ -405,9 +405,9 @@ static void *fault_thread(void *arg)
 int dmem__mem_thread_start(dmem_kvm_region *r)
 {
   r->stopping = 0;
-  int rc = pthread_create(&r->thread, NULL, fault_thread, r);
+  int rc = dmem__thread_start(&r->thread, fault_thread, r, r->errmsg, "the fault thread");
   if (rc != 0)
-    return dmem__mem_fail(r, DMEM_ESYS, "cannot start the fault thread: %s", strerror(rc));
+    return rc;
   (void)pthread_setname_np(r->thread, "dmem-uffd");
   r->have_thread = 1;
   return 0;

@@ -281,9 +281,14 @@ int dmem_xen_guest_create(dmem_xen_guest **out, const dmem_xen_guest_options *op
     return DMEM_EVERSION;
   if (opts->calls && opts->calls->version != DMEM_XEN_CALLS_VERSION)
     return DMEM_EVERSION;
-  dmem_xen_guest *x = calloc(1, sizeof *x);
+  if (!dmem__alloc_valid(opts->allocator))
+    return DMEM_EINVAL;
+  dmem__alloc a;
+  dmem__alloc_init(&a, opts->allocator);
+  dmem_xen_guest *x = dmem__calloc(&a, sizeof *x);
   if (!x)
     return DMEM_ENOMEM;
+  x->alloc = a;
   pthread_mutex_init(&x->mu, NULL);
   pthread_mutex_init(&x->attach_mu, NULL);
   x->paging.port = x->sharing.port = -1;
@@ -327,10 +332,10 @@ int dmem_xen_guest_create(dmem_xen_guest **out, const dmem_xen_guest_options *op
                      (unsigned)x->domid, (unsigned long long)x->npages,
                      (unsigned long long)d.npages);
   x->bitmap_longs = (size_t)((x->npages + LONG_BITS - 1) / LONG_BITS);
-  x->pstate = calloc(x->npages, 1);
-  x->dirty = calloc(x->bitmap_longs, sizeof(unsigned long));
-  x->bitmap = calloc(x->bitmap_longs, sizeof(unsigned long));
-  x->touched = calloc(x->bitmap_longs, sizeof(unsigned long));
+  x->pstate = dmem__calloc(&x->alloc, x->npages);
+  x->dirty = dmem__calloc(&x->alloc, x->bitmap_longs * sizeof(unsigned long));
+  x->bitmap = dmem__calloc(&x->alloc, x->bitmap_longs * sizeof(unsigned long));
+  x->touched = dmem__calloc(&x->alloc, x->bitmap_longs * sizeof(unsigned long));
   if (!x->pstate || !x->dirty || !x->bitmap || !x->touched)
     return open_fail(x, errbuf, errlen, DMEM_ENOMEM, "out of memory");
 
@@ -398,14 +403,15 @@ void dmem_xen_guest_destroy(dmem_xen_guest *x)
   xen__rings_fini(x);
   if (x->own_hv)
     xen__default_close(x->own_hv);
-  free(x->pstate);
-  free(x->dirty);
-  free(x->bitmap);
-  free(x->touched);
-  free(x->pending);
+  dmem__alloc a = x->alloc;
+  dmem__free(&a, x->pstate, x->npages);
+  dmem__free(&a, x->dirty, x->bitmap_longs * sizeof(unsigned long));
+  dmem__free(&a, x->bitmap, x->bitmap_longs * sizeof(unsigned long));
+  dmem__free(&a, x->touched, x->bitmap_longs * sizeof(unsigned long));
+  dmem__free(&a, x->pending, x->cap_pending * sizeof *x->pending);
   pthread_mutex_destroy(&x->attach_mu);
   pthread_mutex_destroy(&x->mu);
-  free(x);
+  dmem__free(&a, x, sizeof *x);
 }
 
 const char *dmem_xen_guest_errmsg(const dmem_xen_guest *x)

@@ -84,7 +84,7 @@ static int ring_open(dmem_xen_guest *x, xen_ring *r, ring_enable_fn enable, cons
   if (port < 0)
     return ring_fail(x, errno, "binding a ring's event channel");
   r->port = port;
-  vm_event_back_ring_t *back = calloc(1, sizeof *back);
+  vm_event_back_ring_t *back = dmem__calloc(&x->alloc, sizeof *back);
   if (!back)
     return ring_fail(x, ENOMEM, "ring");
   SHARED_RING_INIT((vm_event_sring_t *)r->page);
@@ -114,7 +114,7 @@ static void ring_close(dmem_xen_guest *x, xen_ring *r, int (*disable)(void *hv, 
   if (r->removed)
     (void)c->populate_physmap(x->hv, x->domid, r->gfn);
   r->removed = 0;
-  free(r->back);
+  dmem__free(&x->alloc, r->back, sizeof(vm_event_back_ring_t));
   r->back = NULL;
 }
 
@@ -242,9 +242,12 @@ static int keep_pending(dmem_xen_guest *x, const xen_pending *p)
 {
   if (x->npending == x->cap_pending) {
     size_t cap = x->cap_pending ? 2 * x->cap_pending : 16;
-    xen_pending *n = realloc(x->pending, cap * sizeof *n);
+    xen_pending *n = dmem__malloc(&x->alloc, cap * sizeof *n);
     if (!n)
       return DMEM_ENOMEM;
+    if (x->npending)
+      memcpy(n, x->pending, x->npending * sizeof *n);
+    dmem__free(&x->alloc, x->pending, x->cap_pending * sizeof *n);
     x->pending = n;
     x->cap_pending = cap;
   }
@@ -381,8 +384,9 @@ int dmem_xen_guest_start(dmem_xen_guest *x)
   if (x->running)
     return DMEM_EBUSY;
   x->stop = 0;
-  if (pthread_create(&x->thread, NULL, ring_main, x) != 0)
-    return DMEM_ESYS;
+  int rc = dmem__thread_start(&x->thread, ring_main, x, x->errmsg, "the ring thread");
+  if (rc)
+    return rc;
   x->running = 1;
   return 0;
 }

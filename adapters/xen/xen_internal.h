@@ -9,6 +9,8 @@
 
 #include <diffmem/xen.h>
 
+#include "internal.h" /* the libraries' base (lib/) */
+
 #define XEN_PAGE DMEM_PAGE_SIZE
 /* Pages whose last read the adapter keeps, to check an eviction against. */
 #define XEN_RECENT 16
@@ -49,6 +51,7 @@ typedef struct xen_ring {
 } xen_ring;
 
 struct dmem_xen_guest {
+  dmem__alloc alloc; /* the caller's hook, or the C library's */
   const dmem_xen_calls *calls;
   void *hv;
   void *own_hv; /* the default table's context, made by open */

@@ -251,12 +251,15 @@ typedef struct dmem_xen_guest_options {
    *  one tenant share a non-zero value; DMEM_DOMAIN_OWN (0) shares with
    *  no other guest. */
   uint32_t sharing_domain;
+  /** The adapter's own memory (its page tables and rings' state); NULL:
+   *  the C library's. libxenctrl's handles allocate their own. */
+  const dmem_allocator *allocator;
 } dmem_xen_guest_options;
 
 #define DMEM_XEN_GUEST_OPTIONS_VERSION 2
 #define DMEM_XEN_GUEST_OPTIONS_INIT                                                                \
   {                                                                                                \
-    DMEM_XEN_GUEST_OPTIONS_VERSION, 0, NULL, NULL, 1, 0, NULL, NULL, DMEM_DOMAIN_OWN               \
+    DMEM_XEN_GUEST_OPTIONS_VERSION, 0, NULL, NULL, 1, 0, NULL, NULL, DMEM_DOMAIN_OWN, NULL         \
   }
 
 /**
