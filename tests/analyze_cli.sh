@@ -135,4 +135,14 @@ print("analyze_cli: pid: %d pages (%d writable); default: %d processes, %d pages
       % (p["total_pages"], w["total_pages"], len(d["inputs"]), d["total_pages"],
          d["percent_saved"]["total"]))
 EOF
+# --svg at a name where a symlink was planted: the symlink is replaced by
+# the chart, the file it pointed to stays as it was.
+printf 'precious\n' >"$tmp/victim"
+chmod 644 "$tmp/victim"
+ln -s "$tmp/victim" "$tmp/planted.svg"
+"$diffmem" analyze --no-progress --svg "$tmp/planted.svg" "$tmp/a.img" >/dev/null 2>"$tmp/err" ||
+  fail "analyze --svg over a symlink: $(cat "$tmp/err")"
+[ "$(cat "$tmp/victim")" = precious ] || fail "--svg wrote through a planted symlink"
+[ ! -L "$tmp/planted.svg" ] && grep -q "<svg" "$tmp/planted.svg" || fail "--svg left no chart"
+ls "$tmp"/planted.svg.* >/dev/null 2>&1 && fail "--svg left a temporary file"
 echo "analyze_cli: PASS"

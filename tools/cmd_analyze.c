@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <diffmem/codec.h>
@@ -193,14 +194,33 @@ static int write_reports(const analyze_result *r, const an_opts *o)
   }
   if (!o->svg)
     return 0;
-  FILE *f = fopen(o->svg, "w");
+  /* Into a new file beside it (O_EXCL, mode 0600 before the umask), renamed
+   * over the name at the end: a symlink planted at that name is replaced,
+   * never followed, and no existing file is truncated halfway. */
+  char tmp[4096];
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.XXXXXX", o->svg) >= sizeof tmp) {
+    fprintf(stderr, "diffmem analyze: %s: name too long\n", o->svg);
+    return 1;
+  }
+  int fd = mkstemp(tmp);
+  mode_t mask = umask(0); /* a report, readable as any file the user makes */
+  umask(mask);
+  if (fd >= 0)
+    (void)fchmod(fd, 0666 & ~mask);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
   if (!f) {
-    fprintf(stderr, "diffmem analyze: cannot create %s: %s\n", o->svg, strerror(errno));
+    fprintf(stderr, "diffmem analyze: cannot create %s: %s\n", tmp, strerror(errno));
+    if (fd >= 0) {
+      close(fd);
+      unlink(tmp);
+    }
     return 1;
   }
   report_svg(f, r, o->rows);
-  if (ferror(f) | (fclose(f) != 0)) {
-    fprintf(stderr, "diffmem analyze: writing %s failed\n", o->svg);
+  int bad = ferror(f) | (fclose(f) != 0);
+  if (bad || rename(tmp, o->svg) != 0) {
+    fprintf(stderr, "diffmem analyze: writing %s failed: %s\n", o->svg, strerror(errno));
+    unlink(tmp);
     return 1;
   }
   return 0;
