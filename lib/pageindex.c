@@ -182,23 +182,57 @@ uint64_t dmem_index_hash(const dmem_index *x, const void *page)
   return XXH3_64bits_withSeed(page, DMEM_PAGE_SIZE, x->seed);
 }
 
+/* Backward-shift deletion of the entry at slot i: each later entry of
+ * the run that is not at its home moves one slot nearer it, which keeps
+ * the Robin Hood order. */
+static void delete_at(dmem_index *x, size_t i)
+{
+  size_t mask = x->mask;
+  for (;;) {
+    size_t j = (i + 1) & mask;
+    slot s = x->slots[j];
+    if (s.id == EMPTY_ID || dist(j, s.tag, mask) == 0)
+      break;
+    x->slots[i] = s;
+    i = j;
+  }
+  x->slots[i] = (slot){UINT32_MAX, EMPTY_ID};
+  x->count--;
+}
+
 int dmem_index_lookup(uint32_t *out_id, dmem_index *x, const void *page, uint64_t hash)
 {
   if (!out_id || !x || !page)
     return DMEM_EINVAL;
   uint32_t tag = tag_of(hash);
   size_t mask = x->mask, i = tag & mask;
-  for (size_t d = 0;; d++, i = (i + 1) & mask) {
+  unsigned fetched = 0;
+  for (size_t d = 0;;) {
     slot s = x->slots[i];
     if (s.id == EMPTY_ID || dist(i, s.tag, mask) < d)
       return DMEM_ENOENT;
-    if (s.tag != tag)
-      continue;
-    const void *content = x->fetch(s.id, x->fetch_ud);
-    if (content && memcmp(content, page, DMEM_PAGE_SIZE) == 0) {
-      *out_id = s.id;
-      return 0;
+    if (s.tag == tag) {
+      /* Each candidate costs a fetch and a compare, under the caller's
+       * lock: a guest that floods one content's tag with pages it then
+       * changes must not make lookups cost more than a few. */
+      if (fetched++ == DMEM_INDEX_MAX_FETCHES)
+        return DMEM_ENOENT;
+      const void *content = x->fetch(s.id, x->fetch_ud);
+      if (content && memcmp(content, page, DMEM_PAGE_SIZE) == 0) {
+        *out_id = s.id;
+        return 0;
+      }
+      /* Gone (the fetch has no page for the id any more): stale, so drop
+       * it. The next entry shifts into slot i, which is looked at again.
+       * An entry whose page changed stays until the caller removes it or
+       * rebuilds the index; the cap above bounds what it costs. */
+      if (!content) {
+        delete_at(x, i);
+        continue;
+      }
     }
+    d++;
+    i = (i + 1) & mask;
   }
 }
 
@@ -245,19 +279,7 @@ int dmem_index_remove(dmem_index *x, uint64_t hash, uint32_t id)
   size_t i = id == EMPTY_ID ? SIZE_MAX : find(x, tag_of(hash), id);
   if (i == SIZE_MAX)
     return DMEM_ENOENT;
-  /* Backward shift: each later entry of the run that is not at its home
-   * moves one slot nearer it, which keeps the Robin Hood order. */
-  size_t mask = x->mask;
-  for (;;) {
-    size_t j = (i + 1) & mask;
-    slot s = x->slots[j];
-    if (s.id == EMPTY_ID || dist(j, s.tag, mask) == 0)
-      break;
-    x->slots[i] = s;
-    i = j;
-  }
-  x->slots[i] = (slot){UINT32_MAX, EMPTY_ID};
-  x->count--;
+  delete_at(x, i);
   return 0;
 }
 

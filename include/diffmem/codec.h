@@ -266,11 +266,19 @@ DMEM_API void dmem_index_destroy(dmem_index *index);
 /** The index's keyed XXH3 hash of a page (DMEM_PAGE_SIZE bytes). */
 DMEM_API uint64_t dmem_index_hash(const dmem_index *index, const void *page);
 
+/** Candidates (entries of the same hash tag) a lookup fetches at most. */
+#define DMEM_INDEX_MAX_FETCHES 16
+
 /**
  * Finds a page with the same content as @p page.
  *
  * Candidates come from the hash; a candidate is reported only when its
- * bytes, read through the fetch callback, equal @p page.
+ * bytes, read through the fetch callback, equal @p page. A candidate whose
+ * fetch returns NULL (its page is gone) is removed on the way. A lookup
+ * fetches at most DMEM_INDEX_MAX_FETCHES candidates and then reports
+ * DMEM_ENOENT, so that pages flooding one hash (a guest that writes one
+ * content into many pages, then changes them) cannot make lookups cost
+ * more than that many fetches and compares.
  *
  * @param out_id receives the id of a matching page.
  * @param hash dmem_index_hash() of @p page.
