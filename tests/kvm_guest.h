@@ -30,6 +30,7 @@
 #ifndef DMEM_TEST_KVM_GUEST_H
 #define DMEM_TEST_KVM_GUEST_H
 
+#include <check.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,6 +62,10 @@ double kt_quantile_us(uint64_t *ns, size_t n, double q);
 
 /* An engine as the tests want it: fixed seed, c4_passes, slice. */
 int kt_engine(dmem_engine **out, unsigned c4_passes, unsigned slice_pages);
+/* Runs the suite (Check's runner, CK_NORMAL) and frees it; returns the
+ * process's exit status. The KVM tests' main()s call it after
+ * kt_skip_unless_supported(): tests/runner.c has no way to skip. */
+int kt_run_suite(Suite *s);
 /* The region's counters (dmem_kvm_region_stats), asserted to be read. */
 dmem_kvm_stats kt_region_stats(const dmem_kvm_region *r);
 

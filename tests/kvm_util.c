@@ -109,6 +109,15 @@ int kt_engine(dmem_engine **out, unsigned c4_passes, unsigned slice_pages)
   return dmem_engine_create(out, &o);
 }
 
+int kt_run_suite(Suite *s)
+{
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
 dmem_kvm_stats kt_region_stats(const dmem_kvm_region *r)
 {
   dmem_kvm_stats s;

@@ -349,9 +349,5 @@ int main(void)
   tcase_add_test(tc, two_vcpus_copy_on_write);
   tcase_add_test(tc, vcpu_fault_latency);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return kt_run_suite(s);
 }

@@ -144,9 +144,5 @@ int main(void)
   model_config c[MAXCFG];
   tcase_add_loop_test(tc, model_through_kvm, 0, (int)kvm_configs(c));
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return kt_run_suite(s);
 }

@@ -620,9 +620,5 @@ static Suite *region_suite(void)
 int main(void)
 {
   kt_skip_unless_supported("test_kvm_region");
-  SRunner *sr = srunner_create(region_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return kt_run_suite(region_suite());
 }
