@@ -1,7 +1,9 @@
 /* SPDX-FileCopyrightText: 2026 The libdiffmem authors
  * SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The engine: its objects, the fault path, statistics and the background
- * thread. The clock and the reclaim pipeline are in scan.c.
+/* The engine: its objects (engine, VMs, sharing domains), the fault path,
+ * rebuild and release of stored pages, and the background thread. The
+ * clock and the reclaim pipeline are in scan.c, the statistics in
+ * stats.c.
  *
  * Invariants:
  *  - every guest page is in exactly one place: resident (private or a

@@ -85,8 +85,10 @@ typedef struct dmem_policy {
    *  and stops at the first that saves memory. */
   unsigned (*techniques)(const dmem_page_info *page, dmem_page_state state,
                          const dmem_policy_env *env, void *ud);
-  /** Under memory pressure: should this evicted page (patched or
-   *  compressed) or resident C4 page go to the swap file? 1 yes, 0 no. */
+  /** Under memory pressure: should this evicted page, patched or
+   *  compressed, move to the swap file? 1 yes, 0 no. The scan asks it of
+   *  no other page: a resident page reaches the swap file through
+   *  techniques() (DMEM_TECH_SWAP). */
   int (*victim)(const dmem_page_info *page, const dmem_policy_env *env, void *ud);
   void *ud; /**< passed to every hook */
 } dmem_policy;
