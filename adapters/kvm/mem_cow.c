@@ -48,37 +48,43 @@
 
 #include "mem.h"
 
-/* Can pages a and b = a + 1 share one VMA? */
-static int joined(const dmem_kvm_region *r, uint64_t a)
+/* Would neighbour page nb share one VMA with a page that is @p mapped,
+ * with nb then mapping frame @p want? (Guest pages always join.) */
+static int joins(const dmem_kvm_region *r, uint64_t nb, int mapped, uint32_t want)
 {
-  int ma = (r->pages[a] & PG_MAPPED) != 0, mb = (r->pages[a + 1] & PG_MAPPED) != 0;
-  if (ma != mb)
-    return 0;
-  return !ma || r->frame_of[a + 1] == r->frame_of[a] + 1;
+  int m = (r->pages[nb] & PG_MAPPED) != 0;
+  return m == mapped && (!m || r->frame_of[nb] == want);
 }
 
-/* Boundaries around page gfn (with its neighbours inside the region). */
-static uint64_t boundaries(const dmem_kvm_region *r, uint64_t gfn)
+/* Boundaries around page gfn were it @p mapped onto frame_id. */
+static uint64_t boundaries(const dmem_kvm_region *r, uint64_t gfn, int mapped, uint32_t frame_id)
 {
   uint64_t n = 0;
   if (gfn > 0)
-    n += !joined(r, gfn - 1);
+    n += !joins(r, gfn - 1, mapped, frame_id - 1);
   if (gfn + 1 < r->npages)
-    n += !joined(r, gfn);
+    n += !joins(r, gfn + 1, mapped, frame_id + 1);
   return n;
+}
+
+/* vmas_used were page gfn @p mapped onto frame_id. */
+static uint64_t vmas_if(const dmem_kvm_region *r, uint64_t gfn, int mapped, uint32_t frame_id)
+{
+  int now = (r->pages[gfn] & PG_MAPPED) != 0;
+  return r->vmas_used - boundaries(r, gfn, now, r->frame_of[gfn]) +
+         boundaries(r, gfn, mapped, frame_id);
 }
 
 /* Changes page gfn's mapping state and the count of VMAs with it. */
 static void set_mapped(dmem_kvm_region *r, uint64_t gfn, int mapped, uint32_t frame_id)
 {
-  uint64_t before = boundaries(r, gfn);
+  r->vmas_used = vmas_if(r, gfn, mapped, frame_id);
   if (mapped) {
     r->pages[gfn] |= PG_MAPPED;
     r->frame_of[gfn] = frame_id;
   } else {
     r->pages[gfn] &= (uint8_t)~PG_MAPPED;
   }
-  r->vmas_used = r->vmas_used + boundaries(r, gfn) - before;
 }
 
 /* VMAs the process has now, and the limit. */
@@ -159,14 +165,7 @@ int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id)
   uint8_t *p = &r->pages[gfn];
   if (!r->cow || !(*p & PG_EVICTED) || (*p & PG_MAPPED))
     return DMEM_ENOTSUP; /* mapped on a read fault only */
-  uint64_t before = boundaries(r, gfn);
-  *p |= PG_MAPPED;
-  uint32_t old = r->frame_of[gfn];
-  r->frame_of[gfn] = frame_id;
-  uint64_t after = boundaries(r, gfn);
-  *p &= (uint8_t)~PG_MAPPED;
-  r->frame_of[gfn] = old;
-  if (r->vmas_used + after - before > r->vma_budget) {
+  if (vmas_if(r, gfn, 1, frame_id) > r->vma_budget) {
     r->st.cow_fallbacks++;
     return DMEM_ENOSPC;
   }
