@@ -41,7 +41,6 @@
 #include "fleet.h"
 
 #define KSM_DIR "/sys/kernel/mm/ksm"
-#define OPS_PER_S 1000000.0
 #define SAMPLE_S 0.25
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
@@ -272,7 +271,7 @@ static int run_side(side *sd, const ksm_opts *o, ksm_saved *ks)
   fleet_totals t;
   memset(&t, 0, sizeof t);
   int rc = -1;
-  if (fleet_create(&f, &fo) != 0 || fleet_start(f, OPS_PER_S) != 0)
+  if (fleet_create(&f, &fo) != 0 || fleet_start(f) != 0)
     goto out;
   fleet_mem before;
   if (fleet_sample(&before, f) != 0) {

@@ -30,9 +30,6 @@
 #include "fleet.h"
 
 #define PAGE DMEM_PAGE_SIZE
-/* Guest operations a second (each vCPU): a mostly idle guest, as most are,
- * which also keeps the replay at the end short. */
-#define OPS_PER_S 1000000.0
 
 typedef struct demo_opts {
   int json, progress, read_heavy, no_cow;
@@ -204,7 +201,7 @@ static int demo(const demo_opts *o)
   memset(&fig, 0, sizeof fig);
   fleet *f = NULL;
   int rc = 1, ok = 0;
-  if (fleet_create(&f, &fo) != 0 || fleet_start(f, OPS_PER_S) != 0)
+  if (fleet_create(&f, &fo) != 0 || fleet_start(f) != 0)
     goto out;
   if (fleet_sample(&fig.before, f) != 0) {
     fprintf(stderr, "diffmem demo: cannot read the memfds' sizes or smaps\n");

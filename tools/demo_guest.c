@@ -510,7 +510,6 @@ struct dg_guest {
   double ops_per_s;
   int stop, forced, done; /* atomics */
   uint64_t ops_now;       /* atomic */
-  uint64_t run_ns_now;    /* atomic: res.run_ns while it runs */
   dg_result res;
 };
 
@@ -731,7 +730,6 @@ static void *vcpu_thread(void *arg)
     uint64_t r0 = now_ns();
     int rc = ioctl(g->vcpu, KVM_RUN, 0);
     g->res.run_ns += now_ns() - r0;
-    __atomic_store_n(&g->run_ns_now, g->res.run_ns, __ATOMIC_RELAXED);
     g->res.exits++;
     if (rc < 0 && (errno == EINTR || errno == EAGAIN))
       continue;
@@ -804,11 +802,6 @@ int dg_guest_running(const dg_guest *g)
 uint64_t dg_guest_ops(const dg_guest *g)
 {
   return __atomic_load_n(&g->ops_now, __ATOMIC_ACQUIRE);
-}
-
-double dg_guest_run_s(const dg_guest *g)
-{
-  return (double)__atomic_load_n(&g->run_ns_now, __ATOMIC_RELAXED) * 1e-9;
 }
 
 double dg_guest_cpu_s(const dg_guest *g)

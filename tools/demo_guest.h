@@ -141,10 +141,6 @@ int dg_guest_join(dg_guest *g, unsigned timeout_ms);
 int dg_guest_running(const dg_guest *g);
 /* Operations reported so far (while it runs). */
 uint64_t dg_guest_ops(const dg_guest *g);
-/* Wall time the vCPU spent inside KVM_RUN so far, in seconds (while it
- * runs; dg_result.run_ns once stopped): operations over this time is how
- * fast the guest runs when it runs, whatever the pacing. */
-double dg_guest_run_s(const dg_guest *g);
 /* CPU time of the vCPU's thread so far, in seconds (0 before it starts). */
 double dg_guest_cpu_s(const dg_guest *g);
 const dg_result *dg_guest_result(const dg_guest *g);

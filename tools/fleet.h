@@ -99,8 +99,9 @@ int fleet_create(fleet **out, const fleet_opts *o);
 /* Stops the guests, detaches every region (every page back), frees all. */
 void fleet_destroy(fleet *f);
 
-/* Starts every vCPU, paced at ops_per_s each. Returns 0 or -1 (said). */
-int fleet_start(fleet *f, double ops_per_s);
+/* Starts every vCPU, paced at the million operations a second that the
+ * guests' program is made for. Returns 0 or -1 (said). */
+int fleet_start(fleet *f);
 
 /* Host memory now. Returns 0, or -1 when a memfd or smaps could not be read. */
 int fleet_sample(fleet_mem *m, const fleet *f);
@@ -112,9 +113,6 @@ double fleet_saved_pct(const fleet_mem *before, const fleet_mem *after);
  * (scan_cpu_s, kept by fleet_run) plus every thread of this process that
  * is neither a vCPU nor the caller's (the adapter's fault threads). */
 double fleet_engine_cpu_s(const fleet *f, const fleet_totals *t);
-/* Guest operations so far, and the vCPUs' time inside KVM_RUN. */
-uint64_t fleet_ops(const fleet *f);
-double fleet_run_s(const fleet *f);
 
 /* Runs for @p seconds: with FLEET_ENGINE, scans from the calling thread at
  * the demo's rate (all guest memory every 1.5 s); every @p tick_s calls
