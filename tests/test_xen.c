@@ -11,6 +11,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,6 +369,61 @@ START_TEST(write_before_nominate)
   ck_assert_int_eq(xs_type(f.s, 10, 0), XS_PAGED);
   ck_assert_int_eq(xs_access(f.s, 10, 0, 0, 0, 0, got, PAGE), 0);
   ck_assert_mem_eq(got, want, PAGE);
+  teardown(&f);
+}
+END_TEST
+
+/* A foreign write (the VMM's, no vCPU) to a page in the instant between
+ * its paging-out and the adapter's record of it. The ring service must not
+ * answer the request as "not evicted": Xen would keep the page paging-in,
+ * and a foreign mapper never asks twice, so the write would wait forever
+ * (the model's concurrent run once met this: DMEM_EIO after 20 s). */
+typedef struct racer {
+  fix *f;
+  uint64_t gfn;
+  pthread_t t;
+  int started, rc;
+  uint8_t byte;
+} racer;
+
+static void *foreign_write(void *p)
+{
+  racer *r = p;
+  r->rc = xs_access(r->f->s, 10, -1, r->gfn, 1, 0, &r->byte, 1);
+  return NULL;
+}
+
+static void write_while_evicting(void *ud)
+{
+  racer *r = ud;
+  uint64_t before = xs_responses(r->f->s);
+  r->gfn = xs_hook_gfn(r->f->s);
+  r->started = pthread_create(&r->t, NULL, foreign_write, r) == 0;
+  /* Time enough for the ring thread to answer, if it answers now. */
+  for (int i = 0; i < 50 && xs_responses(r->f->s) == before; i++)
+    usleep(4000);
+}
+
+START_TEST(request_during_evict_waits)
+{
+  fix f;
+  setup(&f, 1, 8, 0);
+  xs_set_service(f.s, NULL, NULL); /* the adapter's thread serves the ring */
+  ck_assert_int_eq(dmem_xen_guest_start(f.x[0]), 0);
+  racer r = {&f, 0, 0, 0, -1, 0x5a};
+  xs_set_after_evict(f.s, write_while_evicting, &r);
+  scan_all(&f, 4);
+  ck_assert_msg(r.started, "no page was evicted");
+  pthread_join(r.t, NULL);
+  ck_assert_msg(r.rc == 0, "the write of gfn %llu waited in vain: %s", (unsigned long long)r.gfn,
+                dmem_xen_guest_errmsg(f.x[0]));
+  uint8_t want[PAGE], got[PAGE];
+  fill(want, 1000 + r.gfn);
+  want[0] = 0x5a;
+  ck_assert_int_eq(xs_access(f.s, 10, 0, r.gfn, 0, 0, got, PAGE), 0);
+  ck_assert_mem_eq(got, want, PAGE);
+  dmem_xen_guest_stop(f.x[0]);
+  xs_set_service(f.s, serve_all, &f);
   teardown(&f);
 }
 END_TEST
@@ -922,7 +978,17 @@ static int xb_detach(void *p, dmem_vm *vm)
 
 static int xb_access(xg *g, int vcpu, uint64_t gfn, int write, size_t off, void *d, size_t len)
 {
-  return xs_access(g->s, g->domid, vcpu, gfn, write, off, d, len) == 0 ? 0 : DMEM_EIO;
+  if (xs_access(g->s, g->domid, vcpu, gfn, write, off, d, len) == 0)
+    return 0;
+  /* Where the engine and the adapter think the page is, for the log. */
+  dmem_page_kind k = 0;
+  dmem_page_state st = 0;
+  if (g->vm)
+    (void)dmem_vm_page(&k, &st, g->vm, gfn);
+  fprintf(stderr, "xen backend: dom%u gfn %llu: engine kind %d state %d; adapter: %s\n",
+          (unsigned)g->domid, (unsigned long long)gfn, (int)k, (int)st,
+          g->x ? dmem_xen_guest_errmsg(g->x) : "none");
+  return DMEM_EIO;
 }
 
 static int xb_guest_read(void *p, uint64_t gfn, void *buf)
@@ -1024,6 +1090,7 @@ Suite *dmem_test_suite(void)
   tcase_add_test(tc, write_after_nominate);
   tcase_add_test(tc, write_before_nominate);
   tcase_add_test(tc, write_at_every_read);
+  tcase_add_test(tc, request_during_evict_waits);
   tcase_add_test(tc, close_answers_and_restores);
   tcase_add_test(tc, ring_requests);
   tcase_add_test(tc, load_refused_then_retried);

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -88,6 +89,8 @@ struct xensim {
   uint64_t requests, responses;
   long free_frames; /* < 0: no limit */
   uint64_t hook_gfn; /* the page of the foreign map whose hook runs */
+  void (*after_evict)(void *);
+  void *after_evict_ud;
 };
 
 /* The calls get no context but hv; the tests pass the sim itself. */
@@ -511,7 +514,18 @@ static int c_paging_evict(void *hv, uint32_t domid, uint64_t gfn)
       pg->type = XS_PAGED;
     }
   }
-  return leave(s, e ? -1 : 0, e);
+  void (*after)(void *) = e ? NULL : s->after_evict;
+  void *ud = s->after_evict_ud;
+  if (after) {
+    s->after_evict = NULL; /* once */
+    __atomic_store_n(&s->hook_gfn, gfn, __ATOMIC_RELAXED);
+  }
+  leave(s, e ? -1 : 0, e);
+  if (after)
+    after(ud);
+  if (e)
+    errno = e;
+  return e ? -1 : 0;
 }
 
 /* Xen's prepare(): the page-in path's end, with or without a buffer. */
@@ -1146,12 +1160,21 @@ int xs_paused(xensim *s, uint32_t domid, int vcpu)
   return p;
 }
 
+/* How long an access waits for the pager: WAIT_SECONDS, or
+ * DMEM_XENSIM_WAIT (seconds) for stress runs that want hangs found fast. */
+static int wait_seconds(void)
+{
+  const char *v = getenv("DMEM_XENSIM_WAIT");
+  int n = v ? atoi(v) : 0;
+  return n > 0 ? n : WAIT_SECONDS;
+}
+
 int xs_access(xensim *s, uint32_t domid, int vcpu, uint64_t gfn, int write, size_t off,
               void *data, size_t len)
 {
   struct timespec until;
   clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += WAIT_SECONDS;
+  until.tv_sec += wait_seconds();
   pthread_mutex_lock(&s->mu);
   dom *d = find_dom(s, domid);
   if (!d || !valid_gfn(d, gfn) || off + len > PAGE || vcpu >= XS_MAXVCPU || d->crashed) {
@@ -1212,6 +1235,15 @@ int xs_access(xensim *s, uint32_t domid, int vcpu, uint64_t gfn, int write, size
       fn(ud);
       pthread_mutex_lock(&s->mu);
     } else if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT) {
+      /* What the access waited for, for the test's log. */
+      page *pg = &d->p[gfn];
+      fprintf(stderr,
+              "xensim: dom%u vcpu %d gfn %llu %s: waited %d s: type %d, frame %s, paused %d, "
+              "requests %llu, responses %llu, ring unconsumed %u\n",
+              (unsigned)domid, vcpu, (unsigned long long)gfn, write ? "write" : "read",
+              wait_seconds(), pg->type, pg->f ? "yes" : "no", vcpu >= 0 ? d->paused[vcpu] : -1,
+              (unsigned long long)s->requests, (unsigned long long)s->responses,
+              d->front_ok ? (unsigned)(d->front.req_prod_pvt - d->front.rsp_cons) : 0u);
       pthread_mutex_unlock(&s->mu);
       return -1;
     }
@@ -1266,6 +1298,14 @@ uint64_t xs_count(xensim *s, xs_call which)
   uint64_t n = s->calls[which];
   pthread_mutex_unlock(&s->mu);
   return n;
+}
+
+void xs_set_after_evict(xensim *s, void (*fn)(void *), void *ud)
+{
+  pthread_mutex_lock(&s->mu);
+  s->after_evict = fn;
+  s->after_evict_ud = ud;
+  pthread_mutex_unlock(&s->mu);
 }
 
 uint64_t xs_hook_gfn(xensim *s) { return __atomic_load_n(&s->hook_gfn, __ATOMIC_RELAXED); }

@@ -104,8 +104,12 @@ void xs_set_sharing_ring_param(xensim *s, uint32_t domid, uint64_t gfn);
 void xs_set_service(xensim *s, void (*fn)(void *), void *ud);
 /* Runs @fn before each call of @which (once per call; NULL removes). */
 void xs_set_hook(xensim *s, xs_call which, void (*fn)(void *), void *ud);
-/* In an XS_MAP hook: the page about to be mapped. */
+/* In an XS_MAP hook: the page about to be mapped; in an after-evict
+ * hook: the page just paged out. */
 uint64_t xs_hook_gfn(xensim *s);
+/* Runs @fn once, right after the next successful XS_PAGING_EVICT: the page
+ * is paged out, and the pager has not yet seen the call return. */
+void xs_set_after_evict(xensim *s, void (*fn)(void *), void *ud);
 /* Each call of @which fails with probability @p and errno @err, changing
  * nothing. */
 void xs_fail(xensim *s, xs_call which, double p, int err);

@@ -214,10 +214,23 @@ static int op_evict(uint64_t gfn, void *ud)
              (unsigned long long)gfn);
     return DMEM_EBUSY;
   }
-  if (x->calls->paging_evict(x->hv, x->domid, gfn) != 0)
-    return fail_call(x, "xc_mem_paging_evict", gfn, errno);
+  /* From the evict until its record, a request for the page waits (the
+   * ring service keeps it): answered as "not evicted", it would leave the
+   * page paging-in with nothing to bring it back, since a foreign mapper
+   * never asks twice. */
+  pthread_mutex_lock(&x->mu);
+  x->evicting = gfn + 1;
+  pthread_mutex_unlock(&x->mu);
+  if (x->calls->paging_evict(x->hv, x->domid, gfn) != 0) {
+    int e = errno;
+    pthread_mutex_lock(&x->mu);
+    x->evicting = 0;
+    pthread_mutex_unlock(&x->mu);
+    return fail_call(x, "xc_mem_paging_evict", gfn, e);
+  }
   forget_recent(x, gfn);
   pthread_mutex_lock(&x->mu);
+  x->evicting = 0;
   x->pstate[gfn] = XP_EVICTED;
   x->st.evicts++;
   x->dirty[gfn / LONG_BITS] &= ~(1ul << (gfn % LONG_BITS));

@@ -169,8 +169,11 @@ static void respond(dmem_xen_guest *x, const xen_pending *p, int *pushed)
   put_response(&x->paging, VM_EVENT_REASON_MEM_PAGING, p, pushed);
 }
 
-/* Answers one request. @return 0 when answered, DMEM_EIO when it must wait
- * for a later poll. */
+/* serve(): the request waits for a later poll, and nothing failed. */
+#define XEN_LATER 1
+
+/* Answers one request. @return 0 when answered; XEN_LATER or DMEM_EIO when
+ * it must wait for a later poll (DMEM_EIO: something failed). */
 static int serve(dmem_xen_guest *x, const xen_pending *p, int *pushed)
 {
   const dmem_xen_calls *c = x->calls;
@@ -213,7 +216,12 @@ static int serve(dmem_xen_guest *x, const xen_pending *p, int *pushed)
   pthread_mutex_lock(&x->mu);
   dmem_vm *vm = x->vm;
   int evicted = x->pstate[p->gfn] == XP_EVICTED;
+  int evicting = x->evicting == p->gfn + 1;
   pthread_mutex_unlock(&x->mu);
+  if (evicting) { /* paged out this instant, not yet recorded */
+    pthread_mutex_unlock(&x->attach_mu);
+    return XEN_LATER;
+  }
   if (evicted) {
     /* The engine rebuilds the page and loads it through op_install. */
     int rc = vm ? dmem_vm_fault(vm, p->gfn) : DMEM_EINVAL;
@@ -296,6 +304,21 @@ static int serve_sharing(dmem_xen_guest *x, int *pushed)
   return 0;
 }
 
+/* Serves one request, or keeps it for the next poll: counts it in *n when
+ * answered, sets *result when it failed. */
+static void answer(dmem_xen_guest *x, const xen_pending *p, int *pushed, unsigned *n, int *result)
+{
+  int rc = serve(x, p, pushed);
+  if (rc == 0) {
+    (*n)++;
+    return;
+  }
+  if (rc != XEN_LATER)
+    *result = DMEM_EIO;
+  if (keep_pending(x, p) != 0)
+    *result = DMEM_ENOMEM;
+}
+
 int dmem_xen_guest_poll(dmem_xen_guest *x, int timeout_ms, unsigned *served)
 {
   if (served)
@@ -324,15 +347,8 @@ int dmem_xen_guest_poll(dmem_xen_guest *x, int timeout_ms, unsigned *served)
     x->pending = NULL;
     x->npending = x->cap_pending = 0;
   }
-  for (size_t i = 0; i < old; i++) {
-    if (serve(x, &retry[i], &pushed) == 0) {
-      n++;
-    } else {
-      result = DMEM_EIO;
-      if (keep_pending(x, &retry[i]) != 0)
-        result = DMEM_ENOMEM;
-    }
-  }
+  for (size_t i = 0; i < old; i++)
+    answer(x, &retry[i], &pushed, &n, &result);
   free(retry);
 
   vm_event_back_ring_t *back = BACK(&x->paging);
@@ -348,13 +364,7 @@ int dmem_xen_guest_poll(dmem_xen_guest *x, int timeout_ms, unsigned *served)
       respond(x, &p, &pushed);
       continue;
     }
-    if (serve(x, &p, &pushed) == 0) {
-      n++;
-    } else {
-      result = DMEM_EIO;
-      if (keep_pending(x, &p) != 0)
-        result = DMEM_ENOMEM;
-    }
+    answer(x, &p, &pushed, &n, &result);
   }
   if (pushed && push(x, &x->paging) != 0)
     return DMEM_ESYS;

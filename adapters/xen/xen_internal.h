@@ -75,6 +75,7 @@ struct dmem_xen_guest {
   xen_recent recent[XEN_RECENT];
   unsigned recent_next;
   uint64_t locking;     /* gfn + 1 of the page whose lock read comes next; 0: none */
+  uint64_t evicting;    /* gfn + 1 of the page op_evict is paging out; 0: none */
   xen_pending *pending; /* requests to retry */
   size_t npending, cap_pending;
 
