@@ -198,8 +198,10 @@ static int domain_get(dmem__domain **out, dmem_engine *e, uint32_t id)
  * so no frame of it is left). Lock held. */
 static void domain_put(dmem_engine *e, dmem__domain *d)
 {
-  if (--d->nvms == 0)
+  if (--d->nvms == 0) {
+    dmem__free_dead(e, d); /* secure mode's unused frames go first */
     domain_free(e, d);
+  }
 }
 
 dmem__domain *dmem__frame_domain(dmem_engine *e, uint32_t id)
@@ -209,10 +211,25 @@ dmem__domain *dmem__frame_domain(dmem_engine *e, uint32_t id)
 
 /* ---------------------------------------------------------------- engine */
 
+/* The caller's options at its version: version 2 lacks `secure` (0). */
+static int read_options(dmem_engine_options *o, const dmem_engine_options *given)
+{
+  static const dmem_engine_options defaults = DMEM_ENGINE_OPTIONS_INIT;
+  size_t n;
+  if (given->version == DMEM_ENGINE_OPTIONS_VERSION)
+    n = sizeof *o;
+  else if (given->version == 2)
+    n = offsetof(dmem_engine_options, secure);
+  else
+    return DMEM_EVERSION;
+  *o = defaults;
+  memcpy(o, given, n);
+  o->version = DMEM_ENGINE_OPTIONS_VERSION;
+  return 0;
+}
+
 static int check_options(const dmem_engine_options *o)
 {
-  if (o->version != DMEM_ENGINE_OPTIONS_VERSION)
-    return DMEM_EVERSION;
   if (o->c4_passes < 2 || o->c4_passes > 200 || o->slice_pages < 1)
     return DMEM_EINVAL;
   if (o->codec != DMEM_CODEC_BEST && !dmem_codec_available(o->codec))
@@ -233,9 +250,13 @@ int dmem_engine_create(dmem_engine **out, const dmem_engine_options *opts)
     return DMEM_EINVAL;
   if (!opts)
     opts = &defaults;
-  int rc = check_options(opts);
+  dmem_engine_options o;
+  int rc = read_options(&o, opts);
+  if (!rc)
+    rc = check_options(&o);
   if (rc)
     return rc;
+  opts = &o;
   dmem__alloc a;
   dmem__alloc_init(&a, opts->allocator);
   dmem_engine *e = dmem__malloc_aligned(&a, sizeof *e, 64);
@@ -245,6 +266,9 @@ int dmem_engine_create(dmem_engine **out, const dmem_engine_options *opts)
   e->alloc = a;
   e->opts = *opts;
   e->opts.swap_dir = NULL; /* not kept: the swap file has no name */
+  e->opts.secure = opts->secure != 0;
+  if (e->opts.secure)
+    e->opts.map_shared = 0; /* no frame is mapped into a guest */
   dmem__policy_resolve(&e->policy, opts->policy);
   e->env.c4_passes = opts->c4_passes;
   e->seed = opts->seed;
@@ -305,6 +329,7 @@ void dmem_engine_destroy(dmem_engine *e)
     if (e->doms[i])
       domain_free(e, e->doms[i]);
   dmem__free(&e->alloc, e->doms, e->capdoms * sizeof *e->doms);
+  dmem__free(&e->alloc, e->dead, e->capdead * sizeof *e->dead);
   dmem_codec_destroy(e->codec);
   dmem__store_fini(&e->store);
   pthread_cond_destroy(&e->cond);
@@ -516,6 +541,59 @@ int dmem__rebuild(void *out, dmem_engine *e, const dmem__page *p)
   return dmem__checksum(out) == h->csum ? 0 : DMEM_ECORRUPT;
 }
 
+/* Frees an unused frame: out of its domain's indexes, back to the store. */
+static void frame_free(dmem_engine *e, uint32_t id)
+{
+  dmem__frame *f = dmem__frame_meta(&e->store, id);
+  dmem__domain *d = dmem__frame_domain(e, id);
+  dmem_index_remove(d->frames_idx, f->hash, id);
+  if (d->frames_sim)
+    dmem_simdet_remove(d->frames_sim, id, dmem__frame_data(&e->store, id));
+  dmem__frame_release_if_unused(&e->store, id);
+}
+
+/* Secure mode: an unused frame waits for the next scan (dmem__free_dead()),
+ * so that a fault costs the same whether its frame had other sharers or
+ * not. A frame found again by the index before then is simply used. */
+static void defer_free(dmem_engine *e, uint32_t id)
+{
+  dmem__frame *f = dmem__frame_meta(&e->store, id);
+  if (f->dead)
+    return; /* queued already */
+  if (e->ndead == e->capdead) {
+    size_t cap = e->capdead ? e->capdead * 2 : 256;
+    uint32_t *d = dmem__malloc(&e->alloc, cap * sizeof *d);
+    if (!d) {
+      frame_free(e, id); /* no room to wait: free it now */
+      return;
+    }
+    if (e->ndead)
+      memcpy(d, e->dead, e->ndead * sizeof *d);
+    dmem__free(&e->alloc, e->dead, e->capdead * sizeof *d);
+    e->dead = d;
+    e->capdead = cap;
+  }
+  f->dead = 1;
+  e->dead[e->ndead++] = id;
+}
+
+void dmem__free_dead(dmem_engine *e, const dmem__domain *only)
+{
+  size_t keep = 0;
+  for (size_t i = 0; i < e->ndead; i++) {
+    uint32_t id = e->dead[i];
+    dmem__frame *f = dmem__frame_meta(&e->store, id);
+    if (only && e->doms[f->dom] != only) {
+      e->dead[keep++] = id;
+      continue;
+    }
+    f->dead = 0;
+    if (f->refs == 0)
+      frame_free(e, id);
+  }
+  e->ndead = keep;
+}
+
 static void frame_unref(dmem_engine *e, uint32_t id, int sharer)
 {
   dmem__frame *f = dmem__frame_meta(&e->store, id);
@@ -523,11 +601,10 @@ static void frame_unref(dmem_engine *e, uint32_t id, int sharer)
   if (sharer)
     f->sharers--;
   if (f->refs == 0) {
-    dmem__domain *d = dmem__frame_domain(e, id);
-    dmem_index_remove(d->frames_idx, f->hash, id);
-    if (d->frames_sim)
-      dmem_simdet_remove(d->frames_sim, id, dmem__frame_data(&e->store, id));
-    dmem__frame_release_if_unused(&e->store, id);
+    if (e->opts.secure)
+      defer_free(e, id);
+    else
+      frame_free(e, id);
   }
 }
 
@@ -699,6 +776,7 @@ int dmem_engine_scan(size_t *visited, dmem_engine *e, size_t budget)
   pthread_mutex_lock(&e->scan_lock);
   pthread_mutex_lock(&e->lock);
   e->scanning++;
+  dmem__free_dead(e, NULL);
   while (done < budget && e->nvms) {
     dmem_vm *vm = e->vms[e->rr % e->nvms];
     e->rr = (e->rr + 1) % e->nvms;

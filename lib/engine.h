@@ -76,6 +76,8 @@ struct dmem_engine {
   uint64_t since_flush; /* visits since the unstable indexes were rebuilt */
   uint64_t merges, faults, hints, errors, scanned;
   uint64_t shared_faults[2]; /* as the VMs' */
+  uint32_t *dead; /* secure mode: unused frames a scan frees */
+  size_t ndead, capdead;
   /* the background thread */
   pthread_t thread;
   pthread_cond_t cond;
@@ -109,6 +111,9 @@ dmem_vm *dmem__vm_of_live_id(dmem_engine *e, uint32_t id);
 /* The domain of frame id. */
 dmem__domain *dmem__frame_domain(dmem_engine *e, uint32_t id);
 int dmem__rebuild_unstable(dmem_engine *e);
+/* Frees the unused frames secure mode keeps for a scan: all of them, or
+ * those of domain `only`. Lock held. */
+void dmem__free_dead(dmem_engine *e, const dmem__domain *only);
 
 /* scan.c */
 int dmem__scan_slice(dmem_engine *e, dmem_vm *vm, uint64_t first, size_t n);

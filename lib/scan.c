@@ -197,6 +197,30 @@ static int try_share(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *b
   return NOT_DONE;
 }
 
+/* Secure mode: every idle candidate is evicted onto a frame, the domain's
+ * frame of the same content or a new one of its own, so that a merged page
+ * and an unmerged one are stored, faulted and freed alike. (Zero pages are
+ * evicted as ZERO: that says only what the page itself holds.) The live
+ * index is not used: no page waits there for a partner. */
+static int try_share_secure(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *buf)
+{
+  if (dmem__page_is_zero(buf))
+    return evict_to(e, vm, gfn, DMEM_PAGE_ZERO, DMEM__NO_ID) == 0 ? DONE : NOT_DONE;
+  dmem__domain *d = vm->dom;
+  uint64_t h = dmem_index_hash(d->frames_idx, buf);
+  uint32_t id;
+  if (dmem_index_lookup(&id, d->frames_idx, buf, h) == 0)
+    return share_onto(e, vm, gfn, id) == 0 ? DONE : NOT_DONE;
+  if (new_frame(&id, e, d, buf, h) != 0)
+    return NOT_DONE;
+  if (share_onto(e, vm, gfn, id) != 0) {
+    dmem_index_remove(d->frames_idx, h, id);
+    dmem__frame_release_if_unused(&e->store, id);
+    return NOT_DONE;
+  }
+  return DONE;
+}
+
 /* Encodes buf against ref; keeps it in e->best when shorter than *best. */
 static int better_patch(dmem_engine *e, const uint8_t *buf, const uint8_t *ref, size_t *best)
 {
@@ -329,8 +353,12 @@ static void reclaim(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned T, int h
   uint8_t *buf = e->buf;
   if (lock_page(e, vm, gfn, buf, hint) != 0)
     return;
-  if ((T & DMEM_TECH_SHARE) && try_share(e, vm, gfn, buf) == DONE)
+  if ((T & DMEM_TECH_SHARE) && e->opts.secure) {
+    if (try_share_secure(e, vm, gfn, buf) == DONE)
+      return;
+  } else if ((T & DMEM_TECH_SHARE) && try_share(e, vm, gfn, buf) == DONE) {
     return;
+  }
   if ((T & DMEM_TECH_PATCH) && vm->dom->frames_sim && try_patch(e, vm, gfn, buf) == DONE)
     return;
   if ((T & DMEM_TECH_COMPRESS) && try_compress(e, vm, gfn, buf) == DONE)
@@ -387,6 +415,8 @@ static void visit(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned bits)
   }
   if (resident) {
     unsigned T = e->policy.techniques(&info, st, &e->env, e->policy.ud);
+    if (e->opts.secure) /* idle candidates only; nothing that needs a partner */
+      T = st >= DMEM_C3 ? T & ~(DMEM_TECH_PATCH | DMEM_TECH_REFERENCE) : 0;
     if (T)
       reclaim(e, vm, gfn, T, 0);
   } else if (e->env.pressure && (p->kind == DMEM_PAGE_PATCHED || p->kind == DMEM_PAGE_COMPRESSED) &&
@@ -431,5 +461,8 @@ void dmem__hint_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
   p->flags &= (uint8_t)~PAGE_F_DIRTY;
   p->idle = 0;
   dmem__set_state(vm, p, DMEM_C2);
-  reclaim(e, vm, gfn, DMEM_TECH_SHARE | DMEM_TECH_REFERENCE, 1);
+  /* Secure mode: a hint merges nothing ahead of the scan, or the guest
+   * would set the pace of its own probe. */
+  if (!e->opts.secure)
+    reclaim(e, vm, gfn, DMEM_TECH_SHARE | DMEM_TECH_REFERENCE, 1);
 }

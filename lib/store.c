@@ -198,6 +198,7 @@ int dmem__frame_new(uint32_t *out, dmem__store *s, const void *content, uint64_t
   f->hash = hash;
   f->refs = 0;
   f->sharers = 0;
+  f->dead = 0;
   f->csum = dmem__checksum(content);
   s->nframes++;
   *out = id;

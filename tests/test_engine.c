@@ -986,6 +986,107 @@ START_TEST(stats_blind_to_other_domains)
 }
 END_TEST
 
+/* Secure mode: the attack of the README's "Security" section, in one
+ * domain. VM 0 holds a secret S; VM 1 holds an exact guess E = S, a near
+ * miss N (one byte off) and an unrelated page U, all left idle, and a hot
+ * copy of S that it keeps reading. Every idle candidate is evicted onto a
+ * frame, E onto S's, N and U onto frames of their own: no patch, no
+ * mapping, nothing done to the hot page. A fault frees no frame; the next
+ * scan does. */
+START_TEST(secure_treats_candidates_alike)
+{
+  fx f;
+  fx_init(&f, 2, 8, FX_MAPPING);
+  f.o.secure = 1;
+  fx_random(&f, 0, 0, 8, 100);
+  fx_random(&f, 1, 0, 8, 200);
+  uint8_t p[PAGE];
+  fx_set(&f, 1, 0, fx_want(&f, 0, 0)); /* E */
+  memcpy(p, fx_want(&f, 0, 0), PAGE);
+  p[100] ^= 1;
+  fx_set(&f, 1, 1, p);                 /* N */
+  fx_set(&f, 1, 3, fx_want(&f, 0, 0)); /* hot copy of S */
+  memset(p, 0, PAGE);
+  fx_set(&f, 1, 4, p); /* zero */
+  fx_start(&f);
+  for (unsigned i = 0; i < f.o.c4_passes + 2; i++) {
+    fx_touch(&f, 1, 3);
+    fx_pass(&f);
+  }
+  for (unsigned v = 0; v < 2; v++)
+    for (uint64_t g = 0; g < 8; g++) {
+      dmem_page_kind k = fx_kind(&f, v, g);
+      if (v == 1 && g == 3)
+        ck_assert_int_eq(k, DMEM_PAGE_RESIDENT);
+      else if (v == 1 && g == 4)
+        ck_assert_int_eq(k, DMEM_PAGE_ZERO);
+      else
+        ck_assert_msg(k == DMEM_PAGE_SHARED, "vm%u gfn %llu: kind %d", v, (unsigned long long)g,
+                      (int)k);
+    }
+  dmem_stats es = fx_es(&f);
+  ck_assert_uint_eq(es.patched + es.compressed + es.mapped, 0);
+  ck_assert_uint_eq(es.frames, 16 - 2 - 1); /* every idle page, E with S */
+  /* Faults of E (merged) and U (alone): both copied, no frame freed yet. */
+  fx_touch(&f, 1, 0);
+  fx_touch(&f, 1, 2);
+  ck_assert_int_eq(fx_kind(&f, 1, 0), DMEM_PAGE_RESIDENT);
+  ck_assert_int_eq(fx_kind(&f, 1, 2), DMEM_PAGE_RESIDENT);
+  ck_assert_uint_eq(fx_es(&f).frames, 13);
+  ck_assert_uint_eq(fx_es(&f).mapped, 0);
+  /* U changes (so it is not a candidate again); the next scan frees its
+   * frame, and S's stays for VM 0. */
+  fx_write(&f, 1, 2, 0, "new", 3);
+  fx_touch(&f, 1, 0);
+  fx_touch(&f, 1, 3);
+  fx_pass(&f);
+  ck_assert_uint_eq(fx_es(&f).frames, 12);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
+/* An I/O hint merges ahead of the scan by default, and not in secure mode
+ * (the guest would set the pace of its own probe). */
+static dmem_page_kind hinted_kind(int secure)
+{
+  fx f;
+  fx_init(&f, 2, 4, FX_SHARE | FX_PROTECT);
+  f.o.secure = secure;
+  fx_random(&f, 0, 0, 4, 5);
+  fx_set(&f, 1, 0, fx_want(&f, 0, 0));
+  fx_start(&f);
+  ck_assert_int_eq(dmem_vm_io_hint(f.vm[0], 0, 1), 0);
+  ck_assert_int_eq(dmem_vm_io_hint(f.vm[1], 0, 1), 0);
+  ck_assert_uint_eq(fx_es(&f).hints, 2);
+  dmem_page_kind k = fx_kind(&f, 1, 0);
+  fx_check_stats(&f);
+  fx_verify(&f);
+  fx_end(&f);
+  return k;
+}
+
+START_TEST(secure_hints_merge_nothing)
+{
+  ck_assert_int_eq(hinted_kind(0), DMEM_PAGE_SHARED);
+  ck_assert_int_eq(hinted_kind(1), DMEM_PAGE_RESIDENT);
+}
+END_TEST
+
+/* Options of version 2 (before `secure`) are still taken, as secure off. */
+START_TEST(engine_options_v2_accepted)
+{
+  dmem_engine_options o = DMEM_ENGINE_OPTIONS_INIT;
+  o.version = 2;
+  o.secure = 7; /* beyond a version-2 struct: never read */
+  dmem_engine *e = NULL;
+  ck_assert_int_eq(dmem_engine_create(&e, &o), 0);
+  dmem_engine_destroy(e);
+  o.version = 1;
+  ck_assert_int_eq(dmem_engine_create(&e, &o), DMEM_EVERSION);
+}
+END_TEST
+
 static int dir_entries(const char *dir)
 {
   DIR *d = opendir(dir);
@@ -1542,6 +1643,9 @@ Suite *dmem_test_suite(void)
   tcase_add_loop_test(tc, destroy_restores, 0, 3);
   tcase_add_test(tc, swap_file_is_unnamed);
   tcase_add_test(tc, domains_keep_vms_apart);
+  tcase_add_test(tc, secure_treats_candidates_alike);
+  tcase_add_test(tc, secure_hints_merge_nothing);
+  tcase_add_test(tc, engine_options_v2_accepted);
   tcase_add_test(tc, half_allocator_refused);
   tcase_add_test(tc, stats_blind_to_other_domains);
   tcase_add_loop_test(tc, failed_op_leaves_pages, 0, 4);

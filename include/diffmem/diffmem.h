@@ -107,12 +107,31 @@ typedef struct dmem_engine_options {
   /** Memory pressure: when frames and blobs take more than this many
    *  bytes, C4 pages become swap victims. 0: never under pressure. */
   uint64_t store_limit_bytes;
+  /** Secure mode (version 3): within a sharing domain, a guest cannot tell
+   *  by timing whether another VM of the domain holds a page it holds, or
+   *  one like it (README, "Security"). 1 turns on, for every VM:
+   *   - only idle pages (C3 and colder) are candidates; hotter pages are
+   *     left alone whatever the policy allows;
+   *   - every candidate is treated alike: an all-zero page is evicted as
+   *     ZERO (its own content says so), and any other becomes a frame,
+   *     the frame of an identical page when the domain has one, a new
+   *     frame of its own when not; either way it is evicted and rebuilt
+   *     by the same copy and checksum, and its frame, once unused, is
+   *     freed by a later scan, never in the fault that left it;
+   *   - no patching (whether a similar page exists is what a patch
+   *     reveals) and no copy-on-write mapping (map_shared is ignored):
+   *     no frame is ever mapped into a guest;
+   *   - I/O hints mark the page clean and read-hot but merge nothing
+   *     ahead of the scan.
+   *  It saves only what sharing identical idle pages saves (the demo's
+   *  figures are in the README). 0 (the default): the paper's engine. */
+  int secure;
 } dmem_engine_options;
 
-#define DMEM_ENGINE_OPTIONS_VERSION 2
+#define DMEM_ENGINE_OPTIONS_VERSION 3
 #define DMEM_ENGINE_OPTIONS_INIT                                                    \
   {DMEM_ENGINE_OPTIONS_VERSION, NULL, 0, NULL, 4, 256, DMEM_CODEC_BEST, 0,          \
-   DMEM_SIMDET_HASH, 2, 1, 1, 1, NULL, 0, 0}
+   DMEM_SIMDET_HASH, 2, 1, 1, 1, NULL, 0, 0, 0}
 
 /**
  * Makes an engine with no VMs.
