@@ -1,7 +1,8 @@
 /* SPDX-FileCopyrightText: 2026 The libdiffmem authors
  * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The guests of `diffmem demo`: content, program, VM and replay
- * (demo_guest.h says what a guest is and what its program does). */
+ * (demo_guest.h says what a guest is and what its program does); and the
+ * probe guest, which times single accesses on the same VM setup. */
 #include "config.h"
 
 #include "demo_guest.h"
@@ -22,6 +23,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
 #define PAGE DG_PAGE
 #define PORT_REPORT 0x10
@@ -427,15 +429,18 @@ static void descriptor_tables(uint8_t *page, uint64_t at)
   gdt[6] = base >> 32;
 }
 
-/* The control part as dg_guest_create writes it: ctl is DG_CTL_PAGES
- * pages at guest page l->ctl_gfn. */
-static void control_pages(uint8_t *ctl, const dg_layout *l, const dg_program *p)
+/* What the page tables map: guest physical 0 to 4 GiB, identity. */
+#define MAPPED_BYTES ((uint64_t)4 << 30)
+
+/* The DG_CTL_PAGES control pages every guest of ours has, at guest page
+ * ctl_gfn: its code (at most TSS_OFF bytes) and descriptor tables, an
+ * empty parameter page for the caller to fill, and the page tables. */
+static void control_base(uint8_t *ctl, uint64_t ctl_gfn, const uint8_t *code, size_t code_len)
 {
-  uint64_t at = l->ctl_gfn * PAGE;
+  uint64_t at = ctl_gfn * PAGE;
   memset(ctl, 0, (size_t)DG_CTL_PAGES * PAGE);
-  memcpy(ctl, guest_code, sizeof guest_code);
+  memcpy(ctl, code, code_len);
   descriptor_tables(ctl, at);
-  params((uint32_t *)(ctl + PAGE), l, p);
   uint64_t *pml4 = (uint64_t *)(ctl + 2 * PAGE), *pdpt = (uint64_t *)(ctl + 3 * PAGE);
   /* Present, writable, user, and accessed (and dirty): bits the CPU
    * would set otherwise, so that the page tables stay as written. */
@@ -446,6 +451,16 @@ static void control_pages(uint8_t *ctl, const dg_layout *l, const dg_program *p)
     for (uint64_t j = 0; j < 512; j++)
       pd[j] = (i << 30 | j << 21) | 0xe7; /* a 2 MiB page */
   }
+}
+
+_Static_assert(sizeof guest_code <= TSS_OFF, "the demo's code overlaps its TSS");
+
+/* The control part as dg_guest_create writes it: ctl is DG_CTL_PAGES
+ * pages at guest page l->ctl_gfn. */
+static void control_pages(uint8_t *ctl, const dg_layout *l, const dg_program *p)
+{
+  control_base(ctl, l->ctl_gfn, guest_code, sizeof guest_code);
+  params((uint32_t *)(ctl + PAGE), l, p);
 }
 
 uint64_t dg_check_control(const uint8_t *mem, const dg_layout *l, const dg_program *p)
@@ -498,26 +513,32 @@ uint32_t dg_replay(uint8_t *data, const uint8_t *content, const dg_layout *l, co
 
 /* ---------------------------------------------------------------- the VM */
 
-struct dg_guest {
-  dg_ram ram;
-  dg_layout layout;
-  dg_program prog;
+/* A VM of ours: one vCPU at CPL 3 over a dg_ram (slot 0 at guest physical
+ * 0) whose control pages start at guest page ctl_gfn. Shared by the demo
+ * guest and the probe. */
+typedef struct dg_vm {
+  dg_ram ram; /* addr and npages filled in for a region too */
   int kvm, vm, vcpu;
   struct kvm_run *run;
   size_t run_size;
-  pthread_t thread;
-  int started;
-  double ops_per_s;
-  int stop, forced, done; /* atomics */
-  uint64_t ops_now;       /* atomic */
-  dg_result res;
-};
+} dg_vm;
+
+/* The RAM's mapping and size: a region's own, or the caller's. */
+static dg_ram ram_resolve(const dg_ram *ram)
+{
+  dg_ram r = *ram;
+  if (r.region) {
+    r.addr = dmem_kvm_region_addr(r.region);
+    r.npages = dmem_kvm_region_npages(r.region);
+  }
+  return r;
+}
 
 /* 64-bit flat segments at CPL 3, paging on, IOPL 3, with our own TSS. */
-static int setup_vcpu(dg_guest *g, char *err, size_t len)
+static int setup_vcpu(const dg_vm *v, uint64_t ctl_gfn, char *err, size_t len)
 {
-  struct kvm_cpuid2 *cpuid = kvm_cpl3_cpuid(g->kvm);
-  uint64_t at = g->layout.ctl_gfn * PAGE;
+  struct kvm_cpuid2 *cpuid = kvm_cpl3_cpuid(v->kvm);
+  uint64_t at = ctl_gfn * PAGE;
   kvm_cpl3 c = {.cr3 = at + 2 * PAGE,
                 .rip = at,
                 .rsi = at + PAGE,
@@ -529,7 +550,7 @@ static int setup_vcpu(dg_guest *g, char *err, size_t len)
                 .gdt_limit = GDT_LIMIT,
                 .tss_limit = TSS_LIMIT,
                 .tss_sel = SEL_TSS};
-  int rc = kvm_cpl3_setup(g->vcpu, cpuid, &c, err, len);
+  int rc = kvm_cpl3_setup(v->vcpu, cpuid, &c, err, len);
   free(cpuid);
   return rc;
 }
@@ -555,14 +576,92 @@ static int set_slot(const dg_ram *ram, int vm_fd, char *err, size_t errlen)
   return fail(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
 }
 
+static void vm_close(dg_vm *v)
+{
+  if (v->run)
+    munmap(v->run, v->run_size);
+  if (v->vcpu >= 0)
+    close(v->vcpu);
+  if (v->vm >= 0) {
+    set_slot(&v->ram, -1, NULL, 0);
+    close(v->vm);
+  }
+  if (v->kvm >= 0)
+    close(v->kvm);
+  v->run = NULL;
+  v->kvm = v->vm = v->vcpu = -1;
+}
+
+/* Makes the VM and its vCPU over ram (resolved), ready to run the code at
+ * the start of the control pages, which the caller has written. On
+ * failure everything made is closed again. */
+static int vm_open(dg_vm *v, const dg_ram *ram, uint64_t ctl_gfn, char *err, size_t errlen)
+{
+  memset(v, 0, sizeof *v);
+  v->ram = *ram;
+  v->kvm = v->vm = v->vcpu = -1;
+  const char *what = NULL;
+  int sz = 0;
+  if ((v->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC)) < 0)
+    what = "cannot open /dev/kvm";
+  else if ((v->vm = ioctl(v->kvm, KVM_CREATE_VM, 0)) < 0)
+    what = "KVM_CREATE_VM";
+  else if ((sz = ioctl(v->kvm, KVM_GET_VCPU_MMAP_SIZE, 0)) <= 0)
+    what = "KVM_GET_VCPU_MMAP_SIZE";
+  else if (set_slot(&v->ram, v->vm, err, errlen) != 0)
+    goto out; /* err says why */
+  else if ((v->vcpu = ioctl(v->vm, KVM_CREATE_VCPU, 0ul)) < 0)
+    what = "KVM_CREATE_VCPU";
+  else if ((v->run = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, v->vcpu, 0)) ==
+           MAP_FAILED)
+    what = "mmap of kvm_run";
+  if (what) {
+    if (v->run == MAP_FAILED)
+      v->run = NULL;
+    fail(err, errlen, "%s: %s", what, strerror(errno));
+    goto out;
+  }
+  v->run_size = (size_t)sz;
+  if (setup_vcpu(v, ctl_gfn, err, errlen) == 0)
+    return 0;
+out:
+  vm_close(v);
+  return -1;
+}
+
+/* What an exit other than the expected OUT means, into err. */
+static void describe_exit(const struct kvm_run *run, char *err, size_t len)
+{
+  if (run->exit_reason == KVM_EXIT_SHUTDOWN)
+    fail(err, len, "KVM_EXIT_SHUTDOWN: the guest took an exception (triple fault)");
+  else if (run->exit_reason == KVM_EXIT_MMIO)
+    fail(err, len, "KVM_EXIT_MMIO at %#llx (guest RAM not reachable?)",
+         (unsigned long long)run->mmio.phys_addr);
+  else if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
+    fail(err, len, "KVM_EXIT_INTERNAL_ERROR, suberror %u", run->internal.suberror);
+  else if (run->exit_reason == KVM_EXIT_IO)
+    fail(err, len, "unexpected I/O exit: port %#x dir %u size %u", run->io.port, run->io.direction,
+         run->io.size);
+  else
+    fail(err, len, "unexpected exit reason %u", run->exit_reason);
+}
+
+struct dg_guest {
+  dg_vm v;
+  dg_layout layout;
+  dg_program prog;
+  pthread_t thread;
+  int started;
+  double ops_per_s;
+  int stop, forced, done; /* atomics */
+  uint64_t ops_now;       /* atomic */
+  dg_result res;
+};
+
 int dg_guest_create(dg_guest **out, const dg_ram *ram, const dg_layout *l, const dg_program *p,
                     char *err, size_t errlen)
 {
-  dg_ram r = *ram;
-  if (r.region) {
-    r.addr = dmem_kvm_region_addr(r.region);
-    r.npages = dmem_kvm_region_npages(r.region);
-  }
+  dg_ram r = ram_resolve(ram);
   if (!r.addr || r.npages < l->npages || p->report_log < 4 || p->report_log > 30 ||
       p->hot_win_log > 22 || p->data_win_log > 22 || p->hot_shift > 63 || p->data_shift > 63 ||
       p->data_thresh < p->cold_thresh)
@@ -570,37 +669,11 @@ int dg_guest_create(dg_guest **out, const dg_ram *ram, const dg_layout *l, const
   dg_guest *g = calloc(1, sizeof *g);
   if (!g)
     return fail(err, errlen, "out of memory");
-  g->ram = r;
   g->layout = *l;
   g->prog = *p;
-  g->kvm = g->vm = g->vcpu = -1;
   control_pages((uint8_t *)r.addr + l->ctl_gfn * PAGE, l, p);
-  const char *what = NULL;
-  int sz = 0, rc = -1;
-  if ((g->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC)) < 0)
-    what = "cannot open /dev/kvm";
-  else if ((g->vm = ioctl(g->kvm, KVM_CREATE_VM, 0)) < 0)
-    what = "KVM_CREATE_VM";
-  else if ((sz = ioctl(g->kvm, KVM_GET_VCPU_MMAP_SIZE, 0)) <= 0)
-    what = "KVM_GET_VCPU_MMAP_SIZE";
-  else if (set_slot(&r, g->vm, err, errlen) != 0)
-    goto out; /* err says why */
-  else if ((g->vcpu = ioctl(g->vm, KVM_CREATE_VCPU, 0ul)) < 0)
-    what = "KVM_CREATE_VCPU";
-  else if ((g->run = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, g->vcpu, 0)) ==
-           MAP_FAILED)
-    what = "mmap of kvm_run";
-  if (what) {
-    if (g->run == MAP_FAILED)
-      g->run = NULL;
-    fail(err, errlen, "%s: %s", what, strerror(errno));
-    goto out;
-  }
-  g->run_size = (size_t)sz;
-  rc = setup_vcpu(g, err, errlen);
-out:
-  if (rc != 0) {
-    dg_guest_destroy(g);
+  if (vm_open(&g->v, &r, l->ctl_gfn, err, errlen) != 0) {
+    free(g);
     return -1;
   }
   *out = g;
@@ -612,16 +685,7 @@ void dg_guest_destroy(dg_guest *g)
   if (!g)
     return;
   dg_guest_join(g, 0);
-  if (g->run)
-    munmap(g->run, g->run_size);
-  if (g->vcpu >= 0)
-    close(g->vcpu);
-  if (g->vm >= 0) {
-    set_slot(&g->ram, -1, NULL, 0);
-    close(g->vm);
-  }
-  if (g->kvm >= 0)
-    close(g->kvm);
+  vm_close(&g->v);
   free(g);
 }
 
@@ -668,7 +732,7 @@ static void pace(dg_guest *g, uint64_t *t0)
  * Returns 1 to leave the run loop, 0 to go on, -1 on error. */
 static int on_report(dg_guest *g, uint64_t *t0)
 {
-  struct kvm_run *run = g->run;
+  struct kvm_run *run = g->v.run;
   uint32_t val;
   if (run->io.direction != KVM_EXIT_IO_OUT || run->io.size != 4 || run->io.count != 1 ||
       run->io.port != PORT_REPORT) {
@@ -689,7 +753,7 @@ static int on_report(dg_guest *g, uint64_t *t0)
     return 0;
   }
   struct kvm_regs r;
-  if (ioctl(g->vcpu, KVM_GET_REGS, &r) != 0) {
+  if (ioctl(g->v.vcpu, KVM_GET_REGS, &r) != 0) {
     verr(g, "KVM_GET_REGS: %s", strerror(errno));
     return -1;
   }
@@ -704,20 +768,6 @@ static int on_report(dg_guest *g, uint64_t *t0)
   return 1;
 }
 
-static void exit_error(dg_guest *g)
-{
-  struct kvm_run *run = g->run;
-  if (run->exit_reason == KVM_EXIT_SHUTDOWN)
-    verr(g, "KVM_EXIT_SHUTDOWN: the guest took an exception (triple fault)");
-  else if (run->exit_reason == KVM_EXIT_MMIO)
-    verr(g, "KVM_EXIT_MMIO at %#llx (guest RAM not reachable?)",
-         (unsigned long long)run->mmio.phys_addr);
-  else if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
-    verr(g, "KVM_EXIT_INTERNAL_ERROR, suberror %u", run->internal.suberror);
-  else
-    verr(g, "unexpected exit reason %u", run->exit_reason);
-}
-
 static void *vcpu_thread(void *arg)
 {
   dg_guest *g = arg;
@@ -728,7 +778,7 @@ static void *vcpu_thread(void *arg)
       break;
     }
     uint64_t r0 = now_ns();
-    int rc = ioctl(g->vcpu, KVM_RUN, 0);
+    int rc = ioctl(g->v.vcpu, KVM_RUN, 0);
     g->res.run_ns += now_ns() - r0;
     g->res.exits++;
     if (rc < 0 && (errno == EINTR || errno == EAGAIN))
@@ -737,8 +787,10 @@ static void *vcpu_thread(void *arg)
       verr(g, "KVM_RUN: %s", strerror(errno));
       break;
     }
-    if (g->run->exit_reason != KVM_EXIT_IO) {
-      exit_error(g);
+    if (g->v.run->exit_reason != KVM_EXIT_IO) {
+      char why[sizeof g->res.error];
+      describe_exit(g->v.run, why, sizeof why);
+      verr(g, "%s", why);
       break;
     }
     if (on_report(g, &t0) != 0)
@@ -786,7 +838,7 @@ int dg_guest_join(dg_guest *g, unsigned timeout_ms)
   until.tv_nsec = (long)(ns % 1000000000u);
   if (pthread_timedjoin_np(g->thread, NULL, &until) != 0) {
     __atomic_store_n(&g->forced, 1, __ATOMIC_RELEASE);
-    g->run->immediate_exit = 1;
+    g->v.run->immediate_exit = 1;
     pthread_kill(g->thread, SIGUSR1);
     pthread_join(g->thread, NULL);
   }
@@ -818,4 +870,205 @@ double dg_guest_cpu_s(const dg_guest *g)
 const dg_result *dg_guest_result(const dg_guest *g)
 {
   return &g->res;
+}
+
+/* ---------------------------------------------------------------- probe */
+
+/* The probe's loop, assembled from AT&T source with GNU as --64; rsi
+ * points at its parameter page (probe_params below). For each address
+ * it times one access between two rdtsc; the lfence before the first
+ * rdtsc waits for the previous access's store of its result, the one
+ * after it keeps the access from starting before the clock is read
+ * (rdtsc is not ordered with later instructions), and the one after the
+ * access waits for it to complete. The write is lock orb $0: one access
+ * that needs the page writable (a write fault where the page is
+ * read-only or absent, copy-on-write included) and leaves its content
+ * as it was. Registers: r8 the address list, r9 the results, r10 i, r11
+ * n, ebp write, edi and r12d the first rdtsc. After the batch it reports
+ * n with OUT and, resumed, starts again from the parameter page. */
+#define PORT_PROBE 0x11
+// clang-format off
+static const uint8_t probe_code[] = {
+  /* start: */
+  0x4c, 0x8b, 0x46, 0x08,             /* 00: mov 0x8(%rsi),%r8        addresses */
+  0x4c, 0x8b, 0x4e, 0x10,             /* 04: mov 0x10(%rsi),%r9       results */
+  0x44, 0x8b, 0x1e,                   /* 08: mov (%rsi),%r11d         n */
+  0x8b, 0x6e, 0x04,                   /* 0b: mov 0x4(%rsi),%ebp       write */
+  0x45, 0x31, 0xd2,                   /* 0e: xor %r10d,%r10d          i = 0 */
+  /* loop: */
+  0x4d, 0x39, 0xda,                   /* 11: cmp %r11,%r10 */
+  0x73, 0x4f,                         /* 14: jae done */
+  0x4b, 0x8b, 0x1c, 0xd0,             /* 16: mov (%r8,%r10,8),%rbx    address i */
+  0x85, 0xed,                         /* 1a: test %ebp,%ebp */
+  0x75, 0x17,                         /* 1c: jne write */
+  0x0f, 0xae, 0xe8,                   /* 1e: lfence */
+  0x0f, 0x31,                         /* 21: rdtsc */
+  0x89, 0xc7,                         /* 23: mov %eax,%edi */
+  0x41, 0x89, 0xd4,                   /* 25: mov %edx,%r12d */
+  0x0f, 0xae, 0xe8,                   /* 28: lfence */
+  0x0f, 0xb6, 0x0b,                   /* 2b: movzbl (%rbx),%ecx       the read */
+  0x0f, 0xae, 0xe8,                   /* 2e: lfence */
+  0x0f, 0x31,                         /* 31: rdtsc */
+  0xeb, 0x16,                         /* 33: jmp store */
+  /* write: */
+  0x0f, 0xae, 0xe8,                   /* 35: lfence */
+  0x0f, 0x31,                         /* 38: rdtsc */
+  0x89, 0xc7,                         /* 3a: mov %eax,%edi */
+  0x41, 0x89, 0xd4,                   /* 3c: mov %edx,%r12d */
+  0x0f, 0xae, 0xe8,                   /* 3f: lfence */
+  0xf0, 0x80, 0x0b, 0x00,             /* 42: lock orb $0x0,(%rbx)     the write */
+  0x0f, 0xae, 0xe8,                   /* 46: lfence */
+  0x0f, 0x31,                         /* 49: rdtsc */
+  /* store: */
+  0x48, 0xc1, 0xe2, 0x20,             /* 4b: shl $32,%rdx */
+  0x48, 0x09, 0xc2,                   /* 4f: or %rax,%rdx             second TSC */
+  0x49, 0xc1, 0xe4, 0x20,             /* 52: shl $32,%r12 */
+  0x49, 0x09, 0xfc,                   /* 56: or %rdi,%r12             first TSC */
+  0x4c, 0x29, 0xe2,                   /* 59: sub %r12,%rdx */
+  0x4b, 0x89, 0x14, 0xd1,             /* 5c: mov %rdx,(%r9,%r10,8)    cycles[i] */
+  0x49, 0xff, 0xc2,                   /* 60: inc %r10 */
+  0xeb, 0xac,                         /* 63: jmp loop */
+  /* done: */
+  0x44, 0x89, 0xd0,                   /* 65: mov %r10d,%eax */
+  0xe7, 0x11,                         /* 68: out %eax,$0x11           report n */
+  0xeb, 0x94,                         /* 6a: jmp start */
+};
+// clang-format on
+
+_Static_assert(sizeof probe_code <= TSS_OFF, "the probe's code overlaps its TSS");
+_Static_assert(DG_PROBE_MAX * 8 <= PAGE, "the address list and the results are a page each");
+
+/* The probe's parameter page (the second control page), as its code reads
+ * it; the address list and the results are the pages after the common
+ * control pages. */
+typedef struct probe_params {
+  uint32_t n, write;
+  uint64_t list_gpa, results_gpa;
+} probe_params;
+#define PROBE_LIST DG_CTL_PAGES
+#define PROBE_RESULTS (DG_CTL_PAGES + 1)
+
+struct dg_probe {
+  dg_vm v;
+  uint64_t ctl_gfn;
+  uint8_t *ctl; /* the control pages in the RAM's mapping */
+  int broken;   /* an earlier batch failed: the vCPU's state is unknown */
+};
+
+int dg_probe_create(dg_probe **out, const dg_ram *ram, uint64_t ctl_gfn, char *err, size_t errlen)
+{
+  dg_ram r = ram_resolve(ram);
+  if (!r.addr || ctl_gfn + DG_PROBE_PAGES > r.npages ||
+      ctl_gfn + DG_PROBE_PAGES > MAPPED_BYTES / PAGE)
+    return fail(err, errlen, "probe control pages at gfn %#llx: outside the RAM or above 4 GiB",
+                (unsigned long long)ctl_gfn);
+  dg_probe *p = calloc(1, sizeof *p);
+  if (!p)
+    return fail(err, errlen, "out of memory");
+  p->ctl_gfn = ctl_gfn;
+  p->ctl = (uint8_t *)r.addr + ctl_gfn * PAGE;
+  control_base(p->ctl, ctl_gfn, probe_code, sizeof probe_code);
+  memset(p->ctl + DG_CTL_PAGES * PAGE, 0, (DG_PROBE_PAGES - DG_CTL_PAGES) * PAGE);
+  probe_params w = {.list_gpa = (ctl_gfn + PROBE_LIST) * PAGE,
+                    .results_gpa = (ctl_gfn + PROBE_RESULTS) * PAGE};
+  memcpy(p->ctl + PAGE, &w, sizeof w);
+  if (vm_open(&p->v, &r, ctl_gfn, err, errlen) != 0) {
+    free(p);
+    return -1;
+  }
+  *out = p;
+  return 0;
+}
+
+int dg_probe_run(dg_probe *p, const uint64_t *gpa, size_t n, int write, uint64_t *cycles, char *err,
+                 size_t errlen)
+{
+  if (p->broken)
+    return fail(err, errlen, "the probe's vCPU failed in an earlier batch");
+  if (n > DG_PROBE_MAX)
+    return fail(err, errlen, "%zu addresses, at most %d", n, DG_PROBE_MAX);
+  uint64_t ram = p->v.ram.npages * PAGE, ctl = p->ctl_gfn * PAGE;
+  for (size_t i = 0; i < n; i++) {
+    /* Checked here: outside the RAM the guest would take an MMIO exit or
+     * a triple fault mid-batch, and a probe of its own pages measures
+     * nothing. */
+    if (gpa[i] >= ram || gpa[i] >= MAPPED_BYTES ||
+        (gpa[i] >= ctl && gpa[i] < ctl + DG_PROBE_PAGES * PAGE))
+      return fail(err, errlen, "address %zu (%#llx): outside the RAM or 4 GiB, or a control page",
+                  i, (unsigned long long)gpa[i]);
+  }
+  if (n)
+    memcpy(p->ctl + PROBE_LIST * PAGE, gpa, n * sizeof *gpa);
+  probe_params w;
+  memcpy(&w, p->ctl + PAGE, sizeof w);
+  w.n = (uint32_t)n;
+  w.write = write != 0;
+  memcpy(p->ctl + PAGE, &w, sizeof w);
+  struct kvm_run *run = p->v.run;
+  for (;;) {
+    if (ioctl(p->v.vcpu, KVM_RUN, 0) == 0)
+      break;
+    /* A signal for this thread: the guest resumes where it was, and the
+     * access it was in is timed with the detour. */
+    if (errno == EINTR || errno == EAGAIN)
+      continue;
+    p->broken = 1;
+    return fail(err, errlen, "KVM_RUN: %s", strerror(errno));
+  }
+  uint32_t val;
+  if (run->exit_reason != KVM_EXIT_IO || run->io.direction != KVM_EXIT_IO_OUT ||
+      run->io.size != 4 || run->io.count != 1 || run->io.port != PORT_PROBE) {
+    p->broken = 1;
+    describe_exit(run, err, errlen);
+    return -1;
+  }
+  memcpy(&val, (uint8_t *)run + run->io.data_offset, 4);
+  if (val != n) {
+    p->broken = 1;
+    return fail(err, errlen, "the probe reported %u accesses, expected %zu", val, n);
+  }
+  if (n)
+    memcpy(cycles, p->ctl + PROBE_RESULTS * PAGE, n * sizeof *cycles);
+  return 0;
+}
+
+void dg_probe_destroy(dg_probe *p)
+{
+  if (!p)
+    return;
+  vm_close(&p->v);
+  free(p);
+}
+
+static double tsc_per_ns;
+
+static void measure_tsc(void)
+{
+  /* At each end, of five clock-rdtsc-clock triples the tightest, so that
+   * an interruption (preemption, a clock read that traps) does not skew
+   * the pairing. */
+  uint64_t t[2], c[2];
+  for (int end = 0; end < 2; end++) {
+    if (end) {
+      struct timespec ts = {0, 20000000};
+      nanosleep(&ts, NULL);
+    }
+    uint64_t best = UINT64_MAX;
+    for (int k = 0; k < 5; k++) {
+      uint64_t a = now_ns(), tsc = __rdtsc(), b = now_ns();
+      if (b - a < best) {
+        best = b - a;
+        t[end] = a + (b - a) / 2;
+        c[end] = tsc;
+      }
+    }
+  }
+  tsc_per_ns = (double)(c[1] - c[0]) / (double)(t[1] - t[0]);
+}
+
+double dg_tsc_per_ns(void)
+{
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, measure_tsc);
+  return tsc_per_ns;
 }

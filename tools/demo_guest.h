@@ -145,6 +145,50 @@ uint64_t dg_guest_ops(const dg_guest *g);
 double dg_guest_cpu_s(const dg_guest *g);
 const dg_result *dg_guest_result(const dg_guest *g);
 
+/* ---------------------------------------------------------------- probe */
+
+/* A probe guest: one vCPU at CPL 3 that times single accesses, for side
+ * channel measurements. The host gives a batch of guest physical
+ * addresses; for each the guest executes
+ *   lfence; rdtsc; lfence; ACCESS; lfence; rdtsc
+ * and stores the TSC delta, then reports with OUT and the host's call
+ * returns. ACCESS is a 1-byte read, or `lock orb $0` on the byte: one
+ * access that needs the page writable (a write fault on an absent or
+ * read-only page, copy-on-write included) and does not change it. The
+ * delta includes the fences and rdtsc themselves (tens of cycles, see
+ * an access to a hot line) and any host fault the access takes, served
+ * while the vCPU waits. The TSC ticks at dg_tsc_per_ns(). */
+typedef struct dg_probe dg_probe;
+
+/* Control pages of a probe: the common DG_CTL_PAGES, its address list and
+ * its results. */
+#define DG_PROBE_PAGES (DG_CTL_PAGES + 2)
+/* Most addresses in one batch: a page of them. */
+#define DG_PROBE_MAX 512
+
+/* Writes DG_PROBE_PAGES control pages at guest page ctl_gfn through the
+ * RAM's mapping (they must lie in the RAM and below 4 GiB), and makes the
+ * VM and its vCPU with the RAM as memory slot 0 at guest physical 0.
+ * Returns 0, or -1 with err set. */
+int dg_probe_create(dg_probe **out, const dg_ram *ram, uint64_t ctl_gfn, char *err, size_t errlen);
+/* Runs one batch on the calling thread: n <= DG_PROBE_MAX addresses in
+ * the RAM, below 4 GiB (the page tables map 4 GiB) and outside the
+ * probe's control pages; write 0 reads, 1 writes. cycles[i] receives
+ * the TSC delta of access i. The access list and the results go through
+ * the control pages, so they are hot in the cache and TLB before the
+ * first access. Returns 0, or -1 with err set: a bad address (nothing
+ * run), KVM_RUN failing, or an unexpected exit such as a triple fault,
+ * after which the probe refuses further batches. */
+int dg_probe_run(dg_probe *p, const uint64_t *gpa, size_t n, int write, uint64_t *cycles, char *err,
+                 size_t errlen);
+/* Closes the VM (the RAM stays the caller's). NULL does nothing. */
+void dg_probe_destroy(dg_probe *p);
+
+/* TSC ticks per nanosecond, measured on the host once (rdtsc against
+ * CLOCK_MONOTONIC over about 20 ms, on the first call); for converting
+ * the probe's cycles to time. */
+double dg_tsc_per_ns(void);
+
 /* ---------------------------------------------------------------- replay */
 
 /* Pages of the control part that differ from what dg_guest_create wrote;
