@@ -383,9 +383,11 @@ static int run(int argc, char **argv)
 {
   bench_opts o = {.json = 0, .repeat = 3};
   if (argc < 2)
-    return cmd_usage_error(&dmem_cmd_bench, "missing what to measure (codecs or ksm)");
+    return cmd_usage_error(&dmem_cmd_bench, "missing what to measure (codecs, ksm or sidechannel)");
   if (strcmp(argv[1], "ksm") == 0)
     return bench_ksm_run(argc - 1, argv + 1);
+  if (strcmp(argv[1], "sidechannel") == 0)
+    return bench_sidechannel_run(argc - 1, argv + 1);
   if (strcmp(argv[1], "codecs") != 0)
     return cmd_usage_error(&dmem_cmd_bench, "unknown benchmark '%s'", argv[1]);
   int nfiles = 0;
@@ -430,6 +432,8 @@ const dmem_cmd dmem_cmd_bench = {
            "       diffmem bench ksm [--json] [--seconds N] [--ksm-pages-to-scan N]\n"
            "                         [--ksm-sleep-ms N] [--guests N] [--guest-mib N]\n"
            "                         [--no-progress] [IMAGE...]\n"
+           "       diffmem bench sidechannel [--json] [--pairs N] [--seed N]\n"
+           "                                 [--where thread|vcpu|both]\n"
            "\n"
            "bench codecs:\n"
            "\n"
@@ -484,6 +488,26 @@ const dmem_cmd dmem_cmd_bench = {
            "when its run ends, on error and on SIGINT or SIGTERM, and the guests'\n"
            "pages are unmerged before they are freed (a SIGKILL leaves the rate\n"
            "set). Exit status 1 when KVM, KSM or root is missing (nothing is\n"
-           "changed then), a run failed or was interrupted, or a page mismatched.\n",
+           "changed then), a run failed or was interrupted, or a page mismatched.\n"
+           "\n"
+           "bench sidechannel (needs root and userfaultfd; /dev/kvm for vcpu):\n"
+           "\n"
+           "The timing attack on deduplication, against the engine. A victim VM\n"
+           "holds --pairs (default 1000) random secret pages; an attacker VM on the\n"
+           "same engine holds, for each, a guess beside an unrelated page: the\n"
+           "secret itself (exact) or the secret with one byte changed (near). Both\n"
+           "stay idle while the engine scans them 8 times, then the attacker times\n"
+           "one read (or one write of the byte already there) of each page, in\n"
+           "random order, through a KVM region: from a host thread, and from a real\n"
+           "vCPU with rdtsc. Modes: default (one sharing domain, default options),\n"
+           "domains (victim and attacker in domains of their own), secure (one\n"
+           "domain, dmem_engine_options.secure). Per run: the guess and other\n"
+           "pages' latency p10/p50/p90, the two-sample Kolmogorov-Smirnov statistic\n"
+           "of the two with its 5% critical value 1.358 * sqrt(2 / pairs), and the\n"
+           "held-out accuracy of the best threshold classifier (trained on the\n"
+           "even pairs, scored on the odd ones; 0.5 is a coin). With --json one\n"
+           "object: {\"pairs\", \"runs\": [{\"mode\", \"where\", \"op\", \"guess\",\n"
+           "\"accuracy\", \"ks\", \"ks_critical\", \"latency\": {\"guess\": {\"p10_us\",\n"
+           "\"p50_us\", \"p90_us\"}, \"other\": {...}}}]}. Exit status 1 when a run failed.\n",
   .run = run,
 };

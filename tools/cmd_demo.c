@@ -32,7 +32,7 @@
 #define PAGE DMEM_PAGE_SIZE
 
 typedef struct demo_opts {
-  int json, progress, read_heavy, no_cow;
+  int json, progress, read_heavy, no_cow, secure;
   double seconds;
   unsigned guests, guest_mib;
   int nimages;
@@ -117,9 +117,9 @@ static void print_text(const demo_figures *f, const fleet *fl, const demo_opts *
          (unsigned long long)s->zero, (unsigned long long)s->shared, (unsigned long long)s->patched,
          (unsigned long long)s->compressed, (unsigned long long)s->swapped,
          (unsigned long long)s->frames);
-  printf("  guest program   %s; copy-on-write mapping of shared pages %s\n",
+  printf("  guest program   %s; copy-on-write mapping of shared pages %s; secure mode %s\n",
          o->read_heavy ? "read-heavy (a window of a quarter of the content)" : "mostly idle",
-         o->no_cow ? "off" : "on");
+         o->no_cow || o->secure ? "off" : "on", o->secure ? "on" : "off");
   printf("  copy-on-write   %llu pages mapped now (%llu maps, %llu copied past the budget); "
          "VMAs %llu now, %llu at most, budget %llu\n",
          (unsigned long long)f->ks.cow_mapped, (unsigned long long)f->ks.cow_maps,
@@ -174,12 +174,13 @@ static void print_json(const demo_figures *f, const fleet *fl, const demo_opts *
          (unsigned long long)s->frames, (unsigned long long)s->errors);
   printf("\"read_heavy\":%s,\"cow\":%s,\"cow_mapped_pages\":%llu,\"cow_maps\":%llu,"
          "\"cow_fallbacks\":%llu,\"vmas_used\":%llu,\"vmas_max\":%llu,\"vma_budget\":%llu,"
-         "\"shared_read_faults\":%llu,\"shared_write_faults\":%llu}\n",
-         o->read_heavy ? "true" : "false", o->no_cow ? "false" : "true",
+         "\"shared_read_faults\":%llu,\"shared_write_faults\":%llu,\"secure\":%s}\n",
+         o->read_heavy ? "true" : "false", o->no_cow || o->secure ? "false" : "true",
          (unsigned long long)f->ks.cow_mapped, (unsigned long long)f->ks.cow_maps,
          (unsigned long long)f->ks.cow_fallbacks, (unsigned long long)f->ks.vmas_used,
          (unsigned long long)f->vmas_max, (unsigned long long)f->ks.vma_budget,
-         (unsigned long long)s->shared_read_faults, (unsigned long long)s->shared_write_faults);
+         (unsigned long long)s->shared_read_faults, (unsigned long long)s->shared_write_faults,
+         o->secure ? "true" : "false");
 }
 
 static int demo(const demo_opts *o)
@@ -196,7 +197,8 @@ static int demo(const demo_opts *o)
                    .nimages = o->nimages,
                    .images = o->images,
                    .read_heavy = o->read_heavy,
-                   .no_cow = o->no_cow};
+                   .no_cow = o->no_cow,
+                   .secure = o->secure};
   demo_figures fig;
   memset(&fig, 0, sizeof fig);
   fleet *f = NULL;
@@ -287,6 +289,8 @@ static int run(int argc, char **argv)
       o.read_heavy = 1;
     } else if (strcmp(a, "--no-cow") == 0) {
       o.no_cow = 1;
+    } else if (strcmp(a, "--secure") == 0) {
+      o.secure = 1;
     } else if (strcmp(a, "--seconds") == 0 && i + 1 < argc) {
       if (parse_uint(argv[++i], 1, 86400, &v) != 0) {
         cmd_usage_error(&dmem_cmd_demo, "--seconds takes a number from 1 to 86400");
@@ -334,7 +338,8 @@ const dmem_cmd dmem_cmd_demo = {
     .name = "demo",
     .summary = "run KVM guests on one engine and show what it saves, live and verified",
     .usage = "usage: diffmem demo [--json] [--seconds N] [--guests N] [--guest-mib N]\n"
-             "                    [--read-heavy] [--no-cow] [--no-progress] [IMAGE...]\n"
+             "                    [--read-heavy] [--no-cow] [--secure] [--no-progress]\n"
+             "                    [IMAGE...]\n"
              "\n"
              "Runs KVM guests (--guests, default 4) whose RAM is attached to one\n"
              "libdiffmem engine, so that pages are shared across guests, for\n"
@@ -366,6 +371,10 @@ const dmem_cmd dmem_cmd_demo = {
              "many evicted shared pages are read again. A read of an evicted shared\n"
              "page maps the engine's frame copy-on-write (later reads need no fault);\n"
              "--no-cow copies it instead, to compare.\n"
+             "\n"
+             "--secure runs the engine in secure mode (README, \"Security\"): only idle\n"
+             "pages are candidates, each is evicted onto a frame whether or not\n"
+             "another guest holds the same page, and nothing is patched or mapped.\n"
              "\n"
              "Figures (text, or one JSON object on stdout with --json):\n"
              "  guests, guest_pages   guests and their pages (content + data + control).\n"
@@ -413,6 +422,8 @@ const dmem_cmd dmem_cmd_demo = {
              "                        over the guests; the run fails if a sample passes it).\n"
              "  shared_read_faults, shared_write_faults\n"
              "                        faults on evicted shared pages, by reads and writes.\n"
+             "  secure                whether the engine ran in secure mode (--secure);\n"
+             "                        cow is false then.\n"
              "\n"
              "The progress line on stderr (when it is a terminal; off with\n"
              "--no-progress) shows elapsed time, host memory and saved %, the\n"

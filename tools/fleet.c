@@ -333,6 +333,7 @@ static int attach_engine(fleet *f)
   eo.seed = 0x5eed5eedull;
   eo.c4_passes = C4_PASSES;
   eo.map_shared = !f->o.no_cow;
+  eo.secure = f->o.secure;
   int err = dmem_engine_create(&f->engine, &eo);
   if (err != 0) {
     fprintf(stderr, "%s: cannot make the engine: %s\n", f->o.who, dmem_strerror(err));

@@ -45,6 +45,7 @@ typedef struct fleet_opts {
   char **images;  /* one guest per raw image */
   int read_heavy; /* the guests read a wide, moving window of their content */
   int no_cow;     /* FLEET_ENGINE: shared pages are copied on a read, never mapped */
+  int secure;     /* FLEET_ENGINE: the engine's secure mode (dmem_engine_options) */
 } fleet_opts;
 
 typedef struct fleet_vm {
