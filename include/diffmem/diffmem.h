@@ -181,8 +181,9 @@ typedef struct dmem_vm_options {
    *  statistics (dmem_vm_stats()) depend on no page of another domain.
    *  DMEM_DOMAIN_OWN (0, the default): a domain of the VM's own, so it
    *  shares only within itself. Sharing is a timing side channel between
-   *  the VMs of a domain (diffmem/kvm.h): the host puts the VMs of one
-   *  tenant in one domain, and never lets a guest choose. */
+   *  the VMs of a domain unless the engine runs in secure mode
+   *  (dmem_engine_options.secure): the host puts the VMs of one tenant in
+   *  one domain, and never lets a guest choose. */
   uint32_t sharing_domain;
 } dmem_vm_options;
 
