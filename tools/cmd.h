@@ -21,6 +21,7 @@ extern const dmem_cmd dmem_cmd_analyze;
 extern const dmem_cmd dmem_cmd_bench;
 extern const dmem_cmd dmem_cmd_demo;
 extern const dmem_cmd dmem_cmd_probe;
+extern const dmem_cmd dmem_cmd_stat;
 
 /* diffmem bench ksm (bench_ksm.c): argv[0] is "ksm". */
 int bench_ksm_run(int argc, char **argv);

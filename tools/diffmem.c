@@ -19,6 +19,7 @@ static const dmem_cmd *const commands[] = {
   &dmem_cmd_bench,
   &dmem_cmd_demo,
   &dmem_cmd_probe,
+  &dmem_cmd_stat,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -82,7 +82,9 @@ int dmem__mem_pwrite(dmem_kvm_region *r, uint64_t gfn, const void *content)
 
 /* Fills a hole through userfaultfd: writable for a write fault, else
  * write-protected (ARMED) so that the next write is seen. Returns 0, or
- * 1 when the memfd already had a block there (EEXIST), or an error. */
+ * 1 when the memfd already had a block there (EEXIST), 2 when the address
+ * space behind the userfaultfd is gone (ESRCH: the VMM that registered it
+ * exited), or an error. */
 static int uffd_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int writable)
 {
   int wp = !writable && (r->track & DMEM_KVM_TRACK_WP);
@@ -106,6 +108,8 @@ static int uffd_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int 
     }
     if (errno == EEXIST)
       return 1;
+    if (errno == ESRCH)
+      return 2;
     if (errno != EAGAIN)
       break;
   }
@@ -116,7 +120,14 @@ static int uffd_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int 
 int dmem__mem_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int write, int overwrite)
 {
   int rc = uffd_fill(r, gfn, content, write);
-  if (rc == 1 && !overwrite) {
+  if (rc == 2) {
+    /* No process maps the range through this userfaultfd any more (a
+     * daemon's VMM died): the memfd is all that is left of the page, and
+     * any other holder of it reads the content from there. */
+    rc = dmem__mem_pwrite(r, gfn, content);
+    if (rc == 0)
+      r->pages[gfn] &= (uint8_t) ~(PG_EVICTED | PG_ARMED);
+  } else if (rc == 1 && !overwrite) {
     dmem__mem_wake(r, gfn);
   } else if (rc == 1) {
     /* A block appeared under the hole (the VMM wrote the memfd another

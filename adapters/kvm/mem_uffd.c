@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "mem.h"
+#include "uffd.h"
 
 #ifndef UFFDIO_CONTINUE_MODE_WP
 #define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1)
@@ -102,59 +103,21 @@ int dmem__mem_uffd_open(dmem_kvm_region *r)
 {
   if (r->opts.uffd >= 0)
     return adopt_uffd(r);
-  int probe = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-  if (probe < 0)
-    return dmem__mem_fail(r, DMEM_ENOTSUP, "cannot open userfaultfd: %s", strerror(errno));
-  /* UFFDIO_API with features 0 reports every feature; it may be called
-   * once per descriptor, so the real one is opened afterwards. */
-  struct uffdio_api api = {.api = UFFD_API, .features = 0};
-  int rc = ioctl(probe, UFFDIO_API, &api);
-  close(probe);
-  if (rc != 0)
-    return dmem__mem_fail(r, DMEM_ENOTSUP, "UFFDIO_API: %s", strerror(errno));
-  uint64_t have = api.features;
-  if (!(have & UFFD_FEATURE_MISSING_SHMEM))
-    return dmem__mem_fail(r, DMEM_ENOTSUP, "userfaultfd lacks MISSING faults on shared memory");
+  char err[DMEM_ERRBUF_SIZE];
+  uint64_t have;
+  int rc = dmem__uffd_features(&have, err, sizeof err);
+  if (rc)
+    return dmem__mem_fail(r, rc, "%s", err);
   unsigned track = track_modes(r, have);
   uint64_t features = UFFD_FEATURE_MISSING_SHMEM;
-  uint64_t modes = UFFDIO_REGISTER_MODE_MISSING;
-  if (track & DMEM_KVM_TRACK_MINOR) {
-    features |= UFFD_FEATURE_MINOR_SHMEM;
-    modes |= UFFDIO_REGISTER_MODE_MINOR;
-  }
-  if (track & DMEM_KVM_TRACK_WP) {
-    features |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
-    modes |= UFFDIO_REGISTER_MODE_WP;
-  }
-
-  int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0)
-    return dmem__mem_fail(r, DMEM_ENOTSUP, "cannot open userfaultfd: %s", strerror(errno));
-  api = (struct uffdio_api){.api = UFFD_API, .features = features};
-  if (ioctl(fd, UFFDIO_API, &api) != 0) {
-    rc = dmem__mem_fail(r, DMEM_ENOTSUP, "UFFDIO_API with features %#llx: %s",
-                        (unsigned long long)features, strerror(errno));
-    close(fd);
-    return rc;
-  }
-  struct uffdio_register reg = {.range = {.start = r->uffd_base, .len = r->size}, .mode = modes};
-  if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) {
-    rc = dmem__mem_fail(r, DMEM_ESYS, "UFFDIO_REGISTER of %llu bytes at %p: %s",
-                        (unsigned long long)r->size, (void *)r->base, strerror(errno));
-    close(fd);
-    return rc;
-  }
-  uint64_t need = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE);
   if (track & DMEM_KVM_TRACK_MINOR)
-    need |= 1ull << _UFFDIO_CONTINUE;
+    features |= UFFD_FEATURE_MINOR_SHMEM;
   if (track & DMEM_KVM_TRACK_WP)
-    need |= 1ull << _UFFDIO_WRITEPROTECT;
-  if ((reg.ioctls & need) != need) {
-    rc = dmem__mem_fail(r, DMEM_ENOTSUP, "the registered range lacks ioctls %#llx",
-                        (unsigned long long)(need & ~reg.ioctls));
-    close(fd); /* closing also unregisters */
-    return rc;
-  }
+    features |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+  int fd;
+  rc = dmem__uffd_register(&fd, features, r->uffd_base, r->size, err, sizeof err);
+  if (rc)
+    return dmem__mem_fail(r, rc, "%s", err);
   rc = open_stop_fd(r);
   if (rc) {
     close(fd);

@@ -63,7 +63,8 @@ extern "C" {
   XX(EXIST, -11, "entry already exists")                                     \
   XX(RANGE, -12, "value out of range")                                       \
   XX(TRUNC, -13, "input truncated")                                          \
-  XX(NOSPC, -14, "no room left (a budget or a file is full)")
+  XX(NOSPC, -14, "no room left (a budget or a file is full)")              \
+  XX(PERM, -15, "refused: no permission, or a limit reached")
 
 /** Error codes; every one is negative, and 0 (DMEM_OK) is success. */
 typedef enum dmem_errno {
@@ -71,7 +72,7 @@ typedef enum dmem_errno {
 #define DMEM_ERRNO_ENUM_(name, value, msg) DMEM_E##name = (value),
   DMEM_ERRNO_MAP(DMEM_ERRNO_ENUM_)
 #undef DMEM_ERRNO_ENUM_
-  DMEM_ERRNO_LAST_ = -15
+  DMEM_ERRNO_LAST_ = -16
 } dmem_errno;
 
 /**

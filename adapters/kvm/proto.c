@@ -1,0 +1,145 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The diffmemd protocol's messages (diffmem/daemon.h): one parser, which
+ * the daemon runs on everything a client sends and the client on
+ * everything the daemon sends, and one encoder. The parser is the
+ * daemon's first line against a hostile VMM: it checks everything the
+ * header promises before anything uses it, and never reads past the
+ * packet. Fuzzed by tests/fuzz/fuzz_proto.c. */
+#include "config.h"
+
+#include <string.h>
+
+#include <diffmem/daemon.h>
+
+#define PAGE DMEM_PAGE_SIZE
+
+/* A NUL inside the field. */
+static int terminated(const char *s, size_t cap)
+{
+  return memchr(s, 0, cap) != NULL;
+}
+
+static int zeros(const uint32_t *w, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (w[i])
+      return 0;
+  return 1;
+}
+
+static int aligned(uint64_t v)
+{
+  return v % PAGE == 0;
+}
+
+/* The payload size each type must have; 0 with *var set: a multiple of
+ * one stats entry. */
+static int payload_size(size_t *size, int *var, uint16_t type)
+{
+  *var = 0;
+  switch (type) {
+  case DMEM_PROTO_ATTACH:
+    *size = sizeof(dmem_proto_attach);
+    return 0;
+  case DMEM_PROTO_DETACH:
+  case DMEM_PROTO_RELEASED:
+    *size = sizeof(dmem_proto_vm);
+    return 0;
+  case DMEM_PROTO_STATS:
+    *size = 0;
+    return 0;
+  case DMEM_PROTO_ATTACHED:
+    *size = sizeof(dmem_proto_attached);
+    return 0;
+  case DMEM_PROTO_ERROR:
+    *size = sizeof(dmem_proto_error);
+    return 0;
+  case DMEM_PROTO_STATS_REPLY:
+    *size = 0;
+    *var = 1;
+    return 0;
+  default:
+    return DMEM_ECORRUPT;
+  }
+}
+
+static int check_attach(const dmem_proto_attach *a)
+{
+  if (!a->size || !aligned(a->size) || !aligned(a->fd_offset) || !aligned(a->uffd_addr))
+    return DMEM_ECORRUPT;
+  if (a->fd_offset > UINT64_MAX - a->size || a->uffd_addr > UINT64_MAX - a->size)
+    return DMEM_ECORRUPT;
+  if (!zeros(a->reserved, 2) || !terminated(a->name, sizeof a->name))
+    return DMEM_ECORRUPT;
+  return 0;
+}
+
+int dmem_proto_parse(dmem_proto_msg *out, const void *buf, size_t len)
+{
+  if (!out || (!buf && len))
+    return DMEM_EINVAL;
+  memset(out, 0, sizeof *out);
+  if (len < sizeof(dmem_proto_hdr) || len > DMEM_PROTO_MAX)
+    return DMEM_ECORRUPT;
+  const uint8_t *b = buf;
+  memcpy(&out->hdr, b, sizeof out->hdr);
+  const dmem_proto_hdr *h = &out->hdr;
+  if (h->magic != DMEM_PROTO_MAGIC)
+    return DMEM_ECORRUPT;
+  if (h->version != DMEM_PROTO_VERSION)
+    return DMEM_EVERSION;
+  size_t plen = len - sizeof *h, want;
+  int var;
+  if (h->length != plen || payload_size(&want, &var, h->type) != 0)
+    return DMEM_ECORRUPT;
+  const uint8_t *p = b + sizeof *h;
+  if (var) {
+    const size_t one = sizeof(dmem_proto_vm_stats);
+    if (plen == 0 || plen % one != 0 || plen / one > DMEM_PROTO_STATS_MAX + 1)
+      return DMEM_ECORRUPT;
+    /* Entries are read in place: the header keeps them 8-byte aligned in
+     * an aligned buffer; a copy is the caller's business otherwise. */
+    if ((uintptr_t)p % _Alignof(dmem_proto_vm_stats) != 0)
+      return DMEM_ECORRUPT;
+    out->stats = (const dmem_proto_vm_stats *)(const void *)p;
+    out->nstats = plen / one;
+    for (size_t i = 0; i < out->nstats; i++) {
+      const dmem_proto_vm_stats *s = &out->stats[i];
+      if (!terminated(s->name, sizeof s->name) || (i == 0) != (s->vm == UINT32_MAX))
+        return DMEM_ECORRUPT;
+    }
+    return 0;
+  }
+  if (plen != want)
+    return DMEM_ECORRUPT;
+  memcpy(&out->u, p, plen);
+  switch (h->type) {
+  case DMEM_PROTO_ATTACH:
+    return check_attach(&out->u.attach);
+  case DMEM_PROTO_DETACH:
+  case DMEM_PROTO_RELEASED:
+    return out->u.vm.reserved == 0 && out->u.vm.vm != UINT32_MAX ? 0 : DMEM_ECORRUPT;
+  case DMEM_PROTO_ATTACHED:
+    return out->u.attached.vm != UINT32_MAX && out->u.attached.pages ? 0 : DMEM_ECORRUPT;
+  case DMEM_PROTO_ERROR: {
+    const dmem_proto_error *e = &out->u.error;
+    return e->code < 0 && e->reserved == 0 && terminated(e->msg, sizeof e->msg) ? 0 : DMEM_ECORRUPT;
+  }
+  default:
+    return 0; /* STATS: no payload */
+  }
+}
+
+size_t dmem_proto_encode(void *buf, size_t cap, dmem_proto_type type, uint32_t seq,
+                         const void *payload, size_t plen)
+{
+  size_t total = sizeof(dmem_proto_hdr) + plen;
+  if (!buf || (plen && !payload) || total > cap || total > DMEM_PROTO_MAX)
+    return 0;
+  dmem_proto_hdr h = {DMEM_PROTO_MAGIC, DMEM_PROTO_VERSION, (uint16_t)type, (uint32_t)plen, seq};
+  memcpy(buf, &h, sizeof h);
+  if (plen)
+    memcpy((uint8_t *)buf + sizeof h, payload, plen);
+  return total;
+}

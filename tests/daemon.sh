@@ -1,0 +1,179 @@
+#!/bin/sh
+# SPDX-FileCopyrightText: 2026 The libdiffmem authors
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# diffmemd end to end, with VMM processes (tests/daemon_vmm) that check
+# every page they touch against a shadow copy:
+#  - bad options are usage errors (2);
+#  - two VMMs on one daemon share across processes, `diffmem stat --json`
+#    shows both, and both verify every page, attached and after detach;
+#  - a VMM killed (SIGKILL) at 20 random moments is detached each time,
+#    and the daemon ends with no VM, no storage and the descriptors it had;
+#  - a malformed packet closes that connection only; an ATTACH of a memfd
+#    that is not sealed against shrinking is refused with an error reply;
+#  - the daemon stopped (SIGTERM) at 20 random moments of a VMM's run puts
+#    every page back: the VMM runs on, verifies every page, and its detach
+#    succeeds; the daemon exits 0 and removes its socket.
+# A daemon killed with SIGKILL loses the pages it evicted (daemon.h): not
+# tested, not yet solved. Skips (77) without userfaultfd.
+set -u
+
+fail() { echo "daemon: FAIL: $*"; [ -f "$tmp/log" ] && tail -20 "$tmp/log"; exit 1; }
+skip() { echo "daemon: SKIP: $*"; exit 77; }
+
+builddir=${builddir:-.}
+daemon=$builddir/diffmemd
+vmm=$builddir/tests/daemon_vmm
+diffmem=$builddir/diffmem
+for p in "$daemon" "$vmm" "$diffmem"; do [ -x "$p" ] || fail "$p not built"; done
+command -v python3 >/dev/null || skip "no python3"
+tmp=$(mktemp -d /tmp/dmem-daemon.XXXXXX) || fail "mktemp"
+dpid=
+cleanup() {
+  [ -n "$dpid" ] && kill -TERM "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null
+  pkill -KILL -f "$tmp/sock" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+sock=$tmp/sock
+
+for bad in "--frob" "--scan-ms 0" "--domain-by moon" "--socket-mode 9999" "--max-vms"; do
+  # shellcheck disable=SC2086
+  "$daemon" $bad >/dev/null 2>"$tmp/err"
+  rc=$?
+  [ $rc -eq 2 ] || fail "diffmemd $bad exited $rc, want 2"
+  grep -q "diffmemd" "$tmp/err" || fail "diffmemd $bad: no message"
+done
+
+start_daemon() {
+  "$daemon" --socket "$sock" --domain-by one --scan-ms 20 --scan-pages 100000 2>>"$tmp/log" &
+  dpid=$!
+  i=0
+  while [ ! -S "$sock" ]; do
+    if ! kill -0 "$dpid" 2>/dev/null; then
+      wait "$dpid"
+      rc=$?
+      dpid=
+      grep -q "userfaultfd is not available" "$tmp/log" && skip "no userfaultfd here"
+      fail "diffmemd exited $rc at start"
+    fi
+    i=$((i + 1))
+    [ $i -lt 100 ] || fail "diffmemd did not listen within 5 s"
+    sleep 0.05
+  done
+}
+
+stop_daemon() {
+  kill -TERM "$dpid" || fail "no daemon to stop"
+  wait "$dpid"
+  rc=$?
+  dpid=
+  [ $rc -eq 0 ] || fail "diffmemd exited $rc on SIGTERM"
+  [ ! -e "$sock" ] || fail "diffmemd left its socket behind"
+}
+
+nfds() { ls "/proc/$dpid/fd" | wc -l; }
+
+# VMs the daemon serves now, from diffmem stat --json.
+vms() {
+  "$diffmem" stat --socket "$sock" --json >"$tmp/stat.json" || fail "diffmem stat failed"
+  python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["vms"]))' "$tmp/stat.json"
+}
+
+# A random delay in seconds, 0.1 to 1.5, from a seeded sequence.
+seed=1
+delay() {
+  seed=$(( (seed * 1103515245 + 12345) % 2147483648 ))
+  awk -v s="$seed" 'BEGIN { printf "%.2f", 0.1 + (s % 1400) / 1000 }'
+}
+
+start_daemon
+base=$(nfds)
+
+# Two VMMs at once, sharing across processes.
+"$vmm" "$sock" 2048 4 1 >"$tmp/v1" 2>&1 &
+v1=$!
+"$vmm" "$sock" 2048 4 2 >"$tmp/v2" 2>&1 &
+v2=$!
+sleep 2.5
+"$diffmem" stat --socket "$sock" --json >"$tmp/stat.json" || fail "diffmem stat"
+python3 - "$tmp/stat.json" <<'PY' || fail "stat: $(cat "$tmp/stat.json")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+t, vms = j["total"], j["vms"]
+assert len(vms) == 2, "want 2 VMs"
+assert t["pages"] == 4096, t
+assert all(v["shared"] > 0 and v["zero"] > 0 and v["domain"] == vms[0]["domain"] for v in vms), vms
+assert t["bytes_saved"] > 0 and t["faults"] > 0, t
+assert len({v["pid"] for v in vms}) == 2, "two processes"
+PY
+wait $v1 || fail "VMM 1: $(cat "$tmp/v1")"
+wait $v2 || fail "VMM 2: $(cat "$tmp/v2")"
+echo "ok: two VMM processes on one daemon: $(tail -1 "$tmp/v1")"
+[ "$(vms)" -eq 0 ] || fail "VMs left after both detached"
+
+# VMMs killed at random moments.
+for k in $(seq 20); do
+  "$vmm" "$sock" 1024 30 $((10 + k)) >"$tmp/vk" 2>&1 &
+  vp=$!
+  sleep "$(delay)"
+  kill -KILL $vp
+  wait $vp 2>/dev/null
+  i=0
+  while [ "$(vms)" -ne 0 ]; do
+    i=$((i + 1))
+    [ $i -lt 100 ] || fail "kill $k: the killed VMM's VM still attached after 5 s"
+    sleep 0.05
+  done
+done
+python3 - "$tmp/stat.json" <<'PY' || fail "after the kills: $(cat "$tmp/stat.json")"
+import json, sys
+t = json.load(open(sys.argv[1]))["total"]
+assert t["pages"] == 0 and t["store_bytes"] == 0, t
+PY
+[ "$(nfds)" -eq "$base" ] || fail "descriptors: $base at start, $(nfds) after 20 killed VMMs"
+echo "ok: 20 VMMs killed at random moments, each detached; no storage or descriptor left"
+
+# Hostile packets: garbage closes that connection; an unsealed memfd is refused.
+python3 - "$sock" <<'PY' || fail "hostile packets"
+import os, socket, struct, sys
+path = sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(path)
+s.send(b"junk that is no message")
+s.settimeout(5)
+assert s.recv(65536) == b"", "the daemon kept a connection that sent garbage"
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(path)
+fd = os.memfd_create("unsealed")
+os.ftruncate(fd, 1 << 20)
+payload = struct.pack("=QQQQII48s", 1 << 20, 0, 1 << 30, 1, 0, 0, b"hostile")
+hdr = struct.pack("=IHHII", 0x444d4d44, 1, 1, len(payload), 7)
+socket.send_fds(s, [hdr + payload], [fd, fd])
+s.settimeout(5)
+r = s.recv(65536)
+magic, ver, typ, length, seq = struct.unpack("=IHHII", r[:16])
+code = struct.unpack("=i", r[16:20])[0]
+assert typ == 0xff and seq == 7 and code < 0, (typ, seq, code)
+assert b"F_SEAL_SHRINK" in r, r
+PY
+[ "$(vms)" -eq 0 ] || fail "VMs after the hostile packets"
+[ "$(nfds)" -eq "$base" ] || fail "descriptors: $base at start, $(nfds) after the hostile packets"
+echo "ok: garbage closes its connection; an unsealed memfd is refused"
+stop_daemon
+
+# The daemon stopped at random moments: every VMM runs on and verifies.
+for k in $(seq 20); do
+  start_daemon
+  "$vmm" "$sock" 1024 2 $((50 + k)) --survive >"$tmp/vs" 2>&1 &
+  vp=$!
+  i=0
+  until grep -q attached "$tmp/vs"; do
+    i=$((i + 1))
+    [ $i -lt 100 ] || fail "stop $k: the VMM did not attach: $(cat "$tmp/vs")"
+    sleep 0.05
+  done
+  sleep "$(delay)"
+  stop_daemon
+  wait $vp || fail "stop $k: the VMM after the daemon stopped: $(cat "$tmp/vs")"
+done
+echo "ok: the daemon stopped 20 times at random moments; every VMM verified every page"

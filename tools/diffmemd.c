@@ -1,0 +1,676 @@
+/* SPDX-FileCopyrightText: 2026 The libdiffmem authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
+/* diffmemd: one engine for every VMM process on a host (diffmem/daemon.h,
+ * diffmemd(8)).
+ *
+ * One thread runs the event loop: it accepts VMMs on a SOCK_SEQPACKET Unix
+ * socket, reads one message at a time, and answers it; signals arrive as
+ * a signalfd. The engine scans on its own thread (dmem_engine_start), and
+ * each VM's faults are served on its region's fault thread, so a slow
+ * request (a detach that puts back many pages) delays other requests but
+ * never another VM's faults.
+ *
+ * A VMM's guest RAM becomes a dmem_kvm_region over the passed memfd (the
+ * daemon maps it) and the passed userfaultfd (at the VMM's address). The
+ * sharing domain is the daemon's choice (--domain-by), never the VMM's.
+ * A connection that sends anything malformed, or passes a limit, is
+ * closed; its VMs are detached as when the VMM exits: every evicted page
+ * is written back (into the VMM's memory through its userfaultfd, or into
+ * the memfd when the VMM is gone) and the VM's storage is released.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <diffmem/daemon.h>
+#include <diffmem/diffmem.h>
+#include <diffmem/kvm.h>
+
+#define PAGE DMEM_PAGE_SIZE
+
+enum domain_by { BY_UID, BY_VM, BY_ONE };
+
+typedef struct dopts {
+  const char *socket;
+  unsigned mode;
+  const char *group;
+  enum domain_by domain_by;
+  unsigned scan_ms;
+  unsigned long scan_pages;
+  int secure;
+  unsigned max_vms, max_conns;
+  uint64_t store_limit_mb;
+  const char *swap_dir;
+  int quiet;
+} dopts;
+
+typedef struct dvm {
+  dmem_kvm_region *r;
+  dmem_vm *vm;
+  int memfd, uffd;
+  uint32_t id, domain;
+  char name[DMEM_PROTO_NAME_MAX];
+} dvm;
+
+typedef struct conn {
+  int fd;
+  pid_t pid;
+  uid_t uid;
+  dvm **vms;
+  unsigned nvms;
+} conn;
+
+typedef union msgbuf {
+  uint64_t align;
+  uint8_t b[DMEM_PROTO_MAX];
+} msgbuf;
+
+static struct {
+  dopts o;
+  dmem_engine *e;
+  int lfd, sigfd;
+  conn **conns;
+  unsigned nconns;
+  msgbuf in, out;
+  int bound; /* the socket file is ours to remove */
+} D;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+  if (D.o.quiet)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "diffmemd: ");
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+/* ---------------------------------------------------------------- messages */
+
+static int send_packet(int fd, const void *b, size_t n)
+{
+  for (;;) {
+    ssize_t k = send(fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (k == (ssize_t)n)
+      return 0;
+    if (k < 0 && errno == EINTR)
+      continue;
+    return -1; /* a full socket or a gone peer: the VMM's problem */
+  }
+}
+
+static void reply(conn *c, dmem_proto_type type, uint32_t seq, const void *payload, size_t plen)
+{
+  size_t n = dmem_proto_encode(D.out.b, sizeof D.out.b, type, seq, payload, plen);
+  if (n)
+    (void)send_packet(c->fd, D.out.b, n);
+}
+
+static void reply_error(conn *c, uint32_t seq, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void reply_error(conn *c, uint32_t seq, int code, const char *fmt, ...)
+{
+  dmem_proto_error e;
+  memset(&e, 0, sizeof e);
+  e.code = code < 0 ? code : DMEM_EIO;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e.msg, sizeof e.msg, fmt, ap);
+  va_end(ap);
+  say("pid %d: refused: %s", (int)c->pid, e.msg);
+  reply(c, DMEM_PROTO_ERROR, seq, &e, sizeof e);
+}
+
+/* One packet and up to two descriptors. Returns the length, 0 at EOF, -1
+ * on error; *nfds gets how many came (more than two are closed and
+ * reported as 3: a protocol error). */
+static ssize_t recv_packet(int fd, int fds[2], int *nfds)
+{
+  union {
+    char buf[CMSG_SPACE(8 * sizeof(int))];
+    struct cmsghdr align;
+  } c;
+  struct iovec iov = {D.in.b, sizeof D.in.b};
+  struct msghdr m = {
+      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof c.buf};
+  ssize_t n;
+  while ((n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR)
+    ;
+  *nfds = 0;
+  for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); n >= 0 && h; h = CMSG_NXTHDR(&m, h)) {
+    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+      continue;
+    size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < k; i++) {
+      int got;
+      memcpy(&got, CMSG_DATA(h) + i * sizeof(int), sizeof got);
+      if (*nfds < 2)
+        fds[*nfds] = got;
+      else
+        close(got);
+      if (*nfds < 3)
+        (*nfds)++;
+    }
+  }
+  if (n > 0 && (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+    *nfds = 3; /* an oversized packet or too many descriptors */
+  return n;
+}
+
+static void close_fds(int *fds, int n)
+{
+  for (int i = 0; i < n && i < 2; i++)
+    close(fds[i]);
+}
+
+/* ---------------------------------------------------------------- VMs */
+
+static uint32_t domain_for(const conn *c)
+{
+  static uint32_t next_own = 0x80000000u;
+  switch (D.o.domain_by) {
+  case BY_ONE:
+    return 1;
+  case BY_VM:
+    return next_own++ | 0x80000000u; /* never a user's below */
+  default:
+    return (uint32_t)c->uid % 0x7fffffffu + 1; /* 1 .. 2^31 - 1 */
+  }
+}
+
+/* Detaches and frees a VM; 0, or the detach's error (the VM then stays). */
+static int vm_drop(dvm *v, int force)
+{
+  int rc = dmem_kvm_region_detach(v->r);
+  if (rc && !force)
+    return rc;
+  if (rc)
+    say("vm %u (%s): detach: %s: pages still evicted are lost", v->id, v->name,
+        dmem_kvm_region_errmsg(v->r));
+  dmem_kvm_region_destroy(v->r);
+  close(v->memfd);
+  close(v->uffd);
+  free(v);
+  return rc;
+}
+
+static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
+{
+  uint32_t seq = m->hdr.seq;
+  if (nfds != 2) {
+    close_fds(fds, nfds);
+    reply_error(c, seq, DMEM_EINVAL, "ATTACH needs two descriptors (memfd, userfaultfd), got %d",
+                nfds);
+    return;
+  }
+  if (c->nvms >= D.o.max_vms) {
+    close_fds(fds, 2);
+    reply_error(c, seq, DMEM_EPERM, "this connection has %u VMs, the limit", c->nvms);
+    return;
+  }
+  int seals = fcntl(fds[0], F_GET_SEALS);
+  if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+    close_fds(fds, 2);
+    reply_error(c, seq, DMEM_EINVAL, "the RAM is not a memfd sealed with F_SEAL_SHRINK");
+    return;
+  }
+  const dmem_proto_attach *a = &m->u.attach;
+  dvm *v = calloc(1, sizeof *v);
+  dvm **nv = realloc(c->vms, (c->nvms + 1) * sizeof *nv);
+  if (!v || !nv) {
+    free(v);
+    if (nv)
+      c->vms = nv;
+    close_fds(fds, 2);
+    reply_error(c, seq, DMEM_ENOMEM, "out of memory");
+    return;
+  }
+  c->vms = nv;
+  v->memfd = fds[0];
+  v->uffd = fds[1];
+  v->domain = domain_for(c);
+  snprintf(v->name, sizeof v->name, "%s", a->name);
+  dmem_kvm_region_options ro = DMEM_KVM_REGION_OPTIONS_INIT;
+  ro.size = a->size;
+  ro.fd = v->memfd;
+  ro.fd_offset = a->fd_offset;
+  ro.uffd = v->uffd;
+  ro.uffd_features = a->uffd_features;
+  ro.uffd_addr = a->uffd_addr;
+  ro.sharing_domain = v->domain;
+  char err[DMEM_ERRBUF_SIZE];
+  char label[DMEM_PROTO_NAME_MAX + 32];
+  snprintf(label, sizeof label, "%d:%s", (int)c->pid, v->name);
+  int rc = dmem_kvm_region_create(&v->r, &ro, err, sizeof err);
+  if (rc == 0 && (rc = dmem_kvm_region_attach(&v->vm, D.e, v->r, label)) != 0) {
+    snprintf(err, sizeof err, "%s", dmem_kvm_region_errmsg(v->r));
+    dmem_kvm_region_destroy(v->r);
+  }
+  if (rc) {
+    close_fds(fds, 2);
+    free(v);
+    reply_error(c, seq, rc, "%s", err);
+    return;
+  }
+  v->id = dmem_vm_id(v->vm);
+  c->vms[c->nvms++] = v;
+  dmem_proto_attached r = {v->id, v->domain, a->size / PAGE};
+  say("pid %d uid %u: vm %u \"%s\", %llu pages, sharing domain %u", (int)c->pid, (unsigned)c->uid,
+      v->id, v->name, (unsigned long long)(a->size / PAGE), v->domain);
+  reply(c, DMEM_PROTO_ATTACHED, seq, &r, sizeof r);
+}
+
+static void do_detach(conn *c, const dmem_proto_msg *m)
+{
+  for (unsigned i = 0; i < c->nvms; i++) {
+    dvm *v = c->vms[i];
+    if (v->id != m->u.vm.vm)
+      continue;
+    int rc = vm_drop(v, 0);
+    if (rc) {
+      reply_error(c, m->hdr.seq, rc, "detach of vm %u: %s", v->id, dmem_kvm_region_errmsg(v->r));
+      return;
+    }
+    c->vms[i] = c->vms[--c->nvms];
+    say("pid %d: vm %u detached", (int)c->pid, m->u.vm.vm);
+    dmem_proto_vm r = {m->u.vm.vm, 0};
+    reply(c, DMEM_PROTO_RELEASED, m->hdr.seq, &r, sizeof r);
+    return;
+  }
+  reply_error(c, m->hdr.seq, DMEM_ENOENT, "no vm %u on this connection", m->u.vm.vm);
+}
+
+static void fill_vm_stats(dmem_proto_vm_stats *s, const conn *c, const dvm *v)
+{
+  memset(s, 0, sizeof *s);
+  s->vm = v->id;
+  s->domain = v->domain;
+  s->pid = (uint32_t)c->pid;
+  s->uid = (uint32_t)c->uid;
+  memcpy(s->name, v->name, sizeof s->name);
+  dmem_stats st;
+  if (dmem_vm_stats(&st, v->vm) == 0) {
+    s->pages = st.pages, s->resident = st.resident, s->mapped = st.mapped, s->zero = st.zero;
+    s->shared = st.shared, s->patched = st.patched, s->compressed = st.compressed;
+    s->swapped = st.swapped, s->bytes_saved = st.bytes_saved;
+    s->entitlement_bytes = st.entitlement_bytes;
+    s->merges = st.merges, s->faults = st.faults, s->errors = st.errors;
+  }
+  dmem_kvm_stats ks;
+  memset(&ks, 0, sizeof ks);
+  ks.version = DMEM_KVM_STATS_VERSION;
+  if (dmem_kvm_region_stats(&ks, v->r) == 0 && ks.lat_count) {
+    s->fault_p50_ns = (uint64_t)(dmem_kvm_stats_percentile_us(&ks, 0.5) * 1000);
+    s->fault_p99_ns = (uint64_t)(dmem_kvm_stats_percentile_us(&ks, 0.99) * 1000);
+  }
+}
+
+static void do_stats(conn *c, uint32_t seq)
+{
+  static dmem_proto_vm_stats all[DMEM_PROTO_STATS_MAX + 1];
+  size_t n = 1;
+  memset(&all[0], 0, sizeof all[0]);
+  all[0].vm = UINT32_MAX;
+  snprintf(all[0].name, sizeof all[0].name, "engine");
+  dmem_stats st;
+  if (dmem_engine_stats(&st, D.e) == 0) {
+    all[0].pages = st.pages, all[0].resident = st.resident, all[0].mapped = st.mapped;
+    all[0].zero = st.zero, all[0].shared = st.shared, all[0].patched = st.patched;
+    all[0].compressed = st.compressed, all[0].swapped = st.swapped;
+    all[0].bytes_saved = st.bytes_saved, all[0].entitlement_bytes = st.entitlement_bytes;
+    all[0].merges = st.merges, all[0].faults = st.faults, all[0].errors = st.errors;
+    all[0].store_bytes = st.store_bytes;
+  }
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) == 0)
+    all[0].cpu_ns = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
+                    (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
+  for (unsigned i = 0; i < D.nconns; i++)
+    for (unsigned j = 0; j < D.conns[i]->nvms && n < DMEM_PROTO_STATS_MAX + 1; j++)
+      fill_vm_stats(&all[n++], D.conns[i], D.conns[i]->vms[j]);
+  reply(c, DMEM_PROTO_STATS_REPLY, seq, all, n * sizeof all[0]);
+}
+
+/* ---------------------------------------------------------------- connections */
+
+static void conn_drop(unsigned i, const char *why)
+{
+  conn *c = D.conns[i];
+  unsigned n = c->nvms;
+  for (unsigned j = 0; j < c->nvms; j++)
+    (void)vm_drop(c->vms[j], 1);
+  if (n || why)
+    say("pid %d: %s; %u VM%s detached", (int)c->pid, why ? why : "gone", n, n == 1 ? "" : "s");
+  free(c->vms);
+  close(c->fd);
+  free(c);
+  D.conns[i] = D.conns[--D.nconns];
+}
+
+/* Serves one packet of connection i; 0, or -1 when it was dropped. */
+static int conn_serve(unsigned i)
+{
+  conn *c = D.conns[i];
+  int fds[2] = {-1, -1}, nfds = 0;
+  ssize_t n = recv_packet(c->fd, fds, &nfds);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    return 0;
+  if (n <= 0) {
+    close_fds(fds, nfds);
+    conn_drop(i, NULL);
+    return -1;
+  }
+  dmem_proto_msg m;
+  int rc = nfds > 2 ? DMEM_ECORRUPT : dmem_proto_parse(&m, D.in.b, (size_t)n);
+  if (rc == DMEM_EVERSION) {
+    reply_error(c, m.hdr.seq, rc, "this daemon speaks protocol version %u", DMEM_PROTO_VERSION);
+  }
+  int request = rc == 0 && (m.hdr.type == DMEM_PROTO_ATTACH || m.hdr.type == DMEM_PROTO_DETACH ||
+                            m.hdr.type == DMEM_PROTO_STATS);
+  if (!request || (m.hdr.type != DMEM_PROTO_ATTACH && nfds)) {
+    close_fds(fds, nfds);
+    conn_drop(i, rc == DMEM_EVERSION ? "another protocol version" : "malformed message");
+    return -1;
+  }
+  switch (m.hdr.type) {
+  case DMEM_PROTO_ATTACH:
+    do_attach(c, &m, fds, nfds);
+    break;
+  case DMEM_PROTO_DETACH:
+    do_detach(c, &m);
+    break;
+  default:
+    do_stats(c, m.hdr.seq);
+    break;
+  }
+  return 0;
+}
+
+static void accept_one(void)
+{
+  int fd = accept4(D.lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (fd < 0)
+    return;
+  struct ucred cr;
+  socklen_t len = sizeof cr;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+    close(fd);
+    return;
+  }
+  conn *c = calloc(1, sizeof *c);
+  conn **nc = D.nconns < D.o.max_conns ? realloc(D.conns, (D.nconns + 1) * sizeof *nc) : NULL;
+  if (!c || !nc) {
+    if (nc)
+      D.conns = nc;
+    free(c);
+    say("pid %d: connection refused (%u connections, the limit)", (int)cr.pid, D.nconns);
+    close(fd);
+    return;
+  }
+  D.conns = nc;
+  c->fd = fd;
+  c->pid = cr.pid;
+  c->uid = cr.uid;
+  D.conns[D.nconns++] = c;
+}
+
+/* ---------------------------------------------------------------- the socket */
+
+static int listen_on(const char *path)
+{
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof a.sun_path) {
+    fprintf(stderr, "diffmemd: socket path too long: %s\n", path);
+    return -1;
+  }
+  memcpy(a.sun_path, path, strlen(path) + 1);
+  struct stat st;
+  if (lstat(path, &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      fprintf(stderr, "diffmemd: %s exists and is not a socket; not touching it\n", path);
+      return -1;
+    }
+    int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (probe >= 0 && connect(probe, (struct sockaddr *)&a, sizeof a) == 0) {
+      close(probe);
+      fprintf(stderr, "diffmemd: another daemon listens on %s\n", path);
+      return -1;
+    }
+    if (probe >= 0)
+      close(probe);
+    unlink(path); /* a stale socket of a daemon that died */
+  }
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    fprintf(stderr, "diffmemd: socket: %s\n", strerror(errno));
+    return -1;
+  }
+  mode_t old = umask(0177); /* no one else connects before chmod */
+  int rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+  umask(old);
+  if (rc != 0) {
+    fprintf(stderr, "diffmemd: bind %s: %s\n", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  D.bound = 1;
+  gid_t gid = (gid_t)-1;
+  if (D.o.group) {
+    struct group *g = getgrnam(D.o.group);
+    if (!g) {
+      fprintf(stderr, "diffmemd: no group %s\n", D.o.group);
+      close(fd);
+      return -1;
+    }
+    gid = g->gr_gid;
+  }
+  if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) != 0) || chmod(path, D.o.mode) != 0 ||
+      listen(fd, 64) != 0) {
+    fprintf(stderr, "diffmemd: %s: %s\n", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void release_all(void)
+{
+  while (D.nconns) {
+    conn *c = D.conns[D.nconns - 1];
+    for (unsigned j = 0; j < c->nvms; j++) {
+      uint32_t id = c->vms[j]->id;
+      if (vm_drop(c->vms[j], 1) == 0) {
+        dmem_proto_vm r = {id, 0};
+        reply(c, DMEM_PROTO_RELEASED, 0, &r, sizeof r);
+      }
+    }
+    c->nvms = 0;
+    conn_drop(D.nconns - 1, NULL);
+  }
+}
+
+static int parse_num(const char *s, unsigned long long lo, unsigned long long hi, int base,
+                     unsigned long long *out)
+{
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, base);
+  if (!*s || *end || errno || s[0] == '-' || v < lo || v > hi)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static void usage(FILE *f)
+{
+  fprintf(f, "usage: diffmemd [--socket PATH] [--socket-mode OCTAL] [--socket-group NAME]\n"
+             "                [--domain-by uid|vm|one] [--scan-ms N] [--scan-pages N]\n"
+             "                [--secure] [--store-limit-mb N] [--swap-dir DIR]\n"
+             "                [--max-vms N] [--max-connections N] [--quiet]\n"
+             "One libdiffmem engine for every VMM on the host; VMMs connect with\n"
+             "dmem_kvm_client_attach() (diffmem/daemon.h). Runs in the foreground\n"
+             "until SIGTERM or SIGINT, then puts every page back and exits. See\n"
+             "diffmemd(8).\n");
+}
+
+static int parse_args(int argc, char **argv)
+{
+  const char *env = getenv("DIFFMEMD_SOCKET");
+  D.o = (dopts){.socket = env && *env ? env : DMEM_DAEMON_SOCKET,
+                .mode = 0660,
+                .domain_by = BY_UID,
+                .scan_ms = 100,
+                .scan_pages = 4096,
+                .max_vms = 64,
+                .max_conns = 1024};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    unsigned long long n;
+    int takes = 1;
+    if (strcmp(a, "--help") == 0) {
+      usage(stdout);
+      exit(0);
+    } else if (strcmp(a, "--secure") == 0) {
+      D.o.secure = 1, takes = 0;
+    } else if (strcmp(a, "--quiet") == 0) {
+      D.o.quiet = 1, takes = 0;
+    } else if (!v) {
+      fprintf(stderr, "diffmemd: %s: %s\n", a,
+              a[0] == '-' && a[1] == '-' ? "needs a value, or is unknown" : "unknown argument");
+      return 2;
+    } else if (strcmp(a, "--socket") == 0) {
+      D.o.socket = v;
+    } else if (strcmp(a, "--socket-group") == 0) {
+      D.o.group = v;
+    } else if (strcmp(a, "--swap-dir") == 0) {
+      D.o.swap_dir = v;
+    } else if (strcmp(a, "--socket-mode") == 0 && parse_num(v, 0, 0777, 8, &n) == 0) {
+      D.o.mode = (unsigned)n;
+    } else if (strcmp(a, "--domain-by") == 0 &&
+               (!strcmp(v, "uid") || !strcmp(v, "vm") || !strcmp(v, "one"))) {
+      D.o.domain_by = v[0] == 'u' ? BY_UID : v[0] == 'v' ? BY_VM : BY_ONE;
+    } else if (strcmp(a, "--scan-ms") == 0 && parse_num(v, 1, 60000, 10, &n) == 0) {
+      D.o.scan_ms = (unsigned)n;
+    } else if (strcmp(a, "--scan-pages") == 0 && parse_num(v, 1, 1u << 30, 10, &n) == 0) {
+      D.o.scan_pages = (unsigned long)n;
+    } else if (strcmp(a, "--store-limit-mb") == 0 && parse_num(v, 0, 1u << 30, 10, &n) == 0) {
+      D.o.store_limit_mb = n;
+    } else if (strcmp(a, "--max-vms") == 0 && parse_num(v, 1, 4096, 10, &n) == 0) {
+      D.o.max_vms = (unsigned)n;
+    } else if (strcmp(a, "--max-connections") == 0 && parse_num(v, 1, 65536, 10, &n) == 0) {
+      D.o.max_conns = (unsigned)n;
+    } else {
+      fprintf(stderr, "diffmemd: bad %s %s (diffmemd --help)\n", a, v);
+      return 2;
+    }
+    i += takes;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  int rc = parse_args(argc, argv);
+  if (rc)
+    return rc;
+  dmem_kvm_caps caps;
+  if (dmem_kvm_probe(&caps) != 0 || !caps.uffd) {
+    fprintf(stderr, "diffmemd: userfaultfd is not available here: %s\n", caps.reason);
+    return 1;
+  }
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  sigprocmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  D.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+  dmem_engine_options eo = DMEM_ENGINE_OPTIONS_INIT;
+  eo.secure = D.o.secure;
+  eo.swap_dir = D.o.swap_dir;
+  eo.store_limit_bytes = D.o.store_limit_mb << 20;
+  if (D.sigfd < 0 || (rc = dmem_engine_create(&D.e, &eo)) != 0) {
+    fprintf(stderr, "diffmemd: cannot make the engine: %s\n",
+            D.sigfd < 0 ? strerror(errno) : dmem_err_name(rc));
+    return 1;
+  }
+  D.lfd = listen_on(D.o.socket);
+  if (D.lfd < 0 || dmem_engine_start(D.e, D.o.scan_ms, D.o.scan_pages) != 0) {
+    if (D.bound && D.lfd >= 0)
+      unlink(D.o.socket);
+    dmem_engine_destroy(D.e);
+    return 1;
+  }
+  say("listening on %s (mode %03o), sharing domains by %s%s; engine scans %lu pages every %u ms",
+      D.o.socket, D.o.mode,
+      D.o.domain_by == BY_UID  ? "user"
+      : D.o.domain_by == BY_VM ? "VM (none shared)"
+                               : "none (one)",
+      D.o.secure ? ", secure mode" : "", D.o.scan_pages, D.o.scan_ms);
+  int stop = 0;
+  struct pollfd *pf = NULL;
+  while (!stop) {
+    struct pollfd *np = realloc(pf, (D.nconns + 2) * sizeof *pf);
+    if (!np) {
+      say("out of memory in the event loop; stopping");
+      break;
+    }
+    pf = np;
+    pf[0] = (struct pollfd){.fd = D.sigfd, .events = POLLIN};
+    pf[1] = (struct pollfd){.fd = D.lfd, .events = POLLIN};
+    unsigned n = D.nconns;
+    for (unsigned i = 0; i < n; i++)
+      pf[i + 2] = (struct pollfd){.fd = D.conns[i]->fd, .events = POLLIN};
+    if (poll(pf, n + 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      say("poll: %s; stopping", strerror(errno));
+      break;
+    }
+    if (pf[0].revents) {
+      struct signalfd_siginfo si;
+      if (read(D.sigfd, &si, sizeof si) == (ssize_t)sizeof si && si.ssi_signo != SIGHUP) {
+        say("signal %u: putting every page back", si.ssi_signo);
+        stop = 1;
+      }
+    }
+    /* Connections from the last to the first: a dropped one is replaced
+     * by the last, which was served already. */
+    for (unsigned i = n; !stop && i-- > 0;)
+      if (pf[i + 2].revents && i < D.nconns && D.conns[i]->fd == pf[i + 2].fd)
+        (void)conn_serve(i);
+    if (!stop && pf[1].revents)
+      accept_one();
+  }
+  free(pf);
+  dmem_engine_stop(D.e);
+  release_all();
+  free(D.conns);
+  dmem_engine_destroy(D.e);
+  close(D.lfd);
+  if (D.bound)
+    unlink(D.o.socket);
+  say("stopped");
+  return 0;
+}
