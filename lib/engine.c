@@ -427,6 +427,8 @@ int dmem__page_error(dmem_engine *e, dmem_vm *vm, int rc, const char *what, uint
 /* The page's content is private guest memory again: free its storage. */
 static void made_private(dmem_engine *e, dmem_vm *vm, dmem__page *p)
 {
+  /* Back in guest memory: say so before the storage goes. */
+  dmem__journal(e, vm, (uint64_t)(p - vm->pages), DMEM_PAGE_RESIDENT, DMEM__NO_ID);
   dmem__release(e, p);
   dmem__set_kind(vm, p, DMEM_PAGE_RESIDENT);
   dmem__set_state(vm, p, DMEM_C1);
@@ -656,6 +658,7 @@ static int map_on_read(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
     return rc;
   }
   /* Still a sharer of the same frame, now resident through it. */
+  dmem__journal(e, vm, gfn, DMEM_PAGE_MAPPED, p->loc);
   dmem__set_kind(vm, p, DMEM_PAGE_MAPPED);
   dmem__set_state(vm, p, DMEM_C2);
   return 0;

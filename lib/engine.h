@@ -55,6 +55,7 @@ struct dmem_vm {
   uint64_t kinds[7], states[5];
   uint64_t merges, faults, hints, errors, scanned;
   uint64_t shared_faults[2]; /* on SHARED pages: [0] writes, [1] reads */
+  uint64_t *journal; /* its entries (dmem_vm_set_journal), or NULL */
 };
 
 struct dmem_engine {
@@ -114,6 +115,11 @@ int dmem__rebuild_unstable(dmem_engine *e);
 /* Frees the unused frames secure mode keeps for a scan: all of them, or
  * those of domain `only`. Lock held. */
 void dmem__free_dead(dmem_engine *e, const dmem__domain *only);
+
+/* journal.c: records that page gfn's content is now at (kind, loc), or in
+ * guest memory (RESIDENT, MAPPED). Write it before a page leaves guest
+ * memory and after it is back; free storage only after. Lock held. */
+void dmem__journal(dmem_engine *e, dmem_vm *vm, uint64_t gfn, dmem_page_kind kind, uint32_t loc);
 
 /* scan.c */
 int dmem__scan_slice(dmem_engine *e, dmem_vm *vm, uint64_t first, size_t n);

@@ -92,6 +92,18 @@ static int lock_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn, void *buf, int i
   return rc;
 }
 
+/* The adapter's evict, journaled: the journal names the content's new
+ * home before the page leaves guest memory, and takes it back if the
+ * evict fails. */
+static int evict_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn, dmem_page_kind kind, uint32_t loc)
+{
+  dmem__journal(e, vm, gfn, kind, loc);
+  int rc = vm->ops->evict(gfn, vm->ud);
+  if (rc)
+    dmem__journal(e, vm, gfn, DMEM_PAGE_RESIDENT, DMEM__NO_ID);
+  return rc;
+}
+
 /* Shares page gfn onto frame fid: mapped copy-on-write when the page is
  * read-hot (C2) and the adapter can, else evicted. */
 static int share_onto(dmem_engine *e, dmem_vm *vm, uint64_t gfn, uint32_t fid)
@@ -99,10 +111,10 @@ static int share_onto(dmem_engine *e, dmem_vm *vm, uint64_t gfn, uint32_t fid)
   dmem__page *p = &vm->pages[gfn];
   int map = e->opts.map_shared && vm->ops->share && p->state == DMEM_C2;
   int rc = map ? vm->ops->share(gfn, fid, dmem__frame_data(&e->store, fid), vm->ud)
-               : vm->ops->evict(gfn, vm->ud);
+               : evict_page(e, vm, gfn, DMEM_PAGE_SHARED, fid);
   if (map && (rc == DMEM_ENOTSUP || rc == DMEM_ENOSPC)) {
     map = 0; /* the adapter maps on a read fault only, or has no room left */
-    rc = vm->ops->evict(gfn, vm->ud);
+    rc = evict_page(e, vm, gfn, DMEM_PAGE_SHARED, fid);
   }
   if (rc) {
     count_error(e, vm, rc, map ? "share" : "evict", gfn);
@@ -165,7 +177,7 @@ static int freeze_live(uint32_t *fid, dmem_engine *e, dmem_vm *qvm, uint64_t qgf
  * page stays resident and the caller frees what it stored. */
 static int evict_to(dmem_engine *e, dmem_vm *vm, uint64_t gfn, dmem_page_kind kind, uint32_t loc)
 {
-  int rc = vm->ops->evict(gfn, vm->ud);
+  int rc = evict_page(e, vm, gfn, kind, loc);
   if (rc) {
     count_error(e, vm, rc, "evict", gfn);
     return rc;
@@ -335,7 +347,7 @@ static void reclaim(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned T, int h
       (void)dmem__unmap(e, vm, gfn);
       return;
     }
-    int rc = vm->ops->evict(gfn, vm->ud);
+    int rc = evict_page(e, vm, gfn, DMEM_PAGE_SHARED, p->loc);
     if (rc == DMEM_ENOTSUP) {
       /* The adapter evicts private pages only (KVM: a mapped page has no
        * block of its own): make it private now, evict it on a later pass. */
@@ -376,6 +388,7 @@ static void swap_evicted(dmem_engine *e, dmem_vm *vm, dmem__page *p)
   uint32_t slot;
   if (dmem__rebuild(e->buf, e, p) != 0 || dmem__swap_put(&slot, &e->store, e->buf) != 0)
     return;
+  dmem__journal(e, vm, (uint64_t)(p - vm->pages), DMEM_PAGE_SWAPPED, slot);
   dmem__release(e, p);
   p->loc = slot;
   dmem__set_kind(vm, p, DMEM_PAGE_SWAPPED);

@@ -25,13 +25,21 @@ uint32_t dmem__checksum(const void *page)
 
 /* ------------------------------------------------------------ slab pools */
 
+/* log2 of the slots in a slab of at most slab_bytes. */
+static unsigned pool_shift(size_t slot_size, size_t slab_bytes)
+{
+  unsigned shift = 0;
+  while (((size_t)2 << shift) * slot_size <= slab_bytes)
+    shift++;
+  return shift;
+}
+
 static void pool_init(dmem__pool *p, size_t slot_size, size_t slab_bytes)
 {
   memset(p, 0, sizeof *p);
   p->fd = -1;
   p->slot_size = slot_size;
-  while (((size_t)2 << p->shift) * slot_size <= slab_bytes)
-    p->shift++;
+  p->shift = pool_shift(slot_size, slab_bytes);
 }
 
 static size_t slab_bytes(const dmem__pool *p)
@@ -50,7 +58,8 @@ static void slab_unmap(dmem__pool *p, dmem__slab *sl, dmem__alloc *a)
 #if DMEM_HAVE_MEMFD
   if (p->fd >= 0) /* the memory goes with the blocks, not with the mapping */
     (void)fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                    (off_t)((size_t)(sl - p->slabs) * slab_bytes(p)), (off_t)slab_bytes(p));
+                    (off_t)(p->base + (int64_t)((size_t)(sl - p->slabs) * slab_bytes(p))),
+                    (off_t)slab_bytes(p));
 #endif
   dmem__free(a, sl->bitmap, bitmap_words(p) * 8);
   sl->mem = NULL;
@@ -64,7 +73,7 @@ static void pool_fini(dmem__pool *p, dmem__alloc *a)
     if (p->slabs[i].mem)
       slab_unmap(p, &p->slabs[i], a);
   dmem__free(a, p->slabs, p->cap * sizeof *p->slabs);
-  if (p->fd >= 0)
+  if (p->fd >= 0 && p->own_fd)
     close(p->fd);
   memset(p, 0, sizeof *p);
   p->fd = -1;
@@ -77,7 +86,7 @@ static void *slab_map(dmem__pool *p, uint32_t si)
   size_t bytes = slab_bytes(p);
   if (p->fd < 0)
     return mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  off_t off = (off_t)((size_t)si * bytes);
+  off_t off = (off_t)(p->base + (int64_t)((size_t)si * bytes));
   struct stat st;
   if (fstat(p->fd, &st) != 0 ||
       (st.st_size < off + (off_t)bytes && ftruncate(p->fd, off + (off_t)bytes) != 0))
@@ -232,6 +241,24 @@ int dmem__frame_release_if_unused(dmem__store *s, uint32_t id)
 /* ----------------------------------------------------------------- blobs */
 
 #define BLOB_CLASS_SHIFT 26
+#define BLOB_SLAB_BYTES (256u << 10)
+
+int64_t dmem__blob_offset(uint32_t id, size_t *slot_size)
+{
+  unsigned c = id >> BLOB_CLASS_SHIFT;
+  uint32_t idx = id & (((uint32_t)1 << BLOB_CLASS_SHIFT) - 1);
+  size_t size = ((size_t)c + 1) * 64;
+  unsigned shift = pool_shift(size, BLOB_SLAB_BYTES);
+  uint32_t slab = idx >> shift, slot = idx & (((uint32_t)1 << shift) - 1);
+  if (slot_size)
+    *slot_size = size;
+  return DMEM__BLOB_BASE(c) + (int64_t)slab * (int64_t)(size << shift) + (int64_t)slot * (int64_t)size;
+}
+
+int dmem__store_blobs_fd(const dmem__store *s)
+{
+  return s->blobs_fd;
+}
 
 static unsigned blob_class(size_t total)
 {
@@ -349,9 +376,20 @@ int dmem__store_init(dmem__store *s, dmem__alloc *a, const char *swap_dir, uint6
   /* Frames in a memfd, so that adapters can map them copy-on-write; where
    * that fails, anonymous memory as elsewhere. */
   s->frames.fd = memfd_create("dmem-frames", MFD_CLOEXEC);
+  s->frames.own_fd = 1;
 #endif
-  for (unsigned c = 0; c < DMEM__BLOB_CLASSES; c++)
-    pool_init(&s->blobs[c], ((size_t)c + 1) * 64, 256u << 10);
+  s->blobs_fd = -1;
+#if DMEM_HAVE_MEMFD
+  /* Blobs too, each class in a range of its own: with the frames memfd and
+   * a VM's journal (dmem_vm_set_journal), another process can rebuild any
+   * evicted page should this one die. */
+  s->blobs_fd = memfd_create("dmem-blobs", MFD_CLOEXEC);
+#endif
+  for (unsigned c = 0; c < DMEM__BLOB_CLASSES; c++) {
+    pool_init(&s->blobs[c], ((size_t)c + 1) * 64, BLOB_SLAB_BYTES);
+    s->blobs[c].fd = s->blobs_fd;
+    s->blobs[c].base = DMEM__BLOB_BASE(c);
+  }
   if (!swap_dir)
     return 0;
   uint64_t slots = (swap_max ? swap_max : (1ull << 30)) / DMEM_PAGE_SIZE;
@@ -379,6 +417,9 @@ void dmem__store_fini(dmem__store *s)
   pool_fini(&s->frames, a);
   for (unsigned c = 0; c < DMEM__BLOB_CLASSES; c++)
     pool_fini(&s->blobs[c], a);
+  if (s->blobs_fd >= 0)
+    close(s->blobs_fd);
+  s->blobs_fd = -1;
   dmem__free(a, s->ftab, (size_t)s->ftab_cap * sizeof *s->ftab);
   if (s->swap_fd >= 0)
     close(s->swap_fd); /* unnamed: its blocks go with it */

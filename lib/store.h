@@ -32,7 +32,9 @@ typedef struct dmem__slab {
 } dmem__slab;
 
 typedef struct dmem__pool {
-  int fd; /* -1: slabs in anonymous memory; else slab k at offset k * slab bytes */
+  int fd; /* -1: slabs in anonymous memory; else slab k at base + k * slab bytes */
+  int own_fd; /* the pool closes fd on fini (else the store does) */
+  int64_t base;
   size_t slot_size;
   unsigned shift; /* log2 of slots per slab */
   dmem__slab *slabs;
@@ -69,6 +71,7 @@ typedef struct dmem__store {
   uint32_t ftab_cap;
   uint64_t nframes;
   dmem__pool blobs[DMEM__BLOB_CLASSES];
+  int blobs_fd; /* the blob classes' memfd (class c from DMEM__BLOB_BASE(c)), or -1 */
   /* swap */
   int swap_fd; /* unnamed: nothing to remove on fini */
   uint32_t swap_slots, swap_next, *swap_free, swap_nfree;
@@ -93,6 +96,16 @@ int dmem__store_frames_fd(const dmem__store *s);
 dmem__frame *dmem__frame_meta(const dmem__store *s, uint32_t id);
 /* Frees the frame when it has no references left; returns 1 if freed. */
 int dmem__frame_release_if_unused(dmem__store *s, uint32_t id);
+
+/* Where blob class c's slabs start in the blobs memfd: each class has
+ * 2^38 bytes of (sparse) file, more than its 2^26 slots can fill. */
+#define DMEM__BLOB_BASE(c) ((int64_t)(c) << 38)
+/* The blobs' memfd, or -1 (anonymous memory). */
+int dmem__store_blobs_fd(const dmem__store *s);
+/* Offset of blob id's slot (header, then payload) in the blobs memfd, and
+ * the slot's size. Pure arithmetic on the id: the journal's reader uses it
+ * without a store. */
+int64_t dmem__blob_offset(uint32_t id, size_t *slot_size);
 
 /* Blobs: payload of len bytes (len <= DMEM__BLOB_MAX). */
 int dmem__blob_put(uint32_t *out, dmem__store *s, const dmem__blob_hdr *h, const void *payload);

@@ -332,6 +332,66 @@ DMEM_API int dmem_engine_stats(dmem_stats *out, dmem_engine *engine);
 /** Fills @p out with one VM's figures. @retval 0. */
 DMEM_API int dmem_vm_stats(dmem_stats *out, dmem_vm *vm);
 
+/**
+ * @name Journals: every page survives the engine's process
+ * A journal is a table in memory the caller gives, typically a MAP_SHARED
+ * mapping of a memfd that another process holds too, which the engine
+ * keeps current for one VM: for each page, whether it is in guest memory
+ * and, if not, where its content lives in the engine's store. With the
+ * store's descriptors (dmem_engine_store_fds()), that other process can
+ * rebuild every evicted page with dmem_journal_page() should the engine's
+ * process die at any instant: an entry says where the content is before
+ * the page leaves guest memory, says "in guest memory" again only once it
+ * is back, and the storage an entry names is freed only after the entry
+ * moved on. Each entry is one aligned 64-bit store. diffmemd and its
+ * clients use this (diffmem/daemon.h).
+ * @{
+ */
+
+/** The journal layout this library writes and reads. */
+#define DMEM_JOURNAL_VERSION 1
+
+/** Bytes a journal of @p npages pages needs (a header, then 8 bytes a
+ *  page). */
+DMEM_API size_t dmem_journal_size(uint64_t npages);
+
+/**
+ * Starts keeping @p journal (@p size bytes, 8-byte aligned, at least
+ * dmem_journal_size() of the VM's pages) for @p vm: writes its header and
+ * every page's entry now, then each change as it happens, until the VM is
+ * detached (when every entry says "in guest memory"). NULL stops. The
+ * memory must stay valid while the engine keeps it.
+ * @retval 0. @retval DMEM_EINVAL too small or misaligned.
+ */
+DMEM_API int dmem_vm_set_journal(dmem_vm *vm, void *journal, size_t size);
+
+/** The store's descriptors: frames, blobs (patches and compressed pages)
+ *  and the swap file (-1 without one). The engine owns them; a process
+ *  that rebuilds pages from a journal needs them open (dup or send them).
+ *  @retval 0. @retval DMEM_ENOTSUP the store is not in memfds here. */
+DMEM_API int dmem_engine_store_fds(const dmem_engine *engine, int *frames_fd, int *blobs_fd,
+                                   int *swap_fd);
+
+/** Where dmem_journal_page() reads content from. */
+typedef struct dmem_journal_store {
+  int frames_fd, blobs_fd, swap_fd; /**< as dmem_engine_store_fds() gave them */
+} dmem_journal_store;
+
+/**
+ * Rebuilds page @p gfn from a journal (read only with pread on the store's
+ * descriptors; safe on a journal whose engine is gone).
+ * @param codec decodes compressed pages (dmem_codec_create()).
+ * @retval 1 the page was evicted: @p out holds its content, checked
+ *         against its checksum.
+ * @retval 0 the journal says the page is in guest memory (@p out untouched).
+ * @retval DMEM_EVERSION another journal layout. @retval DMEM_ERANGE gfn
+ *         beyond the journal. @retval DMEM_ECORRUPT a malformed entry, a
+ *         short read or a checksum mismatch. @retval DMEM_EINVAL.
+ */
+DMEM_API int dmem_journal_page(void *out, const void *journal, size_t size, uint64_t gfn,
+                               const dmem_journal_store *store, dmem_codec *codec);
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif
