@@ -346,12 +346,21 @@ const char *dmem_engine_errmsg(const dmem_engine *e)
 
 /* -------------------------------------------------------------------- VMs */
 
-int dmem_vm_attach(dmem_vm **out, dmem_engine *e, const dmem_vm_options *o)
+int dmem_vm_attach(dmem_vm **out, dmem_engine *e, const dmem_vm_options *given)
 {
-  if (!out || !e || !o)
+  if (!out || !e || !given)
     return DMEM_EINVAL;
-  if (o->version != DMEM_VM_OPTIONS_VERSION)
+  /* Version 2 lacks the journal. */
+  dmem_vm_options opts = DMEM_VM_OPTIONS_INIT, *o = &opts;
+  if (given->version == DMEM_VM_OPTIONS_VERSION)
+    opts = *given;
+  else if (given->version == 2)
+    memcpy(&opts, given, offsetof(dmem_vm_options, journal));
+  else
     return DMEM_EVERSION;
+  if (o->journal &&
+      (o->journal_size < dmem_journal_size(o->npages) || (uintptr_t)o->journal % 8 != 0))
+    return DMEM_EINVAL;
   const dmem_adapter_ops *ops = o->ops;
   if (!ops || !o->npages || !ops->read || !ops->bits || !ops->evict || !ops->install ||
       (!ops->protect != !ops->unprotect))
@@ -404,6 +413,8 @@ int dmem_vm_attach(dmem_vm **out, dmem_engine *e, const dmem_vm_options *o)
     snprintf(vm->name, sizeof vm->name, "%s", o->name);
   else
     snprintf(vm->name, sizeof vm->name, "vm%u", vm->id);
+  if (o->journal)
+    dmem__journal_start(e, vm, o->journal);
   e->vms[e->nvms++] = vm;
   *out = vm;
 out:

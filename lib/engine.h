@@ -120,6 +120,9 @@ void dmem__free_dead(dmem_engine *e, const dmem__domain *only);
  * guest memory (RESIDENT, MAPPED). Write it before a page leaves guest
  * memory and after it is back; free storage only after. Lock held. */
 void dmem__journal(dmem_engine *e, dmem_vm *vm, uint64_t gfn, dmem_page_kind kind, uint32_t loc);
+/* Writes the header and every entry, and keeps the journal from now on
+ * (size checked by the caller). Lock held. */
+void dmem__journal_start(dmem_engine *e, dmem_vm *vm, void *journal);
 
 /* scan.c */
 int dmem__scan_slice(dmem_engine *e, dmem_vm *vm, uint64_t first, size_t n);

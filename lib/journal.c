@@ -84,20 +84,27 @@ int dmem_vm_set_journal(dmem_vm *vm, void *journal, size_t size)
   dmem_engine *e = vm->e;
   pthread_mutex_lock(&e->lock);
   vm->journal = NULL;
-  if (journal) {
-    jhdr h;
-    memset(&h, 0, sizeof h);
-    h.magic = JOURNAL_MAGIC;
-    h.version = DMEM_JOURNAL_VERSION;
-    h.npages = vm->npages;
-    h.page_size = DMEM_PAGE_SIZE;
-    memcpy(journal, &h, sizeof h);
-    vm->journal = (uint64_t *)(void *)((uint8_t *)journal + HDR_BYTES);
-    for (uint64_t g = 0; g < vm->npages; g++)
-      dmem__journal(e, vm, g, (dmem_page_kind)vm->pages[g].kind, vm->pages[g].loc);
-  }
+  if (journal)
+    dmem__journal_start(e, vm, journal);
   pthread_mutex_unlock(&e->lock);
   return 0;
+}
+
+void dmem__journal_start(dmem_engine *e, dmem_vm *vm, void *journal)
+{
+  /* The entries first, the header last: a reader takes a journal without
+   * a valid header for one with nothing in it yet. */
+  vm->journal = (uint64_t *)(void *)((uint8_t *)journal + HDR_BYTES);
+  for (uint64_t g = 0; g < vm->npages; g++)
+    dmem__journal(e, vm, g, (dmem_page_kind)vm->pages[g].kind, vm->pages[g].loc);
+  jhdr h;
+  memset(&h, 0, sizeof h);
+  h.magic = JOURNAL_MAGIC;
+  h.version = DMEM_JOURNAL_VERSION;
+  h.npages = vm->npages;
+  h.page_size = DMEM_PAGE_SIZE;
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  memcpy(journal, &h, sizeof h);
 }
 
 int dmem_engine_store_fds(const dmem_engine *e, int *frames_fd, int *blobs_fd, int *swap_fd)

@@ -17,12 +17,17 @@
  * closed; its VMs are detached as when the VMM exits: every evicted page
  * is written back (into the VMM's memory through its userfaultfd, or into
  * the memfd when the VMM is gone) and the VM's storage is released.
+ *
+ * Every VM has a journal (dmem_vm_set_journal) in a memfd, and a keeper
+ * process holds it with everything else needed to put the VM's pages back
+ * should this process die at any instant (see "the keeper" below).
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/userfaultfd.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -30,11 +35,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <diffmem/daemon.h>
@@ -62,8 +71,13 @@ typedef struct dopts {
 typedef struct dvm {
   dmem_kvm_region *r;
   dmem_vm *vm;
-  int memfd, uffd;
+  int memfd, uffd, journal_fd;
+  void *journal;
+  size_t journal_size;
+  uint64_t key; /* the keeper's name for it */
+  uint64_t size, fd_offset, uffd_addr;
   uint32_t id, domain;
+  int conn_fd;
   char name[DMEM_PROTO_NAME_MAX];
 } dvm;
 
@@ -87,7 +101,11 @@ static struct {
   conn **conns;
   unsigned nconns;
   msgbuf in, out;
-  int bound; /* the socket file is ours to remove */
+  int bound;  /* the socket file is ours to remove */
+  int keeper; /* socket to the keeper, or -1 */
+  pid_t keeper_pid;
+  uint64_t next_key;
+  char self[PATH_MAX]; /* this program, to run the keeper */
 } D;
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -181,6 +199,296 @@ static void close_fds(int *fds, int n)
     close(fds[i]);
 }
 
+/* ---------------------------------------------------------------- the keeper
+ *
+ * A second process, this program run as `diffmemd --keeper` (fork, then
+ * exec: the daemon has threads), holds a duplicate of everything a VM's
+ * pages depend on: the store's memfds, each VM's journal, userfaultfd,
+ * memfd and connection. It does nothing else. When the daemon dies
+ * without saying goodbye (SIGKILL, a crash), the keeper rebuilds every
+ * page the journals say is evicted, puts it back into its VMM's memory
+ * through the userfaultfd (or into the memfd when the VMM is gone too),
+ * lifts every write protection, unregisters the range, tells the VMM
+ * (RELEASED) and exits. Holding the connection also keeps the VMM from
+ * seeing the daemon gone before its pages are back. Its messages: */
+enum { K_STORE = 1, K_ADD, K_ID, K_DEL, K_BYE };
+typedef struct kmsg {
+  uint32_t type;
+  uint32_t vm; /* K_ID */
+  uint64_t key;
+  uint64_t size, fd_offset, uffd_addr; /* K_ADD */
+} kmsg;
+/* K_STORE carries frames, blobs (and swap) fds; K_ADD uffd, memfd,
+ * journal and connection fds. */
+
+static int send_fds(int sock, const void *msg, size_t len, const int *fds, int nfds)
+{
+  union {
+    char buf[CMSG_SPACE(4 * sizeof(int))];
+    struct cmsghdr align;
+  } c;
+  memset(&c, 0, sizeof c);
+  struct iovec iov = {(void *)msg, len};
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (nfds) {
+    m.msg_control = c.buf;
+    m.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+    memcpy(CMSG_DATA(h), fds, (size_t)nfds * sizeof(int));
+  }
+  for (;;) {
+    ssize_t k = sendmsg(sock, &m, MSG_NOSIGNAL);
+    if (k == (ssize_t)len)
+      return 0;
+    if (k < 0 && errno == EINTR)
+      continue;
+    return -1;
+  }
+}
+
+typedef struct kvm {
+  uint64_t key;
+  uint32_t vm; /* UINT32_MAX until K_ID */
+  int uffd, memfd, journal, conn;
+  uint64_t size, fd_offset, uffd_addr;
+} kvm;
+
+static void kvm_close(kvm *k)
+{
+  close(k->uffd);
+  close(k->memfd);
+  close(k->journal);
+  close(k->conn);
+}
+
+/* Puts back every page k's journal says is evicted. Returns pages lost. */
+static uint64_t keeper_recover(kvm *k, const dmem_journal_store *st, dmem_codec *codec,
+                               uint64_t *back)
+{
+  struct stat sb;
+  uint64_t lost = 0, npages = k->size / PAGE;
+  *back = 0;
+  if (fstat(k->journal, &sb) != 0 || sb.st_size <= 0)
+    return npages;
+  size_t jsize = (size_t)sb.st_size;
+  const uint8_t *j = mmap(NULL, jsize, PROT_READ, MAP_SHARED, k->journal, 0);
+  if (j == MAP_FAILED)
+    return npages;
+  static uint8_t buf[PAGE] __attribute__((aligned(PAGE)));
+  for (uint64_t g = 0; g < npages; g++) {
+    int rc = dmem_journal_page(buf, j, jsize, g, st, codec);
+    if (rc == DMEM_EVERSION)
+      break; /* no header yet: the VM was never attached, nothing evicted */
+    if (rc == 0)
+      continue;
+    if (rc < 0) {
+      lost++;
+      continue;
+    }
+    struct uffdio_copy c = {
+        .dst = k->uffd_addr + g * PAGE, .src = (uint64_t)(uintptr_t)buf, .len = PAGE, .mode = 0};
+    int r;
+    while ((r = ioctl(k->uffd, UFFDIO_COPY, &c)) != 0 && errno == EAGAIN)
+      c.copy = 0;
+    if (r == 0) {
+      (*back)++;
+    } else if (errno == EEXIST) {
+      /* in guest memory after all (the daemon died right after a fill) */
+    } else if (errno == ESRCH) { /* the VMM is gone too: the memfd is all */
+      if (pwrite(k->memfd, buf, PAGE, (off_t)(k->fd_offset + g * PAGE)) == (ssize_t)PAGE)
+        (*back)++;
+      else
+        lost++;
+    } else {
+      lost++;
+    }
+  }
+  munmap((void *)j, jsize);
+  /* Lift every protection the daemon left (waking whoever waits on one),
+   * then leave the range to the VMM alone. */
+  struct uffdio_writeprotect wp = {.range = {k->uffd_addr, k->size}, .mode = 0};
+  (void)ioctl(k->uffd, UFFDIO_WRITEPROTECT, &wp);
+  struct uffdio_range rg = {k->uffd_addr, k->size};
+  (void)ioctl(k->uffd, UFFDIO_UNREGISTER, &rg);
+  return lost;
+}
+
+static int keeper_main(int sock)
+{
+  (void)prctl(PR_SET_NAME, "diffmemd-keeper");
+  dmem_journal_store st = {-1, -1, -1};
+  kvm *vms = NULL;
+  size_t n = 0;
+  int bye = 0;
+  for (;;) {
+    kmsg m;
+    int fds[4] = {-1, -1, -1, -1};
+    union {
+      char buf[CMSG_SPACE(4 * sizeof(int))];
+      struct cmsghdr align;
+    } c;
+    struct iovec iov = {&m, sizeof m};
+    struct msghdr h = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof c.buf};
+    ssize_t got;
+    while ((got = recvmsg(sock, &h, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+      ;
+    int nfds = 0;
+    for (struct cmsghdr *ch = CMSG_FIRSTHDR(&h); got > 0 && ch; ch = CMSG_NXTHDR(&h, ch))
+      if (ch->cmsg_level == SOL_SOCKET && ch->cmsg_type == SCM_RIGHTS) {
+        nfds = (int)((ch->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        memcpy(fds, CMSG_DATA(ch), (size_t)(nfds < 4 ? nfds : 4) * sizeof(int));
+      }
+    if (got != (ssize_t)sizeof m)
+      break; /* the daemon is gone */
+    if (m.type == K_BYE) {
+      bye = 1;
+      break;
+    } else if (m.type == K_STORE && nfds >= 2) {
+      st.frames_fd = fds[0];
+      st.blobs_fd = fds[1];
+      st.swap_fd = nfds > 2 ? fds[2] : -1;
+    } else if (m.type == K_ADD && nfds == 4) {
+      kvm *nv = realloc(vms, (n + 1) * sizeof *nv);
+      if (!nv) {
+        for (int i = 0; i < 4; i++)
+          close(fds[i]);
+        continue;
+      }
+      vms = nv;
+      vms[n++] = (kvm){m.key,  UINT32_MAX, fds[0],      fds[1],     fds[2],
+                       fds[3], m.size,     m.fd_offset, m.uffd_addr};
+    } else if (m.type == K_ID || m.type == K_DEL) {
+      for (size_t i = 0; i < n; i++)
+        if (vms[i].key == m.key) {
+          if (m.type == K_ID) {
+            vms[i].vm = m.vm;
+          } else {
+            kvm_close(&vms[i]);
+            vms[i] = vms[--n];
+          }
+          break;
+        }
+    } else {
+      for (int i = 0; i < nfds && i < 4; i++)
+        close(fds[i]);
+    }
+  }
+  if (!bye && n) {
+    fprintf(stderr, "diffmemd-keeper: the daemon died; putting back the pages of %zu VM%s\n", n,
+            n == 1 ? "" : "s");
+    dmem_codec *codec = NULL;
+    (void)dmem_codec_create(&codec, NULL);
+    for (size_t i = 0; i < n; i++) {
+      uint64_t back, lost = keeper_recover(&vms[i], &st, codec, &back);
+      fprintf(stderr, "diffmemd-keeper: vm %u: %llu pages put back, %llu lost\n", vms[i].vm,
+              (unsigned long long)back, (unsigned long long)lost);
+      if (lost == 0 && vms[i].vm != UINT32_MAX) {
+        uint8_t pkt[sizeof(dmem_proto_hdr) + sizeof(dmem_proto_vm)];
+        dmem_proto_vm r = {vms[i].vm, 0};
+        size_t len = dmem_proto_encode(pkt, sizeof pkt, DMEM_PROTO_RELEASED, 0, &r, sizeof r);
+        (void)send(vms[i].conn, pkt, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+      }
+    }
+    dmem_codec_destroy(codec);
+  }
+  for (size_t i = 0; i < n; i++)
+    kvm_close(&vms[i]);
+  free(vms);
+  return 0;
+}
+
+/* Starts a keeper and hands it the store; 0, or -1 (no keeper). */
+static int keeper_start(void)
+{
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(sv[0]);
+    close(sv[1]);
+    return -1;
+  }
+  if (pid == 0) { /* only async-signal-safe calls until exec */
+    if (dup2(sv[1], 3) < 0)
+      _exit(127);
+    char *argv[] = {"diffmemd", "--keeper", NULL};
+    execv(D.self, argv);
+    _exit(127);
+  }
+  close(sv[1]);
+  D.keeper = sv[0];
+  D.keeper_pid = pid;
+  int f, b, sw;
+  if (dmem_engine_store_fds(D.e, &f, &b, &sw) != 0)
+    return -1;
+  int fds[3] = {f, b, sw};
+  kmsg m = {.type = K_STORE};
+  return send_fds(D.keeper, &m, sizeof m, fds, sw >= 0 ? 3 : 2);
+}
+
+static int keeper_send_vm(const dvm *v)
+{
+  kmsg m = {.type = K_ADD,
+            .key = v->key,
+            .size = v->size,
+            .fd_offset = v->fd_offset,
+            .uffd_addr = v->uffd_addr};
+  int fds[4] = {v->uffd, v->memfd, v->journal_fd, v->conn_fd};
+  if (D.keeper < 0 || send_fds(D.keeper, &m, sizeof m, fds, 4) != 0)
+    return -1;
+  if (!v->vm)
+    return 0;
+  kmsg id = {.type = K_ID, .vm = v->id, .key = v->key};
+  return send_fds(D.keeper, &id, sizeof id, NULL, 0);
+}
+
+/* The keeper died (killed on its own): a new one gets the store and every
+ * VM, the daemon's VMs are safe again. */
+static int keeper_respawn(void)
+{
+  if (D.keeper >= 0)
+    close(D.keeper);
+  D.keeper = -1;
+  (void)waitpid(D.keeper_pid, NULL, WNOHANG);
+  if (keeper_start() != 0)
+    return -1;
+  for (unsigned i = 0; i < D.nconns; i++)
+    for (unsigned j = 0; j < D.conns[i]->nvms; j++)
+      if (keeper_send_vm(D.conns[i]->vms[j]) != 0)
+        return -1;
+  say("the keeper was gone: a new one (pid %d) holds every VM's pages", (int)D.keeper_pid);
+  return 0;
+}
+
+static int keeper_add(const dvm *v)
+{
+  if (keeper_send_vm(v) == 0)
+    return 0;
+  return keeper_respawn() == 0 ? keeper_send_vm(v) : -1;
+}
+
+static void keeper_say(uint32_t type, uint64_t key, uint32_t vm)
+{
+  kmsg m = {.type = type, .vm = vm, .key = key};
+  if (D.keeper >= 0)
+    (void)send_fds(D.keeper, &m, sizeof m, NULL, 0);
+}
+
+static void keeper_stop(void)
+{
+  if (D.keeper < 0)
+    return;
+  keeper_say(K_BYE, 0, 0);
+  close(D.keeper);
+  D.keeper = -1;
+  (void)waitpid(D.keeper_pid, NULL, 0);
+}
+
 /* ---------------------------------------------------------------- VMs */
 
 static uint32_t domain_for(const conn *c)
@@ -206,10 +514,30 @@ static int vm_drop(dvm *v, int force)
     say("vm %u (%s): detach: %s: pages still evicted are lost", v->id, v->name,
         dmem_kvm_region_errmsg(v->r));
   dmem_kvm_region_destroy(v->r);
+  keeper_say(K_DEL, v->key, 0); /* every page is back: nothing to keep */
   close(v->memfd);
   close(v->uffd);
+  close(v->journal_fd);
+  munmap(v->journal, v->journal_size);
   free(v);
   return rc;
+}
+
+/* A journal for v in a memfd of its own (the keeper gets a copy). */
+static int make_journal(dvm *v)
+{
+  v->journal_size = (dmem_journal_size(v->size / PAGE) + PAGE - 1) / PAGE * PAGE;
+  v->journal_fd = memfd_create("dmem-journal", MFD_CLOEXEC);
+  if (v->journal_fd < 0)
+    return -1;
+  v->journal = MAP_FAILED;
+  if (ftruncate(v->journal_fd, (off_t)v->journal_size) == 0)
+    v->journal = mmap(NULL, v->journal_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->journal_fd, 0);
+  if (v->journal == MAP_FAILED) {
+    close(v->journal_fd);
+    return -1;
+  }
+  return 0;
 }
 
 static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
@@ -246,7 +574,28 @@ static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
   c->vms = nv;
   v->memfd = fds[0];
   v->uffd = fds[1];
+  v->conn_fd = c->fd;
+  v->size = m->u.attach.size;
+  v->fd_offset = m->u.attach.fd_offset;
+  v->uffd_addr = m->u.attach.uffd_addr;
+  v->key = ++D.next_key;
   v->domain = domain_for(c);
+  /* The keeper holds the journal and the rest before the first page can
+   * leave: without it, no VM is taken. */
+  if (make_journal(v) != 0) {
+    close_fds(fds, 2);
+    free(v);
+    reply_error(c, seq, DMEM_ENOMEM, "cannot make the VM's journal: %s", strerror(errno));
+    return;
+  }
+  if (keeper_add(v) != 0) {
+    close_fds(fds, 2);
+    close(v->journal_fd);
+    munmap(v->journal, v->journal_size);
+    free(v);
+    reply_error(c, seq, DMEM_EIO, "the keeper is gone: no VM is taken without it");
+    return;
+  }
   snprintf(v->name, sizeof v->name, "%s", a->name);
   dmem_kvm_region_options ro = DMEM_KVM_REGION_OPTIONS_INIT;
   ro.size = a->size;
@@ -256,6 +605,8 @@ static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
   ro.uffd_features = a->uffd_features;
   ro.uffd_addr = a->uffd_addr;
   ro.sharing_domain = v->domain;
+  ro.journal = v->journal;
+  ro.journal_size = v->journal_size;
   char err[DMEM_ERRBUF_SIZE];
   char label[DMEM_PROTO_NAME_MAX + 32];
   snprintf(label, sizeof label, "%d:%s", (int)c->pid, v->name);
@@ -265,12 +616,16 @@ static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
     dmem_kvm_region_destroy(v->r);
   }
   if (rc) {
+    keeper_say(K_DEL, v->key, 0);
     close_fds(fds, 2);
+    close(v->journal_fd);
+    munmap(v->journal, v->journal_size);
     free(v);
     reply_error(c, seq, rc, "%s", err);
     return;
   }
   v->id = dmem_vm_id(v->vm);
+  keeper_say(K_ID, v->key, v->id);
   c->vms[c->nvms++] = v;
   dmem_proto_attached r = {v->id, v->domain, a->size / PAGE};
   say("pid %d uid %u: vm %u \"%s\", %llu pages, sharing domain %u", (int)c->pid, (unsigned)c->uid,
@@ -590,6 +945,9 @@ static int parse_args(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+  if (argc == 2 && strcmp(argv[1], "--keeper") == 0)
+    return keeper_main(3);
+  D.keeper = -1;
   int rc = parse_args(argc, argv);
   if (rc)
     return rc;
@@ -615,15 +973,25 @@ int main(int argc, char **argv)
             D.sigfd < 0 ? strerror(errno) : dmem_err_name(rc));
     return 1;
   }
+  ssize_t sl = readlink("/proc/self/exe", D.self, sizeof D.self - 1);
+  if (sl <= 0 || keeper_start() != 0) {
+    fprintf(stderr, "diffmemd: cannot start the keeper (%s): %s\n", sl > 0 ? D.self : "?",
+            strerror(errno));
+    keeper_stop();
+    dmem_engine_destroy(D.e);
+    return 1;
+  }
   D.lfd = listen_on(D.o.socket);
   if (D.lfd < 0 || dmem_engine_start(D.e, D.o.scan_ms, D.o.scan_pages) != 0) {
+    keeper_stop();
     if (D.bound && D.lfd >= 0)
       unlink(D.o.socket);
     dmem_engine_destroy(D.e);
     return 1;
   }
-  say("listening on %s (mode %03o), sharing domains by %s%s; engine scans %lu pages every %u ms",
-      D.o.socket, D.o.mode,
+  say("listening on %s (mode %03o), keeper pid %d, sharing domains by %s%s; engine scans %lu "
+      "pages every %u ms",
+      D.o.socket, D.o.mode, (int)D.keeper_pid,
       D.o.domain_by == BY_UID  ? "user"
       : D.o.domain_by == BY_VM ? "VM (none shared)"
                                : "none (one)",
@@ -667,6 +1035,7 @@ int main(int argc, char **argv)
   dmem_engine_stop(D.e);
   release_all();
   free(D.conns);
+  keeper_stop();
   dmem_engine_destroy(D.e);
   close(D.lfd);
   if (D.bound)

@@ -3,10 +3,11 @@
 /* The VMM's side of diffmemd (diffmem/daemon.h): a userfaultfd over the
  * VMM's mapping of its RAM, handed with the memfd to the daemon, and a
  * socket kept open for the life of the VM. The client runs no thread: the
- * daemon serves every fault. It keeps its own copy of the userfaultfd, so
- * that the registration outlives the daemon: were it dropped, a page the
- * daemon had punched would read as zeros, silently; kept, a touch of it
- * waits (see the lifecycles in daemon.h). */
+ * daemon serves every fault, and should it die, its keeper puts every page
+ * back. The client keeps its own copy of the userfaultfd all the same, so
+ * that the registration never ends while a page may be away: were it
+ * dropped, a punched page would read as zeros, silently; kept, a touch of
+ * it waits until someone puts the page back. */
 #include "config.h"
 
 #include <errno.h>

@@ -114,7 +114,7 @@ double dmem_kvm_stats_percentile_us(const dmem_kvm_stats *s, double q)
 static int check_options(const dmem_kvm_region_options *o, char *errbuf, size_t errlen)
 {
   const char *why = NULL;
-  if (o->version != DMEM_KVM_REGION_OPTIONS_VERSION) {
+  if (o->version != DMEM_KVM_REGION_OPTIONS_VERSION && o->version != 2) {
     snprintf(errbuf, errlen, "options version %u, this library knows %u", o->version,
              DMEM_KVM_REGION_OPTIONS_VERSION);
     return DMEM_EVERSION;
@@ -233,7 +233,14 @@ int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options 
   }
   memset(r, 0, sizeof *r);
   r->alloc = a;
-  r->opts = *opts;
+  if (opts->version == 2) { /* before the journal */
+    static const dmem_kvm_region_options defaults = DMEM_KVM_REGION_OPTIONS_INIT;
+    r->opts = defaults;
+    memcpy(&r->opts, opts, offsetof(dmem_kvm_region_options, journal));
+    r->opts.version = DMEM_KVM_REGION_OPTIONS_VERSION;
+  } else {
+    r->opts = *opts;
+  }
   r->opts.name = NULL; /* not kept */
   r->opts.allocator = NULL;
   r->size = opts->size;
@@ -327,6 +334,8 @@ int dmem_kvm_region_attach(dmem_vm **out, dmem_engine *e, dmem_kvm_region *r, co
     vo.npages = r->npages;
     vo.name = name;
     vo.sharing_domain = r->opts.sharing_domain;
+    vo.journal = r->opts.journal;
+    vo.journal_size = r->opts.journal_size;
     rc = dmem_vm_attach(&vm, e, &vo);
     if (rc)
       dmem__mem_fail(r, rc, "dmem_vm_attach: %s", dmem_engine_errmsg(e));

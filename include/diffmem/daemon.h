@@ -39,9 +39,17 @@
  *    into its VMM's memory, unregisters the range, says so to the client
  *    (DMEM_PROTO_RELEASED), and exits; the VMM runs on as if the daemon had
  *    never been there, and its dmem_kvm_client_detach() returns 0;
- *  - the daemon is killed (SIGKILL): pages it had evicted are lost with it,
- *    and a touch of one waits forever on the VMM's userfaultfd. Not solved
- *    yet (README, "diffmemd"): do not SIGKILL the daemon.
+ *  - the daemon dies (SIGKILL, a crash) at any instant: its keeper, a
+ *    second process that holds a copy of the store's memfds and of each
+ *    VM's journal, userfaultfd, memfd and connection (and nothing else to
+ *    do), rebuilds every page the journals say is evicted, puts it back
+ *    through the userfaultfd (waking whoever waits on it), lifts every
+ *    write protection, unregisters the range and says RELEASED; the VMM
+ *    runs on and its dmem_kvm_client_detach() returns 0. The journal
+ *    (diffmem.h, dmem_vm_set_journal()) names where a page is before it
+ *    leaves guest memory, so this holds at every instant. Only the death
+ *    of both processes at once (a SIGKILL of the whole group) loses the
+ *    pages the daemon had evicted; kill the daemon alone.
  *
  * What a guest can learn: sharing happens only within a sharing domain
  * (diffmem.h), so a guest learns nothing about the VMs of other domains;

@@ -185,17 +185,23 @@ typedef struct dmem_vm_options {
    *  (dmem_engine_options.secure): the host puts the VMs of one tenant in
    *  one domain, and never lets a guest choose. */
   uint32_t sharing_domain;
+  /** Version 3: a journal kept from the first instant, as
+   *  dmem_vm_set_journal() would (NULL: none). */
+  void *journal;
+  size_t journal_size;
 } dmem_vm_options;
 
 /** dmem_vm_options.sharing_domain: the VM shares with no other VM. */
 #define DMEM_DOMAIN_OWN 0u
 
-#define DMEM_VM_OPTIONS_VERSION 2
-#define DMEM_VM_OPTIONS_INIT {DMEM_VM_OPTIONS_VERSION, NULL, NULL, 0, NULL, DMEM_DOMAIN_OWN}
+#define DMEM_VM_OPTIONS_VERSION 3
+#define DMEM_VM_OPTIONS_INIT {DMEM_VM_OPTIONS_VERSION, NULL, NULL, 0, NULL, DMEM_DOMAIN_OWN, NULL, 0}
 
 /**
- * Attaches a VM. Its pages start resident, in state C1.
- * @retval 0 success. @retval DMEM_EINVAL missing ops or zero pages.
+ * Attaches a VM. Its pages start resident, in state C1. Options of version
+ * 2 (no journal) are still taken.
+ * @retval 0 success. @retval DMEM_EINVAL missing ops or zero pages, or a
+ *         journal too small or misaligned.
  * @retval DMEM_ERANGE the engine's page id space (2^31 pages) is full.
  * @retval DMEM_ENOMEM.
  */

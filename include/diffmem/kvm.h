@@ -207,13 +207,17 @@ typedef struct dmem_kvm_region_options {
    *  or the engine. */
   void (*fault_error)(dmem_kvm_region *region, uint64_t gfn, int err, void *ud);
   void *ud; /**< passed to fault_error */
+  /** Version 3: the VM's journal (dmem_vm_options), kept from the instant
+   *  of attach; NULL: none. */
+  void *journal;
+  size_t journal_size;
 } dmem_kvm_region_options;
 
-#define DMEM_KVM_REGION_OPTIONS_VERSION 2
+#define DMEM_KVM_REGION_OPTIONS_VERSION 3
 #define DMEM_KVM_REGION_OPTIONS_INIT                                                               \
   {                                                                                                \
     DMEM_KVM_REGION_OPTIONS_VERSION, NULL, 0, -1, 0, NULL, NULL, 0, -1, 0, 0, 0, DMEM_DOMAIN_OWN,  \
-        NULL, NULL                                                                                 \
+        NULL, NULL, NULL, 0                                                                        \
   }
 
 /**
