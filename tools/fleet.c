@@ -84,11 +84,16 @@ int fleet_sample(fleet_mem *m, const fleet *f)
       m->memfd_bytes += b;
     }
   }
-  /* The engine's frames live in a memfd of their own (not anonymous). */
-  struct stat st;
-  int ffd = f->engine ? dmem_engine_frames_fd(f->engine) : -1;
-  if (ffd >= 0) {
-    if (fstat(ffd, &st) != 0)
+  /* The engine's frames and blobs live in memfds of their own (not
+   * anonymous memory). */
+  int fds[2] = {-1, -1};
+  if (f->engine && dmem_engine_store_fds(f->engine, &fds[0], &fds[1], NULL) != 0)
+    fds[0] = dmem_engine_frames_fd(f->engine), fds[1] = -1;
+  for (int i = 0; i < 2; i++) {
+    struct stat st;
+    if (fds[i] < 0)
+      continue;
+    if (fstat(fds[i], &st) != 0)
       return -1;
     m->memfd_bytes += (uint64_t)st.st_blocks * 512u;
   }

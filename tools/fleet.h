@@ -13,12 +13,11 @@
  *   FLEET_PLAIN      anonymous memory that nothing reclaims (the baseline).
  *
  * Host memory, by the kernel's accounting: the memfds' allocated blocks
- * (the guests' and the engine's frames) plus this process's proportional
- * anonymous memory (Pss_Anon in
- * /proc/self/smaps_rollup) above what it held before the fleet was made,
- * so a page that KSM merged counts once however many guests map it, and
- * the engine's frames, patches and blobs count as the anonymous memory
- * they are.
+ * (the guests', and the engine's frames and blobs) plus this process's
+ * proportional anonymous memory (Pss_Anon in /proc/self/smaps_rollup)
+ * above what it held before the fleet was made, so a page that KSM merged
+ * counts once however many guests map it, and the engine's metadata
+ * counts as the anonymous memory it is.
  *
  * Threads: one vCPU thread per guest (demo_guest.c), the adapter's fault
  * threads (FLEET_ENGINE), and the caller's, which runs fleet_run() and
@@ -72,7 +71,7 @@ typedef struct fleet {
 } fleet;
 
 typedef struct fleet_mem {
-  uint64_t memfd_bytes; /* the regions' memfds and the engine's frames (FLEET_ENGINE) */
+  uint64_t memfd_bytes; /* the regions' memfds, the engine's frames and blobs (FLEET_ENGINE) */
   uint64_t anon_kb;     /* Pss_Anon of this process, above base_anon_kb */
 } fleet_mem;
 
