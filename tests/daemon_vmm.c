@@ -139,5 +139,8 @@ int main(int argc, char **argv)
   printf("verified %llu pages: %llu differed while attached, %llu after detach; %llu ops\n",
          (unsigned long long)n, (unsigned long long)bad, (unsigned long long)after,
          (unsigned long long)ops);
+  free(shadow);
+  munmap(ram, bytes);
+  close(fd);
   return bad || after || rc ? 1 : 0;
 }

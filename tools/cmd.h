@@ -27,6 +27,8 @@ extern const dmem_cmd dmem_cmd_stat;
 int bench_ksm_run(int argc, char **argv);
 /* diffmem bench sidechannel (bench_sidechannel.c): argv[0] is "sidechannel". */
 int bench_sidechannel_run(int argc, char **argv);
+/* diffmem bench faults (bench_faults.c): argv[0] is "faults". */
+int bench_faults_run(int argc, char **argv);
 
 /* Prints "diffmem CMD: message" to stderr and returns EXIT_USAGE. */
 int cmd_usage_error(const dmem_cmd *cmd, const char *fmt, ...)

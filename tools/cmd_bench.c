@@ -383,11 +383,13 @@ static int run(int argc, char **argv)
 {
   bench_opts o = {.json = 0, .repeat = 3};
   if (argc < 2)
-    return cmd_usage_error(&dmem_cmd_bench, "missing what to measure (codecs, ksm or sidechannel)");
+    return cmd_usage_error(&dmem_cmd_bench, "missing what to measure (codecs, ksm, sidechannel or faults)");
   if (strcmp(argv[1], "ksm") == 0)
     return bench_ksm_run(argc - 1, argv + 1);
   if (strcmp(argv[1], "sidechannel") == 0)
     return bench_sidechannel_run(argc - 1, argv + 1);
+  if (strcmp(argv[1], "faults") == 0)
+    return bench_faults_run(argc - 1, argv + 1);
   if (strcmp(argv[1], "codecs") != 0)
     return cmd_usage_error(&dmem_cmd_bench, "unknown benchmark '%s'", argv[1]);
   int nfiles = 0;
@@ -434,6 +436,7 @@ const dmem_cmd dmem_cmd_bench = {
            "                         [--no-progress] [IMAGE...]\n"
            "       diffmem bench sidechannel [--json] [--pairs N] [--seed N]\n"
            "                                 [--where thread|vcpu|both]\n"
+           "       diffmem bench faults [--json] [--pages N] [--rounds N] [--connect SOCKET]\n"
            "\n"
            "bench codecs:\n"
            "\n"
@@ -508,6 +511,19 @@ const dmem_cmd dmem_cmd_bench = {
            "even pairs, scored on the odd ones; 0.5 is a coin). With --json one\n"
            "object: {\"pairs\", \"runs\": [{\"mode\", \"where\", \"op\", \"guess\",\n"
            "\"accuracy\", \"ks\", \"ks_critical\", \"latency\": {\"guess\": {\"p10_us\",\n"
-           "\"p50_us\", \"p90_us\"}, \"other\": {...}}}]}. Exit status 1 when a run failed.\n",
+           "\"p50_us\", \"p90_us\"}, \"other\": {...}}}]}. Exit status 1 when a run failed.\n"
+           "\n"
+           "bench faults (needs root and userfaultfd):\n"
+           "\n"
+           "What a fault on an evicted page costs the thread that touches it, with\n"
+           "the engine in this process (a KVM region) and in diffmemd (started here\n"
+           "on a temporary socket, or --connect), in one run: each of --rounds\n"
+           "(default 3) rounds per side fills --pages (default 4096) pages with 8\n"
+           "contents, waits until the engine evicted nearly all, and times a read of\n"
+           "one byte of every page in a random order. Reports p50/p90/p99 of the\n"
+           "reads per side and the ratio of the medians (daemon / in process);\n"
+           "--json: {pages, rounds, in_process: {p50_us, p90_us, p99_us,\n"
+           "evicted_pct}, daemon: {...}, ratio_p50, mismatches}. Exit status 1 when\n"
+           "a page read wrong or a side failed.\n",
   .run = run,
 };

@@ -15,14 +15,18 @@
 #if DMEM_TOOL_KVM
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <diffmem/daemon.h>
 
 #include "json.h"
+#include "stat.h"
 
 typedef union msgbuf {
   uint64_t align;
@@ -72,6 +76,75 @@ static int ask(int s, uint32_t seq, msgbuf *buf, dmem_proto_msg *m)
     return -1;
   }
   return 0;
+}
+
+int stat_query(const char *path, dmem_proto_vm_stats *out, size_t max, size_t *n, pid_t *pid)
+{
+  int s = connect_to(path);
+  if (s < 0)
+    return -1;
+  if (pid) {
+    struct ucred cr;
+    socklen_t len = sizeof cr;
+    *pid = getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 ? cr.pid : -1;
+  }
+  msgbuf *buf = malloc(sizeof *buf);
+  dmem_proto_msg m;
+  int rc = buf && ask(s, 1, buf, &m) == 0 ? 0 : -1;
+  if (rc == 0) {
+    *n = m.nstats < max ? m.nstats : max;
+    memcpy(out, m.stats, *n * sizeof *out);
+  }
+  free(buf);
+  close(s);
+  return rc;
+}
+
+/* Starts diffmemd (next to this program, else from PATH) on sock with the
+ * extra arguments (NULL-terminated) and --quiet, and waits until it
+ * listens. Returns its pid, or -1. */
+pid_t stat_daemon_start(const char *sock, char *const extra[])
+{
+  char self[PATH_MAX], prog[PATH_MAX + 32];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  prog[0] = 0;
+  if (n > 0) {
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (slash) {
+      *slash = 0;
+      snprintf(prog, sizeof prog, "%s/diffmemd", self);
+      if (access(prog, X_OK) != 0) /* a libtool build: the real one is in .libs */
+        snprintf(prog, sizeof prog, "%s/../diffmemd", self);
+      if (access(prog, X_OK) != 0)
+        snprintf(prog, sizeof prog, "%s/../sbin/diffmemd", self);
+      if (access(prog, X_OK) != 0)
+        prog[0] = 0;
+    }
+  }
+  char *argv[32] = {"diffmemd", "--socket", (char *)sock, "--quiet"};
+  size_t k = 4;
+  for (size_t i = 0; extra && extra[i] && k < 31; i++)
+    argv[k++] = extra[i];
+  argv[k] = NULL;
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (prog[0])
+      execv(prog, argv);
+    execvp("diffmemd", argv);
+    fprintf(stderr, "diffmem: cannot run diffmemd: %s\n", strerror(errno));
+    _exit(127);
+  }
+  for (int i = 0; pid > 0 && i < 200; i++) {
+    struct stat st;
+    if (stat(sock, &st) == 0 && S_ISSOCK(st.st_mode))
+      return pid;
+    if (waitpid(pid, NULL, WNOHANG) == pid)
+      return -1;
+    usleep(25000);
+  }
+  return -1;
 }
 
 static double mib(int64_t b)

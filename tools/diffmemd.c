@@ -61,6 +61,8 @@ typedef struct dopts {
   enum domain_by domain_by;
   unsigned scan_ms;
   unsigned long scan_pages;
+  unsigned c4_passes;
+  int reads_hold; /* pages only read stay hot (no idle_reads) */
   int secure;
   unsigned max_vms, max_conns;
   uint64_t store_limit_mb;
@@ -607,6 +609,7 @@ static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
   ro.sharing_domain = v->domain;
   ro.journal = v->journal;
   ro.journal_size = v->journal_size;
+  ro.idle_reads = !D.o.reads_hold;
   char err[DMEM_ERRBUF_SIZE];
   char label[DMEM_PROTO_NAME_MAX + 32];
   snprintf(label, sizeof label, "%d:%s", (int)c->pid, v->name);
@@ -880,6 +883,7 @@ static void usage(FILE *f)
 {
   fprintf(f, "usage: diffmemd [--socket PATH] [--socket-mode OCTAL] [--socket-group NAME]\n"
              "                [--domain-by uid|vm|one] [--scan-ms N] [--scan-pages N]\n"
+             "                [--c4-passes N] [--reads-hold-pages]\n"
              "                [--secure] [--store-limit-mb N] [--swap-dir DIR]\n"
              "                [--max-vms N] [--max-connections N] [--quiet]\n"
              "One libdiffmem engine for every VMM on the host; VMMs connect with\n"
@@ -909,6 +913,8 @@ static int parse_args(int argc, char **argv)
       D.o.secure = 1, takes = 0;
     } else if (strcmp(a, "--quiet") == 0) {
       D.o.quiet = 1, takes = 0;
+    } else if (strcmp(a, "--reads-hold-pages") == 0) {
+      D.o.reads_hold = 1, takes = 0;
     } else if (!v) {
       fprintf(stderr, "diffmemd: %s: %s\n", a,
               a[0] == '-' && a[1] == '-' ? "needs a value, or is unknown" : "unknown argument");
@@ -926,6 +932,8 @@ static int parse_args(int argc, char **argv)
       D.o.domain_by = v[0] == 'u' ? BY_UID : v[0] == 'v' ? BY_VM : BY_ONE;
     } else if (strcmp(a, "--scan-ms") == 0 && parse_num(v, 1, 60000, 10, &n) == 0) {
       D.o.scan_ms = (unsigned)n;
+    } else if (strcmp(a, "--c4-passes") == 0 && parse_num(v, 2, 200, 10, &n) == 0) {
+      D.o.c4_passes = (unsigned)n;
     } else if (strcmp(a, "--scan-pages") == 0 && parse_num(v, 1, 1u << 30, 10, &n) == 0) {
       D.o.scan_pages = (unsigned long)n;
     } else if (strcmp(a, "--store-limit-mb") == 0 && parse_num(v, 0, 1u << 30, 10, &n) == 0) {
@@ -966,6 +974,8 @@ int main(int argc, char **argv)
   D.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
   dmem_engine_options eo = DMEM_ENGINE_OPTIONS_INIT;
   eo.secure = D.o.secure;
+  if (D.o.c4_passes)
+    eo.c4_passes = D.o.c4_passes;
   eo.swap_dir = D.o.swap_dir;
   eo.store_limit_bytes = D.o.store_limit_mb << 20;
   if (D.sigfd < 0 || (rc = dmem_engine_create(&D.e, &eo)) != 0) {

@@ -9,6 +9,7 @@
 #include "cmd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PAGE DMEM_PAGE_SIZE
 /* Every 2^REPORT_LOG operations a guest reports (and is paced). */
@@ -78,10 +80,15 @@ int fleet_sample(fleet_mem *m, const fleet *f)
   m->memfd_bytes = 0;
   for (unsigned i = 0; i < f->n; i++) {
     uint64_t b;
+    struct stat st;
     if (f->vms[i].region) {
       if (dmem_kvm_region_memfd_bytes(&b, f->vms[i].region) != 0)
         return -1;
       m->memfd_bytes += b;
+    } else if (f->vms[i].memfd >= 0) {
+      if (fstat(f->vms[i].memfd, &st) != 0)
+        return -1;
+      m->memfd_bytes += (uint64_t)st.st_blocks * 512u;
     }
   }
   /* The engine's frames and blobs live in memfds of their own (not
@@ -235,19 +242,19 @@ static int fill_content(uint8_t *dst, const fleet *f, unsigned i)
   const fleet_vm *v = &f->vms[i];
   char err[512];
   int rc = v->image ? dg_read_image(dst, v->layout.content_pages, v->image, err, sizeof err)
-                    : dg_fill_files(dst, v->layout.content_pages, v->zero_pages, f->files, i, err,
-                                    sizeof err);
+                    : dg_fill_files(dst, v->layout.content_pages, v->zero_pages, f->files,
+                                    f->o.first + i, err, sizeof err);
   if (rc != 0)
     fprintf(stderr, "%s: guest %u: %s\n", f->o.who, i, err);
   return rc;
 }
 
-static void fill_data(uint8_t *dst, const fleet_vm *v, unsigned i)
+static void fill_data(uint8_t *dst, const fleet *f, const fleet_vm *v, unsigned i)
 {
   if (v->image)
     memset(dst, 0, (size_t)v->layout.data_pages * PAGE); /* allocates the blocks too */
   else
-    dg_fill_heap(dst, v->layout.data_pages, i);
+    dg_fill_heap(dst, v->layout.data_pages, f->o.first + i);
 }
 
 static uint8_t *ram_of(const fleet_vm *v)
@@ -273,6 +280,22 @@ static int make_ram(fleet_vm *v, const fleet *f, unsigned i)
     fprintf(stderr, "%s: guest %u: cannot make its RAM: %s (%s)\n", f->o.who, i, dmem_strerror(rc),
             err);
     return -1;
+  }
+  if (f->o.ram == FLEET_DAEMON) {
+    /* Sealed against shrinking: the daemon maps it. */
+    v->memfd = memfd_create("diffmem-demo", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (v->memfd < 0 || ftruncate(v->memfd, (off_t)bytes) != 0 ||
+        fcntl(v->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+      fprintf(stderr, "%s: guest %u: cannot make its memfd: %s\n", f->o.who, i, strerror(errno));
+      return -1;
+    }
+    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, v->memfd, 0);
+    if (m == MAP_FAILED) {
+      fprintf(stderr, "%s: guest %u: cannot map its memfd: %s\n", f->o.who, i, strerror(errno));
+      return -1;
+    }
+    v->anon = m;
+    return 0;
   }
   void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
@@ -310,7 +333,7 @@ static int plan_guest(fleet *f, unsigned i)
             (unsigned long long)(DG_MAX_PAGES * PAGE >> 20));
     return -1;
   }
-  make_program(&v->prog, &v->layout, i, f->o.read_heavy);
+  make_program(&v->prog, &v->layout, f->o.first + i, f->o.read_heavy);
   return 0;
 }
 
@@ -322,7 +345,7 @@ static int setup_guest(fleet *f, unsigned i)
   uint8_t *mem = ram_of(v);
   if (fill_content(mem, f, i) != 0)
     return -1;
-  fill_data(mem + v->layout.data_gfn * PAGE, v, i);
+  fill_data(mem + v->layout.data_gfn * PAGE, f, v, i);
   char err[256];
   dg_ram ram = {v->region, v->anon, v->layout.npages};
   if (dg_guest_create(&v->guest, &ram, &v->layout, &v->prog, err, sizeof err) != 0) {
@@ -431,6 +454,8 @@ int fleet_create(fleet **out, const fleet_opts *o)
             o->who);
     goto fail;
   }
+  for (unsigned i = 0; i < f->n; i++)
+    f->vms[i].memfd = -1;
   for (unsigned i = 0; i < f->n; i++) {
     f->vms[i].image = o->nimages ? o->images[i] : NULL;
     if (plan_guest(f, i) != 0)
@@ -459,17 +484,42 @@ void fleet_destroy(fleet *f)
   for (unsigned i = 0; f->vms && i < f->n; i++) {
     fleet_vm *v = &f->vms[i];
     dmem_kvm_region_destroy(v->region); /* detaches: every page back */
+    if (v->client && dmem_kvm_client_detach(v->client) != 0)
+      fprintf(stderr, "%s: guest %u: the daemon did not give every page back\n", f->o.who, i);
     if (v->anon) {
       size_t bytes = (size_t)(v->layout.npages * PAGE);
       if (f->o.ram == FLEET_MERGEABLE)
         madvise(v->anon, bytes, MADV_UNMERGEABLE); /* KSM's pages go now, not at exit */
       munmap(v->anon, bytes);
     }
+    if (v->memfd >= 0)
+      close(v->memfd);
   }
   dmem_engine_destroy(f->engine);
   dg_files_free(f->files);
   free(f->vms);
   free(f);
+}
+
+int fleet_attach_daemon(fleet *f)
+{
+  for (unsigned i = 0; i < f->n; i++) {
+    fleet_vm *v = &f->vms[i];
+    dmem_kvm_client_options co = DMEM_KVM_CLIENT_OPTIONS_INIT;
+    char name[32], err[DMEM_ERRBUF_SIZE];
+    snprintf(name, sizeof name, "guest%u", f->o.first + i);
+    co.socket = f->o.socket;
+    co.fd = v->memfd;
+    co.addr = v->anon;
+    co.size = v->layout.npages * PAGE;
+    co.name = name;
+    int rc = dmem_kvm_client_attach(&v->client, &co, err, sizeof err);
+    if (rc != 0) {
+      fprintf(stderr, "%s: guest %u: diffmemd: %s\n", f->o.who, f->o.first + i, err);
+      return -1;
+    }
+  }
+  return 0;
 }
 
 int fleet_start(fleet *f)
@@ -591,7 +641,7 @@ static void verify_guest(fleet *f, unsigned i)
             (unsigned long long)l->data_pages);
     goto out;
   }
-  fill_data(data, v, i);
+  fill_data(data, f, v, i);
   uint32_t sum = dg_replay(data, content, l, &v->prog, res->ops);
   v->mismatches += diff_pages(data, mem + l->data_gfn * PAGE, l->data_pages);
   v->checked += l->data_pages;

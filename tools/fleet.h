@@ -27,6 +27,7 @@
 
 #include <stdint.h>
 
+#include <diffmem/daemon.h>
 #include <diffmem/diffmem.h>
 #include <diffmem/kvm.h>
 
@@ -34,17 +35,22 @@
 
 #define FLEET_MAX_GUESTS 64
 
-typedef enum fleet_ram { FLEET_ENGINE, FLEET_MERGEABLE, FLEET_PLAIN } fleet_ram;
+/* FLEET_DAEMON: each guest's RAM is a sealed memfd mapped shared, served
+ * by diffmemd through dmem_kvm_client once fleet_attach_daemon() is called
+ * (diffmem demo --processes runs one such guest per process). */
+typedef enum fleet_ram { FLEET_ENGINE, FLEET_MERGEABLE, FLEET_PLAIN, FLEET_DAEMON } fleet_ram;
 
 typedef struct fleet_opts {
   const char *who; /* prefix of messages, "diffmem demo" */
   fleet_ram ram;
   unsigned guests, guest_mib; /* generated guests, when no images */
   int nimages;
-  char **images;  /* one guest per raw image */
-  int read_heavy; /* the guests read a wide, moving window of their content */
-  int no_cow;     /* FLEET_ENGINE: shared pages are copied on a read, never mapped */
-  int secure;     /* FLEET_ENGINE: the engine's secure mode (dmem_engine_options) */
+  char **images;      /* one guest per raw image */
+  int read_heavy;     /* the guests read a wide, moving window of their content */
+  int no_cow;         /* FLEET_ENGINE: shared pages are copied on a read, never mapped */
+  int secure;         /* FLEET_ENGINE: the engine's secure mode (dmem_engine_options) */
+  unsigned first;     /* the number of the first guest: its content, data and program */
+  const char *socket; /* FLEET_DAEMON: diffmemd's */
 } fleet_opts;
 
 typedef struct fleet_vm {
@@ -53,7 +59,9 @@ typedef struct fleet_vm {
   dg_layout layout;
   dg_program prog;
   dmem_kvm_region *region; /* FLEET_ENGINE */
-  uint8_t *anon;           /* the other two */
+  uint8_t *anon;           /* the others (FLEET_DAEMON: the memfd's mapping) */
+  int memfd;               /* FLEET_DAEMON */
+  dmem_kvm_client *client; /* FLEET_DAEMON, once attached */
   dg_guest *guest;
   dmem_vm *vm;
   /* verification */
@@ -98,6 +106,10 @@ int fleet_count_guests(unsigned *guests, int nimages, const char *who);
 int fleet_create(fleet **out, const fleet_opts *o);
 /* Stops the guests, detaches every region (every page back), frees all. */
 void fleet_destroy(fleet *f);
+
+/* FLEET_DAEMON: hands every guest's RAM to diffmemd at o.socket. Returns 0
+ * or -1 (said). */
+int fleet_attach_daemon(fleet *f);
 
 /* Starts every vCPU, paced at the million operations a second that the
  * guests' program is made for. Returns 0 or -1 (said). */

@@ -185,8 +185,10 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
     uint8_t *p = &r->pages[first + i];
     uint8_t b = 0;
     if (!(*p & PG_EVICTED)) {
-      /* A mapped page's reads raise no fault: count it as read. */
-      if (!(r->track & DMEM_KVM_TRACK_MINOR) || (*p & PG_MAPPED))
+      /* A mapped page's reads raise no fault: count it as read. Without
+       * MINOR tracking, every page counts as read, unless the caller
+       * wants reads unseen to leave pages idle (idle_reads). */
+      if ((!(r->track & DMEM_KVM_TRACK_MINOR) && !r->opts.idle_reads) || (*p & PG_MAPPED))
         *p |= PG_REF;
       if (!(r->track & DMEM_KVM_TRACK_WP) && (*p & PG_REF))
         *p |= PG_MOD;

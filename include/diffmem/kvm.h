@@ -211,13 +211,21 @@ typedef struct dmem_kvm_region_options {
    *  of attach; NULL: none. */
   void *journal;
   size_t journal_size;
+  /** Version 3: without MINOR tracking (a userfaultfd from another
+   *  process) the adapter cannot see reads. 0: every resident page reports
+   *  referenced, so pages stay hot and only sharing applies to them. 1: a
+   *  page reports referenced only when it was written or faulted back
+   *  since the last look, so pages that are only read go idle and may be
+   *  patched or compressed (their next read faults them back), as KSM
+   *  ignores reads too. */
+  int idle_reads;
 } dmem_kvm_region_options;
 
 #define DMEM_KVM_REGION_OPTIONS_VERSION 3
 #define DMEM_KVM_REGION_OPTIONS_INIT                                                               \
   {                                                                                                \
     DMEM_KVM_REGION_OPTIONS_VERSION, NULL, 0, -1, 0, NULL, NULL, 0, -1, 0, 0, 0, DMEM_DOMAIN_OWN,  \
-        NULL, NULL, NULL, 0                                                                        \
+        NULL, NULL, NULL, 0, 0                                                                     \
   }
 
 /**
