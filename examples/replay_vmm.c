@@ -13,7 +13,11 @@
  * Build against an installed libdiffmem:
  *   cc replay_vmm.c $(pkg-config --cflags --libs libdiffmem-kvm) -lpthread -o replay_vmm
  * Run (root, or a user who may open /dev/kvm and userfaultfd):
- *   ./replay_vmm [-n GUESTS] [-s SECONDS] IMAGE...
+ *   ./replay_vmm [-n GUESTS] [-s SECONDS] [--connect SOCKET] IMAGE...
+ * With --connect, no engine runs here: each guest's RAM (a sealed memfd)
+ * is handed to diffmemd at SOCKET with dmem_kvm_client_attach(), as a
+ * VMM of one guest per process would (diffmem/daemon.h), and the daemon
+ * shares pages with every other VMM that connects to it.
  * Guest i loads IMAGE number i modulo the images given; N defaults to the
  * number of images, and to 2 with one image (two guests of one image show
  * sharing across guests).
@@ -44,8 +48,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <diffmem/daemon.h>
 #include <diffmem/diffmem.h>
 #include <diffmem/kvm.h>
+#include <getopt.h>
 
 #define PAGE DMEM_PAGE_SIZE
 #define DATA_PAGES 256u         /* the guest's writable area, after the image */
@@ -115,6 +121,8 @@ typedef struct guest {
   uint64_t *csum; /* per image page, as loaded */
   dmem_kvm_region *region;
   dmem_vm *vm;
+  int memfd;               /* --connect: the RAM's sealed memfd */
+  dmem_kvm_client *client; /* --connect: served by diffmemd */
   int vm_fd, vcpu_fd;
   struct kvm_run *run;
   size_t run_size;
@@ -123,7 +131,8 @@ typedef struct guest {
   char err[DMEM_ERRBUF_SIZE + 64];
 } guest;
 
-static int stop_guests; /* atomic: the vCPUs leave at their next report */
+static int stop_guests;          /* atomic: the vCPUs leave at their next report */
+static const char *connect_sock; /* --connect */
 
 static uint64_t page_sum(const uint8_t *p)
 {
@@ -156,6 +165,17 @@ static int load_image(guest *g)
   dmem_kvm_region_options ro = DMEM_KVM_REGION_OPTIONS_INIT;
   ro.size = g->npages * PAGE;
   ro.sharing_domain = 1; /* all the guests are one tenant's: they may share */
+  if (connect_sock) {
+    /* diffmemd maps the RAM: it must not shrink under it. The region only
+     * maps it here and makes it a KVM slot; it is attached to no engine. */
+    g->memfd = memfd_create("replay-vmm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (g->memfd < 0 || ftruncate(g->memfd, (off_t)ro.size) != 0 ||
+        fcntl(g->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+      snprintf(g->err, sizeof g->err, "memfd: %s", strerror(errno));
+      goto fail;
+    }
+    ro.fd = g->memfd;
+  }
   char why[DMEM_ERRBUF_SIZE];
   int rc = dmem_kvm_region_create(&g->region, &ro, why, sizeof why);
   if (rc != 0) {
@@ -339,17 +359,21 @@ int main(int argc, char **argv)
 {
   unsigned n = 0, seconds = 15;
   int opt;
-  while ((opt = getopt(argc, argv, "n:s:")) != -1) {
+  static const struct option longs[] = {{"connect", required_argument, NULL, 'c'}, {0, 0, 0, 0}};
+  while ((opt = getopt_long(argc, argv, "n:s:", longs, NULL)) != -1) {
     if (opt == 'n')
       n = (unsigned)atoi(optarg);
     else if (opt == 's')
       seconds = (unsigned)atoi(optarg);
+    else if (opt == 'c')
+      connect_sock = optarg;
     else
       optind = argc + 1;
   }
   int nimages = argc - optind;
   if (optind > argc || nimages < 1 || n > MAX_GUESTS || seconds < 1) {
-    fprintf(stderr, "usage: %s [-n GUESTS (1-%d)] [-s SECONDS] IMAGE...\n", argv[0], MAX_GUESTS);
+    fprintf(stderr, "usage: %s [-n GUESTS (1-%d)] [-s SECONDS] [--connect SOCKET] IMAGE...\n",
+            argv[0], MAX_GUESTS);
     return 2;
   }
   if (n == 0)
@@ -362,12 +386,12 @@ int main(int argc, char **argv)
   guest gs[MAX_GUESTS];
   memset(gs, 0, sizeof gs);
   for (unsigned i = 0; i < MAX_GUESTS; i++)
-    gs[i].vm_fd = gs[i].vcpu_fd = -1;
+    gs[i].vm_fd = gs[i].vcpu_fd = gs[i].memfd = -1;
   dmem_engine *engine = NULL;
   dmem_engine_options eo = DMEM_ENGINE_OPTIONS_INIT;
   int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), rc = 1;
   unsigned started = 0;
-  if (kvm < 0 || dmem_engine_create(&engine, &eo) != 0) {
+  if (kvm < 0 || (!connect_sock && dmem_engine_create(&engine, &eo) != 0)) {
     fprintf(stderr, "cannot open /dev/kvm or make the engine\n");
     goto out;
   }
@@ -382,7 +406,19 @@ int main(int argc, char **argv)
       goto fail;
     /* The guest may already run when its region is attached; here it
      * starts later, so that "before" below is the loaded RAM. */
-    if (dmem_kvm_region_attach(&g->vm, engine, g->region, g->image) != 0) {
+    if (connect_sock) {
+      dmem_kvm_client_options co = DMEM_KVM_CLIENT_OPTIONS_INIT;
+      char why[DMEM_ERRBUF_SIZE];
+      co.socket = connect_sock;
+      co.fd = g->memfd;
+      co.addr = dmem_kvm_region_addr(g->region);
+      co.size = g->npages * PAGE;
+      co.name = g->image;
+      if (dmem_kvm_client_attach(&g->client, &co, why, sizeof why) != 0) {
+        snprintf(g->err, sizeof g->err, "diffmemd: %s", why);
+        goto fail;
+      }
+    } else if (dmem_kvm_region_attach(&g->vm, engine, g->region, g->image) != 0) {
       snprintf(g->err, sizeof g->err, "attach: %s", dmem_kvm_region_errmsg(g->region));
       goto fail;
     }
@@ -395,7 +431,7 @@ int main(int argc, char **argv)
   uint64_t memfd0, memfd, before = host_kib(gs, n, &memfd0);
   /* The engine's thread visits a twentieth of all guest pages every 50
    * ms: every page once a second. */
-  if (dmem_engine_start(engine, 50, pages / 20 + 1) != 0)
+  if (engine && dmem_engine_start(engine, 50, pages / 20 + 1) != 0)
     goto out;
   for (; started < n; started++)
     if (pthread_create(&gs[started].thread, NULL, vcpu_loop, &gs[started]) != 0)
@@ -404,8 +440,9 @@ int main(int argc, char **argv)
          (double)pages * PAGE / 1048576, (double)before / 1024);
   for (unsigned t = 1; t <= seconds; t++) {
     sleep(1);
-    dmem_stats s;
-    dmem_engine_stats(&s, engine);
+    dmem_stats s = {0};
+    if (engine)
+      dmem_engine_stats(&s, engine);
     uint64_t host = host_kib(gs, n, &memfd);
     printf("  %3us: host memory %6.1f MiB (memfds %6.1f); zero %llu shared %llu patched %llu "
            "compressed %llu; faults %llu\n",
@@ -421,9 +458,10 @@ out:
   if (engine)
     dmem_engine_stop(engine);
   if (rc == 0) {
-    dmem_stats s;
+    dmem_stats s = {0};
     dmem_kvm_stats ks = {.version = DMEM_KVM_STATS_VERSION};
-    dmem_engine_stats(&s, engine);
+    if (engine)
+      dmem_engine_stats(&s, engine);
     uint64_t after = host_kib(gs, n, &memfd), lat = 0, bad = 0, ops = 0;
     for (unsigned i = 0; i < n; i++) {
       dmem_kvm_stats one = {.version = DMEM_KVM_STATS_VERSION};
@@ -439,12 +477,17 @@ out:
     ks.lat_count = lat;
     for (unsigned i = 0; i < n; i++)
       bad += verify(&gs[i]);
-    printf("host memory %.1f -> %.1f MiB (memfds %.1f -> %.1f MiB): %.1f%% saved\n",
+    printf("host memory %.1f -> %.1f MiB (memfds %.1f -> %.1f MiB): %.1f%% saved%s\n",
            (double)before / 1024, (double)after / 1024, (double)memfd0 / 1024, (double)memfd / 1024,
-           100.0 * ((double)before - (double)after) / (double)before);
-    printf("%.1f M guest operations; %llu faults served, p50 %.0f us, p99 %.0f us\n",
-           (double)ops / 1e6, (unsigned long long)s.faults, dmem_kvm_stats_percentile_us(&ks, 0.5),
-           dmem_kvm_stats_percentile_us(&ks, 0.99));
+           100.0 * ((double)before - (double)after) / (double)before,
+           connect_sock ? " in this process (the daemon's store is not counted here)" : "");
+    if (connect_sock)
+      printf("%.1f M guest operations; faults served by diffmemd (diffmem stat --socket %s)\n",
+             (double)ops / 1e6, connect_sock);
+    else
+      printf("%.1f M guest operations; %llu faults served, p50 %.0f us, p99 %.0f us\n",
+             (double)ops / 1e6, (unsigned long long)s.faults,
+             dmem_kvm_stats_percentile_us(&ks, 0.5), dmem_kvm_stats_percentile_us(&ks, 0.99));
     printf("verify: %llu pages lost or changed%s\n", (unsigned long long)bad,
            bad ? "" : " (every image page has its checksum, every write landed)");
     rc |= bad != 0;
@@ -458,7 +501,13 @@ out:
       dmem_kvm_region_set_slot(gs[i].region, -1, 0, 0, 0); /* the region forgets the VM */
       close(gs[i].vm_fd);
     }
+    if (gs[i].client && dmem_kvm_client_detach(gs[i].client) != 0) {
+      fprintf(stderr, "guest %u: diffmemd did not give every page back\n", i);
+      rc = 1;
+    }
     dmem_kvm_region_destroy(gs[i].region); /* detaches: every page back in the memfd */
+    if (gs[i].memfd >= 0)
+      close(gs[i].memfd);
     free(gs[i].csum);
   }
   dmem_engine_destroy(engine);

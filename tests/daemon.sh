@@ -49,6 +49,44 @@ done
 
 # Starts a daemon and waits until it listens (its log says so; a stale
 # socket of a killed daemon may still be there until then).
+srcdir=${srcdir:-.}
+# The config file: a bad line stops the daemon with its number; the
+# example file parses; options after --config override it.
+printf 'socket = %s/x.sock\nsecure = maybe\n' "$tmp" >"$tmp/bad.conf"
+"$daemon" --config "$tmp/bad.conf" >/dev/null 2>"$tmp/err"
+rc=$?
+[ $rc -eq 2 ] || fail "a bad config: exit $rc, want 2"
+grep -q "line 2: secure" "$tmp/err" || fail "a bad config: $(cat "$tmp/err")"
+printf 'socket = %s/conf.sock\nscan-ms = 20\nquiet = yes\n' "$tmp" >"$tmp/good.conf"
+"$daemon" --config "$srcdir/data/diffmemd.conf" --config "$tmp/good.conf" --quiet \
+  --scan-pages 1000 2>"$tmp/err" &
+cpid=$!
+i=0
+while [ ! -S "$tmp/conf.sock" ]; do
+  i=$((i + 1))
+  kill -0 $cpid 2>/dev/null || { grep -q "userfaultfd is not available" "$tmp/err" &&
+    skip "no userfaultfd here"; fail "the config's daemon: $(cat "$tmp/err")"; }
+  [ $i -lt 100 ] || fail "the config's daemon did not listen at its socket"
+  sleep 0.05
+done
+kill -TERM $cpid
+wait $cpid || fail "the config's daemon did not stop cleanly"
+echo "ok: diffmemd.conf: the example parses, a bad line is refused with its number"
+
+# The systemd unit, where systemd-analyze is (with the man pages it cites).
+if command -v systemd-analyze >/dev/null 2>&1; then
+  mkdir -p "$tmp/man/man5" "$tmp/man/man8"
+  cp "$srcdir/man/diffmemd.8" "$tmp/man/man8/"
+  cp "$srcdir/man/diffmemd.conf.5" "$tmp/man/man5/"
+  real=$daemon
+  [ -x "$builddir/.libs/diffmemd" ] && real=$builddir/.libs/diffmemd
+  sed -e "s|@sbindir@/diffmemd|$(cd "$(dirname "$real")" && pwd)/$(basename "$real")|" \
+    -e "s|@sysconfdir@|$tmp|" "$srcdir/data/diffmemd.service.in" >"$tmp/diffmemd.service"
+  MANPATH=$tmp/man systemd-analyze verify "$tmp/diffmemd.service" >"$tmp/err" 2>&1 ||
+    fail "systemd-analyze verify: $(cat "$tmp/err")"
+  echo "ok: diffmemd.service passes systemd-analyze verify"
+fi
+
 start_daemon() {
   n0=$(grep -c "listening on" "$tmp/log" 2>/dev/null)
   "$daemon" --socket "$sock" --domain-by one --scan-ms 20 --scan-pages 100000 2>>"$tmp/log" &

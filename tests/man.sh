@@ -19,7 +19,7 @@ for c in $cmds; do
 done
 echo "ok: diffmem(1) covers: $(echo $cmds)"
 if command -v groff >/dev/null 2>&1; then
-  for p in "$srcdir"/man/*.[138]; do
+  for p in "$srcdir"/man/*.[1358]; do
     out=$(groff -man -Tutf8 -ww -z "$p" 2>&1)
     [ -z "$out" ] || fail "$p: $out"
   done

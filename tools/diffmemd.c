@@ -50,6 +50,8 @@
 #include <diffmem/diffmem.h>
 #include <diffmem/kvm.h>
 
+#include "daemon_conf.h"
+
 #define PAGE DMEM_PAGE_SIZE
 
 enum domain_by { BY_UID, BY_VM, BY_ONE };
@@ -881,7 +883,8 @@ static int parse_num(const char *s, unsigned long long lo, unsigned long long hi
 
 static void usage(FILE *f)
 {
-  fprintf(f, "usage: diffmemd [--socket PATH] [--socket-mode OCTAL] [--socket-group NAME]\n"
+  fprintf(f, "usage: diffmemd [--config FILE] [--socket PATH] [--socket-mode OCTAL]\n"
+             "                [--socket-group NAME]\n"
              "                [--domain-by uid|vm|one] [--scan-ms N] [--scan-pages N]\n"
              "                [--c4-passes N] [--reads-hold-pages]\n"
              "                [--secure] [--store-limit-mb N] [--swap-dir DIR]\n"
@@ -890,6 +893,95 @@ static void usage(FILE *f)
              "dmem_kvm_client_attach() (diffmem/daemon.h). Runs in the foreground\n"
              "until SIGTERM or SIGINT, then puts every page back and exits. See\n"
              "diffmemd(8).\n");
+}
+
+/* Strings from the config file live as long as the daemon. */
+static char conf_strings[3][PATH_MAX];
+
+/* One option, from the command line (name without "--") or the config
+ * file. Flags take "yes" or "no" (a command-line flag passes "yes").
+ * Returns 0, or -1 with why set. */
+static int set_option(const char *name, const char *v, int from_file, char *why, size_t whylen)
+{
+  unsigned long long n;
+  int *flag = !strcmp(name, "secure")             ? &D.o.secure
+              : !strcmp(name, "quiet")            ? &D.o.quiet
+              : !strcmp(name, "reads-hold-pages") ? &D.o.reads_hold
+                                                  : NULL;
+  if (flag) {
+    if (strcmp(v, "yes") && strcmp(v, "no")) {
+      snprintf(why, whylen, "takes yes or no");
+      return -1;
+    }
+    *flag = v[0] == 'y';
+    return 0;
+  }
+  int str = !strcmp(name, "socket")         ? 0
+            : !strcmp(name, "socket-group") ? 1
+            : !strcmp(name, "swap-dir")     ? 2
+                                            : -1;
+  if (str >= 0) {
+    if (!*v || strlen(v) >= PATH_MAX) {
+      snprintf(why, whylen, "needs a path or name");
+      return -1;
+    }
+    if (from_file)
+      v = strcpy(conf_strings[str], v);
+    *(str == 0 ? &D.o.socket : str == 1 ? &D.o.group : &D.o.swap_dir) = v;
+    return 0;
+  }
+  if (!strcmp(name, "socket-mode") && parse_num(v, 0, 0777, 8, &n) == 0)
+    D.o.mode = (unsigned)n;
+  else if (!strcmp(name, "domain-by") &&
+           (!strcmp(v, "uid") || !strcmp(v, "vm") || !strcmp(v, "one")))
+    D.o.domain_by = v[0] == 'u' ? BY_UID : v[0] == 'v' ? BY_VM : BY_ONE;
+  else if (!strcmp(name, "scan-ms") && parse_num(v, 1, 60000, 10, &n) == 0)
+    D.o.scan_ms = (unsigned)n;
+  else if (!strcmp(name, "c4-passes") && parse_num(v, 2, 200, 10, &n) == 0)
+    D.o.c4_passes = (unsigned)n;
+  else if (!strcmp(name, "scan-pages") && parse_num(v, 1, 1u << 30, 10, &n) == 0)
+    D.o.scan_pages = (unsigned long)n;
+  else if (!strcmp(name, "store-limit-mb") && parse_num(v, 0, 1u << 30, 10, &n) == 0)
+    D.o.store_limit_mb = n;
+  else if (!strcmp(name, "max-vms") && parse_num(v, 1, 4096, 10, &n) == 0)
+    D.o.max_vms = (unsigned)n;
+  else if (!strcmp(name, "max-connections") && parse_num(v, 1, 65536, 10, &n) == 0)
+    D.o.max_conns = (unsigned)n;
+  else {
+    snprintf(why, whylen, "unknown, or a bad value \"%s\" (diffmemd.conf(5))", v);
+    return -1;
+  }
+  return 0;
+}
+
+static int conf_set(void *ud, const char *key, const char *value, char *why, size_t whylen)
+{
+  (void)ud;
+  return set_option(key, value, 1, why, whylen);
+}
+
+/* Reads the config file (at most 64 KiB). Returns 0, or 2 after saying why. */
+static int load_config(const char *path)
+{
+  static char text[65536];
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "diffmemd: %s: %s\n", path, strerror(errno));
+    return 2;
+  }
+  size_t n = fread(text, 1, sizeof text, f);
+  int big = n == sizeof text && fgetc(f) != EOF, bad = ferror(f);
+  fclose(f);
+  if (big || bad) {
+    fprintf(stderr, "diffmemd: %s: %s\n", path, big ? "larger than 64 KiB" : "read error");
+    return 2;
+  }
+  char err[512];
+  if (dconf_parse(text, n, conf_set, NULL, err, sizeof err) != 0) {
+    fprintf(stderr, "diffmemd: %s: %s\n", path, err);
+    return 2;
+  }
+  return 0;
 }
 
 static int parse_args(int argc, char **argv)
@@ -904,49 +996,33 @@ static int parse_args(int argc, char **argv)
                 .max_conns = 1024};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    unsigned long long n;
-    int takes = 1;
+    char why[256];
     if (strcmp(a, "--help") == 0) {
       usage(stdout);
       exit(0);
-    } else if (strcmp(a, "--secure") == 0) {
-      D.o.secure = 1, takes = 0;
-    } else if (strcmp(a, "--quiet") == 0) {
-      D.o.quiet = 1, takes = 0;
-    } else if (strcmp(a, "--reads-hold-pages") == 0) {
-      D.o.reads_hold = 1, takes = 0;
-    } else if (!v) {
-      fprintf(stderr, "diffmemd: %s: %s\n", a,
-              a[0] == '-' && a[1] == '-' ? "needs a value, or is unknown" : "unknown argument");
-      return 2;
-    } else if (strcmp(a, "--socket") == 0) {
-      D.o.socket = v;
-    } else if (strcmp(a, "--socket-group") == 0) {
-      D.o.group = v;
-    } else if (strcmp(a, "--swap-dir") == 0) {
-      D.o.swap_dir = v;
-    } else if (strcmp(a, "--socket-mode") == 0 && parse_num(v, 0, 0777, 8, &n) == 0) {
-      D.o.mode = (unsigned)n;
-    } else if (strcmp(a, "--domain-by") == 0 &&
-               (!strcmp(v, "uid") || !strcmp(v, "vm") || !strcmp(v, "one"))) {
-      D.o.domain_by = v[0] == 'u' ? BY_UID : v[0] == 'v' ? BY_VM : BY_ONE;
-    } else if (strcmp(a, "--scan-ms") == 0 && parse_num(v, 1, 60000, 10, &n) == 0) {
-      D.o.scan_ms = (unsigned)n;
-    } else if (strcmp(a, "--c4-passes") == 0 && parse_num(v, 2, 200, 10, &n) == 0) {
-      D.o.c4_passes = (unsigned)n;
-    } else if (strcmp(a, "--scan-pages") == 0 && parse_num(v, 1, 1u << 30, 10, &n) == 0) {
-      D.o.scan_pages = (unsigned long)n;
-    } else if (strcmp(a, "--store-limit-mb") == 0 && parse_num(v, 0, 1u << 30, 10, &n) == 0) {
-      D.o.store_limit_mb = n;
-    } else if (strcmp(a, "--max-vms") == 0 && parse_num(v, 1, 4096, 10, &n) == 0) {
-      D.o.max_vms = (unsigned)n;
-    } else if (strcmp(a, "--max-connections") == 0 && parse_num(v, 1, 65536, 10, &n) == 0) {
-      D.o.max_conns = (unsigned)n;
-    } else {
-      fprintf(stderr, "diffmemd: bad %s %s (diffmemd --help)\n", a, v);
+    }
+    if (strncmp(a, "--", 2) != 0) {
+      fprintf(stderr, "diffmemd: %s: unknown argument\n", a);
       return 2;
     }
-    i += takes;
+    const char *name = a + 2;
+    if (!strcmp(name, "secure") || !strcmp(name, "quiet") || !strcmp(name, "reads-hold-pages")) {
+      (void)set_option(name, "yes", 0, why, sizeof why);
+      continue;
+    }
+    if (!v) {
+      fprintf(stderr, "diffmemd: %s: needs a value, or is unknown\n", a);
+      return 2;
+    }
+    i++;
+    if (!strcmp(name, "config")) {
+      int rc = load_config(v);
+      if (rc)
+        return rc;
+    } else if (set_option(name, v, 0, why, sizeof why) != 0) {
+      fprintf(stderr, "diffmemd: %s: %s (diffmemd --help)\n", a, why);
+      return 2;
+    }
   }
   return 0;
 }
