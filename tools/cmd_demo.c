@@ -418,21 +418,6 @@ static uint64_t daemon_memfd_bytes(pid_t pid)
   return total;
 }
 
-static uint64_t pss_anon_kb(pid_t pid)
-{
-  char path[64], line[256];
-  snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
-  FILE *f = fopen(path, "r");
-  unsigned long long v = 0;
-  if (!f)
-    return 0;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "Pss_Anon: %llu kB", &v) == 1)
-      break;
-  fclose(f);
-  return v;
-}
-
 static int demo_processes(const demo_opts *o)
 {
   signal(SIGPIPE, SIG_IGN); /* a child gone is seen at its pipe, not by a signal */
@@ -506,7 +491,8 @@ static int demo_processes(const demo_opts *o)
   pid_t server;
   if (stat_query(sock, st, 1, &nst, &server) != 0 || server <= 0)
     goto out;
-  uint64_t base_anon = pss_anon_kb(server), cpu0 = st[0].cpu_ns;
+  uint64_t base_anon = 0, cpu0 = st[0].cpu_ns;
+  (void)fleet_pss_anon(&base_anon, server);
   uint64_t base_memfd = daemon_memfd_bytes(server);
   fig.before.memfd_bytes = before;
   for (unsigned i = 0; i < n; i++)
@@ -527,7 +513,8 @@ static int demo_processes(const demo_opts *o)
     fig.after.memfd_bytes += proc_fd_bytes(c[i].pid, c[i].last.memfd);
   uint64_t dm = daemon_memfd_bytes(server);
   fig.after.memfd_bytes += dm > base_memfd ? dm - base_memfd : 0;
-  uint64_t anon = pss_anon_kb(server);
+  uint64_t anon = 0;
+  (void)fleet_pss_anon(&anon, server);
   fig.after.anon_kb = anon > base_anon ? anon - base_anon : 0;
   if (stat_query(sock, st, DMEM_PROTO_STATS_MAX + 1, &nst, NULL) != 0)
     goto out;

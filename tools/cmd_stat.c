@@ -55,18 +55,14 @@ static int connect_to(const char *path)
 static int ask(int s, uint32_t seq, msgbuf *buf, dmem_proto_msg *m)
 {
   size_t n = dmem_proto_encode(buf->b, sizeof buf->b, DMEM_PROTO_STATS, seq, NULL, 0);
-  if (send(s, buf->b, n, MSG_NOSIGNAL) != (ssize_t)n) {
+  if (dmem_proto_send(s, buf->b, n, NULL, 0, 0) != 0) {
     fprintf(stderr, "diffmem stat: sending to the daemon: %s\n", strerror(errno));
     return -1;
   }
-  struct pollfd p = {.fd = s, .events = POLLIN};
-  if (poll(&p, 1, 10000) != 1) {
-    fprintf(stderr, "diffmem stat: the daemon did not answer in 10 s\n");
-    return -1;
-  }
-  ssize_t k = recv(s, buf->b, sizeof buf->b, 0);
+  long k = dmem_proto_recv(s, buf->b, sizeof buf->b, NULL, 0, NULL, 10000);
   if (k <= 0) {
-    fprintf(stderr, "diffmem stat: the daemon closed the connection\n");
+    fprintf(stderr, "diffmem stat: %s\n",
+            k == 0 ? "the daemon closed the connection" : strerror(errno));
     return -1;
   }
   int rc = dmem_proto_parse(m, buf->b, (size_t)k);

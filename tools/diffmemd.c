@@ -127,23 +127,11 @@ static void say(const char *fmt, ...)
 
 /* ---------------------------------------------------------------- messages */
 
-static int send_packet(int fd, const void *b, size_t n)
-{
-  for (;;) {
-    ssize_t k = send(fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (k == (ssize_t)n)
-      return 0;
-    if (k < 0 && errno == EINTR)
-      continue;
-    return -1; /* a full socket or a gone peer: the VMM's problem */
-  }
-}
-
 static void reply(conn *c, dmem_proto_type type, uint32_t seq, const void *payload, size_t plen)
 {
   size_t n = dmem_proto_encode(D.out.b, sizeof D.out.b, type, seq, payload, plen);
   if (n)
-    (void)send_packet(c->fd, D.out.b, n);
+    (void)dmem_proto_send(c->fd, D.out.b, n, NULL, 0, 1);
 }
 
 static void reply_error(conn *c, uint32_t seq, int code, const char *fmt, ...)
@@ -159,42 +147,6 @@ static void reply_error(conn *c, uint32_t seq, int code, const char *fmt, ...)
   va_end(ap);
   say("pid %d: refused: %s", (int)c->pid, e.msg);
   reply(c, DMEM_PROTO_ERROR, seq, &e, sizeof e);
-}
-
-/* One packet and up to two descriptors. Returns the length, 0 at EOF, -1
- * on error; *nfds gets how many came (more than two are closed and
- * reported as 3: a protocol error). */
-static ssize_t recv_packet(int fd, int fds[2], int *nfds)
-{
-  union {
-    char buf[CMSG_SPACE(8 * sizeof(int))];
-    struct cmsghdr align;
-  } c;
-  struct iovec iov = {D.in.b, sizeof D.in.b};
-  struct msghdr m = {
-      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof c.buf};
-  ssize_t n;
-  while ((n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR)
-    ;
-  *nfds = 0;
-  for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); n >= 0 && h; h = CMSG_NXTHDR(&m, h)) {
-    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
-      continue;
-    size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < k; i++) {
-      int got;
-      memcpy(&got, CMSG_DATA(h) + i * sizeof(int), sizeof got);
-      if (*nfds < 2)
-        fds[*nfds] = got;
-      else
-        close(got);
-      if (*nfds < 3)
-        (*nfds)++;
-    }
-  }
-  if (n > 0 && (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
-    *nfds = 3; /* an oversized packet or too many descriptors */
-  return n;
 }
 
 static void close_fds(int *fds, int n)
@@ -224,34 +176,6 @@ typedef struct kmsg {
 } kmsg;
 /* K_STORE carries frames, blobs (and swap) fds; K_ADD uffd, memfd,
  * journal and connection fds. */
-
-static int send_fds(int sock, const void *msg, size_t len, const int *fds, int nfds)
-{
-  union {
-    char buf[CMSG_SPACE(4 * sizeof(int))];
-    struct cmsghdr align;
-  } c;
-  memset(&c, 0, sizeof c);
-  struct iovec iov = {(void *)msg, len};
-  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (nfds) {
-    m.msg_control = c.buf;
-    m.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-    h->cmsg_level = SOL_SOCKET;
-    h->cmsg_type = SCM_RIGHTS;
-    h->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-    memcpy(CMSG_DATA(h), fds, (size_t)nfds * sizeof(int));
-  }
-  for (;;) {
-    ssize_t k = sendmsg(sock, &m, MSG_NOSIGNAL);
-    if (k == (ssize_t)len)
-      return 0;
-    if (k < 0 && errno == EINTR)
-      continue;
-    return -1;
-  }
-}
 
 typedef struct kvm {
   uint64_t key;
@@ -329,25 +253,13 @@ static int keeper_main(int sock)
   int bye = 0;
   for (;;) {
     kmsg m;
-    int fds[4] = {-1, -1, -1, -1};
-    union {
-      char buf[CMSG_SPACE(4 * sizeof(int))];
-      struct cmsghdr align;
-    } c;
-    struct iovec iov = {&m, sizeof m};
-    struct msghdr h = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof c.buf};
-    ssize_t got;
-    while ((got = recvmsg(sock, &h, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-      ;
-    int nfds = 0;
-    for (struct cmsghdr *ch = CMSG_FIRSTHDR(&h); got > 0 && ch; ch = CMSG_NXTHDR(&h, ch))
-      if (ch->cmsg_level == SOL_SOCKET && ch->cmsg_type == SCM_RIGHTS) {
-        nfds = (int)((ch->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        memcpy(fds, CMSG_DATA(ch), (size_t)(nfds < 4 ? nfds : 4) * sizeof(int));
-      }
-    if (got != (ssize_t)sizeof m)
+    int fds[4] = {-1, -1, -1, -1}, nfds = 0;
+    long got = dmem_proto_recv(sock, &m, sizeof m, fds, 4, &nfds, -1);
+    if (got != (long)sizeof m) {
+      for (int i = 0; got > 0 && i < nfds; i++)
+        close(fds[i]);
       break; /* the daemon is gone */
+    }
     if (m.type == K_BYE) {
       bye = 1;
       break;
@@ -394,7 +306,7 @@ static int keeper_main(int sock)
         uint8_t pkt[sizeof(dmem_proto_hdr) + sizeof(dmem_proto_vm)];
         dmem_proto_vm r = {vms[i].vm, 0};
         size_t len = dmem_proto_encode(pkt, sizeof pkt, DMEM_PROTO_RELEASED, 0, &r, sizeof r);
-        (void)send(vms[i].conn, pkt, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)dmem_proto_send(vms[i].conn, pkt, len, NULL, 0, 1);
       }
     }
     dmem_codec_destroy(codec);
@@ -432,7 +344,7 @@ static int keeper_start(void)
     return -1;
   int fds[3] = {f, b, sw};
   kmsg m = {.type = K_STORE};
-  return send_fds(D.keeper, &m, sizeof m, fds, sw >= 0 ? 3 : 2);
+  return dmem_proto_send(D.keeper, &m, sizeof m, fds, sw >= 0 ? 3 : 2, 0);
 }
 
 static int keeper_send_vm(const dvm *v)
@@ -443,12 +355,12 @@ static int keeper_send_vm(const dvm *v)
             .fd_offset = v->fd_offset,
             .uffd_addr = v->uffd_addr};
   int fds[4] = {v->uffd, v->memfd, v->journal_fd, v->conn_fd};
-  if (D.keeper < 0 || send_fds(D.keeper, &m, sizeof m, fds, 4) != 0)
+  if (D.keeper < 0 || dmem_proto_send(D.keeper, &m, sizeof m, fds, 4, 0) != 0)
     return -1;
   if (!v->vm)
     return 0;
   kmsg id = {.type = K_ID, .vm = v->id, .key = v->key};
-  return send_fds(D.keeper, &id, sizeof id, NULL, 0);
+  return dmem_proto_send(D.keeper, &id, sizeof id, NULL, 0, 0);
 }
 
 /* The keeper died (killed on its own): a new one gets the store and every
@@ -480,7 +392,7 @@ static void keeper_say(uint32_t type, uint64_t key, uint32_t vm)
 {
   kmsg m = {.type = type, .vm = vm, .key = key};
   if (D.keeper >= 0)
-    (void)send_fds(D.keeper, &m, sizeof m, NULL, 0);
+    (void)dmem_proto_send(D.keeper, &m, sizeof m, NULL, 0, 0);
 }
 
 static void keeper_stop(void)
@@ -730,16 +642,16 @@ static int conn_serve(unsigned i)
 {
   conn *c = D.conns[i];
   int fds[2] = {-1, -1}, nfds = 0;
-  ssize_t n = recv_packet(c->fd, fds, &nfds);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+  long n = dmem_proto_recv(c->fd, D.in.b, sizeof D.in.b, fds, 2, &nfds, 0);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ETIMEDOUT))
     return 0;
   if (n <= 0) {
-    close_fds(fds, nfds);
-    conn_drop(i, NULL);
+    /* EMSGSIZE: too long, or too many descriptors (all closed). */
+    conn_drop(i, n < 0 && errno == EMSGSIZE ? "malformed message" : NULL);
     return -1;
   }
   dmem_proto_msg m;
-  int rc = nfds > 2 ? DMEM_ECORRUPT : dmem_proto_parse(&m, D.in.b, (size_t)n);
+  int rc = dmem_proto_parse(&m, D.in.b, (size_t)n);
   if (rc == DMEM_EVERSION) {
     reply_error(c, m.hdr.seq, rc, "this daemon speaks protocol version %u", DMEM_PROTO_VERSION);
   }

@@ -58,9 +58,14 @@ double fleet_process_cpu_s(void)
 
 /* ---------------------------------------------------------------- memory */
 
-static int read_pss_anon(uint64_t *kb)
+int fleet_pss_anon(uint64_t *kb, pid_t pid)
 {
-  FILE *f = fopen("/proc/self/smaps_rollup", "r");
+  char path[64];
+  if (pid > 0)
+    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+  else
+    snprintf(path, sizeof path, "/proc/self/smaps_rollup");
+  FILE *f = fopen(path, "r");
   if (!f)
     return -1;
   char line[256];
@@ -105,7 +110,7 @@ int fleet_sample(fleet_mem *m, const fleet *f)
     m->memfd_bytes += (uint64_t)st.st_blocks * 512u;
   }
   uint64_t kb;
-  if (read_pss_anon(&kb) != 0)
+  if (fleet_pss_anon(&kb, 0) != 0)
     return -1;
   m->anon_kb = kb > f->base_anon_kb ? kb - f->base_anon_kb : 0;
   return 0;
@@ -440,7 +445,7 @@ int fleet_create(fleet **out, const fleet_opts *o)
   /* What this process held before: an earlier fleet's freed heap stays in
    * malloc's arenas unless given back, and is no guest's memory. */
   malloc_trim(0);
-  if (read_pss_anon(&f->base_anon_kb) != 0)
+  if (fleet_pss_anon(&f->base_anon_kb, 0) != 0)
     f->base_anon_kb = 0;
   f->vms = calloc(f->n, sizeof *f->vms);
   if (!f->vms) {

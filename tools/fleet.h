@@ -26,6 +26,7 @@
 #define DMEM_TOOLS_FLEET_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <diffmem/daemon.h>
 #include <diffmem/diffmem.h>
@@ -114,6 +115,9 @@ int fleet_attach_daemon(fleet *f);
 /* Starts every vCPU, paced at the million operations a second that the
  * guests' program is made for. Returns 0 or -1 (said). */
 int fleet_start(fleet *f);
+
+/* Pss_Anon of process pid (0: this one), in KiB. Returns 0, or -1. */
+int fleet_pss_anon(uint64_t *kb, pid_t pid);
 
 /* Host memory now. Returns 0, or -1 when a memfd or smaps could not be read. */
 int fleet_sample(fleet_mem *m, const fleet *f);

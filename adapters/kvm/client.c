@@ -55,78 +55,13 @@ static int fail(char *err, size_t len, int rc, const char *fmt, ...)
   return rc;
 }
 
-static int send_msg(int sock, const void *msg, size_t len, const int *fds, int nfds)
-{
-  union {
-    char buf[CMSG_SPACE(2 * sizeof(int))];
-    struct cmsghdr align;
-  } c;
-  memset(&c, 0, sizeof c);
-  struct iovec iov = {(void *)msg, len};
-  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (nfds) {
-    m.msg_control = c.buf;
-    m.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-    h->cmsg_level = SOL_SOCKET;
-    h->cmsg_type = SCM_RIGHTS;
-    h->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-    memcpy(CMSG_DATA(h), fds, (size_t)nfds * sizeof(int));
-  }
-  for (;;) {
-    ssize_t n = sendmsg(sock, &m, MSG_NOSIGNAL);
-    if (n == (ssize_t)len)
-      return 0;
-    if (n < 0 && errno == EINTR)
-      continue;
-    return -1;
-  }
-}
-
-/* Receives one packet within timeout_ms (-1: forever; 0: only what is
- * there). Any descriptor that rides along is closed. Returns its length,
- * 0 at end of file, -1 on error or timeout (errno ETIMEDOUT). */
-static ssize_t recv_msg(int sock, msgbuf *buf, int timeout_ms)
-{
-  struct pollfd p = {.fd = sock, .events = POLLIN};
-  int r;
-  while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
-    ;
-  if (r == 0)
-    errno = ETIMEDOUT;
-  if (r <= 0)
-    return -1;
-  union {
-    char buf[CMSG_SPACE(4 * sizeof(int))];
-    struct cmsghdr align;
-  } c;
-  struct iovec iov = {buf->b, sizeof buf->b};
-  struct msghdr m = {
-      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof c.buf};
-  ssize_t n;
-  while ((n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-    ;
-  for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); n >= 0 && h; h = CMSG_NXTHDR(&m, h))
-    if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS)
-      for (size_t i = 0; i < (h->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-        int fd;
-        memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
-        close(fd);
-      }
-  if (n > 0 && (m.msg_flags & MSG_TRUNC)) {
-    errno = EMSGSIZE;
-    return -1;
-  }
-  return n;
-}
-
 /* Waits for the reply to request seq; an unasked RELEASED on the way is
  * noted. 0 with *msg set, or an error. */
 static int await_reply(dmem_kvm_client *c, uint32_t seq, dmem_proto_msg *msg, msgbuf *buf,
                        char *err, size_t errlen)
 {
   for (;;) {
-    ssize_t n = recv_msg(c->sock, buf, (int)c->timeout_ms);
+    long n = dmem_proto_recv(c->sock, buf->b, sizeof buf->b, NULL, 0, NULL, (int)c->timeout_ms);
     if (n == 0)
       return fail(err, errlen, DMEM_EIO, "the daemon closed the connection");
     if (n < 0)
@@ -257,7 +192,7 @@ int dmem_kvm_client_attach(dmem_kvm_client **out, const dmem_kvm_client_options 
   uint32_t seq = ++c->seq;
   size_t n = dmem_proto_encode(buf->b, sizeof buf->b, DMEM_PROTO_ATTACH, seq, &a, sizeof a);
   int fds[2] = {o->fd, c->uffd};
-  if (send_msg(c->sock, buf->b, n, fds, 2) != 0) {
+  if (dmem_proto_send(c->sock, buf->b, n, fds, 2, 0) != 0) {
     rc = fail(err, errlen, DMEM_EIO, "sending to the daemon: %s", strerror(errno));
     goto out;
   }
@@ -299,16 +234,17 @@ int dmem_kvm_client_detach(dmem_kvm_client *c)
     return DMEM_ENOMEM; /* the client stays: the call may be retried */
   /* A RELEASED the daemon sent when it stopped may be waiting. */
   dmem_proto_msg m;
-  ssize_t n;
-  while (!c->released && (n = recv_msg(c->sock, buf, 0)) > 0)
+  long n;
+  while (!c->released &&
+         (n = dmem_proto_recv(c->sock, buf->b, sizeof buf->b, NULL, 0, NULL, 0)) > 0)
     if (dmem_proto_parse(&m, buf->b, (size_t)n) == 0 && m.hdr.type == DMEM_PROTO_RELEASED &&
         m.u.vm.vm == c->vm)
       c->released = 1;
   if (!c->released) {
     dmem_proto_vm v = {c->vm, 0};
     uint32_t seq = ++c->seq;
-    n = (ssize_t)dmem_proto_encode(buf->b, sizeof buf->b, DMEM_PROTO_DETACH, seq, &v, sizeof v);
-    if (send_msg(c->sock, buf->b, (size_t)n, NULL, 0) != 0) {
+    n = (long)dmem_proto_encode(buf->b, sizeof buf->b, DMEM_PROTO_DETACH, seq, &v, sizeof v);
+    if (dmem_proto_send(c->sock, buf->b, (size_t)n, NULL, 0, 0) != 0) {
       rc = DMEM_EIO;
     } else {
       /* Detach puts every page back: it may take a while. */

@@ -8,7 +8,11 @@
  * packet. Fuzzed by tests/fuzz/fuzz_proto.c. */
 #include "config.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <diffmem/daemon.h>
 
@@ -142,4 +146,97 @@ size_t dmem_proto_encode(void *buf, size_t cap, dmem_proto_type type, uint32_t s
   if (plen)
     memcpy((uint8_t *)buf + sizeof h, payload, plen);
   return total;
+}
+
+/* ---------------------------------------------------------------- packets */
+
+int dmem_proto_send(int sock, const void *buf, size_t len, const int *fds, int nfds, int nonblock)
+{
+  union {
+    char buf[CMSG_SPACE(DMEM_PROTO_FDS_MAX * sizeof(int))];
+    struct cmsghdr align;
+  } c;
+  if (nfds < 0 || nfds > DMEM_PROTO_FDS_MAX || (nfds && !fds)) {
+    errno = EINVAL;
+    return -1;
+  }
+  memset(&c, 0, sizeof c);
+  struct iovec iov = {(void *)buf, len};
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (nfds) {
+    m.msg_control = c.buf;
+    m.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+    memcpy(CMSG_DATA(h), fds, (size_t)nfds * sizeof(int));
+  }
+  for (;;) {
+    ssize_t k = sendmsg(sock, &m, MSG_NOSIGNAL | (nonblock ? MSG_DONTWAIT : 0));
+    if (k == (ssize_t)len)
+      return 0;
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k >= 0)
+      errno = EMSGSIZE; /* a packet socket sends all or nothing */
+    return -1;
+  }
+}
+
+long dmem_proto_recv(int sock, void *buf, size_t cap, int *fds, int maxfds, int *nfds,
+                     int timeout_ms)
+{
+  if (nfds)
+    *nfds = 0;
+  if (maxfds < 0 || maxfds > DMEM_PROTO_FDS_MAX || (maxfds && (!fds || !nfds))) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (timeout_ms >= 0) {
+    struct pollfd p = {.fd = sock, .events = POLLIN};
+    int r;
+    while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
+      ;
+    if (r == 0)
+      errno = ETIMEDOUT;
+    if (r <= 0)
+      return -1;
+  }
+  /* Room for more descriptors than allowed, so that extras are seen (and
+   * closed) rather than silently cut off. */
+  union {
+    char buf[CMSG_SPACE(2 * DMEM_PROTO_FDS_MAX * sizeof(int))];
+    struct cmsghdr align;
+  } c;
+  struct iovec iov = {buf, cap};
+  struct msghdr m = {
+      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof c.buf};
+  ssize_t n;
+  while ((n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC | (timeout_ms >= 0 ? MSG_DONTWAIT : 0))) < 0 &&
+         errno == EINTR)
+    ;
+  int got = 0, bad = n > 0 && (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC));
+  for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); n >= 0 && h; h = CMSG_NXTHDR(&m, h)) {
+    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+      continue;
+    size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < k; i++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+      if (got < maxfds)
+        fds[got++] = fd;
+      else
+        close(fd), bad = 1;
+    }
+  }
+  if (bad) {
+    for (int i = 0; i < got; i++)
+      close(fds[i]);
+    errno = EMSGSIZE;
+    return -1;
+  }
+  if (nfds)
+    *nfds = got;
+  return (long)n;
 }

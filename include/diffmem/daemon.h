@@ -264,6 +264,32 @@ DMEM_API int dmem_proto_parse(dmem_proto_msg *out, const void *buf, size_t len);
 DMEM_API size_t dmem_proto_encode(void *buf, size_t cap, dmem_proto_type type, uint32_t seq,
                                   const void *payload, size_t plen);
 
+/**
+ * Sends one packet (a whole message) on a SOCK_SEQPACKET socket, with
+ * @p nfds descriptors (0 to DMEM_PROTO_FDS_MAX) riding along (SCM_RIGHTS),
+ * retrying when a signal interrupts it and never raising SIGPIPE.
+ * @param nonblock 1: fail with EAGAIN rather than wait for room.
+ * @return 0, or -1 with errno set.
+ */
+DMEM_API int dmem_proto_send(int sock, const void *buf, size_t len, const int *fds, int nfds,
+                             int nonblock);
+
+/**
+ * Receives one packet into @p buf (@p cap bytes) and its descriptors
+ * (close-on-exec) into @p fds, their count into @p *nfds (NULL when none
+ * are expected). Waits up to @p timeout_ms (-1: as long as it takes; 0:
+ * only what is there already). A packet longer than @p cap or with more
+ * than @p maxfds descriptors is an error (EMSGSIZE), and every descriptor
+ * that came with it is closed.
+ * @return the packet's length; 0 at end of file; -1 with errno set
+ *         (ETIMEDOUT when nothing came in time, EAGAIN, EMSGSIZE, ...).
+ */
+DMEM_API long dmem_proto_recv(int sock, void *buf, size_t cap, int *fds, int maxfds, int *nfds,
+                              int timeout_ms);
+
+/** Most descriptors one packet carries (dmem_proto_send, dmem_proto_recv). */
+#define DMEM_PROTO_FDS_MAX 4
+
 #ifdef __cplusplus
 }
 #endif
