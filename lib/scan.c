@@ -189,15 +189,32 @@ static int evict_to(dmem_engine *e, dmem_vm *vm, uint64_t gfn, dmem_page_kind ki
   return 0;
 }
 
+/* Shares page gfn, holding buf, onto what the domain already has of that
+ * content: ZERO for an all-zero page, else a frame of the same content.
+ * Without a match, secure mode makes the page a frame of its own (so that
+ * a merged page and an unmerged one are stored, faulted and freed alike;
+ * the live index, where a page waits for a partner, is not used); the
+ * paper's engine looks for a live page of the same content to freeze into
+ * a frame, and otherwise enters the page in the live index. */
 static int try_share(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *buf)
 {
-  if (dmem__page_is_zero(buf)) /* no storage at all */
+  if (dmem__page_is_zero(buf)) /* no storage at all; says only what the page holds */
     return evict_to(e, vm, gfn, DMEM_PAGE_ZERO, DMEM__NO_ID) == 0 ? DONE : NOT_DONE;
   dmem__domain *d = vm->dom;
   uint64_t h = dmem_index_hash(d->frames_idx, buf);
   uint32_t id;
   if (dmem_index_lookup(&id, d->frames_idx, buf, h) == 0)
     return share_onto(e, vm, gfn, id) == 0 ? DONE : NOT_DONE;
+  if (e->opts.secure) {
+    if (new_frame(&id, e, d, buf, h) != 0)
+      return NOT_DONE;
+    if (share_onto(e, vm, gfn, id) != 0) {
+      dmem_index_remove(d->frames_idx, h, id);
+      dmem__frame_release_if_unused(&e->store, id);
+      return NOT_DONE;
+    }
+    return DONE;
+  }
   if (dmem_index_lookup(&id, d->live_idx, buf, h) == 0 && id != live_id(vm, gfn)) {
     dmem_vm *qvm = dmem__vm_of_live_id(e, id);
     uint32_t fid;
@@ -207,30 +224,6 @@ static int try_share(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *b
   }
   (void)dmem_index_insert(d->live_idx, h, live_id(vm, gfn));
   return NOT_DONE;
-}
-
-/* Secure mode: every idle candidate is evicted onto a frame, the domain's
- * frame of the same content or a new one of its own, so that a merged page
- * and an unmerged one are stored, faulted and freed alike. (Zero pages are
- * evicted as ZERO: that says only what the page itself holds.) The live
- * index is not used: no page waits there for a partner. */
-static int try_share_secure(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *buf)
-{
-  if (dmem__page_is_zero(buf))
-    return evict_to(e, vm, gfn, DMEM_PAGE_ZERO, DMEM__NO_ID) == 0 ? DONE : NOT_DONE;
-  dmem__domain *d = vm->dom;
-  uint64_t h = dmem_index_hash(d->frames_idx, buf);
-  uint32_t id;
-  if (dmem_index_lookup(&id, d->frames_idx, buf, h) == 0)
-    return share_onto(e, vm, gfn, id) == 0 ? DONE : NOT_DONE;
-  if (new_frame(&id, e, d, buf, h) != 0)
-    return NOT_DONE;
-  if (share_onto(e, vm, gfn, id) != 0) {
-    dmem_index_remove(d->frames_idx, h, id);
-    dmem__frame_release_if_unused(&e->store, id);
-    return NOT_DONE;
-  }
-  return DONE;
 }
 
 /* Encodes buf against ref; keeps it in e->best when shorter than *best. */
@@ -365,12 +358,8 @@ static void reclaim(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned T, int h
   uint8_t *buf = e->buf;
   if (lock_page(e, vm, gfn, buf, hint) != 0)
     return;
-  if ((T & DMEM_TECH_SHARE) && e->opts.secure) {
-    if (try_share_secure(e, vm, gfn, buf) == DONE)
-      return;
-  } else if ((T & DMEM_TECH_SHARE) && try_share(e, vm, gfn, buf) == DONE) {
+  if ((T & DMEM_TECH_SHARE) && try_share(e, vm, gfn, buf) == DONE)
     return;
-  }
   if ((T & DMEM_TECH_PATCH) && vm->dom->frames_sim && try_patch(e, vm, gfn, buf) == DONE)
     return;
   if ((T & DMEM_TECH_COMPRESS) && try_compress(e, vm, gfn, buf) == DONE)
