@@ -224,6 +224,18 @@ out:
   return 0;
 }
 
+/* Reads what is already there; notes a RELEASED of this VM. */
+static void drain_released(dmem_kvm_client *c, msgbuf *buf)
+{
+  dmem_proto_msg m;
+  long n;
+  while (!c->released &&
+         (n = dmem_proto_recv(c->sock, buf->b, sizeof buf->b, NULL, 0, NULL, 0)) > 0)
+    if (dmem_proto_parse(&m, buf->b, (size_t)n) == 0 && m.hdr.type == DMEM_PROTO_RELEASED &&
+        m.u.vm.vm == c->vm)
+      c->released = 1;
+}
+
 int dmem_kvm_client_detach(dmem_kvm_client *c)
 {
   if (!c)
@@ -235,17 +247,15 @@ int dmem_kvm_client_detach(dmem_kvm_client *c)
   /* A RELEASED the daemon sent when it stopped may be waiting. */
   dmem_proto_msg m;
   long n;
-  while (!c->released &&
-         (n = dmem_proto_recv(c->sock, buf->b, sizeof buf->b, NULL, 0, NULL, 0)) > 0)
-    if (dmem_proto_parse(&m, buf->b, (size_t)n) == 0 && m.hdr.type == DMEM_PROTO_RELEASED &&
-        m.u.vm.vm == c->vm)
-      c->released = 1;
+  drain_released(c, buf);
   if (!c->released) {
     dmem_proto_vm v = {c->vm, 0};
     uint32_t seq = ++c->seq;
     n = (long)dmem_proto_encode(buf->b, sizeof buf->b, DMEM_PROTO_DETACH, seq, &v, sizeof v);
     if (dmem_proto_send(c->sock, buf->b, (size_t)n, NULL, 0, 0) != 0) {
-      rc = DMEM_EIO;
+      /* Gone since the look above: it may have said RELEASED first. */
+      drain_released(c, buf);
+      rc = c->released ? 0 : DMEM_EIO;
     } else {
       /* Detach puts every page back: it may take a while. */
       c->timeout_ms = c->timeout_ms < 120000 ? 120000 : c->timeout_ms;
