@@ -224,6 +224,34 @@ echo "ok: the daemon stopped 20 times at random moments; every VMM verified ever
 
 # The daemon killed at random moments: its keeper puts every page back.
 alive() { [ -d "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+
+# The keeper killed on its own: the daemon starts a new one at once, and
+# that one puts the pages back when the daemon dies in turn.
+start_daemon
+kpid=$(sed -n 's/.*keeper pid \([0-9]*\).*/\1/p' "$tmp/log" | tail -1)
+"$vmm" "$sock" 1024 3 77 --survive >"$tmp/vs" 2>&1 &
+vp=$!
+i=0
+until grep -q attached "$tmp/vs"; do
+  i=$((i + 1))
+  [ $i -lt 100 ] || fail "keeper kill: the VMM did not attach: $(cat "$tmp/vs")"
+  sleep 0.05
+done
+kill -KILL "$kpid"
+i=0
+until grep -q "a new one (pid" "$tmp/log"; do
+  i=$((i + 1))
+  [ $i -lt 100 ] || fail "the daemon did not start a new keeper"
+  sleep 0.05
+done
+kpid=$(sed -n 's/.*a new one (pid \([0-9]*\)).*/\1/p' "$tmp/log" | tail -1)
+sleep 0.5
+kill -KILL "$dpid"
+wait "$dpid" 2>/dev/null
+dpid=
+wait $vp || fail "keeper kill: the VMM after the daemon died: $(cat "$tmp/vs")"
+echo "ok: a keeper killed alone is replaced at once, and the new one saves the pages"
+
 for k in $(seq 20); do
   start_daemon
   kpid=$(sed -n 's/.*keeper pid \([0-9]*\).*/\1/p' "$tmp/log" | tail -1)

@@ -997,7 +997,7 @@ int main(int argc, char **argv)
   int stop = 0;
   struct pollfd *pf = NULL;
   while (!stop) {
-    struct pollfd *np = realloc(pf, (D.nconns + 2) * sizeof *pf);
+    struct pollfd *np = realloc(pf, (D.nconns + 3) * sizeof *pf);
     if (!np) {
       say("out of memory in the event loop; stopping");
       break;
@@ -1008,7 +1008,9 @@ int main(int argc, char **argv)
     unsigned n = D.nconns;
     for (unsigned i = 0; i < n; i++)
       pf[i + 2] = (struct pollfd){.fd = D.conns[i]->fd, .events = POLLIN};
-    if (poll(pf, n + 2, -1) < 0) {
+    /* The keeper never writes: its socket stirs only when it is gone. */
+    pf[n + 2] = (struct pollfd){.fd = D.keeper, .events = POLLIN};
+    if (poll(pf, n + 3, -1) < 0) {
       if (errno == EINTR)
         continue;
       say("poll: %s; stopping", strerror(errno));
@@ -1028,6 +1030,8 @@ int main(int argc, char **argv)
         (void)conn_serve(i);
     if (!stop && pf[1].revents)
       accept_one();
+    if (!stop && pf[n + 2].revents && keeper_respawn() != 0)
+      say("the keeper is gone and none could be started: a crash now would lose pages");
   }
   free(pf);
   dmem_engine_stop(D.e);
