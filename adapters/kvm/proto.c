@@ -212,10 +212,26 @@ long dmem_proto_recv(int sock, void *buf, size_t cap, int *fds, int maxfds, int 
   struct iovec iov = {buf, cap};
   struct msghdr m = {
       .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof c.buf};
+  /* A peer that closed with our request unread leaves ECONNRESET, which
+   * the kernel reports before the packets still queued for us (its last
+   * words, a RELEASED say); once reported, the error is gone, so read once
+   * more for them. */
   ssize_t n;
-  while ((n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC | (timeout_ms >= 0 ? MSG_DONTWAIT : 0))) < 0 &&
-         errno == EINTR)
-    ;
+  int reset = 0;
+  for (;;) {
+    n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC | (timeout_ms >= 0 || reset ? MSG_DONTWAIT : 0));
+    if (n >= 0)
+      break;
+    if (errno == EINTR)
+      continue;
+    if (errno == ECONNRESET && !reset) {
+      reset = 1;
+      continue;
+    }
+    if (reset && (errno == EAGAIN || errno == EWOULDBLOCK))
+      errno = ECONNRESET;
+    break;
+  }
   int got = 0, bad = n > 0 && (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC));
   for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); n >= 0 && h; h = CMSG_NXTHDR(&m, h)) {
     if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
