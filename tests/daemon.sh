@@ -117,6 +117,16 @@ stop_daemon() {
 
 nfds() { ls "/proc/$dpid/fd" | wc -l; }
 
+# Waits until the VMM writing to $tmp/vs says it attached; $1 names the step.
+wait_attached() {
+  i=0
+  until grep -q attached "$tmp/vs"; do
+    i=$((i + 1))
+    [ $i -lt 100 ] || fail "$1: the VMM did not attach: $(cat "$tmp/vs")"
+    sleep 0.05
+  done
+}
+
 # VMs the daemon serves now, from diffmem stat --json.
 vms() {
   "$diffmem" stat --socket "$sock" --json >"$tmp/stat.json" || fail "diffmem stat failed"
@@ -210,12 +220,7 @@ for k in $(seq 20); do
   start_daemon
   "$vmm" "$sock" 1024 2 $((50 + k)) --survive >"$tmp/vs" 2>&1 &
   vp=$!
-  i=0
-  until grep -q attached "$tmp/vs"; do
-    i=$((i + 1))
-    [ $i -lt 100 ] || fail "stop $k: the VMM did not attach: $(cat "$tmp/vs")"
-    sleep 0.05
-  done
+  wait_attached "stop $k"
   sleep "$(delay)"
   stop_daemon
   wait $vp || fail "stop $k: the VMM after the daemon stopped: $(cat "$tmp/vs")"
@@ -231,12 +236,7 @@ start_daemon
 kpid=$(sed -n 's/.*keeper pid \([0-9]*\).*/\1/p' "$tmp/log" | tail -1)
 "$vmm" "$sock" 1024 3 77 --survive >"$tmp/vs" 2>&1 &
 vp=$!
-i=0
-until grep -q attached "$tmp/vs"; do
-  i=$((i + 1))
-  [ $i -lt 100 ] || fail "keeper kill: the VMM did not attach: $(cat "$tmp/vs")"
-  sleep 0.05
-done
+wait_attached "keeper kill"
 kill -KILL "$kpid"
 i=0
 until grep -q "a new one (pid" "$tmp/log"; do
@@ -258,12 +258,7 @@ for k in $(seq 20); do
   [ -n "$kpid" ] && alive "$kpid" || fail "kill $k: no keeper"
   "$vmm" "$sock" 1024 2 $((80 + k)) --survive >"$tmp/vs" 2>&1 &
   vp=$!
-  i=0
-  until grep -q attached "$tmp/vs"; do
-    i=$((i + 1))
-    [ $i -lt 100 ] || fail "kill $k: the VMM did not attach: $(cat "$tmp/vs")"
-    sleep 0.05
-  done
+  wait_attached "kill $k"
   sleep "$(delay)"
   kill -KILL "$dpid"
   wait "$dpid" 2>/dev/null
