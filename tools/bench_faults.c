@@ -32,6 +32,7 @@
 #include <diffmem/diffmem.h>
 #include <diffmem/kvm.h>
 
+#include "fleet.h"
 #include "stat.h"
 
 #define PAGE DMEM_PAGE_SIZE
@@ -145,20 +146,13 @@ static int round_daemon(const char *sock, uint64_t pages, uint64_t *ns, uint64_t
                         uint64_t *bad, uint64_t seed, char *err, size_t errlen)
 {
   size_t bytes = (size_t)(pages * PAGE);
-  int fd = memfd_create("bench-faults", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0 || ftruncate(fd, (off_t)bytes) != 0 ||
-      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
-    snprintf(err, errlen, "memfd: %s", strerror(errno));
-    if (fd >= 0)
-      close(fd);
+  int fd;
+  void *ram;
+  if (fleet_sealed_ram(&fd, &ram, bytes, "bench-faults") != 0) {
+    snprintf(err, errlen, "sealed memfd: %s", strerror(errno));
     return -1;
   }
-  uint8_t *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (mem == MAP_FAILED) {
-    snprintf(err, errlen, "mmap: %s", strerror(errno));
-    close(fd);
-    return -1;
-  }
+  uint8_t *mem = ram;
   fill(mem, pages);
   dmem_kvm_client_options co = DMEM_KVM_CLIENT_OPTIONS_INIT;
   co.socket = sock;

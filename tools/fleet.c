@@ -267,6 +267,25 @@ static uint8_t *ram_of(const fleet_vm *v)
   return v->region ? dmem_kvm_region_addr(v->region) : v->anon;
 }
 
+int fleet_sealed_ram(int *fd, void **addr, size_t bytes, const char *name)
+{
+  int f = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  void *m = MAP_FAILED;
+  if (f >= 0 && ftruncate(f, (off_t)bytes) == 0 &&
+      fcntl(f, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0)
+    m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+  if (m == MAP_FAILED) {
+    int e = errno;
+    if (f >= 0)
+      close(f);
+    errno = e;
+    return -1;
+  }
+  *fd = f;
+  *addr = m;
+  return 0;
+}
+
 /* The RAM of guest v: a region, or anonymous memory (mergeable for KSM,
  * without transparent huge pages in both cases so that the three kinds of
  * RAM hold the same 4 KiB pages). */
@@ -287,16 +306,9 @@ static int make_ram(fleet_vm *v, const fleet *f, unsigned i)
     return -1;
   }
   if (f->o.ram == FLEET_DAEMON) {
-    /* Sealed against shrinking: the daemon maps it. */
-    v->memfd = memfd_create("diffmem-demo", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (v->memfd < 0 || ftruncate(v->memfd, (off_t)bytes) != 0 ||
-        fcntl(v->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+    void *m;
+    if (fleet_sealed_ram(&v->memfd, &m, bytes, "diffmem-demo") != 0) {
       fprintf(stderr, "%s: guest %u: cannot make its memfd: %s\n", f->o.who, i, strerror(errno));
-      return -1;
-    }
-    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, v->memfd, 0);
-    if (m == MAP_FAILED) {
-      fprintf(stderr, "%s: guest %u: cannot map its memfd: %s\n", f->o.who, i, strerror(errno));
       return -1;
     }
     v->anon = m;

@@ -108,6 +108,11 @@ int fleet_create(fleet **out, const fleet_opts *o);
 /* Stops the guests, detaches every region (every page back), frees all. */
 void fleet_destroy(fleet *f);
 
+/* RAM as diffmemd takes it: a memfd of bytes named name, sealed against
+ * shrinking and growing (the daemon maps it), mapped shared. Returns 0
+ * with *fd and *addr set, or -1 with errno set and nothing left open. */
+int fleet_sealed_ram(int *fd, void **addr, size_t bytes, const char *name);
+
 /* FLEET_DAEMON: hands every guest's RAM to diffmemd at o.socket. Returns 0
  * or -1 (said). */
 int fleet_attach_daemon(fleet *f);
