@@ -719,6 +719,11 @@ int dmem_engine_frames_fd(const dmem_engine *e)
   return e ? dmem__store_frames_fd(&e->store) : -1;
 }
 
+int dmem_vm_frames_fd(const dmem_vm *vm)
+{
+  return vm ? dmem__store_frames_fd(&vm->e->store) : -1;
+}
+
 int dmem_vm_read(void *buf, dmem_vm *vm, uint64_t gfn)
 {
   if (!buf || !vm)

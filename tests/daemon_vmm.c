@@ -3,7 +3,8 @@
 /* A VMM for diffmemd's tests (tests/daemon.sh): guest RAM in a sealed
  * memfd, handed to the daemon with dmem_kvm_client_attach(), then touched
  * by the process's own threads against a shadow copy for a while, and
- * every page checked at the end, before and after detach.
+ * every page checked at the end, before and after detach, through the
+ * mapping and in the memfd.
  *
  *   daemon_vmm SOCKET PAGES SECONDS SEED [--survive]
  *
@@ -136,11 +137,19 @@ int main(int argc, char **argv)
     fprintf(stderr, "daemon_vmm: detach: %s%s\n", dmem_err_name(rc),
             survive ? " (after the daemon stopped)" : "");
   uint64_t after = check_all(ram, shadow, n);
-  printf("verified %llu pages: %llu differed while attached, %llu after detach; %llu ops\n",
+  /* The memfd itself holds every page again: none left on a frame the
+   * agent mapped, none left punched. */
+  uint64_t in_fd = 0;
+  static uint8_t page[PAGE];
+  for (uint64_t i = 0; i < n; i++)
+    in_fd += pread(fd, page, PAGE, (off_t)(i * PAGE)) != PAGE ||
+             memcmp(page, shadow + i * PAGE, PAGE) != 0;
+  printf("verified %llu pages: %llu differed while attached, %llu after detach, %llu in the "
+         "memfd; %llu ops\n",
          (unsigned long long)n, (unsigned long long)bad, (unsigned long long)after,
-         (unsigned long long)ops);
+         (unsigned long long)in_fd, (unsigned long long)ops);
   free(shadow);
   munmap(ram, bytes);
   close(fd);
-  return bad || after || rc ? 1 : 0;
+  return bad || after || in_fd || rc ? 1 : 0;
 }

@@ -82,6 +82,7 @@ typedef struct dvm {
   uint64_t size, fd_offset, uffd_addr;
   uint32_t id, domain;
   int conn_fd;
+  int agent_fd, agent_peer; /* our end of the socket to its agent, and the VMM's; -1: none */
   char name[DMEM_PROTO_NAME_MAX];
 } dvm;
 
@@ -127,11 +128,17 @@ static void say(const char *fmt, ...)
 
 /* ---------------------------------------------------------------- messages */
 
-static void reply(conn *c, dmem_proto_type type, uint32_t seq, const void *payload, size_t plen)
+static void reply_fds(conn *c, dmem_proto_type type, uint32_t seq, const void *payload, size_t plen,
+                      const int *fds, int nfds)
 {
   size_t n = dmem_proto_encode(D.out.b, sizeof D.out.b, type, seq, payload, plen);
   if (n)
-    (void)dmem_proto_send(c->fd, D.out.b, n, NULL, 0, 1);
+    (void)dmem_proto_send(c->fd, D.out.b, n, fds, nfds, 1);
+}
+
+static void reply(conn *c, dmem_proto_type type, uint32_t seq, const void *payload, size_t plen)
+{
+  reply_fds(c, type, seq, payload, plen, NULL, 0);
 }
 
 static void reply_error(conn *c, uint32_t seq, int code, const char *fmt, ...)
@@ -167,7 +174,7 @@ static void close_fds(int *fds, int n)
  * lifts every write protection, unregisters the range, tells the VMM
  * (RELEASED) and exits. Holding the connection also keeps the VMM from
  * seeing the daemon gone before its pages are back. Its messages: */
-enum { K_STORE = 1, K_ADD, K_ID, K_DEL, K_BYE };
+enum { K_STORE = 1, K_ADD, K_ID, K_DEL, K_BYE, K_AGENT };
 typedef struct kmsg {
   uint32_t type;
   uint32_t vm; /* K_ID */
@@ -175,17 +182,23 @@ typedef struct kmsg {
   uint64_t size, fd_offset, uffd_addr; /* K_ADD */
 } kmsg;
 /* K_STORE carries frames, blobs (and swap) fds; K_ADD uffd, memfd,
- * journal and connection fds. */
+ * journal and connection fds; K_AGENT (after K_ADD, keyed) the daemon's end
+ * of the socket to the VM's agent: held, so that the agent sees the
+ * socket close (and copies back the pages it mapped) only once the keeper
+ * is done too. */
 
 typedef struct kvm {
   uint64_t key;
   uint32_t vm; /* UINT32_MAX until K_ID */
   int uffd, memfd, journal, conn;
   uint64_t size, fd_offset, uffd_addr;
+  int agent;
 } kvm;
 
 static void kvm_close(kvm *k)
 {
+  if (k->agent >= 0)
+    close(k->agent);
   close(k->uffd);
   close(k->memfd);
   close(k->journal);
@@ -275,8 +288,16 @@ static int keeper_main(int sock)
         continue;
       }
       vms = nv;
-      vms[n++] = (kvm){m.key,  UINT32_MAX, fds[0],      fds[1],     fds[2],
-                       fds[3], m.size,     m.fd_offset, m.uffd_addr};
+      vms[n++] = (kvm){m.key,  UINT32_MAX, fds[0],      fds[1],      fds[2],
+                       fds[3], m.size,     m.fd_offset, m.uffd_addr, -1};
+    } else if (m.type == K_AGENT && nfds == 1) {
+      size_t i = 0;
+      while (i < n && vms[i].key != m.key)
+        i++;
+      if (i < n && vms[i].agent < 0)
+        vms[i].agent = fds[0];
+      else
+        close(fds[0]);
     } else if (m.type == K_ID || m.type == K_DEL) {
       for (size_t i = 0; i < n; i++)
         if (vms[i].key == m.key) {
@@ -357,6 +378,9 @@ static int keeper_send_vm(const dvm *v)
   int fds[4] = {v->uffd, v->memfd, v->journal_fd, v->conn_fd};
   if (D.keeper < 0 || dmem_proto_send(D.keeper, &m, sizeof m, fds, 4, 0) != 0)
     return -1;
+  kmsg ag = {.type = K_AGENT, .key = v->key};
+  if (v->agent_fd >= 0 && dmem_proto_send(D.keeper, &ag, sizeof ag, &v->agent_fd, 1, 0) != 0)
+    return -1;
   if (!v->vm)
     return 0;
   kmsg id = {.type = K_ID, .vm = v->id, .key = v->key};
@@ -420,6 +444,15 @@ static uint32_t domain_for(const conn *c)
   }
 }
 
+static void close_agent(dvm *v)
+{
+  if (v->agent_fd >= 0)
+    close(v->agent_fd);
+  if (v->agent_peer >= 0)
+    close(v->agent_peer);
+  v->agent_fd = v->agent_peer = -1;
+}
+
 /* Detaches and frees a VM; 0, or the detach's error (the VM then stays). */
 static int vm_drop(dvm *v, int force)
 {
@@ -431,12 +464,39 @@ static int vm_drop(dvm *v, int force)
         dmem_kvm_region_errmsg(v->r));
   dmem_kvm_region_destroy(v->r);
   keeper_say(K_DEL, v->key, 0); /* every page is back: nothing to keep */
+  close_agent(v);
   close(v->memfd);
   close(v->uffd);
   close(v->journal_fd);
   munmap(v->journal, v->journal_size);
   free(v);
   return rc;
+}
+
+/* A socket to the VM's agent, when the client runs one and the engine maps
+ * shared pages (not in secure mode) and the VMM's userfaultfd has WP. */
+static void make_agent(dvm *v, const dmem_proto_attach *a)
+{
+  v->agent_fd = v->agent_peer = -1;
+  if (!(a->flags & DMEM_PROTO_ATTACH_AGENT) || D.o.secure ||
+      !(a->uffd_features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+    return;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    return; /* shared pages are copied then */
+  v->agent_fd = sv[0];
+  v->agent_peer = sv[1];
+}
+
+/* A read-only descriptor of the frames memfd for the VM's agent, or -1. */
+static int frames_for_agent(const dvm *v)
+{
+  int fd = dmem_vm_frames_fd(v->vm);
+  if (fd < 0)
+    return -1;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  return open(path, O_RDONLY | O_CLOEXEC);
 }
 
 /* A journal for v in a memfd of its own (the keeper gets a copy). */
@@ -496,16 +556,19 @@ static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
   v->uffd_addr = m->u.attach.uffd_addr;
   v->key = ++D.next_key;
   v->domain = domain_for(c);
+  make_agent(v, a);
   /* The keeper holds the journal and the rest before the first page can
    * leave: without it, no VM is taken. */
   if (make_journal(v) != 0) {
     close_fds(fds, 2);
+    close_agent(v);
     free(v);
     reply_error(c, seq, DMEM_ENOMEM, "cannot make the VM's journal: %s", strerror(errno));
     return;
   }
   if (keeper_add(v) != 0) {
     close_fds(fds, 2);
+    close_agent(v);
     close(v->journal_fd);
     munmap(v->journal, v->journal_size);
     free(v);
@@ -524,6 +587,7 @@ static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
   ro.journal = v->journal;
   ro.journal_size = v->journal_size;
   ro.idle_reads = !D.o.reads_hold;
+  ro.agent_fd = v->agent_fd;
   char err[DMEM_ERRBUF_SIZE];
   char label[DMEM_PROTO_NAME_MAX + 32];
   snprintf(label, sizeof label, "%d:%s", (int)c->pid, v->name);
@@ -535,6 +599,7 @@ static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
   if (rc) {
     keeper_say(K_DEL, v->key, 0);
     close_fds(fds, 2);
+    close_agent(v);
     close(v->journal_fd);
     munmap(v->journal, v->journal_size);
     free(v);
@@ -544,10 +609,20 @@ static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
   v->id = dmem_vm_id(v->vm);
   keeper_say(K_ID, v->key, v->id);
   c->vms[c->nvms++] = v;
-  dmem_proto_attached r = {v->id, v->domain, a->size / PAGE};
-  say("pid %d uid %u: vm %u \"%s\", %llu pages, sharing domain %u", (int)c->pid, (unsigned)c->uid,
-      v->id, v->name, (unsigned long long)(a->size / PAGE), v->domain);
-  reply(c, DMEM_PROTO_ATTACHED, seq, &r, sizeof r);
+  dmem_proto_attached r = {v->id, v->domain, a->size / PAGE, 0, 0};
+  int afds[2] = {v->agent_peer, v->agent_peer >= 0 ? frames_for_agent(v) : -1};
+  if (afds[1] >= 0)
+    r.flags = DMEM_PROTO_ATTACHED_AGENT;
+  say("pid %d uid %u: vm %u \"%s\", %llu pages, sharing domain %u%s", (int)c->pid, (unsigned)c->uid,
+      v->id, v->name, (unsigned long long)(a->size / PAGE), v->domain,
+      r.flags ? ", with an agent" : "");
+  reply_fds(c, DMEM_PROTO_ATTACHED, seq, &r, sizeof r, afds, r.flags ? 2 : 0);
+  /* The VMM has its end now (or never will: the region's first call then
+   * finds the socket closed, and copies from then on). */
+  if (afds[1] >= 0)
+    close(afds[1]);
+  close(v->agent_peer);
+  v->agent_peer = -1;
 }
 
 static void do_detach(conn *c, const dmem_proto_msg *m)

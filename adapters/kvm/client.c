@@ -2,22 +2,42 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The VMM's side of diffmemd (diffmem/daemon.h): a userfaultfd over the
  * VMM's mapping of its RAM, handed with the memfd to the daemon, and a
- * socket kept open for the life of the VM. The client runs no thread: the
- * daemon serves every fault, and should it die, its keeper puts every page
- * back. The client keeps its own copy of the userfaultfd all the same, so
- * that the registration never ends while a page may be away: were it
- * dropped, a punched page would read as zeros, silently; kept, a touch of
- * it waits until someone puts the page back. */
+ * socket kept open for the life of the VM. The daemon serves every fault,
+ * and should it die, its keeper puts every page back. The client keeps its
+ * own copy of the userfaultfd all the same, so that the registration never
+ * ends while a page may be away: were it dropped, a punched page would read
+ * as zeros, silently; kept, a touch of it waits until someone puts the page
+ * back.
+ *
+ * The agent. Mapping a shared page copy-on-write is an mmap over the
+ * VMM's page, which only the VMM's own process can make; the client runs
+ * one thread, the agent, that makes it when the daemon asks
+ * (DMEM_PROTO_MAP on a socket of its own), and keeps a bit per page it
+ * mapped. Its rule: it alone moves a page from a frame back onto the
+ * memfd, and always copies the page's content (the frame, or the VMM's
+ * private copy after a write) into the memfd first. When the daemon asks
+ * it, the daemon has write-protected the page, so no write lands between
+ * the copy and the mapping. When the socket closes (the daemon and its
+ * keeper have let the VM go, or the client detaches), the agent moves
+ * every page it still has mapped back itself: it write-protects the page
+ * through its own userfaultfd first, for the same reason. Until then such
+ * a page is a private mapping holding the right content, so the VMM never
+ * reads a wrong byte whatever the daemon does or fails to do; only the
+ * memfd lags behind it. */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -34,6 +54,17 @@ struct dmem_kvm_client {
   uint32_t vm, domain, seq;
   unsigned timeout_ms;
   int released; /* the daemon let the VM go unasked (it stopped) */
+  uint64_t features;
+
+  /* The agent (when the daemon uses one): its socket, the frames memfd
+   * (read-only), a copy of the RAM's memfd, the RAM, and a bit per page
+   * it mapped onto a frame (the agent thread's alone). */
+  int agent_sock, frames_fd, ram_fd;
+  uint8_t *ram;
+  uint64_t size, fd_offset;
+  uint64_t *mapped;
+  int have_agent;
+  pthread_t agent;
 };
 
 /* A message buffer, aligned for the stats entries. */
@@ -56,12 +87,28 @@ static int fail(char *err, size_t len, int rc, const char *fmt, ...)
 }
 
 /* Waits for the reply to request seq; an unasked RELEASED on the way is
- * noted. 0 with *msg set, or an error. */
-static int await_reply(dmem_kvm_client *c, uint32_t seq, dmem_proto_msg *msg, msgbuf *buf,
-                       char *err, size_t errlen)
+ * noted. 0 with *msg set, or an error. The reply's descriptors (up to 2)
+ * go into fds (their count into *nfds) when fds is given, and are closed
+ * otherwise, as are those of any other message. */
+static int await_reply(dmem_kvm_client *c, uint32_t seq, dmem_proto_msg *msg, msgbuf *buf, int *fds,
+                       int *nfds, char *err, size_t errlen)
 {
+  if (nfds)
+    *nfds = 0;
   for (;;) {
-    long n = dmem_proto_recv(c->sock, buf->b, sizeof buf->b, NULL, 0, NULL, (int)c->timeout_ms);
+    int got[2], ngot = 0;
+    long n = dmem_proto_recv(c->sock, buf->b, sizeof buf->b, got, 2, &ngot, (int)c->timeout_ms);
+    if (n > 0 && fds && ngot) {
+      /* kept only if this is the reply */
+      dmem_proto_msg peek;
+      if (dmem_proto_parse(&peek, buf->b, (size_t)n) == 0 && peek.hdr.seq == seq) {
+        memcpy(fds, got, (size_t)ngot * sizeof *got);
+        *nfds = ngot;
+        ngot = 0;
+      }
+    }
+    for (int i = 0; i < ngot; i++)
+      close(got[i]);
     if (n == 0)
       return fail(err, errlen, DMEM_EIO, "the daemon closed the connection");
     if (n < 0)
@@ -139,6 +186,175 @@ static int connect_to(const char *path, char *err, size_t errlen)
   return s;
 }
 
+/* ---------------------------------------------------------------- agent */
+
+static void agent_stop(dmem_kvm_client *c);
+
+static int bit(const uint64_t *b, uint64_t i)
+{
+  return (b[i / 64] >> (i % 64)) & 1;
+}
+
+static int copy_out(const dmem_kvm_client *c, uint64_t gfn)
+{
+  const uint8_t *src = c->ram + gfn * PAGE;
+  off_t off = (off_t)(c->fd_offset + gfn * PAGE);
+  size_t done = 0;
+  while (done < PAGE) {
+    ssize_t k = pwrite(c->ram_fd, src + done, PAGE - done, off + (off_t)done);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      return -1;
+    done += (size_t)k;
+  }
+  return 0;
+}
+
+/* The page's content into the memfd, then the memfd under it: 0 or -1
+ * (the page is then still mapped onto its frame, content intact). */
+static int back_to_ram(dmem_kvm_client *c, uint64_t gfn)
+{
+  if (copy_out(c, gfn) != 0)
+    return -1;
+  if (mmap(c->ram + gfn * PAGE, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, c->ram_fd,
+           (off_t)(c->fd_offset + gfn * PAGE)) == MAP_FAILED)
+    return -1;
+  c->mapped[gfn / 64] &= ~(1ull << (gfn % 64));
+  return 0;
+}
+
+static dmem_proto_map_done agent_do(dmem_kvm_client *c, const dmem_proto_map *m)
+{
+  dmem_proto_map_done d = {0, 0};
+  uint64_t base = (uint64_t)(uintptr_t)c->ram;
+  if (m->addr < base || m->addr - base >= c->size) {
+    d.code = DMEM_EINVAL;
+    return d;
+  }
+  uint64_t gfn = (m->addr - base) / PAGE;
+  uint8_t *addr = c->ram + gfn * PAGE;
+  if (m->what == DMEM_PROTO_MAP_FRAME) {
+    struct stat st;
+    if (bit(c->mapped, gfn) || fstat(c->frames_fd, &st) != 0 ||
+        (uint64_t)st.st_size < m->offset + PAGE) {
+      /* mapped already, or past the frames' end (a touch would SIGBUS) */
+      d.code = DMEM_EINVAL;
+      return d;
+    }
+    if (mmap(addr, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, c->frames_fd,
+             (off_t)m->offset) == MAP_FAILED) {
+      d.error = (uint32_t)errno;
+      d.code = errno == ENOMEM ? DMEM_ENOSPC : DMEM_ESYS;
+      return d;
+    }
+    c->mapped[gfn / 64] |= 1ull << (gfn % 64);
+    /* Filled now, so that the guest's reads need no fault. */
+    (void)madvise(addr, PAGE, MADV_POPULATE_READ);
+    return d;
+  }
+  if (!bit(c->mapped, gfn)) {
+    d.code = DMEM_EINVAL; /* not one of ours: reading it might wait on the daemon */
+    return d;
+  }
+  if (back_to_ram(c, gfn) != 0) {
+    d.error = (uint32_t)errno;
+    d.code = DMEM_ESYS;
+  }
+  return d;
+}
+
+/* The socket closed: every page still on a frame goes back to the memfd,
+ * write-protected meanwhile where the kernel can (nobody lifts that
+ * protection but the wake at the end, which makes waiting writers fault
+ * again on the memfd). */
+static void agent_restore(dmem_kvm_client *c)
+{
+  uint64_t npages = c->size / PAGE;
+  for (uint64_t g = 0; g < npages; g++) {
+    if (!bit(c->mapped, g))
+      continue;
+    uint64_t addr = (uint64_t)(uintptr_t)(c->ram + g * PAGE);
+    if (c->features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) {
+      struct uffdio_register reg = {.range = {addr, PAGE}, .mode = UFFDIO_REGISTER_MODE_WP};
+      struct uffdio_writeprotect wp = {.range = {addr, PAGE}, .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+      if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) == 0)
+        (void)ioctl(c->uffd, UFFDIO_WRITEPROTECT, &wp);
+    }
+    (void)back_to_ram(c, g); /* else it stays a private page: still right */
+    struct uffdio_range rg = {addr, PAGE};
+    (void)ioctl(c->uffd, UFFDIO_WAKE, &rg);
+  }
+}
+
+static void *agent_main(void *arg)
+{
+  dmem_kvm_client *c = arg;
+  union {
+    uint64_t align;
+    uint8_t b[sizeof(dmem_proto_hdr) + sizeof(dmem_proto_map)];
+  } in, out;
+  for (;;) {
+    long n = dmem_proto_recv(c->agent_sock, in.b, sizeof in.b, NULL, 0, NULL, -1);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    dmem_proto_msg m;
+    if (n <= 0 || dmem_proto_parse(&m, in.b, (size_t)n) != 0 || m.hdr.type != DMEM_PROTO_MAP)
+      break; /* closed, or not the daemon talking */
+    dmem_proto_map_done d = agent_do(c, &m.u.map);
+    size_t k = dmem_proto_encode(out.b, sizeof out.b, DMEM_PROTO_MAP_DONE, m.hdr.seq, &d, sizeof d);
+    if (dmem_proto_send(c->agent_sock, out.b, k, NULL, 0, 0) != 0)
+      break;
+  }
+  agent_restore(c);
+  return NULL;
+}
+
+/* Runs the agent over sock and the frames memfd (both taken); without it
+ * (no memory, no thread) both are closed, and the daemon, finding the
+ * socket closed, copies shared pages instead. */
+static void agent_start(dmem_kvm_client *c, const dmem_kvm_client_options *o, int sock, int frames)
+{
+  c->agent_sock = sock;
+  c->frames_fd = frames;
+  c->ram = o->addr;
+  c->size = o->size;
+  c->fd_offset = o->fd_offset;
+  c->ram_fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0);
+  c->mapped = calloc((o->size / PAGE + 63) / 64, sizeof *c->mapped);
+  sigset_t all, old;
+  sigfillset(&all);
+  /* The VMM's signals stay with its own threads. */
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  if (c->ram_fd >= 0 && c->mapped && pthread_create(&c->agent, NULL, agent_main, c) == 0)
+    c->have_agent = 1;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (c->have_agent) {
+    (void)pthread_setname_np(c->agent, "dmem-agent");
+    return;
+  }
+  agent_stop(c);
+}
+
+static void agent_stop(dmem_kvm_client *c)
+{
+  if (c->have_agent) {
+    /* Its socket reads end of file now: it puts back what it mapped. */
+    shutdown(c->agent_sock, SHUT_RDWR);
+    pthread_join(c->agent, NULL);
+    c->have_agent = 0;
+  }
+  if (c->agent_sock >= 0)
+    close(c->agent_sock);
+  if (c->frames_fd >= 0)
+    close(c->frames_fd);
+  if (c->ram_fd >= 0)
+    close(c->ram_fd);
+  free(c->mapped);
+  c->mapped = NULL;
+  c->agent_sock = c->frames_fd = c->ram_fd = -1;
+}
+
 int dmem_kvm_client_attach(dmem_kvm_client **out, const dmem_kvm_client_options *o, char *err,
                            size_t errlen)
 {
@@ -169,8 +385,9 @@ int dmem_kvm_client_attach(dmem_kvm_client **out, const dmem_kvm_client_options 
     free(buf);
     return fail(err, errlen, DMEM_ENOMEM, "out of memory");
   }
-  c->sock = c->uffd = -1;
+  c->sock = c->uffd = c->agent_sock = c->frames_fd = c->ram_fd = -1;
   c->timeout_ms = o->timeout_ms ? o->timeout_ms : 10000;
+  c->features = features;
   rc = dmem__uffd_register(&c->uffd, features, (uint64_t)(uintptr_t)o->addr, o->size, why,
                            sizeof why);
   if (rc) {
@@ -188,6 +405,8 @@ int dmem_kvm_client_attach(dmem_kvm_client **out, const dmem_kvm_client_options 
   a.fd_offset = o->fd_offset;
   a.uffd_addr = (uint64_t)(uintptr_t)o->addr;
   a.uffd_features = features;
+  if (features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM)
+    a.flags = DMEM_PROTO_ATTACH_AGENT;
   snprintf(a.name, sizeof a.name, "%s", o->name ? o->name : "vm");
   uint32_t seq = ++c->seq;
   size_t n = dmem_proto_encode(buf->b, sizeof buf->b, DMEM_PROTO_ATTACH, seq, &a, sizeof a);
@@ -197,7 +416,8 @@ int dmem_kvm_client_attach(dmem_kvm_client **out, const dmem_kvm_client_options 
     goto out;
   }
   dmem_proto_msg m;
-  rc = await_reply(c, seq, &m, buf, err, errlen);
+  int afds[2], nafds = 0;
+  rc = await_reply(c, seq, &m, buf, afds, &nafds, err, errlen);
   if (rc == 0 && m.hdr.type != DMEM_PROTO_ATTACHED)
     rc = fail(err, errlen, DMEM_EIO, "the daemon answered ATTACH with message type %u",
               (unsigned)m.hdr.type);
@@ -207,7 +427,13 @@ int dmem_kvm_client_attach(dmem_kvm_client **out, const dmem_kvm_client_options 
   if (rc == 0) {
     c->vm = m.u.attached.vm;
     c->domain = m.u.attached.domain;
+    if ((m.u.attached.flags & DMEM_PROTO_ATTACHED_AGENT) && nafds == 2) {
+      agent_start(c, o, afds[0], afds[1]);
+      nafds = 0;
+    }
   }
+  for (int i = 0; i < nafds; i++)
+    close(afds[i]);
 out:
   free(buf);
   if (rc) {
@@ -259,7 +485,7 @@ int dmem_kvm_client_detach(dmem_kvm_client *c)
     } else {
       /* Detach puts every page back: it may take a while. */
       c->timeout_ms = c->timeout_ms < 120000 ? 120000 : c->timeout_ms;
-      rc = await_reply(c, seq, &m, buf, NULL, 0);
+      rc = await_reply(c, seq, &m, buf, NULL, NULL, NULL, 0);
       if (rc == 0 && m.hdr.type != DMEM_PROTO_RELEASED)
         rc = DMEM_EIO;
       if (rc && c->released)
@@ -267,6 +493,7 @@ int dmem_kvm_client_detach(dmem_kvm_client *c)
     }
   }
   free(buf);
+  agent_stop(c);
   close(c->sock);
   close(c->uffd);
   free(c);

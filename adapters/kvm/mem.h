@@ -64,6 +64,9 @@
 
 #define PAGE DMEM_PAGE_SIZE
 
+/* Inside the layer only: an agent failed to answer (mem_cow.c). */
+#define DMEM_ETIMEDOUT_ (DMEM_ERRNO_LAST_ - 100)
+
 #define PG_EVICTED 0x01u
 #define PG_EPROT 0x02u
 #define PG_ARMED 0x04u
@@ -124,6 +127,16 @@ struct dmem_kvm_region {
   int cow, frames_fd, broken;
   uint32_t *frame_of; /* per page, while MAPPED */
   uint64_t vmas_used, vma_budget;
+  /* With a userfaultfd from another process, the mmap calls of mapping
+   * happen there, through its agent (opts.agent_fd; mem_cow.c). Once the
+   * agent failed to answer, agent_dead: nothing is asked of it again, and
+   * a MAPPED page is the agent's alone (the VMM's private page may be its
+   * truth): its block is never written or punched again. */
+  int agent_fd, agent_dead;
+  uint32_t agent_seq;
+  /* The address space behind the userfaultfd is gone (ESRCH: the VMM
+   * exited); the memfd is all that is left of the guest. */
+  int vmm_gone;
 
   dmem_kvm_stats st; /* counters, mu held */
   char errmsg[DMEM_ERRBUF_SIZE];
@@ -155,7 +168,8 @@ int dmem__mem_pwrite(dmem_kvm_region *r, uint64_t gfn, const void *content);
 /* mem_cow.c: copy-on-write mapping of the engine's frames; mu held. */
 int dmem__mem_cow_setup(dmem_kvm_region *r, int frames_fd);
 void dmem__mem_cow_teardown(dmem_kvm_region *r);
-int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id);
+/* Maps frame_id (whose content is @p frame) over evicted page gfn. */
+int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id, const void *frame);
 /* Puts the guest memfd back under a MAPPED page, holding content (written
  * into the memfd first); writable when @write, else ARMED. */
 int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, int write);

@@ -35,18 +35,45 @@
  * (vmas_used), and it must stay within vma_budget (vm.max_map_count is a
  * per-process limit, 65530 by default). When the budget is spent, share()
  * says DMEM_ENOSPC and the engine copies instead (counted).
+ *
+ * Another process's address space (a daemon's region, whose userfaultfd a
+ * VMM passed, opts.agent_fd): the userfaultfd's ioctls (register, protect,
+ * wake) act on the VMM's memory from here, but the two mmap calls must be
+ * made there, so an agent thread in the VMM makes them when asked
+ * (DMEM_PROTO_MAP, diffmem/daemon.h), one round trip each:
+ *  - FRAME maps the frame, as above; the registration and the protection
+ *    follow from here;
+ *  - RAM copies the page's current content into the memfd (this process
+ *    cannot read the VMM's private copy) and maps the memfd back; the page
+ *    is write-protected meanwhile, so no write lands in between.
+ * A mapped page is read from the frames memfd here (the VMM's private copy
+ * is out of reach): a write in the window before the registration is then
+ * unseen until the page goes back to the memfd, and RAM carries it along.
+ * The agent is the only one that ever moves the VMM's mapping back onto the
+ * memfd, and it copies the VMM's page first; so whatever this side writes
+ * into the block of a mapped page, the guest never reads it. An agent that
+ * does not answer in time is never asked again (agent_dead): its mapped
+ * pages stay as they are, and this side never writes or punches their
+ * blocks again (their truth may be the VMM's private copy, which the agent
+ * copies back when the daemon lets the VM go).
  */
 #include "config.h"
 
 #include <errno.h>
 #include <linux/userfaultfd.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <diffmem/daemon.h>
+
 #include "mem.h"
+
+/* How long the engine, which holds its lock meanwhile, waits for an agent. */
+#define AGENT_TIMEOUT_MS 1000
 
 /* Would neighbour page nb share one VMA with a page that is @p mapped,
  * with nb then mapping frame @p want? (Guest pages always join.) */
@@ -118,11 +145,19 @@ int dmem__mem_cow_setup(dmem_kvm_region *r, int frames_fd)
   r->cow = 0;
   r->vmas_used = 0;
   r->broken = 0;
+  r->agent_dead = 0;
+  r->vmm_gone = 0;
+  r->agent_fd = r->opts.agent_fd;
   /* Mapping replaces the registration, so the region must be this
    * process's own mapping, with both tracking modes (MINOR keeps reads of
-   * the guest's own pages seen; WP catches writes to mapped ones). */
-  if (frames_fd < 0 || r->uffd_base != (uint64_t)(uintptr_t)r->base ||
-      r->track != (DMEM_KVM_TRACK_MINOR | DMEM_KVM_TRACK_WP))
+   * the guest's own pages seen; WP catches writes to mapped ones); or
+   * another process's, with an agent there and WP. */
+  int own = r->uffd_base == (uint64_t)(uintptr_t)r->base;
+  if (frames_fd < 0)
+    return 0;
+  if (own && r->track != (DMEM_KVM_TRACK_MINOR | DMEM_KVM_TRACK_WP))
+    return 0;
+  if (!own && (r->agent_fd < 0 || !(r->track & DMEM_KVM_TRACK_WP)))
     return 0;
   if (!r->frame_of) {
     r->frame_of = dmem__mem_alloc(r, r->npages * sizeof *r->frame_of);
@@ -132,6 +167,9 @@ int dmem__mem_cow_setup(dmem_kvm_region *r, int frames_fd)
   r->frames_fd = frames_fd;
   if (r->opts.vma_budget) {
     r->vma_budget = r->opts.vma_budget;
+  } else if (!own) {
+    /* The VMM's maps are not ours to count: a sixteenth of the limit. */
+    r->vma_budget = max_map_count() / 16;
   } else {
     /* An eighth of what the process has left: several regions in one
      * process, and the rest of the VMM, share the same limit. */
@@ -160,35 +198,129 @@ static int do_register(dmem_kvm_region *r, uint64_t gfn, uint64_t modes)
                         strerror(errno));
 }
 
-int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id)
+/* ---------------------------------------------------------------- agent */
+
+/* One request to the agent and its answer: its code (0 or DMEM_E*), or
+ * DMEM_ETIMEDOUT_ when it did not answer properly in time (it is then
+ * never asked again). */
+static int agent_call(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t offset)
 {
-  uint8_t *p = &r->pages[gfn];
-  if (!r->cow || !(*p & PG_EVICTED) || (*p & PG_MAPPED))
-    return DMEM_ENOTSUP; /* mapped on a read fault only */
-  if (vmas_if(r, gfn, 1, frame_id) > r->vma_budget) {
-    r->st.cow_fallbacks++;
-    return DMEM_ENOSPC;
+  if (r->agent_dead)
+    return DMEM_ETIMEDOUT_;
+  dmem_proto_map m = {.addr = dmem__mem_uaddr(r, gfn), .offset = offset, .what = what};
+  union {
+    uint64_t align;
+    uint8_t b[sizeof(dmem_proto_hdr) + sizeof(dmem_proto_error)];
+  } buf;
+  uint32_t seq = ++r->agent_seq;
+  size_t n = dmem_proto_encode(buf.b, sizeof buf.b, DMEM_PROTO_MAP, seq, &m, sizeof m);
+  const char *why = NULL;
+  int err = 0;
+  dmem_proto_msg reply;
+  if (dmem_proto_send(r->agent_fd, buf.b, n, NULL, 0, 1) != 0) {
+    why = "sending to the agent", err = errno;
+  } else {
+    long k = dmem_proto_recv(r->agent_fd, buf.b, sizeof buf.b, NULL, 0, NULL, AGENT_TIMEOUT_MS);
+    if (k <= 0)
+      why = k == 0 ? "the agent hung up" : "no answer from the agent", err = k ? errno : 0;
+    else if (dmem_proto_parse(&reply, buf.b, (size_t)k) != 0 ||
+             reply.hdr.type != DMEM_PROTO_MAP_DONE || reply.hdr.seq != seq)
+      why = "a wrong answer from the agent";
   }
+  if (why) {
+    r->agent_dead = 1;
+    (void)dmem__mem_fail(r, DMEM_EIO, "%s about gfn %llu%s%s; it is asked nothing more", why,
+                         (unsigned long long)gfn, err ? ": " : "", err ? strerror(err) : "");
+    return DMEM_ETIMEDOUT_;
+  }
+  if (reply.u.map_done.code == DMEM_ENOSPC)
+    return DMEM_ENOSPC;
+  if (reply.u.map_done.code)
+    return dmem__mem_fail(r, reply.u.map_done.code, "the agent could not map gfn %llu: %s",
+                          (unsigned long long)gfn, strerror((int)reply.u.map_done.error));
+  return 0;
+}
+
+/* Maps frame_id over page gfn, copy-on-write, where the userfaultfd's
+ * address space is: 0, DMEM_ENOSPC (no room for another mapping),
+ * DMEM_ETIMEDOUT_ (the agent failed; it may map it yet) or an error (the
+ * page is as it was). */
+static int map_frame(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id)
+{
+  if (r->agent_fd >= 0)
+    return agent_call(r, gfn, DMEM_PROTO_MAP_FRAME, (uint64_t)frame_id * PAGE);
   uint8_t *addr = r->base + gfn * PAGE;
   void *m = mmap(addr, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, r->frames_fd,
                  (off_t)frame_id * PAGE);
   if (m == MAP_FAILED) {
     /* The process's own limit (vm.max_map_count): the old mapping stays. */
-    if (errno == ENOMEM) {
-      r->st.cow_fallbacks++;
+    if (errno == ENOMEM)
       return DMEM_ENOSPC;
-    }
     return dmem__mem_fail(r, DMEM_ESYS, "mmap of frame %u over gfn %llu: %s", frame_id,
                           (unsigned long long)gfn, strerror(errno));
   }
   /* Filled now, while no fault can reach this thread (a read later needs
    * no fault at all). Advice: a failure only costs a fault. */
   (void)madvise(addr, PAGE, MADV_POPULATE_READ);
+  return 0;
+}
+
+/* Puts the memfd back under mapped page gfn, holding the page's content:
+ * @p content here (written into the memfd first: a touch between the remap
+ * and the registration finds it, never a hole), what the VMM's page holds
+ * through an agent. */
+static int map_ram(dmem_kvm_region *r, uint64_t gfn, const void *content)
+{
+  if (r->agent_fd >= 0)
+    return agent_call(r, gfn, DMEM_PROTO_MAP_RAM, 0);
+  int rc = dmem__mem_pwrite(r, gfn, content);
+  if (rc)
+    return rc;
+  uint64_t off = r->fd_offset + gfn * PAGE;
+  uint8_t *addr = r->base + gfn * PAGE;
+  if (mmap(addr, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, r->fd, (off_t)off) ==
+      MAP_FAILED)
+    return dmem__mem_fail(r, DMEM_ESYS, "mmap of the memfd back over gfn %llu: %s",
+                          (unsigned long long)gfn, strerror(errno));
+  return 0;
+}
+
+/* ---------------------------------------------------------------- map, unmap */
+
+int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id, const void *frame)
+{
+  uint8_t *p = &r->pages[gfn];
+  if (!r->cow || r->agent_dead || !(*p & PG_EVICTED) || (*p & PG_MAPPED))
+    return DMEM_ENOTSUP; /* mapped on a read fault only; copied without an agent */
+  if (vmas_if(r, gfn, 1, frame_id) > r->vma_budget) {
+    r->st.cow_fallbacks++;
+    return DMEM_ENOSPC;
+  }
+  int rc = map_frame(r, gfn, frame_id);
+  if (rc == DMEM_ENOSPC) {
+    r->st.cow_fallbacks++;
+    return DMEM_ENOSPC;
+  }
+  if (rc == DMEM_ETIMEDOUT_) {
+    /* The agent may map it yet, or may have: either way the VMM must read
+     * the frame, so the memfd gets it too, and the page becomes the
+     * agent's (agent_dead) for good. */
+    rc = dmem__mem_pwrite(r, gfn, frame);
+    if (rc)
+      return rc;
+    *p = (uint8_t)(*p & ~(PG_EVICTED | PG_FAULT | PG_FWRITE | PG_REF | PG_MOD));
+    set_mapped(r, gfn, 1, frame_id);
+    r->st.cow_mapped++;
+    (void)dmem__mem_wake(r, gfn);
+    return 0;
+  }
+  if (rc)
+    return rc;
   *p = (uint8_t)((*p & ~(PG_EVICTED | PG_FAULT | PG_FWRITE | PG_REF | PG_MOD)) | PG_ARMED);
   set_mapped(r, gfn, 1, frame_id);
   r->st.cow_maps++;
   r->st.cow_mapped++;
-  int rc = do_register(r, gfn, UFFDIO_REGISTER_MODE_WP);
+  rc = do_register(r, gfn, UFFDIO_REGISTER_MODE_WP);
   if (rc == 0)
     rc = dmem__mem_wp(r, gfn, 1, 1, 0);
   /* Whatever happened, the thread that faulted reads the frame now. */
@@ -199,21 +331,29 @@ int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id)
 int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, int write)
 {
   uint8_t *p = &r->pages[gfn];
-  /* The content into the memfd first: a touch between the remap and the
-   * registration finds it, never a hole. */
-  int rc = dmem__mem_pwrite(r, gfn, content);
+  int rc = r->agent_dead ? DMEM_ETIMEDOUT_ : map_ram(r, gfn, content);
+  if (rc == DMEM_ETIMEDOUT_) {
+    /* The agent's page now: nothing here touches its block, unless the
+     * VMM is gone, and with it any private copy: then the memfd, all that
+     * is left, gets what the engine knows. */
+    if (!r->vmm_gone)
+      return 0;
+    rc = dmem__mem_pwrite(r, gfn, content);
+    if (rc == 0) {
+      set_mapped(r, gfn, 0, 0);
+      r->st.cow_mapped--;
+      *p &= (uint8_t) ~(PG_EVICTED | PG_ARMED);
+    }
+    return rc;
+  }
   if (rc)
     return rc;
-  uint64_t off = r->fd_offset + gfn * PAGE;
-  uint8_t *addr = r->base + gfn * PAGE;
-  if (mmap(addr, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, r->fd, (off_t)off) ==
-      MAP_FAILED)
-    return dmem__mem_fail(r, DMEM_ESYS, "mmap of the memfd back over gfn %llu: %s",
-                          (unsigned long long)gfn, strerror(errno));
   set_mapped(r, gfn, 0, 0);
   r->st.cow_mapped--;
-  rc = do_register(
-      r, gfn, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_WP);
+  rc = do_register(r, gfn,
+                   UFFDIO_REGISTER_MODE_MISSING |
+                       ((r->track & DMEM_KVM_TRACK_MINOR) ? UFFDIO_REGISTER_MODE_MINOR : 0) |
+                       UFFDIO_REGISTER_MODE_WP);
   if (rc) {
     r->broken = 1; /* an unregistered page: never punch anything again */
     *p &= (uint8_t) ~(PG_EVICTED | PG_ARMED);

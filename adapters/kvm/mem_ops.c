@@ -51,6 +51,10 @@ int dmem__mem_wp(dmem_kvm_region *r, uint64_t gfn, uint64_t n, int on, int wake)
   for (int i = 0; i < EAGAIN_TRIES; i++) {
     if (ioctl(r->uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
       return 0;
+    if (errno == ESRCH) {
+      r->vmm_gone = 1; /* no address space left to protect anything in */
+      return 0;
+    }
     if (errno != EAGAIN)
       break;
   }
@@ -108,8 +112,10 @@ static int uffd_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int 
     }
     if (errno == EEXIST)
       return 1;
-    if (errno == ESRCH)
+    if (errno == ESRCH) {
+      r->vmm_gone = 1;
       return 2;
+    }
     if (errno != EAGAIN)
       break;
   }
@@ -149,18 +155,26 @@ static int op_read(void *buf, uint64_t gfn, void *ud)
   dmem_kvm_region *r = ud;
   if (gfn >= r->npages)
     return DMEM_ERANGE;
+  int fd = r->fd;
+  off_t off = (off_t)(r->fd_offset + gfn * PAGE);
   if (r->pages[gfn] & PG_MAPPED) {
-    /* Through the mapping: it may hold the guest's private copy, and it is
-     * registered for WP only, so a read never waits on the fault thread. */
-    memcpy(buf, r->base + gfn * PAGE, PAGE);
-    return 0;
+    if (r->uffd_base == (uint64_t)(uintptr_t)r->base) {
+      /* Through the mapping: it may hold the guest's private copy, and it
+       * is registered for WP only, so a read never waits on the fault
+       * thread. */
+      memcpy(buf, r->base + gfn * PAGE, PAGE);
+      return 0;
+    }
+    /* Another process's mapping: its frame (the VMM's private copy is out
+     * of reach here; mem_cow.c). */
+    fd = r->frames_fd;
+    off = (off_t)r->frame_of[gfn] * PAGE;
   }
   /* pread, not the mapping: a hole reads as zeros without being filled,
    * and the engine never waits on a fault. */
-  off_t off = (off_t)(r->fd_offset + gfn * PAGE);
   size_t done = 0;
   while (done < PAGE) {
-    ssize_t k = pread(r->fd, (uint8_t *)buf + done, PAGE - done, off + (off_t)done);
+    ssize_t k = pread(fd, (uint8_t *)buf + done, PAGE - done, off + (off_t)done);
     if (k < 0 && errno == EINTR)
       continue;
     if (k <= 0)
@@ -305,12 +319,11 @@ static int op_install(uint64_t gfn, const void *content, void *ud)
 
 static int op_share(uint64_t gfn, uint32_t frame_id, const void *frame, void *ud)
 {
-  (void)frame; /* mapped from the frames memfd, at frame_id's offset */
   dmem_kvm_region *r = ud;
   if (gfn >= r->npages)
     return DMEM_ERANGE;
   pthread_mutex_lock(&r->mu);
-  int rc = dmem__mem_cow_map(r, gfn, frame_id);
+  int rc = dmem__mem_cow_map(r, gfn, frame_id, frame);
   pthread_cond_broadcast(&r->cv);
   pthread_mutex_unlock(&r->mu);
   return rc;

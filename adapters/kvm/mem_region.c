@@ -114,7 +114,7 @@ double dmem_kvm_stats_percentile_us(const dmem_kvm_stats *s, double q)
 static int check_options(const dmem_kvm_region_options *o, char *errbuf, size_t errlen)
 {
   const char *why = NULL;
-  if (o->version != DMEM_KVM_REGION_OPTIONS_VERSION && o->version != 2) {
+  if (o->version != DMEM_KVM_REGION_OPTIONS_VERSION && o->version != 2 && o->version != 3) {
     snprintf(errbuf, errlen, "options version %u, this library knows %u", o->version,
              DMEM_KVM_REGION_OPTIONS_VERSION);
     return DMEM_EVERSION;
@@ -137,6 +137,8 @@ static int check_options(const dmem_kvm_region_options *o, char *errbuf, size_t 
     why = "uffd_features or uffd_addr is given without a uffd";
   else if (o->uffd_addr % PAGE)
     why = "uffd_addr is not page-aligned";
+  else if (o->version >= 4 && o->agent_fd >= 0 && o->uffd < 0)
+    why = "agent_fd is given without the userfaultfd of the process it serves";
   if (!why)
     return 0;
   snprintf(errbuf, errlen, "%s", why);
@@ -233,10 +235,13 @@ int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options 
   }
   memset(r, 0, sizeof *r);
   r->alloc = a;
-  if (opts->version == 2) { /* before the journal */
+  if (opts->version < DMEM_KVM_REGION_OPTIONS_VERSION) {
+    /* Version 2 ends before the journal, version 3 before agent_fd. */
     static const dmem_kvm_region_options defaults = DMEM_KVM_REGION_OPTIONS_INIT;
     r->opts = defaults;
-    memcpy(&r->opts, opts, offsetof(dmem_kvm_region_options, journal));
+    memcpy(&r->opts, opts,
+           opts->version == 2 ? offsetof(dmem_kvm_region_options, journal)
+                              : offsetof(dmem_kvm_region_options, agent_fd));
     r->opts.version = DMEM_KVM_REGION_OPTIONS_VERSION;
   } else {
     r->opts = *opts;
@@ -246,7 +251,7 @@ int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options 
   r->size = opts->size;
   r->npages = opts->size / PAGE;
   r->fd_offset = opts->fd_offset;
-  r->fd = r->uffd = r->stop_fd = -1;
+  r->fd = r->uffd = r->stop_fd = r->agent_fd = -1;
   r->pages = dmem__mem_alloc(r, r->npages);
   if (!r->pages) {
     release(r);

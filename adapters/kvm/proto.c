@@ -24,14 +24,6 @@ static int terminated(const char *s, size_t cap)
   return memchr(s, 0, cap) != NULL;
 }
 
-static int zeros(const uint32_t *w, size_t n)
-{
-  for (size_t i = 0; i < n; i++)
-    if (w[i])
-      return 0;
-  return 1;
-}
-
 static int aligned(uint64_t v)
 {
   return v % PAGE == 0;
@@ -59,6 +51,12 @@ static int payload_size(size_t *size, int *var, uint16_t type)
   case DMEM_PROTO_ERROR:
     *size = sizeof(dmem_proto_error);
     return 0;
+  case DMEM_PROTO_MAP:
+    *size = sizeof(dmem_proto_map);
+    return 0;
+  case DMEM_PROTO_MAP_DONE:
+    *size = sizeof(dmem_proto_map_done);
+    return 0;
   case DMEM_PROTO_STATS_REPLY:
     *size = 0;
     *var = 1;
@@ -74,9 +72,18 @@ static int check_attach(const dmem_proto_attach *a)
     return DMEM_ECORRUPT;
   if (a->fd_offset > UINT64_MAX - a->size || a->uffd_addr > UINT64_MAX - a->size)
     return DMEM_ECORRUPT;
-  if (!zeros(a->reserved, 2) || !terminated(a->name, sizeof a->name))
+  if ((a->flags & ~DMEM_PROTO_ATTACH_AGENT) || a->reserved || !terminated(a->name, sizeof a->name))
     return DMEM_ECORRUPT;
   return 0;
+}
+
+static int check_map(const dmem_proto_map *m)
+{
+  if (!aligned(m->addr) || !aligned(m->offset) || m->reserved)
+    return DMEM_ECORRUPT;
+  if (m->what == DMEM_PROTO_MAP_FRAME)
+    return m->offset <= UINT64_MAX - PAGE ? 0 : DMEM_ECORRUPT;
+  return m->what == DMEM_PROTO_MAP_RAM && m->offset == 0 ? 0 : DMEM_ECORRUPT;
 }
 
 int dmem_proto_parse(dmem_proto_msg *out, const void *buf, size_t len)
@@ -124,8 +131,19 @@ int dmem_proto_parse(dmem_proto_msg *out, const void *buf, size_t len)
   case DMEM_PROTO_DETACH:
   case DMEM_PROTO_RELEASED:
     return out->u.vm.reserved == 0 && out->u.vm.vm != UINT32_MAX ? 0 : DMEM_ECORRUPT;
-  case DMEM_PROTO_ATTACHED:
-    return out->u.attached.vm != UINT32_MAX && out->u.attached.pages ? 0 : DMEM_ECORRUPT;
+  case DMEM_PROTO_ATTACHED: {
+    const dmem_proto_attached *a = &out->u.attached;
+    return a->vm != UINT32_MAX && a->pages && !(a->flags & ~DMEM_PROTO_ATTACHED_AGENT) &&
+                   !a->reserved
+               ? 0
+               : DMEM_ECORRUPT;
+  }
+  case DMEM_PROTO_MAP:
+    return check_map(&out->u.map);
+  case DMEM_PROTO_MAP_DONE: {
+    int32_t c = out->u.map_done.code;
+    return c == 0 || (c < 0 && c > DMEM_ERRNO_LAST_) ? 0 : DMEM_ECORRUPT;
+  }
   case DMEM_PROTO_ERROR: {
     const dmem_proto_error *e = &out->u.error;
     return e->code < 0 && e->reserved == 0 && terminated(e->msg, sizeof e->msg) ? 0 : DMEM_ECORRUPT;

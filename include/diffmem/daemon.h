@@ -168,6 +168,10 @@ typedef enum dmem_proto_type {
   DMEM_PROTO_DETACH = 2,
   /** Request: statistics. No payload. Reply: DMEM_PROTO_STATS_REPLY. */
   DMEM_PROTO_STATS = 3,
+  /** Request from the daemon to the client's agent, on the agent socket
+   *  (DMEM_PROTO_ATTACHED_AGENT): change what backs one page of the VMM's
+   *  mapping. Payload dmem_proto_map. Reply: DMEM_PROTO_MAP_DONE. */
+  DMEM_PROTO_MAP = 4,
   /** Reply: the VM is served. Payload dmem_proto_attached. */
   DMEM_PROTO_ATTACHED = 0x81,
   /** Reply to DETACH, or unasked (seq 0) when the daemon stops: every page
@@ -177,6 +181,8 @@ typedef enum dmem_proto_type {
   /** Reply: the engine's totals (vm = UINT32_MAX), then one entry per VM.
    *  Payload: 1 to DMEM_PROTO_STATS_MAX + 1 dmem_proto_vm_stats. */
   DMEM_PROTO_STATS_REPLY = 0x83,
+  /** The agent's reply to DMEM_PROTO_MAP. Payload dmem_proto_map_done. */
+  DMEM_PROTO_MAP_DONE = 0x84,
   /** Reply: the request failed. Payload dmem_proto_error. */
   DMEM_PROTO_ERROR = 0xff
 } dmem_proto_type;
@@ -194,9 +200,16 @@ typedef struct dmem_proto_attach {
   uint64_t fd_offset;     /**< page-aligned */
   uint64_t uffd_addr;     /**< the VMM's mapping (where it registered); page-aligned */
   uint64_t uffd_features; /**< what UFFDIO_API accepted on the userfaultfd */
-  uint32_t reserved[2];
+  uint32_t flags;         /**< DMEM_PROTO_ATTACH_* */
+  uint32_t reserved;
   char name[DMEM_PROTO_NAME_MAX]; /**< NUL-terminated */
 } dmem_proto_attach;
+
+/** dmem_proto_attach.flags: the client runs an agent, a thread in the VMM
+ *  that maps pages in the VMM's address space when the daemon asks it to
+ *  (DMEM_PROTO_MAP), so that shared pages are mapped copy-on-write there
+ *  instead of copied. */
+#define DMEM_PROTO_ATTACH_AGENT 1u
 
 typedef struct dmem_proto_vm {
   uint32_t vm;
@@ -207,7 +220,43 @@ typedef struct dmem_proto_attached {
   uint32_t vm;     /**< the VM's id */
   uint32_t domain; /**< its sharing domain */
   uint64_t pages;
+  uint32_t flags; /**< DMEM_PROTO_ATTACHED_* */
+  uint32_t reserved;
 } dmem_proto_attached;
+
+/** dmem_proto_attached.flags: the daemon uses the client's agent. Two
+ *  descriptors ride with the reply: the agent socket (SOCK_SEQPACKET; the
+ *  daemon sends DMEM_PROTO_MAP on it, the agent answers each with
+ *  DMEM_PROTO_MAP_DONE, in order), then a read-only descriptor of the
+ *  memfd that holds the frames of the VM's sharing domain (and of no other
+ *  domain). Only with DMEM_PROTO_ATTACH_AGENT asked. */
+#define DMEM_PROTO_ATTACHED_AGENT 1u
+
+/** DMEM_PROTO_MAP: what the agent does to the page at @c addr (a page of
+ *  the RAM the VMM attached; anything else is refused). */
+typedef enum dmem_proto_map_what {
+  /** Map the frames memfd at @c offset over the page, MAP_PRIVATE (the
+   *  page is then shared copy-on-write), and fault it in for reading. */
+  DMEM_PROTO_MAP_FRAME = 1,
+  /** Copy the page's current content (the frame, or the VMM's private copy
+   *  of it) into the RAM memfd, then map the RAM memfd back over the page,
+   *  MAP_SHARED, as before DMEM_PROTO_MAP_FRAME. @c offset is 0: the agent
+   *  knows where the page is in its memfd. The daemon write-protects the
+   *  page first, so that no write lands between the copy and the mapping. */
+  DMEM_PROTO_MAP_RAM = 2
+} dmem_proto_map_what;
+
+typedef struct dmem_proto_map {
+  uint64_t addr;   /**< page-aligned, in the VMM's address space */
+  uint64_t offset; /**< page-aligned, into the frames memfd */
+  uint32_t what;   /**< dmem_proto_map_what */
+  uint32_t reserved;
+} dmem_proto_map;
+
+typedef struct dmem_proto_map_done {
+  int32_t code;    /**< 0, or a DMEM_E* code (DMEM_ENOSPC: no room for another mapping) */
+  uint32_t error;  /**< the errno of the call that failed, for the daemon's log */
+} dmem_proto_map_done;
 
 typedef struct dmem_proto_error {
   int32_t code; /**< a DMEM_E* code */
@@ -237,6 +286,8 @@ typedef struct dmem_proto_msg {
     dmem_proto_vm vm; /* DETACH, RELEASED */
     dmem_proto_attached attached;
     dmem_proto_error error;
+    dmem_proto_map map;
+    dmem_proto_map_done map_done;
   } u;
   /** DMEM_PROTO_STATS_REPLY: the entries, pointing into the parsed buffer
    *  (which must outlive their use), and how many. */

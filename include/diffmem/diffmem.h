@@ -163,6 +163,17 @@ DMEM_API void dmem_engine_destroy(dmem_engine *engine);
  */
 DMEM_API int dmem_engine_frames_fd(const dmem_engine *engine);
 
+/**
+ * The memfd that holds the frames of @p vm's sharing domain: frame @c id
+ * of a page of this VM (share()'s @c frame_id) is at offset
+ * id * DMEM_PAGE_SIZE. It holds no frame of another domain, so a read-only
+ * descriptor of it may be handed to the VM's own VMM process (diffmemd
+ * does, so that the VMM maps shared pages copy-on-write). The engine owns
+ * it; it stays open while the domain has a VM. Never write it.
+ * @return the fd, or -1 (NULL, or frames in anonymous memory).
+ */
+DMEM_API int dmem_vm_frames_fd(const dmem_vm *vm);
+
 /** The detail of the engine's last error, or "" (valid until the next call
  *  on this engine). */
 DMEM_API const char *dmem_engine_errmsg(const dmem_engine *engine);

@@ -219,13 +219,23 @@ typedef struct dmem_kvm_region_options {
    *  patched or compressed (their next read faults them back), as KSM
    *  ignores reads too. */
   int idle_reads;
+  /** Version 4: with a userfaultfd from another process, a connected
+   *  SOCK_SEQPACKET socket to an agent in that process (the client of
+   *  diffmem/daemon.h runs one), which maps pages there when asked
+   *  (DMEM_PROTO_MAP). With it, shared pages are mapped copy-on-write in
+   *  that process as in this one (below), within @c vma_budget; each
+   *  mapping is one round trip to the agent, made with the engine's lock
+   *  held, so an agent that does not answer within a second is never asked
+   *  again (the region copies shared pages from then on). The region does
+   *  not close it. -1: none. */
+  int agent_fd;
 } dmem_kvm_region_options;
 
-#define DMEM_KVM_REGION_OPTIONS_VERSION 3
+#define DMEM_KVM_REGION_OPTIONS_VERSION 4
 #define DMEM_KVM_REGION_OPTIONS_INIT                                                               \
   {                                                                                                \
     DMEM_KVM_REGION_OPTIONS_VERSION, NULL, 0, -1, 0, NULL, NULL, 0, -1, 0, 0, 0, DMEM_DOMAIN_OWN,  \
-        NULL, NULL, NULL, 0, 0                                                                     \
+        NULL, NULL, NULL, 0, 0, -1                                                                 \
   }
 
 /**
