@@ -22,8 +22,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine.h"
 
@@ -130,6 +133,8 @@ int dmem__rebuild_unstable(dmem_engine *e)
 
 static void domain_free(dmem_engine *e, dmem__domain *d)
 {
+  if (d->frames_fd >= 0)
+    close(d->frames_fd); /* its slabs went with its last frame */
   dmem_index_destroy(d->frames_idx);
   dmem_index_destroy(d->live_idx);
   dmem_simdet_destroy(d->frames_sim);
@@ -172,6 +177,13 @@ static int domain_get(dmem__domain **out, dmem_engine *e, uint32_t id)
   d->id = id;
   d->slot = slot;
   d->nvms = 1;
+  d->frames_fd = -1;
+#if DMEM_HAVE_MEMFD
+  /* A memfd for its frames alone, so that adapters may map them
+   * copy-on-write, and hand them to the domain's VMMs; where that fails,
+   * anonymous memory (then nothing is mapped). */
+  d->frames_fd = memfd_create("dmem-frames", MFD_CLOEXEC);
+#endif
   /* A key of its own, derived from the engine's: a guest that learns how
    * one domain's index buckets fall learns nothing of another's. */
   uint64_t z = e->seed + 0x9e3779b97f4a7c15ull * ++e->domain_serial;
@@ -184,6 +196,8 @@ static int domain_get(dmem__domain **out, dmem_engine *e, uint32_t id)
   if (rc) {
     dmem_index_destroy(d->frames_idx);
     dmem_simdet_destroy(d->frames_sim);
+    if (d->frames_fd >= 0)
+      close(d->frames_fd);
     dmem__free(&e->alloc, d, sizeof *d);
     return rc;
   }
@@ -714,14 +728,35 @@ int dmem_vm_fault_read(dmem_vm *vm, uint64_t gfn)
   return fault(vm, gfn, 1);
 }
 
-int dmem_engine_frames_fd(const dmem_engine *e)
-{
-  return e ? dmem__store_frames_fd(&e->store) : -1;
-}
-
 int dmem_vm_frames_fd(const dmem_vm *vm)
 {
-  return vm ? dmem__store_frames_fd(&vm->e->store) : -1;
+  return vm ? vm->dom->frames_fd : -1;
+}
+
+static int add_blocks(uint64_t *bytes, int fd)
+{
+  struct stat st;
+  if (fd < 0)
+    return 0;
+  if (fstat(fd, &st) != 0)
+    return DMEM_ESYS;
+  *bytes += (uint64_t)st.st_blocks * 512u;
+  return 0;
+}
+
+int dmem_engine_memfd_bytes(dmem_engine *e, uint64_t *bytes)
+{
+  if (!e || !bytes)
+    return DMEM_EINVAL;
+  uint64_t b = 0;
+  pthread_mutex_lock(&e->lock);
+  int rc = add_blocks(&b, dmem__store_blobs_fd(&e->store));
+  for (uint32_t i = 0; rc == 0 && i < e->ndoms; i++)
+    if (e->doms[i])
+      rc = add_blocks(&b, e->doms[i]->frames_fd);
+  pthread_mutex_unlock(&e->lock);
+  *bytes = b;
+  return rc;
 }
 
 int dmem_vm_read(void *buf, dmem_vm *vm, uint64_t gfn)

@@ -39,6 +39,10 @@ typedef struct dmem__domain {
    * against current content; both are rebuilt after every full pass). */
   dmem_index *frames_idx, *live_idx;
   dmem_simdet *frames_sim, *live_sim;
+  /* Its frames' memfd (dmem_vm_frames_fd()), holding no other domain's
+   * frame, or -1 (anonymous memory); and a slab of it that had room. */
+  int frames_fd;
+  uint32_t slab_hint;
 } dmem__domain;
 
 struct dmem_vm {

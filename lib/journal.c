@@ -107,15 +107,13 @@ void dmem__journal_start(dmem_engine *e, dmem_vm *vm, void *journal)
   memcpy(journal, &h, sizeof h);
 }
 
-int dmem_engine_store_fds(const dmem_engine *e, int *frames_fd, int *blobs_fd, int *swap_fd)
+int dmem_engine_store_fds(const dmem_engine *e, int *blobs_fd, int *swap_fd)
 {
   if (!e)
     return DMEM_EINVAL;
-  int f = dmem__store_frames_fd(&e->store), b = dmem__store_blobs_fd(&e->store);
-  if (f < 0 || b < 0)
+  int b = dmem__store_blobs_fd(&e->store);
+  if (b < 0)
     return DMEM_ENOTSUP;
-  if (frames_fd)
-    *frames_fd = f;
   if (blobs_fd)
     *blobs_fd = b;
   if (swap_fd)

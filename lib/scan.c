@@ -133,7 +133,7 @@ static int share_onto(dmem_engine *e, dmem_vm *vm, uint64_t gfn, uint32_t fid)
 static int new_frame(uint32_t *fid, dmem_engine *e, dmem__domain *d, const void *content,
                      uint64_t hash)
 {
-  int rc = dmem__frame_new(fid, &e->store, content, hash);
+  int rc = dmem__frame_new(fid, &e->store, content, hash, d->frames_fd, &d->slab_hint);
   if (rc)
     return rc;
   dmem__frame_meta(&e->store, *fid)->dom = d->slot;

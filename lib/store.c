@@ -56,8 +56,8 @@ static void slab_unmap(dmem__pool *p, dmem__slab *sl, dmem__alloc *a)
 {
   munmap(sl->mem, slab_bytes(p));
 #if DMEM_HAVE_MEMFD
-  if (p->fd >= 0) /* the memory goes with the blocks, not with the mapping */
-    (void)fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+  if (sl->fd >= 0) /* the memory goes with the blocks, not with the mapping */
+    (void)fallocate(sl->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                     (off_t)(p->base + (int64_t)((size_t)(sl - p->slabs) * slab_bytes(p))),
                     (off_t)slab_bytes(p));
 #endif
@@ -73,37 +73,37 @@ static void pool_fini(dmem__pool *p, dmem__alloc *a)
     if (p->slabs[i].mem)
       slab_unmap(p, &p->slabs[i], a);
   dmem__free(a, p->slabs, p->cap * sizeof *p->slabs);
-  if (p->fd >= 0 && p->own_fd)
-    close(p->fd);
   memset(p, 0, sizeof *p);
   p->fd = -1;
 }
 
-/* Maps slab si: anonymous memory, or its part of the pool's memfd (grown
- * to hold it; never shrunk, holes cost nothing). */
-static void *slab_map(dmem__pool *p, uint32_t si)
+/* Maps slab si: anonymous memory, or its part of memfd fd (grown to hold
+ * it; never shrunk, holes cost nothing). */
+static void *slab_map(dmem__pool *p, uint32_t si, int fd)
 {
   size_t bytes = slab_bytes(p);
-  if (p->fd < 0)
+  if (fd < 0)
     return mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   off_t off = (off_t)(p->base + (int64_t)((size_t)si * bytes));
   struct stat st;
-  if (fstat(p->fd, &st) != 0 ||
-      (st.st_size < off + (off_t)bytes && ftruncate(p->fd, off + (off_t)bytes) != 0))
+  if (fstat(fd, &st) != 0 ||
+      (st.st_size < off + (off_t)bytes && ftruncate(fd, off + (off_t)bytes) != 0))
     return MAP_FAILED;
-  return mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, off);
+  return mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off);
 }
 
-/* A slab index with room, mapping a new slab if needed; UINT32_MAX on
- * failure. */
-static uint32_t pool_slab_with_room(dmem__pool *p, dmem__alloc *a, uint32_t max_slabs)
+/* A slab index with room in memfd fd (-1: anonymous), mapping a new slab
+ * if needed; UINT32_MAX on failure. An unmapped slab's index may go to any
+ * memfd. */
+static uint32_t pool_slab_with_room(dmem__pool *p, dmem__alloc *a, uint32_t max_slabs, int fd,
+                                    uint32_t *hint)
 {
   uint32_t slots = (uint32_t)1 << p->shift;
   uint32_t empty = UINT32_MAX;
   for (uint32_t k = 0; k < p->nslabs; k++) {
-    uint32_t i = (p->hint + k) % p->nslabs;
-    if (p->slabs[i].mem && p->slabs[i].used < slots)
-      return p->hint = i;
+    uint32_t i = (*hint + k) % p->nslabs;
+    if (p->slabs[i].mem && p->slabs[i].fd == fd && p->slabs[i].used < slots)
+      return *hint = i;
     if (!p->slabs[i].mem && empty == UINT32_MAX)
       empty = i;
   }
@@ -128,21 +128,23 @@ static uint32_t pool_slab_with_room(dmem__pool *p, dmem__alloc *a, uint32_t max_
   sl->bitmap = dmem__calloc(a, bitmap_words(p) * 8);
   if (!sl->bitmap)
     return UINT32_MAX;
-  void *m = slab_map(p, empty);
+  void *m = slab_map(p, empty, fd);
   if (m == MAP_FAILED) {
     dmem__free(a, sl->bitmap, bitmap_words(p) * 8);
     sl->bitmap = NULL;
     return UINT32_MAX;
   }
   sl->mem = m;
+  sl->fd = fd;
   sl->used = 0;
   p->mapped_bytes += slab_bytes(p);
-  return p->hint = empty;
+  return *hint = empty;
 }
 
-static int pool_alloc(uint32_t *out, dmem__pool *p, dmem__alloc *a, uint32_t max_slabs)
+static int pool_alloc(uint32_t *out, dmem__pool *p, dmem__alloc *a, uint32_t max_slabs, int fd,
+                      uint32_t *hint)
 {
-  uint32_t si = pool_slab_with_room(p, a, max_slabs);
+  uint32_t si = pool_slab_with_room(p, a, max_slabs, fd, hint);
   if (si == UINT32_MAX)
     return DMEM_ENOMEM;
   dmem__slab *sl = &p->slabs[si];
@@ -181,10 +183,11 @@ static void pool_free(dmem__pool *p, dmem__alloc *a, uint32_t id)
 
 /* ---------------------------------------------------------------- frames */
 
-int dmem__frame_new(uint32_t *out, dmem__store *s, const void *content, uint64_t hash)
+int dmem__frame_new(uint32_t *out, dmem__store *s, const void *content, uint64_t hash, int fd,
+                    uint32_t *hint)
 {
   uint32_t id;
-  int rc = pool_alloc(&id, &s->frames, s->alloc, UINT32_MAX >> s->frames.shift);
+  int rc = pool_alloc(&id, &s->frames, s->alloc, UINT32_MAX >> s->frames.shift, fd, hint);
   if (rc)
     return rc;
   if (id >= s->ftab_cap) {
@@ -219,11 +222,6 @@ const uint8_t *dmem__frame_data(const dmem__store *s, uint32_t id)
   return pool_ptr(&s->frames, id);
 }
 
-int dmem__store_frames_fd(const dmem__store *s)
-{
-  return s->frames.fd;
-}
-
 dmem__frame *dmem__frame_meta(const dmem__store *s, uint32_t id)
 {
   return &s->ftab[id];
@@ -252,7 +250,8 @@ int64_t dmem__blob_offset(uint32_t id, size_t *slot_size)
   uint32_t slab = idx >> shift, slot = idx & (((uint32_t)1 << shift) - 1);
   if (slot_size)
     *slot_size = size;
-  return DMEM__BLOB_BASE(c) + (int64_t)slab * (int64_t)(size << shift) + (int64_t)slot * (int64_t)size;
+  return DMEM__BLOB_BASE(c) + (int64_t)slab * (int64_t)(size << shift) +
+         (int64_t)slot * (int64_t)size;
 }
 
 int dmem__store_blobs_fd(const dmem__store *s)
@@ -272,7 +271,8 @@ int dmem__blob_put(uint32_t *out, dmem__store *s, const dmem__blob_hdr *h, const
   unsigned c = blob_class(sizeof *h + h->len);
   dmem__pool *p = &s->blobs[c];
   uint32_t id;
-  int rc = pool_alloc(&id, p, s->alloc, ((uint32_t)1 << BLOB_CLASS_SHIFT) >> p->shift);
+  int rc =
+      pool_alloc(&id, p, s->alloc, ((uint32_t)1 << BLOB_CLASS_SHIFT) >> p->shift, p->fd, &p->hint);
   if (rc)
     return rc;
   uint8_t *slot = pool_ptr(p, id);
@@ -371,13 +371,8 @@ int dmem__store_init(dmem__store *s, dmem__alloc *a, const char *swap_dir, uint6
   memset(s, 0, sizeof *s);
   s->alloc = a;
   s->swap_fd = -1;
+  /* Frames go into the memfd of their sharing domain (the engine's). */
   pool_init(&s->frames, DMEM_PAGE_SIZE, 2u << 20);
-#if DMEM_HAVE_MEMFD
-  /* Frames in a memfd, so that adapters can map them copy-on-write; where
-   * that fails, anonymous memory as elsewhere. */
-  s->frames.fd = memfd_create("dmem-frames", MFD_CLOEXEC);
-  s->frames.own_fd = 1;
-#endif
   s->blobs_fd = -1;
 #if DMEM_HAVE_MEMFD
   /* Blobs too, each class in a range of its own: with the frames memfd and

@@ -27,13 +27,15 @@
 
 typedef struct dmem__slab {
   uint8_t *mem;     /* NULL when unmapped */
+  int fd;           /* the memfd its blocks are in (at the slab's offset), or -1 */
   uint64_t *bitmap; /* slots in use */
   uint32_t used;
 } dmem__slab;
 
 typedef struct dmem__pool {
-  int fd; /* -1: slabs in anonymous memory; else slab k at base + k * slab bytes */
-  int own_fd; /* the pool closes fd on fini (else the store does) */
+  /* Where new slabs go (the frames pool: the caller says, per frame):
+   * -1: anonymous memory; else slab k at base + k * slab bytes. */
+  int fd;
   int64_t base;
   size_t slot_size;
   unsigned shift; /* log2 of slots per slab */
@@ -81,18 +83,19 @@ typedef struct dmem__store {
 
 uint32_t dmem__checksum(const void *page);
 
-/* swap_dir: where the unnamed swap file goes (diffmem.h), or NULL. Frames
- * live in a memfd where the system has one (frame id at offset id *
- * DMEM_PAGE_SIZE: dmem__store_frames_fd()), so that adapters can map them
- * copy-on-write; elsewhere in anonymous memory. */
+/* swap_dir: where the unnamed swap file goes (diffmem.h), or NULL. */
 int dmem__store_init(dmem__store *s, dmem__alloc *a, const char *swap_dir, uint64_t swap_max);
 void dmem__store_fini(dmem__store *s);
 
-/* Frames. new copies content in with refs = 0. */
-int dmem__frame_new(uint32_t *out, dmem__store *s, const void *content, uint64_t hash);
+/* Frames. new copies content in with refs = 0, into a slab of memfd @p fd
+ * (frame id at offset id * DMEM_PAGE_SIZE of it: the ids are one space,
+ * and each memfd holds only the slabs placed in it, so that adapters can
+ * map a frame copy-on-write from the memfd of its own sharing domain, and
+ * no other domain's frame is in there), or of anonymous memory for -1.
+ * @p hint: the caller's memory of a slab with room (start at 0). */
+int dmem__frame_new(uint32_t *out, dmem__store *s, const void *content, uint64_t hash, int fd,
+                    uint32_t *hint);
 const uint8_t *dmem__frame_data(const dmem__store *s, uint32_t id);
-/* The frames' memfd, or -1. */
-int dmem__store_frames_fd(const dmem__store *s);
 dmem__frame *dmem__frame_meta(const dmem__store *s, uint32_t id);
 /* Frees the frame when it has no references left; returns 1 if freed. */
 int dmem__frame_release_if_unused(dmem__store *s, uint32_t id);

@@ -1163,7 +1163,7 @@ START_TEST(journal_rebuilds_every_page)
   for (unsigned v = 0; v < 2; v++)
     fx_mixed(&f, v);
   ck_assert_int_eq(dmem_engine_create(&f.e, &f.o), 0);
-  ck_assert_int_eq(dmem_engine_store_fds(f.e, &J.st.frames_fd, &J.st.blobs_fd, &J.st.swap_fd), 0);
+  ck_assert_int_eq(dmem_engine_store_fds(f.e, &J.st.blobs_fd, &J.st.swap_fd), 0);
   ck_assert_int_ge(J.st.swap_fd, 0);
   ck_assert_int_eq(dmem_codec_create(&J.codec, NULL), 0);
   static dmem_adapter_ops ops;
@@ -1188,6 +1188,10 @@ START_TEST(journal_rebuilds_every_page)
     ck_assert_int_eq(dmem_vm_set_journal(f.vm[v], J.journal[v], J.size - 8), DMEM_EINVAL);
     ck_assert_int_eq(dmem_vm_set_journal(f.vm[v], J.journal[v], J.size), 0);
   }
+  /* One domain: one frames memfd. */
+  J.st.frames_fd = dmem_vm_frames_fd(f.vm[0]);
+  ck_assert_int_ge(J.st.frames_fd, 0);
+  ck_assert_int_eq(dmem_vm_frames_fd(f.vm[1]), J.st.frames_fd);
   unsigned seen = 0;
   for (unsigned i = 0; i < f.o.c4_passes + 4; i++) {
     fx_pass(&f);
@@ -1221,6 +1225,57 @@ START_TEST(journal_rebuilds_every_page)
     free(J.journal[v]);
   }
   dmem_codec_destroy(J.codec);
+}
+END_TEST
+
+/* Counts the pages of memfd fd that hold content (non-zero) with first
+ * byte b. */
+static unsigned memfd_pages_with(int fd, uint8_t b)
+{
+  struct stat st;
+  ck_assert_int_eq(fstat(fd, &st), 0);
+  uint8_t page[PAGE];
+  unsigned n = 0;
+  for (off_t off = 0; off + PAGE <= st.st_size; off += PAGE) {
+    ck_assert_int_eq(pread(fd, page, PAGE, off), PAGE);
+    n += page[0] == b;
+  }
+  return n;
+}
+
+START_TEST(frames_memfd_per_domain)
+{
+  /* Two tenants, each with pages it holds twice: each domain's frames go
+   * into its own memfd, which holds no frame of the other. */
+  fx f;
+  fx_init(&f, 2, 32, FX_SHARE | FX_PROTECT | FX_OWN);
+  for (unsigned v = 0; v < 2; v++)
+    for (uint64_t g = 0; g < f.npages; g++) {
+      uint8_t p[PAGE];
+      memset(p, v ? 0xbb : 0xaa, PAGE);
+      p[1] = (uint8_t)(g % 8); /* 8 contents, each 4 times */
+      fx_set(&f, v, g, p);
+    }
+  fx_start(&f);
+  for (unsigned i = 0; i < 3; i++)
+    fx_pass(&f);
+  ck_assert_uint_gt(fx_vs(&f, 0).shared, 0);
+  ck_assert_uint_gt(fx_vs(&f, 1).shared, 0);
+  int a = dmem_vm_frames_fd(f.vm[0]), b = dmem_vm_frames_fd(f.vm[1]);
+  ck_assert_int_ge(a, 0);
+  ck_assert_int_ge(b, 0);
+  ck_assert_int_ne(a, b);
+  ck_assert_uint_eq(memfd_pages_with(a, 0xaa), 8);
+  ck_assert_uint_eq(memfd_pages_with(a, 0xbb), 0);
+  ck_assert_uint_eq(memfd_pages_with(b, 0xbb), 8);
+  ck_assert_uint_eq(memfd_pages_with(b, 0xaa), 0);
+  uint64_t bytes = 0;
+  ck_assert_int_eq(dmem_engine_memfd_bytes(f.e, &bytes), 0);
+  ck_assert_uint_ge(bytes, 16 * PAGE);
+  ck_assert_int_eq(dmem_vm_frames_fd(NULL), -1);
+  ck_assert_int_eq(dmem_engine_memfd_bytes(NULL, &bytes), DMEM_EINVAL);
+  fx_verify(&f);
+  fx_end(&f);
 }
 END_TEST
 
@@ -1784,6 +1839,7 @@ Suite *dmem_test_suite(void)
   tcase_add_test(tc, secure_hints_merge_nothing);
   tcase_add_test(tc, engine_options_v2_accepted);
   tcase_add_test(tc, journal_rebuilds_every_page);
+  tcase_add_test(tc, frames_memfd_per_domain);
   tcase_add_test(tc, half_allocator_refused);
   tcase_add_test(tc, stats_blind_to_other_domains);
   tcase_add_loop_test(tc, failed_op_leaves_pages, 0, 4);

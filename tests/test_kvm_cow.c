@@ -62,8 +62,8 @@ static void setup(fixture *f, uint64_t vma_budget, int map_shared)
   eo.slice_pages = 64;
   eo.map_shared = map_shared;
   ck_assert_int_eq(dmem_engine_create(&f->e, &eo), 0);
-  ck_assert_int_ge(dmem_engine_frames_fd(f->e), 0);
   ck_assert_int_eq(dmem_kvm_region_attach(&f->vm, f->e, f->r, "cow"), 0);
+  ck_assert_int_ge(dmem_vm_frames_fd(f->vm), 0);
 }
 
 static void scan(fixture *f, unsigned passes)
@@ -72,7 +72,10 @@ static void scan(fixture *f, unsigned passes)
     ck_assert_int_eq(dmem_engine_scan(NULL, f->e, N), 0);
 }
 
-static dmem_kvm_stats kstats(fixture *f) { return kt_region_stats(f->r); }
+static dmem_kvm_stats kstats(fixture *f)
+{
+  return kt_region_stats(f->r);
+}
 
 static uint64_t memfd_pages(fixture *f)
 {

@@ -157,21 +157,23 @@ static void print_table(const dmem_proto_msg *m)
          mib((int64_t)(t->pages * 4096)), mib(t->bytes_saved),
          t->pages ? 100.0 * (double)t->bytes_saved / ((double)t->pages * 4096) : 0.0,
          mib((int64_t)t->store_bytes), (double)t->cpu_ns / 1e9);
-  printf("%6s %6s %7s %-16s %9s %9s %7s %7s %7s %7s %7s %9s %8s %8s\n", "vm", "domain", "pid",
-         "name", "pages", "saved MiB", "zero", "shared", "patched", "compr", "swapped", "faults",
-         "p50 us", "p99 us");
+  printf("%6s %6s %7s %-16s %9s %9s %7s %7s %7s %7s %7s %7s %9s %8s %8s\n", "vm", "domain", "pid",
+         "name", "pages", "saved MiB", "zero", "shared", "mapped", "patched", "compr", "swapped",
+         "faults", "p50 us", "p99 us");
   for (size_t i = 0; i < m->nstats; i++) {
     const dmem_proto_vm_stats *s = &m->stats[i];
     char vm[16], dom[16], pid[16];
     snprintf(vm, sizeof vm, i ? "%u" : "all", s->vm);
     snprintf(dom, sizeof dom, i ? "%u" : "-", s->domain);
     snprintf(pid, sizeof pid, i ? "%u" : "-", s->pid);
-    printf("%6s %6s %7s %-16.16s %9llu %9.1f %7llu %7llu %7llu %7llu %7llu %9llu %8.0f %8.0f\n", vm,
-           dom, pid, s->name, (unsigned long long)s->pages, mib(s->bytes_saved),
+    printf("%6s %6s %7s %-16.16s %9llu %9.1f %7llu %7llu %7llu %7llu %7llu %7llu %9llu %8.0f "
+           "%8.0f\n",
+           vm, dom, pid, s->name, (unsigned long long)s->pages, mib(s->bytes_saved),
            (unsigned long long)s->zero, (unsigned long long)s->shared,
-           (unsigned long long)s->patched, (unsigned long long)s->compressed,
-           (unsigned long long)s->swapped, (unsigned long long)s->faults,
-           (double)s->fault_p50_ns / 1e3, (double)s->fault_p99_ns / 1e3);
+           (unsigned long long)s->mapped, (unsigned long long)s->patched,
+           (unsigned long long)s->compressed, (unsigned long long)s->swapped,
+           (unsigned long long)s->faults, (double)s->fault_p50_ns / 1e3,
+           (double)s->fault_p99_ns / 1e3);
   }
 }
 

@@ -181,8 +181,10 @@ typedef struct kmsg {
   uint64_t key;
   uint64_t size, fd_offset, uffd_addr; /* K_ADD */
 } kmsg;
-/* K_STORE carries frames, blobs (and swap) fds; K_ADD uffd, memfd,
- * journal and connection fds; K_AGENT (after K_ADD, keyed) the daemon's end
+/* K_STORE carries the blobs (and swap) fds; K_ADD uffd, memfd, journal
+ * and connection fds; K_ID the frames memfd of the VM's sharing domain
+ * (sent before any page of the VM can leave: the scanner is stopped
+ * across the attach); K_AGENT (after K_ADD, keyed) the daemon's end
  * of the socket to the VM's agent: held, so that the agent sees the
  * socket close (and copies back the pages it mapped) only once the keeper
  * is done too. */
@@ -192,13 +194,15 @@ typedef struct kvm {
   uint32_t vm; /* UINT32_MAX until K_ID */
   int uffd, memfd, journal, conn;
   uint64_t size, fd_offset, uffd_addr;
-  int agent;
+  int agent, frames;
 } kvm;
 
 static void kvm_close(kvm *k)
 {
   if (k->agent >= 0)
     close(k->agent);
+  if (k->frames >= 0)
+    close(k->frames);
   close(k->uffd);
   close(k->memfd);
   close(k->journal);
@@ -238,7 +242,12 @@ static uint64_t keeper_recover(kvm *k, const dmem_journal_store *st, dmem_codec 
       (*back)++;
     } else if (errno == EEXIST) {
       /* in guest memory after all (the daemon died right after a fill) */
-    } else if (errno == ESRCH) { /* the VMM is gone too: the memfd is all */
+    } else if (errno == ESRCH || errno == ENOENT) {
+      /* ESRCH: the VMM is gone too, the memfd is all. ENOENT: nothing of
+       * ours is mapped there, because the VMM's agent had just mapped the
+       * frame over the page (its content then is right, privately; the
+       * agent copies it back onto the memfd once we are done) or the VMM
+       * unmapped its RAM: either way the memfd gets the page. */
       if (pwrite(k->memfd, buf, PAGE, (off_t)(k->fd_offset + g * PAGE)) == (ssize_t)PAGE)
         (*back)++;
       else
@@ -276,10 +285,9 @@ static int keeper_main(int sock)
     if (m.type == K_BYE) {
       bye = 1;
       break;
-    } else if (m.type == K_STORE && nfds >= 2) {
-      st.frames_fd = fds[0];
-      st.blobs_fd = fds[1];
-      st.swap_fd = nfds > 2 ? fds[2] : -1;
+    } else if (m.type == K_STORE && nfds >= 1) {
+      st.blobs_fd = fds[0];
+      st.swap_fd = nfds > 1 ? fds[1] : -1;
     } else if (m.type == K_ADD && nfds == 4) {
       kvm *nv = realloc(vms, (n + 1) * sizeof *nv);
       if (!nv) {
@@ -288,8 +296,8 @@ static int keeper_main(int sock)
         continue;
       }
       vms = nv;
-      vms[n++] = (kvm){m.key,  UINT32_MAX, fds[0],      fds[1],      fds[2],
-                       fds[3], m.size,     m.fd_offset, m.uffd_addr, -1};
+      vms[n++] = (kvm){m.key,  UINT32_MAX,  fds[0],      fds[1], fds[2], fds[3],
+                       m.size, m.fd_offset, m.uffd_addr, -1,     -1};
     } else if (m.type == K_AGENT && nfds == 1) {
       size_t i = 0;
       while (i < n && vms[i].key != m.key)
@@ -303,12 +311,16 @@ static int keeper_main(int sock)
         if (vms[i].key == m.key) {
           if (m.type == K_ID) {
             vms[i].vm = m.vm;
+            if (nfds == 1 && vms[i].frames < 0)
+              vms[i].frames = fds[0], nfds = 0;
           } else {
             kvm_close(&vms[i]);
             vms[i] = vms[--n];
           }
           break;
         }
+      for (int i = 0; i < nfds && i < 4; i++)
+        close(fds[i]); /* nobody's */
     } else {
       for (int i = 0; i < nfds && i < 4; i++)
         close(fds[i]);
@@ -320,7 +332,9 @@ static int keeper_main(int sock)
     dmem_codec *codec = NULL;
     (void)dmem_codec_create(&codec, NULL);
     for (size_t i = 0; i < n; i++) {
-      uint64_t back, lost = keeper_recover(&vms[i], &st, codec, &back);
+      dmem_journal_store vst = st;
+      vst.frames_fd = vms[i].frames;
+      uint64_t back, lost = keeper_recover(&vms[i], &vst, codec, &back);
       fprintf(stderr, "diffmemd-keeper: vm %u: %llu pages put back, %llu lost\n", vms[i].vm,
               (unsigned long long)back, (unsigned long long)lost);
       if (lost == 0 && vms[i].vm != UINT32_MAX) {
@@ -360,12 +374,20 @@ static int keeper_start(void)
   close(sv[1]);
   D.keeper = sv[0];
   D.keeper_pid = pid;
-  int f, b, sw;
-  if (dmem_engine_store_fds(D.e, &f, &b, &sw) != 0)
+  int b, sw;
+  if (dmem_engine_store_fds(D.e, &b, &sw) != 0)
     return -1;
-  int fds[3] = {f, b, sw};
+  int fds[2] = {b, sw};
   kmsg m = {.type = K_STORE};
-  return dmem_proto_send(D.keeper, &m, sizeof m, fds, sw >= 0 ? 3 : 2, 0);
+  return dmem_proto_send(D.keeper, &m, sizeof m, fds, sw >= 0 ? 2 : 1, 0);
+}
+
+/* The VM's id, and the frames memfd of its domain. */
+static int keeper_send_id(const dvm *v)
+{
+  kmsg id = {.type = K_ID, .vm = v->id, .key = v->key};
+  int f = dmem_vm_frames_fd(v->vm);
+  return dmem_proto_send(D.keeper, &id, sizeof id, &f, f >= 0 ? 1 : 0, 0);
 }
 
 static int keeper_send_vm(const dvm *v)
@@ -381,10 +403,7 @@ static int keeper_send_vm(const dvm *v)
   kmsg ag = {.type = K_AGENT, .key = v->key};
   if (v->agent_fd >= 0 && dmem_proto_send(D.keeper, &ag, sizeof ag, &v->agent_fd, 1, 0) != 0)
     return -1;
-  if (!v->vm)
-    return 0;
-  kmsg id = {.type = K_ID, .vm = v->id, .key = v->key};
-  return dmem_proto_send(D.keeper, &id, sizeof id, NULL, 0, 0);
+  return v->vm ? keeper_send_id(v) : 0;
 }
 
 /* The keeper died (killed on its own): a new one gets the store and every
@@ -592,9 +611,29 @@ static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
   char label[DMEM_PROTO_NAME_MAX + 32];
   snprintf(label, sizeof label, "%d:%s", (int)c->pid, v->name);
   int rc = dmem_kvm_region_create(&v->r, &ro, err, sizeof err);
+  /* No page of the VM may leave before the keeper holds the frames memfd
+   * of its sharing domain, which exists from the attach on: the scanner
+   * waits meanwhile. */
+  dmem_engine_stop(D.e);
   if (rc == 0 && (rc = dmem_kvm_region_attach(&v->vm, D.e, v->r, label)) != 0) {
     snprintf(err, sizeof err, "%s", dmem_kvm_region_errmsg(v->r));
     dmem_kvm_region_destroy(v->r);
+  }
+  if (rc == 0) {
+    v->id = dmem_vm_id(v->vm);
+    c->vms[c->nvms++] = v;
+    if (keeper_send_id(v) != 0 && keeper_respawn() != 0) {
+      c->nvms--;
+      (void)vm_drop(v, 1);
+      v = NULL;
+      rc = DMEM_EIO;
+    }
+  }
+  if (dmem_engine_start(D.e, D.o.scan_ms, D.o.scan_pages) != 0)
+    say("cannot restart the engine's scanner: %s", dmem_engine_errmsg(D.e));
+  if (rc && !v) {
+    reply_error(c, seq, rc, "the keeper is gone: no VM is taken without it");
+    return;
   }
   if (rc) {
     keeper_say(K_DEL, v->key, 0);
@@ -606,9 +645,6 @@ static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
     reply_error(c, seq, rc, "%s", err);
     return;
   }
-  v->id = dmem_vm_id(v->vm);
-  keeper_say(K_ID, v->key, v->id);
-  c->vms[c->nvms++] = v;
   dmem_proto_attached r = {v->id, v->domain, a->size / PAGE, 0, 0};
   int afds[2] = {v->agent_peer, v->agent_peer >= 0 ? frames_for_agent(v) : -1};
   if (afds[1] >= 0)

@@ -98,17 +98,10 @@ int fleet_sample(fleet_mem *m, const fleet *f)
   }
   /* The engine's frames and blobs live in memfds of their own (not
    * anonymous memory). */
-  int fds[2] = {-1, -1};
-  if (f->engine && dmem_engine_store_fds(f->engine, &fds[0], &fds[1], NULL) != 0)
-    fds[0] = dmem_engine_frames_fd(f->engine), fds[1] = -1;
-  for (int i = 0; i < 2; i++) {
-    struct stat st;
-    if (fds[i] < 0)
-      continue;
-    if (fstat(fds[i], &st) != 0)
-      return -1;
-    m->memfd_bytes += (uint64_t)st.st_blocks * 512u;
-  }
+  uint64_t eb = 0;
+  if (f->engine && dmem_engine_memfd_bytes(f->engine, &eb) != 0)
+    return -1;
+  m->memfd_bytes += eb;
   uint64_t kb;
   if (fleet_pss_anon(&kb, 0) != 0)
     return -1;

@@ -146,7 +146,6 @@ int dmem__mem_cow_setup(dmem_kvm_region *r, int frames_fd)
   r->vmas_used = 0;
   r->broken = 0;
   r->agent_dead = 0;
-  r->vmm_gone = 0;
   r->agent_fd = r->opts.agent_fd;
   /* Mapping replaces the registration, so the region must be this
    * process's own mapping, with both tracking modes (MINOR keeps reads of

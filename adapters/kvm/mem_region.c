@@ -323,11 +323,10 @@ int dmem_kvm_region_attach(dmem_vm **out, dmem_engine *e, dmem_kvm_region *r, co
   memset(r->pages, (r->track & DMEM_KVM_TRACK_WP) ? PG_ARMED : 0, r->npages);
   r->detaching = 0;
   r->continue_wp = 1; /* until the kernel says otherwise */
+  r->vmm_gone = 0;
   rc = dmem__mem_wp(r, 0, r->npages, 1, 0);
   if (rc == 0 && (r->track & DMEM_KVM_TRACK_MINOR) && madvise(r->base, r->size, MADV_DONTNEED))
     rc = dmem__mem_fail(r, DMEM_ESYS, "MADV_DONTNEED of the region: %s", strerror(errno));
-  if (rc == 0)
-    rc = dmem__mem_cow_setup(r, dmem_engine_frames_fd(e));
   pthread_mutex_unlock(&r->mu);
   if (rc == 0)
     rc = dmem__mem_thread_start(r);
@@ -352,6 +351,10 @@ int dmem_kvm_region_attach(dmem_vm **out, dmem_engine *e, dmem_kvm_region *r, co
   pthread_mutex_lock(&r->mu);
   r->vm = vm;
   r->engine = e;
+  /* Mapping needs the frames of the VM's sharing domain, known from now
+   * on; until then (and without it: no memory for its table), share()
+   * says no and shared pages are copied. */
+  (void)dmem__mem_cow_setup(r, dmem_vm_frames_fd(vm));
   pthread_mutex_unlock(&r->mu);
   *out = vm;
   return 0;

@@ -72,7 +72,7 @@ typedef struct dmem_adapter_ops {
   int (*evict)(uint64_t gfn, void *ud);
 
   /** Maps frame @p frame_id, whose content is at @p frame (and at offset
-   *  frame_id * DMEM_PAGE_SIZE of dmem_engine_frames_fd()), copy-on-write
+   *  frame_id * DMEM_PAGE_SIZE of the VM's dmem_vm_frames_fd()), copy-on-write
    *  over page @p gfn: guest reads see the frame, a guest write gives the
    *  guest a private copy (and sets the modified bit), and the page's own
    *  memory is freed. The frame stays valid and unchanged until the engine

@@ -31,6 +31,25 @@
  * has put it back. Which sharing domain a VM joins is the daemon's
  * configuration (by the connecting user, by default), never the client's.
  *
+ * Copy-on-write across processes. A page the guests share is best mapped
+ * in the VMM from the engine's frame (a private mapping: reads need no
+ * fault and no copy, a write gets a private copy), but only the VMM's
+ * own process can make that mmap. So the client runs an agent thread,
+ * and the daemon, when it uses it, hands the client a socket to talk to
+ * it and a read-only descriptor of the memfd holding the frames of the
+ * VM's sharing domain (no other domain's frame is in it). The daemon asks
+ * the agent to map a frame over a page (DMEM_PROTO_MAP_FRAME) on the
+ * page's first read, and to move it back onto the memfd
+ * (DMEM_PROTO_MAP_RAM) once the guest wrote it or the VM is let go; the
+ * agent copies the page's content into the memfd before it maps the memfd
+ * back, always, so the VMM never reads a wrong byte whatever the daemon
+ * does. When the agent's socket closes (the daemon, and its keeper if it
+ * died, have let the VM go; or the client detaches), the agent moves back
+ * every page it still has mapped itself. An agent that does not answer in
+ * a second is never asked again (its VM's shared pages are copied from
+ * then on): a VMM can slow the daemon for that second once per VM, and no
+ * more. Secure mode maps nothing, so the daemon offers no agent there.
+ *
  * Lifecycles:
  *  - the VMM detaches, exits or is killed: the daemon detaches the VM,
  *    writes every evicted page back into the memfd (where another process
@@ -53,7 +72,13 @@
  *
  * What a guest can learn: sharing happens only within a sharing domain
  * (diffmem.h), so a guest learns nothing about the VMs of other domains;
- * within a domain, what the engine's mode allows (README, "Security").
+ * within a domain, what the engine's mode allows (README, "Security"). A
+ * VMM process (not its guest) may read every frame of its own domain
+ * through the descriptor its agent holds: the content of pages that at
+ * least two VMs of the domain held. With the default domains (one per
+ * connecting user) those VMMs run as one user and could read each other's
+ * memory anyway; `--domain-by vm` gives each VM a domain, and a VMM only
+ * its own frames.
  *
  * The protocol. Messages travel over an AF_UNIX SOCK_SEQPACKET socket, one
  * message per packet, in host byte order (the peers share a host). Each is

@@ -150,29 +150,30 @@ DMEM_API int dmem_engine_create(dmem_engine **out, const dmem_engine_options *op
  */
 DMEM_API void dmem_engine_destroy(dmem_engine *engine);
 
-/**
- * The memfd that holds the engine's frames (the one copy of each shared
- * content): frame @c id (share()'s @c frame_id) is at offset
- * id * DMEM_PAGE_SIZE. An adapter maps it MAP_PRIVATE over guest pages in
- * share(); it must never write it. The engine does not change a frame's
- * bytes while a page is shared onto it, and owns the descriptor (it stays
- * open until dmem_engine_destroy()). Its blocks are part of the engine's
- * memory: count them (fstat) beside the process's anonymous memory.
- * @return the fd, or -1 where frames live in anonymous memory (a system
- *         without memfd_create).
- */
-DMEM_API int dmem_engine_frames_fd(const dmem_engine *engine);
 
 /**
- * The memfd that holds the frames of @p vm's sharing domain: frame @c id
- * of a page of this VM (share()'s @c frame_id) is at offset
- * id * DMEM_PAGE_SIZE. It holds no frame of another domain, so a read-only
+ * The memfd that holds the frames (the one copy of each shared content) of
+ * @p vm's sharing domain: frame @c id of a page of this VM (share()'s
+ * @c frame_id) is at offset id * DMEM_PAGE_SIZE. Each domain has a memfd
+ * of its own, which holds no frame of another domain, so a read-only
  * descriptor of it may be handed to the VM's own VMM process (diffmemd
- * does, so that the VMM maps shared pages copy-on-write). The engine owns
- * it; it stays open while the domain has a VM. Never write it.
- * @return the fd, or -1 (NULL, or frames in anonymous memory).
+ * does, so that the VMM maps shared pages copy-on-write). An adapter maps
+ * it MAP_PRIVATE over guest pages in share(); it must never write it. The
+ * engine does not change a frame's bytes while a page is shared onto it,
+ * and owns the descriptor: it stays open while the domain has a VM. Its
+ * blocks are part of the engine's memory (dmem_engine_memfd_bytes()).
+ * @return the fd, or -1 (NULL, or frames in anonymous memory: a system
+ *         without memfd_create).
  */
 DMEM_API int dmem_vm_frames_fd(const dmem_vm *vm);
+
+/**
+ * The memory the engine keeps in memfds (the frames of every sharing
+ * domain, patches and compressed pages), by the kernel's accounting
+ * (allocated blocks): count it beside the process's anonymous memory.
+ * @retval 0 with *bytes set. @retval DMEM_EINVAL NULL. @retval DMEM_ESYS.
+ */
+DMEM_API int dmem_engine_memfd_bytes(dmem_engine *engine, uint64_t *bytes);
 
 /** The detail of the engine's last error, or "" (valid until the next call
  *  on this engine). */
@@ -382,16 +383,18 @@ DMEM_API size_t dmem_journal_size(uint64_t npages);
  */
 DMEM_API int dmem_vm_set_journal(dmem_vm *vm, void *journal, size_t size);
 
-/** The store's descriptors: frames, blobs (patches and compressed pages)
- *  and the swap file (-1 without one). The engine owns them; a process
- *  that rebuilds pages from a journal needs them open (dup or send them).
- *  @retval 0. @retval DMEM_ENOTSUP the store is not in memfds here. */
-DMEM_API int dmem_engine_store_fds(const dmem_engine *engine, int *frames_fd, int *blobs_fd,
-                                   int *swap_fd);
+/** The store's descriptors the VMs share: blobs (patches and compressed
+ *  pages) and the swap file (-1 without one); each VM's frames are in the
+ *  memfd of its sharing domain (dmem_vm_frames_fd()). The engine owns
+ *  them; a process that rebuilds pages from a journal needs them open (dup
+ *  or send them). @retval 0. @retval DMEM_ENOTSUP the store is not in
+ *  memfds here. */
+DMEM_API int dmem_engine_store_fds(const dmem_engine *engine, int *blobs_fd, int *swap_fd);
 
-/** Where dmem_journal_page() reads content from. */
+/** Where dmem_journal_page() reads one VM's content from. */
 typedef struct dmem_journal_store {
-  int frames_fd, blobs_fd, swap_fd; /**< as dmem_engine_store_fds() gave them */
+  int frames_fd; /**< the VM's dmem_vm_frames_fd() */
+  int blobs_fd, swap_fd; /**< as dmem_engine_store_fds() gave them */
 } dmem_journal_store;
 
 /**

@@ -26,7 +26,7 @@
  *  - share: copy-on-write, on a read. The engine shares identical pages
  *    by evicting them; a guest's *read* of such a page maps the engine's
  *    frame over it (MAP_PRIVATE | MAP_FIXED of the frames memfd,
- *    dmem_engine_frames_fd()) when the engine's map_shared option is on,
+ *    dmem_vm_frames_fd()) when the engine's map_shared option is on,
  *    so the page's later reads need no fault and no copy; a *write* fault
  *    gets a private copy as before. So the mapped pages are exactly the
  *    read-hot shared ones. The mapping is registered again in WP mode
