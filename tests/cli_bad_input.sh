@@ -58,6 +58,8 @@ if "$diffmem" probe >/dev/null 2>&1; then # (without KVM, demo stops before)
 fi
 expect "bench --repeat without a value" "needs a number" -- "$diffmem" bench codecs --repeat
 expect "analyze --seed -1" "non-zero number" -- "$diffmem" analyze --seed -1 "$tmp/two.pages"
+expect "bench faults --scan-ms 0" "takes a number" -- "$diffmem" bench faults --scan-ms 0
+expect "bench faults --scan-pages x" "takes a number" -- "$diffmem" bench faults --scan-pages x
 if [ -w /dev/full ]; then
   for cmd in "--version" "--help" "help bench" "probe" "bench codecs --repeat 1 $tmp/two.pages" \
              "analyze --no-progress $tmp/two.pages"; do

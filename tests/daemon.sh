@@ -304,6 +304,7 @@ j = json.load(open(sys.argv[1]))
 for side in ("in_process", "daemon"):
     d = j[side]
     assert 0 < d["p50_us"] <= d["p90_us"] <= d["p99_us"], j
-assert j["mismatches"] == 0 and j["ratio_p50"] > 0, j
+assert j["mismatches"] == 0 and j["ratio_p50"] > 0 and j["ratio_p99"] > 0, j
+assert j["scan_ms"] == 100 and j["scan_pages"] == 4096, j
 PY
 echo "ok: diffmem bench faults"

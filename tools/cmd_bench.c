@@ -163,8 +163,7 @@ static int bench_delta(delta_result *r, const dmem_simdet_options *so, unsigned 
     for (size_t k = 0; k < nc; k++) {
       size_t len;
       double e0 = now_seconds();
-      int erc =
-          dmem_delta_encode_flags(&len, patch, sizeof patch, p, page_at(set, cand[k]), flags);
+      int erc = dmem_delta_encode_flags(&len, patch, sizeof patch, p, page_at(set, cand[k]), flags);
       r->e_secs += now_seconds() - e0;
       r->encodes++;
       if (erc == 0 && (best_len == 0 || len < best_len)) {
@@ -185,7 +184,8 @@ static int bench_delta(delta_result *r, const dmem_simdet_options *so, unsigned 
       r->zlib_xor_bytes += zlib_xor_size(p, page_at(set, best_ref));
 #endif
     }
-    if (dmem_index_insert(idx, h, (uint32_t)i) != 0 || dmem_simdet_insert(det, (uint32_t)i, p) != 0) {
+    if (dmem_index_insert(idx, h, (uint32_t)i) != 0 ||
+        dmem_simdet_insert(det, (uint32_t)i, p) != 0) {
       fprintf(stderr, "diffmem bench: out of memory indexing page %zu\n", i);
       break;
     }
@@ -201,9 +201,8 @@ static void print_codec_table(const codec_result *r, size_t n, const char *title
   printf("  %-6s %8s %12s %12s %7s %10s %10s %s\n", "codec", "pages", "in_bytes", "out_bytes",
          "ratio", "comp MB/s", "dec MB/s", "roundtrip");
   for (size_t i = 0; i < n; i++)
-    printf("  %-6s %8zu %12zu %12zu %7.3f %10.0f %10.0f %s\n", r[i].name, r[i].pages,
-           r[i].in_bytes, r[i].out_bytes,
-           r[i].out_bytes ? (double)r[i].in_bytes / (double)r[i].out_bytes : 0.0,
+    printf("  %-6s %8zu %12zu %12zu %7.3f %10.0f %10.0f %s\n", r[i].name, r[i].pages, r[i].in_bytes,
+           r[i].out_bytes, r[i].out_bytes ? (double)r[i].in_bytes / (double)r[i].out_bytes : 0.0,
            mbps(r[i].in_bytes, r[i].c_secs), mbps(r[i].in_bytes, r[i].d_secs),
            r[i].roundtrip_ok ? "ok" : "FAILED");
 }
@@ -329,9 +328,9 @@ static int run_codecs_cmd(const bench_opts *o, int nfiles, char **files)
              "\"decode_MBps\":%.1f,\"roundtrip_ok\":%s,\"pages_tried\":%zu,"
              "\"bytes_saved\":%zu,\"zlib_xor_mean_bytes\":%.1f,\"detect_MBps\":%.1f}",
              d->pairs, d->pairs ? (double)d->patch_bytes / (double)d->pairs : 0.0,
-             mbps(d->encodes * DMEM_PAGE_SIZE, d->e_secs), mbps(d->pairs * DMEM_PAGE_SIZE, d->d_secs),
-             d->roundtrip_ok ? "true" : "false", d->pages_tried,
-             d->pairs * DMEM_PAGE_SIZE - d->patch_bytes,
+             mbps(d->encodes * DMEM_PAGE_SIZE, d->e_secs),
+             mbps(d->pairs * DMEM_PAGE_SIZE, d->d_secs), d->roundtrip_ok ? "true" : "false",
+             d->pages_tried, d->pairs * DMEM_PAGE_SIZE - d->patch_bytes,
              d->pairs ? (double)d->zlib_xor_bytes / (double)d->pairs : 0.0,
              mbps(d->pages_tried * DMEM_PAGE_SIZE, d->detect_secs));
     }
@@ -359,12 +358,11 @@ static int run_codecs_cmd(const bench_opts *o, int nfiles, char **files)
     for (size_t i = 0; i < ndelta; i++) {
       const delta_result *d = &dres[i];
       printf("  %-15s %8zu %8zu %10.1f %10.1f %11zu %10.0f %10.0f %s\n", d->detector,
-             d->pages_tried, d->pairs,
-             d->pairs ? (double)d->patch_bytes / (double)d->pairs : 0.0,
+             d->pages_tried, d->pairs, d->pairs ? (double)d->patch_bytes / (double)d->pairs : 0.0,
              d->pairs ? (double)d->zlib_xor_bytes / (double)d->pairs : 0.0,
              (d->pairs * DMEM_PAGE_SIZE - d->patch_bytes) / 1024,
-             mbps(d->encodes * DMEM_PAGE_SIZE, d->e_secs), mbps(d->pairs * DMEM_PAGE_SIZE, d->d_secs),
-             d->roundtrip_ok ? "ok" : "FAILED");
+             mbps(d->encodes * DMEM_PAGE_SIZE, d->e_secs),
+             mbps(d->pairs * DMEM_PAGE_SIZE, d->d_secs), d->roundtrip_ok ? "ok" : "FAILED");
     }
   }
 out:
@@ -383,7 +381,8 @@ static int run(int argc, char **argv)
 {
   bench_opts o = {.json = 0, .repeat = 3};
   if (argc < 2)
-    return cmd_usage_error(&dmem_cmd_bench, "missing what to measure (codecs, ksm, sidechannel or faults)");
+    return cmd_usage_error(&dmem_cmd_bench,
+                           "missing what to measure (codecs, ksm, sidechannel or faults)");
   if (strcmp(argv[1], "ksm") == 0)
     return bench_ksm_run(argc - 1, argv + 1);
   if (strcmp(argv[1], "sidechannel") == 0)
@@ -428,102 +427,106 @@ static int run(int argc, char **argv)
 }
 
 const dmem_cmd dmem_cmd_bench = {
-  .name = "bench",
-  .summary = "measure codecs and detectors on real pages, or the engine against KSM",
-  .usage = "usage: diffmem bench codecs [--json] [--repeat N] FILE...\n"
-           "       diffmem bench ksm [--json] [--seconds N] [--ksm-pages-to-scan N]\n"
-           "                         [--ksm-sleep-ms N] [--guests N] [--guest-mib N]\n"
-           "                         [--no-progress] [IMAGE...]\n"
-           "       diffmem bench sidechannel [--json] [--pairs N] [--seed N]\n"
-           "                                 [--where thread|vcpu|both]\n"
-           "       diffmem bench faults [--json] [--pages N] [--rounds N] [--connect SOCKET]\n"
-           "\n"
-           "bench codecs:\n"
-           "\n"
-           "Reads each FILE as raw 4 KiB pages (for example from bench/capture-pages)\n"
-           "and reports, for each page codec (wkdm, lzo, lz4, zstd, best): pages,\n"
-           "input and output bytes, ratio, compress and decompress MB/s, and whether\n"
-           "every page round-tripped; with several files, the same per file. For\n"
-           "each similarity detector it walks the pages in order, skips pages\n"
-           "identical to an earlier one, patches the rest against the detector's\n"
-           "candidate, and reports pairs found, mean patch size (beside zlib of\n"
-           "page XOR reference), bytes saved, encode MB/s (over every encode call,\n"
-           "refused ones included), decode MB/s and round trip. The row\n"
-           "content(2,1)+lz encodes the content detector's pairs with DMEM_DELTA_LZ.\n"
-           "All-zero pages are left out: the engine keeps no data for them.\n"
-           "Each timed codec pass runs N times (default 3) and the fastest counts.\n"
-           "Exit status 1 if any round trip failed.\n"
-           "\n"
-           "bench ksm (needs root, /dev/kvm and KSM):\n"
-           "\n"
-           "Runs the guests of `diffmem demo` (the same content: IMAGEs, or --guests\n"
-           "generated guests of --guest-mib MiB, default 4 of 48; the same program)\n"
-           "three times, --seconds each (default 60): with RAM in plain anonymous\n"
-           "memory (none), in anonymous memory marked MADV_MERGEABLE with KSM\n"
-           "running at --ksm-pages-to-scan (default 100) pages every --ksm-sleep-ms\n"
-           "(default 20: the kernel's defaults) (ksm), and in memfd regions on one\n"
-           "libdiffmem engine, all guests in one sharing domain, scanned at the\n"
-           "demo's rate (diffmem). KSM's other settings (smart_scan, use_zero_pages,\n"
-           "advisor) stay as the host has them. For ksm and diffmem it reports:\n"
-           "  saved_pct, saved_mib  host memory saved at the end, by the kernel's\n"
-           "                        accounting: memfd blocks plus this process's\n"
-           "                        Pss_Anon (a KSM page counts once), before - end;\n"
-           "  cpu_s                 CPU spent reclaiming: ksmd's utime + stime from\n"
-           "                        /proc (KSM's work for other processes included),\n"
-           "                        or the engine's scanning and fault threads;\n"
-           "  t50_s, t90_s          time to 50% and 90% of the final savings\n"
-           "                        (sampled every 0.25 s);\n"
-           "  cpu_per_gib           CPU seconds at t90 per GiB saved at t90;\n"
-           "  steady_cpu_pct        CPU in % of a core from t90 (or half the run, if\n"
-           "                        later) to the end; null with under 5 s of it;\n"
-           "  guest_ops_per_s       guest operations per second of vCPU time inside\n"
-           "                        KVM_RUN (the guests are paced at a million a\n"
-           "                        second; this is how fast they run when they run,\n"
-           "                        faults and copy-on-write breaks included), and\n"
-           "                        slowdown_pct against none's;\n"
-           "  verify_mismatches     every page checked at the end, as the demo does.\n"
-           "KSM's side also has pages_shared and pages_sharing (host-wide, at the\n"
-           "end) and full_scans (made during its run): KSM scans every mergeable\n"
-           "region of the host, so other mergeable memory (a QEMU guest) slows it.\n"
-           "With --json one object: {\"ksm\": {...}, \"diffmem\": {...}, \"none\":\n"
-           "{\"guest_ops_per_s\"}, \"ratio\": {\"saved\", \"cpu_per_gib\"}}.\n"
-           "KSM's settings (run, pages_to_scan, sleep_millisecs) are written back\n"
-           "when its run ends, on error and on SIGINT or SIGTERM, and the guests'\n"
-           "pages are unmerged before they are freed (a SIGKILL leaves the rate\n"
-           "set). Exit status 1 when KVM, KSM or root is missing (nothing is\n"
-           "changed then), a run failed or was interrupted, or a page mismatched.\n"
-           "\n"
-           "bench sidechannel (needs root and userfaultfd; /dev/kvm for vcpu):\n"
-           "\n"
-           "The timing attack on deduplication, against the engine. A victim VM\n"
-           "holds --pairs (default 1000) random secret pages; an attacker VM on the\n"
-           "same engine holds, for each, a guess beside an unrelated page: the\n"
-           "secret itself (exact) or the secret with one byte changed (near). Both\n"
-           "stay idle while the engine scans them 8 times, then the attacker times\n"
-           "one read (or one write of the byte already there) of each page, in\n"
-           "random order, through a KVM region: from a host thread, and from a real\n"
-           "vCPU with rdtsc. Modes: default (one sharing domain, default options),\n"
-           "domains (victim and attacker in domains of their own), secure (one\n"
-           "domain, dmem_engine_options.secure). Per run: the guess and other\n"
-           "pages' latency p10/p50/p90, the two-sample Kolmogorov-Smirnov statistic\n"
-           "of the two with its 5% critical value 1.358 * sqrt(2 / pairs), and the\n"
-           "held-out accuracy of the best threshold classifier (trained on the\n"
-           "even pairs, scored on the odd ones; 0.5 is a coin). With --json one\n"
-           "object: {\"pairs\", \"runs\": [{\"mode\", \"where\", \"op\", \"guess\",\n"
-           "\"accuracy\", \"ks\", \"ks_critical\", \"latency\": {\"guess\": {\"p10_us\",\n"
-           "\"p50_us\", \"p90_us\"}, \"other\": {...}}}]}. Exit status 1 when a run failed.\n"
-           "\n"
-           "bench faults (needs root and userfaultfd):\n"
-           "\n"
-           "What a fault on an evicted page costs the thread that touches it, with\n"
-           "the engine in this process (a KVM region) and in diffmemd (started here\n"
-           "on a temporary socket, or --connect), in one run: each of --rounds\n"
-           "(default 3) rounds per side fills --pages (default 4096) pages with 8\n"
-           "contents, waits until the engine evicted nearly all, and times a read of\n"
-           "one byte of every page in a random order. Reports p50/p90/p99 of the\n"
-           "reads per side and the ratio of the medians (daemon / in process);\n"
-           "--json: {pages, rounds, in_process: {p50_us, p90_us, p99_us,\n"
-           "evicted_pct}, daemon: {...}, ratio_p50, mismatches}. Exit status 1 when\n"
-           "a page read wrong or a side failed.\n",
-  .run = run,
+    .name = "bench",
+    .summary = "measure codecs and detectors on real pages, or the engine against KSM",
+    .usage = "usage: diffmem bench codecs [--json] [--repeat N] FILE...\n"
+             "       diffmem bench ksm [--json] [--seconds N] [--ksm-pages-to-scan N]\n"
+             "                         [--ksm-sleep-ms N] [--guests N] [--guest-mib N]\n"
+             "                         [--no-progress] [IMAGE...]\n"
+             "       diffmem bench sidechannel [--json] [--pairs N] [--seed N]\n"
+             "                                 [--where thread|vcpu|both]\n"
+             "       diffmem bench faults [--json] [--pages N] [--rounds N] [--scan-ms N]\n"
+             "                            [--scan-pages N] [--connect SOCKET]\n"
+             "\n"
+             "bench codecs:\n"
+             "\n"
+             "Reads each FILE as raw 4 KiB pages (for example from bench/capture-pages)\n"
+             "and reports, for each page codec (wkdm, lzo, lz4, zstd, best): pages,\n"
+             "input and output bytes, ratio, compress and decompress MB/s, and whether\n"
+             "every page round-tripped; with several files, the same per file. For\n"
+             "each similarity detector it walks the pages in order, skips pages\n"
+             "identical to an earlier one, patches the rest against the detector's\n"
+             "candidate, and reports pairs found, mean patch size (beside zlib of\n"
+             "page XOR reference), bytes saved, encode MB/s (over every encode call,\n"
+             "refused ones included), decode MB/s and round trip. The row\n"
+             "content(2,1)+lz encodes the content detector's pairs with DMEM_DELTA_LZ.\n"
+             "All-zero pages are left out: the engine keeps no data for them.\n"
+             "Each timed codec pass runs N times (default 3) and the fastest counts.\n"
+             "Exit status 1 if any round trip failed.\n"
+             "\n"
+             "bench ksm (needs root, /dev/kvm and KSM):\n"
+             "\n"
+             "Runs the guests of `diffmem demo` (the same content: IMAGEs, or --guests\n"
+             "generated guests of --guest-mib MiB, default 4 of 48; the same program)\n"
+             "three times, --seconds each (default 60): with RAM in plain anonymous\n"
+             "memory (none), in anonymous memory marked MADV_MERGEABLE with KSM\n"
+             "running at --ksm-pages-to-scan (default 100) pages every --ksm-sleep-ms\n"
+             "(default 20: the kernel's defaults) (ksm), and in memfd regions on one\n"
+             "libdiffmem engine, all guests in one sharing domain, scanned at the\n"
+             "demo's rate (diffmem). KSM's other settings (smart_scan, use_zero_pages,\n"
+             "advisor) stay as the host has them. For ksm and diffmem it reports:\n"
+             "  saved_pct, saved_mib  host memory saved at the end, by the kernel's\n"
+             "                        accounting: memfd blocks plus this process's\n"
+             "                        Pss_Anon (a KSM page counts once), before - end;\n"
+             "  cpu_s                 CPU spent reclaiming: ksmd's utime + stime from\n"
+             "                        /proc (KSM's work for other processes included),\n"
+             "                        or the engine's scanning and fault threads;\n"
+             "  t50_s, t90_s          time to 50% and 90% of the final savings\n"
+             "                        (sampled every 0.25 s);\n"
+             "  cpu_per_gib           CPU seconds at t90 per GiB saved at t90;\n"
+             "  steady_cpu_pct        CPU in % of a core from t90 (or half the run, if\n"
+             "                        later) to the end; null with under 5 s of it;\n"
+             "  guest_ops_per_s       guest operations per second of vCPU time inside\n"
+             "                        KVM_RUN (the guests are paced at a million a\n"
+             "                        second; this is how fast they run when they run,\n"
+             "                        faults and copy-on-write breaks included), and\n"
+             "                        slowdown_pct against none's;\n"
+             "  verify_mismatches     every page checked at the end, as the demo does.\n"
+             "KSM's side also has pages_shared and pages_sharing (host-wide, at the\n"
+             "end) and full_scans (made during its run): KSM scans every mergeable\n"
+             "region of the host, so other mergeable memory (a QEMU guest) slows it.\n"
+             "With --json one object: {\"ksm\": {...}, \"diffmem\": {...}, \"none\":\n"
+             "{\"guest_ops_per_s\"}, \"ratio\": {\"saved\", \"cpu_per_gib\"}}.\n"
+             "KSM's settings (run, pages_to_scan, sleep_millisecs) are written back\n"
+             "when its run ends, on error and on SIGINT or SIGTERM, and the guests'\n"
+             "pages are unmerged before they are freed (a SIGKILL leaves the rate\n"
+             "set). Exit status 1 when KVM, KSM or root is missing (nothing is\n"
+             "changed then), a run failed or was interrupted, or a page mismatched.\n"
+             "\n"
+             "bench sidechannel (needs root and userfaultfd; /dev/kvm for vcpu):\n"
+             "\n"
+             "The timing attack on deduplication, against the engine. A victim VM\n"
+             "holds --pairs (default 1000) random secret pages; an attacker VM on the\n"
+             "same engine holds, for each, a guess beside an unrelated page: the\n"
+             "secret itself (exact) or the secret with one byte changed (near). Both\n"
+             "stay idle while the engine scans them 8 times, then the attacker times\n"
+             "one read (or one write of the byte already there) of each page, in\n"
+             "random order, through a KVM region: from a host thread, and from a real\n"
+             "vCPU with rdtsc. Modes: default (one sharing domain, default options),\n"
+             "domains (victim and attacker in domains of their own), secure (one\n"
+             "domain, dmem_engine_options.secure). Per run: the guess and other\n"
+             "pages' latency p10/p50/p90, the two-sample Kolmogorov-Smirnov statistic\n"
+             "of the two with its 5% critical value 1.358 * sqrt(2 / pairs), and the\n"
+             "held-out accuracy of the best threshold classifier (trained on the\n"
+             "even pairs, scored on the odd ones; 0.5 is a coin). With --json one\n"
+             "object: {\"pairs\", \"runs\": [{\"mode\", \"where\", \"op\", \"guess\",\n"
+             "\"accuracy\", \"ks\", \"ks_critical\", \"latency\": {\"guess\": {\"p10_us\",\n"
+             "\"p50_us\", \"p90_us\"}, \"other\": {...}}}]}. Exit status 1 when a run failed.\n"
+             "\n"
+             "bench faults (needs root and userfaultfd):\n"
+             "\n"
+             "What a fault on an evicted page costs the thread that touches it, with\n"
+             "the engine in this process (a KVM region) and in diffmemd (started here\n"
+             "on a temporary socket, or --connect), in one run: each of --rounds\n"
+             "(default 3) rounds per side fills --pages (default 4096) pages with 8\n"
+             "contents, waits until the engine evicted nearly all, and times a read of\n"
+             "one byte of every page in a random order, while the engine's scanner runs\n"
+             "every --scan-ms (default 100) over --scan-pages (default 4096) pages,\n"
+             "diffmemd's defaults. Both sides map shared pages copy-on-write on the\n"
+             "read (diffmemd through the client's agent). Reports p50/p90/p99 of the\n"
+             "reads per side and the ratios (daemon / in process); --json: {pages,\n"
+             "rounds, scan_ms, scan_pages, in_process: {p50_us, p90_us, p99_us,\n"
+             "evicted_pct}, daemon: {...}, ratio_p50, ratio_p90, ratio_p99,\n"
+             "mismatches}. Exit status 1 when a page read wrong or a side failed.\n",
+    .run = run,
 };

@@ -224,44 +224,75 @@ static int back_to_ram(dmem_kvm_client *c, uint64_t gfn)
   return 0;
 }
 
-static dmem_proto_map_done agent_do(dmem_kvm_client *c, const dmem_proto_map *m)
+/* The frame at offset, written into the memfd at page gfn: what the page
+ * would have shown mapped. */
+static void fill_from_frame(dmem_kvm_client *c, uint64_t gfn, uint64_t offset)
+{
+  static __thread uint8_t page[PAGE];
+  if (pread(c->frames_fd, page, PAGE, (off_t)offset) == (ssize_t)PAGE)
+    (void)!pwrite(c->ram_fd, page, PAGE, (off_t)(c->fd_offset + gfn * PAGE));
+}
+
+/* DMEM_PROTO_MAP_FRAME: no answer; the threads waiting on the page are
+ * woken whatever happens. */
+static void map_frame(dmem_kvm_client *c, uint64_t gfn, uint64_t offset)
+{
+  uint64_t uaddr = (uint64_t)(uintptr_t)(c->ram + gfn * PAGE);
+  struct stat st;
+  if (bit(c->mapped, gfn)) {
+    /* mapped already: nothing to do */
+  } else if (fstat(c->frames_fd, &st) != 0 || (uint64_t)st.st_size < offset + PAGE) {
+    /* past the frames' end (a touch would SIGBUS): not a frame */
+  } else if (mmap(c->ram + gfn * PAGE, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+                  c->frames_fd, (off_t)offset) == MAP_FAILED) {
+    /* No room for another mapping (vm.max_map_count): the page gets the
+     * frame's content in the memfd instead, where the waiters find it. */
+    fill_from_frame(c, gfn, offset);
+  } else {
+    c->mapped[gfn / 64] |= 1ull << (gfn % 64);
+    /* Filled now, so that the guest's reads need no fault; then a write
+     * must stop as a WP fault (the mmap ended the registration here). */
+    (void)madvise(c->ram + gfn * PAGE, PAGE, MADV_POPULATE_READ);
+    struct uffdio_register reg = {.range = {uaddr, PAGE}, .mode = UFFDIO_REGISTER_MODE_WP};
+    struct uffdio_writeprotect wp = {.range = {uaddr, PAGE}, .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+    if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) == 0)
+      (void)ioctl(c->uffd, UFFDIO_WRITEPROTECT, &wp);
+    /* (Refused, the page would take writes unseen: its content stays
+     * right, and RAM copies it back all the same.) */
+  }
+  struct uffdio_range rg = {uaddr, PAGE};
+  (void)ioctl(c->uffd, UFFDIO_WAKE, &rg);
+}
+
+/* DMEM_PROTO_MAP_RAM: the answer. */
+static dmem_proto_map_done map_ram(dmem_kvm_client *c, uint64_t gfn)
 {
   dmem_proto_map_done d = {0, 0};
-  uint64_t base = (uint64_t)(uintptr_t)c->ram;
-  if (m->addr < base || m->addr - base >= c->size) {
-    d.code = DMEM_EINVAL;
-    return d;
-  }
-  uint64_t gfn = (m->addr - base) / PAGE;
-  uint8_t *addr = c->ram + gfn * PAGE;
-  if (m->what == DMEM_PROTO_MAP_FRAME) {
-    struct stat st;
-    if (bit(c->mapped, gfn) || fstat(c->frames_fd, &st) != 0 ||
-        (uint64_t)st.st_size < m->offset + PAGE) {
-      /* mapped already, or past the frames' end (a touch would SIGBUS) */
-      d.code = DMEM_EINVAL;
-      return d;
-    }
-    if (mmap(addr, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, c->frames_fd,
-             (off_t)m->offset) == MAP_FAILED) {
-      d.error = (uint32_t)errno;
-      d.code = errno == ENOMEM ? DMEM_ENOSPC : DMEM_ESYS;
-      return d;
-    }
-    c->mapped[gfn / 64] |= 1ull << (gfn % 64);
-    /* Filled now, so that the guest's reads need no fault. */
-    (void)madvise(addr, PAGE, MADV_POPULATE_READ);
-    return d;
-  }
-  if (!bit(c->mapped, gfn)) {
-    d.code = DMEM_EINVAL; /* not one of ours: reading it might wait on the daemon */
-    return d;
-  }
-  if (back_to_ram(c, gfn) != 0) {
+  /* A page not mapped here has its content in the memfd already. */
+  if (bit(c->mapped, gfn) && back_to_ram(c, gfn) != 0) {
     d.error = (uint32_t)errno;
     d.code = DMEM_ESYS;
   }
   return d;
+}
+
+/* Serves one request; 1 when it is answered (into *d). */
+static int agent_do(dmem_kvm_client *c, const dmem_proto_map *m, dmem_proto_map_done *d)
+{
+  uint64_t base = (uint64_t)(uintptr_t)c->ram;
+  int answer = m->what == DMEM_PROTO_MAP_RAM;
+  if (m->addr < base || m->addr - base >= c->size) {
+    d->code = DMEM_EINVAL; /* not our RAM */
+    d->error = 0;
+    return answer;
+  }
+  uint64_t gfn = (m->addr - base) / PAGE;
+  if (!answer) {
+    map_frame(c, gfn, m->offset);
+    return 0;
+  }
+  *d = map_ram(c, gfn);
+  return 1;
 }
 
 /* The socket closed: every page still on a frame goes back to the memfd,
@@ -301,7 +332,9 @@ static void *agent_main(void *arg)
     dmem_proto_msg m;
     if (n <= 0 || dmem_proto_parse(&m, in.b, (size_t)n) != 0 || m.hdr.type != DMEM_PROTO_MAP)
       break; /* closed, or not the daemon talking */
-    dmem_proto_map_done d = agent_do(c, &m.u.map);
+    dmem_proto_map_done d;
+    if (!agent_do(c, &m.u.map, &d))
+      continue;
     size_t k = dmem_proto_encode(out.b, sizeof out.b, DMEM_PROTO_MAP_DONE, m.hdr.seq, &d, sizeof d);
     if (dmem_proto_send(c->agent_sock, out.b, k, NULL, 0, 0) != 0)
       break;

@@ -168,8 +168,8 @@ int dmem__mem_pwrite(dmem_kvm_region *r, uint64_t gfn, const void *content);
 /* mem_cow.c: copy-on-write mapping of the engine's frames; mu held. */
 int dmem__mem_cow_setup(dmem_kvm_region *r, int frames_fd);
 void dmem__mem_cow_teardown(dmem_kvm_region *r);
-/* Maps frame_id (whose content is @p frame) over evicted page gfn. */
-int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id, const void *frame);
+/* Maps frame_id over evicted page gfn (through an agent: asks it to). */
+int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id);
 /* Puts the guest memfd back under a MAPPED page, holding content (written
  * into the memfd first); writable when @write, else ARMED. */
 int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, int write);

@@ -40,22 +40,29 @@
  * VMM passed, opts.agent_fd): the userfaultfd's ioctls (register, protect,
  * wake) act on the VMM's memory from here, but the two mmap calls must be
  * made there, so an agent thread in the VMM makes them when asked
- * (DMEM_PROTO_MAP, diffmem/daemon.h), one round trip each:
- *  - FRAME maps the frame, as above; the registration and the protection
- *    follow from here;
- *  - RAM copies the page's current content into the memfd (this process
- *    cannot read the VMM's private copy) and maps the memfd back; the page
- *    is write-protected meanwhile, so no write lands in between.
+ * (DMEM_PROTO_MAP, diffmem/daemon.h):
+ *  - FRAME maps the frame, as above, registers and protects it there, and
+ *    wakes the faulting thread. It is sent and not waited for: the page is
+ *    MAPPED here from the send on (the socket keeps the order of what
+ *    follows), and a MISSING fault on a MAPPED page is left to the agent's
+ *    wake. An agent that cannot map fills the page's block with the frame
+ *    instead, and wakes all the same: the page is then in the memfd,
+ *    unseen by its tracking, which is harmless, as nothing here writes or
+ *    punches a MAPPED page's block;
+ *  - RAM, one round trip, copies the page's current content into the memfd
+ *    (this process cannot read the VMM's private copy) and maps the memfd
+ *    back; the page is write-protected meanwhile, so no write lands in
+ *    between.
  * A mapped page is read from the frames memfd here (the VMM's private copy
  * is out of reach): a write in the window before the registration is then
  * unseen until the page goes back to the memfd, and RAM carries it along.
  * The agent is the only one that ever moves the VMM's mapping back onto the
  * memfd, and it copies the VMM's page first; so whatever this side writes
  * into the block of a mapped page, the guest never reads it. An agent that
- * does not answer in time is never asked again (agent_dead): its mapped
- * pages stay as they are, and this side never writes or punches their
- * blocks again (their truth may be the VMM's private copy, which the agent
- * copies back when the daemon lets the VM go).
+ * does not answer a RAM in time is never asked again (agent_dead): its
+ * mapped pages stay as they are, and this side never writes or punches
+ * their blocks again (their truth may be the VMM's private copy, which the
+ * agent copies back when the daemon lets the VM go).
  */
 #include "config.h"
 
@@ -199,6 +206,30 @@ static int do_register(dmem_kvm_region *r, uint64_t gfn, uint64_t modes)
 
 /* ---------------------------------------------------------------- agent */
 
+typedef union agent_buf {
+  uint64_t align;
+  uint8_t b[sizeof(dmem_proto_hdr) + sizeof(dmem_proto_error)];
+} agent_buf;
+
+/* Sends a request to the agent without waiting: 0, or -1 with errno
+ * (EAGAIN: its socket is full). */
+static int agent_send(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t offset,
+                      uint32_t *seq)
+{
+  dmem_proto_map m = {.addr = dmem__mem_uaddr(r, gfn), .offset = offset, .what = what};
+  agent_buf buf;
+  *seq = ++r->agent_seq;
+  size_t n = dmem_proto_encode(buf.b, sizeof buf.b, DMEM_PROTO_MAP, *seq, &m, sizeof m);
+  return dmem_proto_send(r->agent_fd, buf.b, n, NULL, 0, 1);
+}
+
+static void agent_gone(dmem_kvm_region *r, uint64_t gfn, const char *why, int err)
+{
+  r->agent_dead = 1;
+  (void)dmem__mem_fail(r, DMEM_EIO, "%s about gfn %llu%s%s; it is asked nothing more", why,
+                       (unsigned long long)gfn, err ? ": " : "", err ? strerror(err) : "");
+}
+
 /* One request to the agent and its answer: its code (0 or DMEM_E*), or
  * DMEM_ETIMEDOUT_ when it did not answer properly in time (it is then
  * never asked again). */
@@ -206,17 +237,12 @@ static int agent_call(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t 
 {
   if (r->agent_dead)
     return DMEM_ETIMEDOUT_;
-  dmem_proto_map m = {.addr = dmem__mem_uaddr(r, gfn), .offset = offset, .what = what};
-  union {
-    uint64_t align;
-    uint8_t b[sizeof(dmem_proto_hdr) + sizeof(dmem_proto_error)];
-  } buf;
-  uint32_t seq = ++r->agent_seq;
-  size_t n = dmem_proto_encode(buf.b, sizeof buf.b, DMEM_PROTO_MAP, seq, &m, sizeof m);
+  agent_buf buf;
+  uint32_t seq;
   const char *why = NULL;
   int err = 0;
   dmem_proto_msg reply;
-  if (dmem_proto_send(r->agent_fd, buf.b, n, NULL, 0, 1) != 0) {
+  if (agent_send(r, gfn, what, offset, &seq) != 0) {
     why = "sending to the agent", err = errno;
   } else {
     long k = dmem_proto_recv(r->agent_fd, buf.b, sizeof buf.b, NULL, 0, NULL, AGENT_TIMEOUT_MS);
@@ -227,9 +253,7 @@ static int agent_call(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t 
       why = "a wrong answer from the agent";
   }
   if (why) {
-    r->agent_dead = 1;
-    (void)dmem__mem_fail(r, DMEM_EIO, "%s about gfn %llu%s%s; it is asked nothing more", why,
-                         (unsigned long long)gfn, err ? ": " : "", err ? strerror(err) : "");
+    agent_gone(r, gfn, why, err);
     return DMEM_ETIMEDOUT_;
   }
   if (reply.u.map_done.code == DMEM_ENOSPC)
@@ -241,13 +265,20 @@ static int agent_call(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t 
 }
 
 /* Maps frame_id over page gfn, copy-on-write, where the userfaultfd's
- * address space is: 0, DMEM_ENOSPC (no room for another mapping),
- * DMEM_ETIMEDOUT_ (the agent failed; it may map it yet) or an error (the
- * page is as it was). */
+ * address space is: 0, DMEM_ENOSPC (no room for another mapping) or an
+ * error (the page is as it was). Through an agent, 0 means asked: it maps
+ * the page (or fills it) and wakes its waiters itself. */
 static int map_frame(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id)
 {
-  if (r->agent_fd >= 0)
-    return agent_call(r, gfn, DMEM_PROTO_MAP_FRAME, (uint64_t)frame_id * PAGE);
+  if (r->agent_fd >= 0) {
+    uint32_t seq;
+    if (agent_send(r, gfn, DMEM_PROTO_MAP_FRAME, (uint64_t)frame_id * PAGE, &seq) == 0)
+      return 0;
+    if (errno == EAGAIN || errno == ENOBUFS)
+      return DMEM_ENOSPC; /* busy: this one is copied */
+    agent_gone(r, gfn, "sending to the agent", errno);
+    return DMEM_ENOTSUP;
+  }
   uint8_t *addr = r->base + gfn * PAGE;
   void *m = mmap(addr, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, r->frames_fd,
                  (off_t)frame_id * PAGE);
@@ -286,7 +317,7 @@ static int map_ram(dmem_kvm_region *r, uint64_t gfn, const void *content)
 
 /* ---------------------------------------------------------------- map, unmap */
 
-int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id, const void *frame)
+int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id)
 {
   uint8_t *p = &r->pages[gfn];
   if (!r->cow || r->agent_dead || !(*p & PG_EVICTED) || (*p & PG_MAPPED))
@@ -300,25 +331,14 @@ int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id, const
     r->st.cow_fallbacks++;
     return DMEM_ENOSPC;
   }
-  if (rc == DMEM_ETIMEDOUT_) {
-    /* The agent may map it yet, or may have: either way the VMM must read
-     * the frame, so the memfd gets it too, and the page becomes the
-     * agent's (agent_dead) for good. */
-    rc = dmem__mem_pwrite(r, gfn, frame);
-    if (rc)
-      return rc;
-    *p = (uint8_t)(*p & ~(PG_EVICTED | PG_FAULT | PG_FWRITE | PG_REF | PG_MOD));
-    set_mapped(r, gfn, 1, frame_id);
-    r->st.cow_mapped++;
-    (void)dmem__mem_wake(r, gfn);
-    return 0;
-  }
   if (rc)
     return rc;
   *p = (uint8_t)((*p & ~(PG_EVICTED | PG_FAULT | PG_FWRITE | PG_REF | PG_MOD)) | PG_ARMED);
   set_mapped(r, gfn, 1, frame_id);
   r->st.cow_maps++;
   r->st.cow_mapped++;
+  if (r->agent_fd >= 0)
+    return 0; /* the agent registers, protects and wakes, in its process */
   rc = do_register(r, gfn, UFFDIO_REGISTER_MODE_WP);
   if (rc == 0)
     rc = dmem__mem_wp(r, gfn, 1, 1, 0);

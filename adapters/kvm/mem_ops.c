@@ -195,6 +195,25 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
   int rc = r->dirty_src.sync ? r->dirty_src.sync(r, r->dirty_src.state) : 0;
   if (rc)
     goto out;
+  /* Pages to write-protect again: those a write (or a writable fill) has
+   * lifted since. An ARMED page is still protected, and an evicted one is
+   * protected when it is filled: protecting them again would only hold
+   * the VMM's address space longer (its mmap calls wait meanwhile). */
+  uint64_t run = UINT64_MAX;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    uint8_t q = r->pages[first + i];
+    int need = !(q & (PG_ARMED | PG_EVICTED));
+    if (need && run == UINT64_MAX)
+      run = first + i;
+    if (!need && run != UINT64_MAX) {
+      rc = dmem__mem_wp(r, run, first + i - run, 1, 0);
+      run = UINT64_MAX;
+    }
+  }
+  if (rc == 0 && run != UINT64_MAX)
+    rc = dmem__mem_wp(r, run, first + n - run, 1, 0);
+  if (rc)
+    goto out;
   for (size_t i = 0; i < n; i++) {
     uint8_t *p = &r->pages[first + i];
     uint8_t b = 0;
@@ -212,12 +231,11 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
     }
     out[i] = b;
   }
-  /* Re-arm: write-protect (the next write is a WP fault), then drop the
-   * page-table entries (the next touch is a MINOR fault). Zapping keeps
-   * the write protection as a marker, and evicted pages are holes either
-   * way. */
-  rc = dmem__mem_wp(r, first, n, 1, 0);
-  if (rc == 0 && (r->track & DMEM_KVM_TRACK_MINOR))
+  /* Re-armed above: write-protected (the next write is a WP fault); now
+   * drop the page-table entries (the next touch is a MINOR fault). Zapping
+   * keeps the write protection as a marker, and evicted pages are holes
+   * either way. */
+  if (r->track & DMEM_KVM_TRACK_MINOR)
     rc = dmem__mem_zap(r, first, n); /* mapped pages stay: see mem_cow.c */
   r->st.bits_calls++;
 out:
@@ -319,11 +337,12 @@ static int op_install(uint64_t gfn, const void *content, void *ud)
 
 static int op_share(uint64_t gfn, uint32_t frame_id, const void *frame, void *ud)
 {
+  (void)frame; /* mapped from the frames memfd, at frame_id's offset */
   dmem_kvm_region *r = ud;
   if (gfn >= r->npages)
     return DMEM_ERANGE;
   pthread_mutex_lock(&r->mu);
-  int rc = dmem__mem_cow_map(r, gfn, frame_id, frame);
+  int rc = dmem__mem_cow_map(r, gfn, frame_id);
   pthread_cond_broadcast(&r->cv);
   pthread_mutex_unlock(&r->mu);
   return rc;

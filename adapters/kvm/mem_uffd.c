@@ -192,6 +192,12 @@ static void serve_missing(dmem_kvm_region *r, uint64_t gfn, int write, uint64_t 
   pthread_mutex_lock(&r->mu);
   r->st.faults_missing++;
   while (!r->stopping) {
+    if (*p & PG_MAPPED) {
+      /* A touch before the agent mapped it (mem_cow.c): the agent's wake
+       * sends the thread to the frame. Nothing else fills this hole. */
+      r->st.faults_spurious++;
+      break;
+    }
     if (!(*p & PG_EVICTED)) {
       if (write && (*p & PG_EPROT)) {
         wait_unprotected(r, gfn); /* then look again: it may be evicted now */

@@ -39,16 +39,18 @@
  * it and a read-only descriptor of the memfd holding the frames of the
  * VM's sharing domain (no other domain's frame is in it). The daemon asks
  * the agent to map a frame over a page (DMEM_PROTO_MAP_FRAME) on the
- * page's first read, and to move it back onto the memfd
+ * page's first read (the agent wakes the reader), and to move it back onto
+ * the memfd
  * (DMEM_PROTO_MAP_RAM) once the guest wrote it or the VM is let go; the
  * agent copies the page's content into the memfd before it maps the memfd
  * back, always, so the VMM never reads a wrong byte whatever the daemon
  * does. When the agent's socket closes (the daemon, and its keeper if it
  * died, have let the VM go; or the client detaches), the agent moves back
- * every page it still has mapped itself. An agent that does not answer in
- * a second is never asked again (its VM's shared pages are copied from
- * then on): a VMM can slow the daemon for that second once per VM, and no
- * more. Secure mode maps nothing, so the daemon offers no agent there.
+ * every page it still has mapped itself. An agent that does not answer a
+ * DMEM_PROTO_MAP_RAM in a second is never asked again (its VM's shared
+ * pages are copied from then on): a VMM can slow the daemon for that
+ * second once per VM, and no more; one that does not serve a
+ * DMEM_PROTO_MAP_FRAME stalls only its own guest. Secure mode maps nothing, so the daemon offers no agent there.
  *
  * Lifecycles:
  *  - the VMM detaches, exits or is killed: the daemon detaches the VM,
@@ -195,7 +197,9 @@ typedef enum dmem_proto_type {
   DMEM_PROTO_STATS = 3,
   /** Request from the daemon to the client's agent, on the agent socket
    *  (DMEM_PROTO_ATTACHED_AGENT): change what backs one page of the VMM's
-   *  mapping. Payload dmem_proto_map. Reply: DMEM_PROTO_MAP_DONE. */
+   *  mapping. Payload dmem_proto_map. The agent serves them in order.
+   *  Reply: DMEM_PROTO_MAP_DONE for DMEM_PROTO_MAP_RAM; none for
+   *  DMEM_PROTO_MAP_FRAME (the daemon does not wait on a fault's path). */
   DMEM_PROTO_MAP = 4,
   /** Reply: the VM is served. Payload dmem_proto_attached. */
   DMEM_PROTO_ATTACHED = 0x81,
@@ -261,13 +265,19 @@ typedef struct dmem_proto_attached {
  *  the RAM the VMM attached; anything else is refused). */
 typedef enum dmem_proto_map_what {
   /** Map the frames memfd at @c offset over the page, MAP_PRIVATE (the
-   *  page is then shared copy-on-write), and fault it in for reading. */
+   *  page is then shared copy-on-write), fault it in for reading, register
+   *  it with the userfaultfd in WP mode, write-protect it (a write must be
+   *  seen), and wake the threads waiting on it. Where the mapping cannot
+   *  be made, write the frame into the RAM memfd at the page instead (the
+   *  page is an evicted hole until then), and wake them all the same. */
   DMEM_PROTO_MAP_FRAME = 1,
   /** Copy the page's current content (the frame, or the VMM's private copy
    *  of it) into the RAM memfd, then map the RAM memfd back over the page,
-   *  MAP_SHARED, as before DMEM_PROTO_MAP_FRAME. @c offset is 0: the agent
-   *  knows where the page is in its memfd. The daemon write-protects the
-   *  page first, so that no write lands between the copy and the mapping. */
+   *  MAP_SHARED, as before DMEM_PROTO_MAP_FRAME; for a page the agent did
+   *  not map, nothing (its content is in the memfd). @c offset is 0: the
+   *  agent knows where the page is in its memfd. The daemon write-protects
+   *  the page first, so that no write lands between the copy and the
+   *  mapping. */
   DMEM_PROTO_MAP_RAM = 2
 } dmem_proto_map_what;
 
