@@ -136,11 +136,14 @@ static void print_text(const demo_figures *f, const demo_opts *o)
          (unsigned long long)s->frames);
   printf("  guest program   %s; copy-on-write mapping of shared pages %s; secure mode %s\n",
          o->read_heavy ? "read-heavy (a window of a quarter of the content)" : "mostly idle",
-         o->processes             ? "off (not across processes)"
-         : o->no_cow || o->secure ? "off"
-                                  : "on",
+         o->no_cow || o->secure ? "off"
+         : o->processes         ? "on (in each VMM, by its agent)"
+                                : "on",
          o->secure ? "on" : "off");
-  if (!o->processes) {
+  if (o->processes) {
+    printf("  copy-on-write   %llu pages mapped now, in the VMMs\n",
+           (unsigned long long)f->ks.cow_mapped);
+  } else {
     printf("  copy-on-write   %llu pages mapped now (%llu maps, %llu copied past the budget); "
            "VMAs %llu now, %llu at most, budget %llu\n",
            (unsigned long long)f->ks.cow_mapped, (unsigned long long)f->ks.cow_maps,
@@ -200,8 +203,7 @@ static void print_json(const demo_figures *f, const demo_opts *o)
          "\"cow_fallbacks\":%llu,\"vmas_used\":%llu,\"vmas_max\":%llu,\"vma_budget\":%llu,"
          "\"shared_read_faults\":%llu,\"shared_write_faults\":%llu,\"secure\":%s,"
          "\"processes\":%s}\n",
-         o->read_heavy ? "true" : "false",
-         o->no_cow || o->secure || o->processes ? "false" : "true",
+         o->read_heavy ? "true" : "false", o->no_cow || o->secure ? "false" : "true",
          (unsigned long long)f->ks.cow_mapped, (unsigned long long)f->ks.cow_maps,
          (unsigned long long)f->ks.cow_fallbacks, (unsigned long long)f->ks.vmas_used,
          (unsigned long long)f->vmas_max, (unsigned long long)f->ks.vma_budget,
@@ -481,7 +483,10 @@ static int demo_processes(const demo_opts *o)
                   "--c4-passes",
                   "3",
                   o->secure ? "--secure" : NULL,
+                  NULL,
                   NULL};
+  if (o->no_cow)
+    args[o->secure ? 9 : 8] = "--no-cow";
   if (!o->connect && (dpid = stat_daemon_start(sock, args)) < 0) {
     fprintf(stderr, "diffmem demo: diffmemd did not start (is it built or installed?)\n");
     goto out;
@@ -522,6 +527,7 @@ static int demo_processes(const demo_opts *o)
   es->zero = st[0].zero, es->shared = st[0].shared, es->patched = st[0].patched;
   es->compressed = st[0].compressed, es->swapped = st[0].swapped, es->faults = st[0].faults;
   es->bytes_saved = st[0].bytes_saved, es->errors = st[0].errors;
+  fig.ks.cow_mapped = st[0].mapped; /* in the VMMs, by their agents */
   fig.t.other_cpu_s = (double)(st[0].cpu_ns - cpu0) / 1e9;
   /* Fault service time: the median of the VMs' medians, the worst p99. */
   double p50s[DMEM_PROTO_STATS_MAX];
@@ -725,8 +731,9 @@ const dmem_cmd dmem_cmd_demo = {
              "one instead. The figures are the same, by the kernel's accounting summed\n"
              "over the processes: the guests' memfds, the daemon's store and journal\n"
              "memfds, and the daemon's anonymous memory above what it held before the\n"
-             "guests came; engine_cpu_s is the daemon's CPU, and copy-on-write mapping\n"
-             "is off (it works within one process only).\n"
+             "guests came; engine_cpu_s is the daemon's CPU. Shared pages are mapped\n"
+             "copy-on-write in each VMM by the client's agent (--no-cow: copied);\n"
+             "cow_mapped_pages is the daemon's count, and the other VMA figures are 0.\n"
              "\n"
              "Figures (text, or one JSON object on stdout with --json):\n"
              "  guests, guest_pages   guests and their pages (content + data + control).\n"

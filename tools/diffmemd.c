@@ -66,6 +66,7 @@ typedef struct dopts {
   unsigned c4_passes;
   int reads_hold; /* pages only read stay hot (no idle_reads) */
   int secure;
+  int no_cow; /* no agent: shared pages are copied on a read */
   unsigned max_vms, max_conns;
   uint64_t store_limit_mb;
   const char *swap_dir;
@@ -497,7 +498,7 @@ static int vm_drop(dvm *v, int force)
 static void make_agent(dvm *v, const dmem_proto_attach *a)
 {
   v->agent_fd = v->agent_peer = -1;
-  if (!(a->flags & DMEM_PROTO_ATTACH_AGENT) || D.o.secure ||
+  if (!(a->flags & DMEM_PROTO_ATTACH_AGENT) || D.o.secure || D.o.no_cow ||
       !(a->uffd_features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
     return;
   int sv[2];
@@ -909,7 +910,7 @@ static void usage(FILE *f)
   fprintf(f, "usage: diffmemd [--config FILE] [--socket PATH] [--socket-mode OCTAL]\n"
              "                [--socket-group NAME]\n"
              "                [--domain-by uid|vm|one] [--scan-ms N] [--scan-pages N]\n"
-             "                [--c4-passes N] [--reads-hold-pages]\n"
+             "                [--c4-passes N] [--reads-hold-pages] [--no-cow]\n"
              "                [--secure] [--store-limit-mb N] [--swap-dir DIR]\n"
              "                [--max-vms N] [--max-connections N] [--quiet]\n"
              "One libdiffmem engine for every VMM on the host; VMMs connect with\n"
@@ -930,6 +931,7 @@ static int set_option(const char *name, const char *v, int from_file, char *why,
   int *flag = !strcmp(name, "secure")             ? &D.o.secure
               : !strcmp(name, "quiet")            ? &D.o.quiet
               : !strcmp(name, "reads-hold-pages") ? &D.o.reads_hold
+              : !strcmp(name, "no-cow")           ? &D.o.no_cow
                                                   : NULL;
   if (flag) {
     if (strcmp(v, "yes") && strcmp(v, "no")) {
@@ -1029,7 +1031,8 @@ static int parse_args(int argc, char **argv)
       return 2;
     }
     const char *name = a + 2;
-    if (!strcmp(name, "secure") || !strcmp(name, "quiet") || !strcmp(name, "reads-hold-pages")) {
+    if (!strcmp(name, "secure") || !strcmp(name, "quiet") || !strcmp(name, "reads-hold-pages") ||
+        !strcmp(name, "no-cow")) {
       (void)set_option(name, "yes", 0, why, sizeof why);
       continue;
     }

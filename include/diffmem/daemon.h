@@ -308,7 +308,10 @@ typedef struct dmem_proto_vm_stats {
   int64_t bytes_saved;
   int64_t entitlement_bytes;
   uint64_t merges, faults, errors;
-  uint64_t fault_p50_ns, fault_p99_ns; /**< fault service time (0: none yet) */
+  /** Fault service time (0: none yet): from the daemon reading the fault
+   *  to the page installed, or, for a page the VMM's agent maps, to the
+   *  request sent (bench faults times the whole touch). */
+  uint64_t fault_p50_ns, fault_p99_ns;
   uint64_t cpu_ns;                     /**< the daemon's CPU time (totals only) */
   uint64_t store_bytes;                /**< frames, patches and blobs (totals only) */
 } dmem_proto_vm_stats;
