@@ -1,7 +1,8 @@
 /* SPDX-FileCopyrightText: 2026 The libdiffmem authors
  * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz target: dmem_proto_parse() (diffmem/daemon.h), what diffmemd runs on
- * every packet a VMM sends, must accept or refuse any bytes without
+ * every packet a VMM sends (and a client's agent on every request from the
+ * daemon), must accept or refuse any bytes without
  * reading past them; and a message it accepts must be exactly what
  * dmem_proto_encode() makes of the parsed fields (nothing in a packet goes
  * unchecked or unread), with every string terminated in its field. */
@@ -27,6 +28,10 @@ static size_t payload_len(const dmem_proto_msg *m)
     return sizeof m->u.attached;
   case DMEM_PROTO_ERROR:
     return sizeof m->u.error;
+  case DMEM_PROTO_MAP:
+    return sizeof m->u.map;
+  case DMEM_PROTO_MAP_DONE:
+    return sizeof m->u.map_done;
   default:
     return 0;
   }
