@@ -259,11 +259,16 @@ static uint64_t keeper_recover(kvm *k, const dmem_journal_store *st, dmem_codec 
   }
   munmap((void *)j, jsize);
   /* Lift every protection the daemon left (waking whoever waits on one),
-   * then leave the range to the VMM alone. */
+   * then leave the range to the VMM alone: unregistered here, or, with an
+   * agent, by the agent once it has read the socket to its end. A page the
+   * daemon asked it to map may still be a hole until then (its journal
+   * entry says "in guest memory" from the request on), and its waiters
+   * must wait for the agent rather than read the hole as zeros. */
   struct uffdio_writeprotect wp = {.range = {k->uffd_addr, k->size}, .mode = 0};
   (void)ioctl(k->uffd, UFFDIO_WRITEPROTECT, &wp);
   struct uffdio_range rg = {k->uffd_addr, k->size};
-  (void)ioctl(k->uffd, UFFDIO_UNREGISTER, &rg);
+  if (k->agent < 0)
+    (void)ioctl(k->uffd, UFFDIO_UNREGISTER, &rg);
   return lost;
 }
 

@@ -295,11 +295,14 @@ static int agent_do(dmem_kvm_client *c, const dmem_proto_map *m, dmem_proto_map_
   return 1;
 }
 
-/* The socket closed: every page still on a frame goes back to the memfd,
+/* The agent stops: every page still on a frame goes back to the memfd,
  * write-protected meanwhile where the kernel can (nobody lifts that
  * protection but the wake at the end, which makes waiting writers fault
- * again on the memfd). */
-static void agent_restore(dmem_kvm_client *c)
+ * again on the memfd). @p released: the socket reached its end, so the
+ * daemon (and its keeper) let the VM go and every request it made has been
+ * served: the registration ends here too (a keeper leaves it to the agent,
+ * for the pages it had yet to map). */
+static void agent_restore(dmem_kvm_client *c, int released)
 {
   uint64_t npages = c->size / PAGE;
   for (uint64_t g = 0; g < npages; g++) {
@@ -316,6 +319,10 @@ static void agent_restore(dmem_kvm_client *c)
     struct uffdio_range rg = {addr, PAGE};
     (void)ioctl(c->uffd, UFFDIO_WAKE, &rg);
   }
+  if (released) {
+    struct uffdio_range all = {(uint64_t)(uintptr_t)c->ram, c->size};
+    (void)ioctl(c->uffd, UFFDIO_UNREGISTER, &all);
+  }
 }
 
 static void *agent_main(void *arg)
@@ -325,11 +332,13 @@ static void *agent_main(void *arg)
     uint64_t align;
     uint8_t b[sizeof(dmem_proto_hdr) + sizeof(dmem_proto_map)];
   } in, out;
+  int released = 0;
   for (;;) {
     long n = dmem_proto_recv(c->agent_sock, in.b, sizeof in.b, NULL, 0, NULL, -1);
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
       continue;
     dmem_proto_msg m;
+    released = n == 0;
     if (n <= 0 || dmem_proto_parse(&m, in.b, (size_t)n) != 0 || m.hdr.type != DMEM_PROTO_MAP)
       break; /* closed, or not the daemon talking */
     dmem_proto_map_done d;
@@ -339,7 +348,7 @@ static void *agent_main(void *arg)
     if (dmem_proto_send(c->agent_sock, out.b, k, NULL, 0, 0) != 0)
       break;
   }
-  agent_restore(c);
+  agent_restore(c, released);
   return NULL;
 }
 

@@ -66,7 +66,11 @@
  *    do), rebuilds every page the journals say is evicted, puts it back
  *    through the userfaultfd (waking whoever waits on it), lifts every
  *    write protection, unregisters the range and says RELEASED; the VMM
- *    runs on and its dmem_kvm_client_detach() returns 0. The journal
+ *    runs on and its dmem_kvm_client_detach() returns 0. With an agent,
+ *    the keeper leaves the range registered and closes its copy of the
+ *    agent's socket last: the agent serves what the daemon had asked of it
+ *    (a page it was to map is a hole until then), moves its pages back,
+ *    and unregisters. The journal
  *    (diffmem.h, dmem_vm_set_journal()) names where a page is before it
  *    leaves guest memory, so this holds at every instant. Only the death
  *    of both processes at once (a SIGKILL of the whole group) loses the
