@@ -16,6 +16,8 @@
 
 #include <diffmem/kvm.h>
 
+#include "uffd.h"
+
 #ifndef KVM_CAP_MEMORY_FAULT_INFO
 #define KVM_CAP_MEMORY_FAULT_INFO 232
 #endif
@@ -46,12 +48,9 @@ static int kvm_caps(dmem_kvm_caps *out)
 
 static int uffd_caps(dmem_kvm_caps *out)
 {
-  int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    snprintf(out->reason, sizeof out->reason, "cannot open userfaultfd: %s%s", strerror(errno),
-             errno == EPERM ? " (needs root or vm.unprivileged_userfaultfd=1)" : "");
+  int fd = dmem__uffd_open(out->reason, sizeof out->reason);
+  if (fd < 0)
     return DMEM_ENOTSUP;
-  }
   out->uffd = 1;
   /* Asking for features 0 returns every feature the kernel has. */
   struct uffdio_api api = {.api = UFFD_API, .features = 0};

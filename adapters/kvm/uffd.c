@@ -15,13 +15,47 @@
 
 #include "uffd.h"
 
+/* <linux/userfaultfd.h> before 6.1 lacks the device's ioctl. */
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+int dmem__uffd_open(char *err, size_t errlen)
+{
+  const int flags = O_CLOEXEC | O_NONBLOCK;
+  int fd = (int)syscall(SYS_userfaultfd, flags);
+  if (fd >= 0)
+    return fd;
+  int sys_errno = errno;
+  if (sys_errno != EPERM) {
+    snprintf(err, errlen, "cannot open userfaultfd: %s", strerror(sys_errno));
+    return -1;
+  }
+  /* Without CAP_SYS_PTRACE and with vm.unprivileged_userfaultfd=0 the
+   * system call refuses; /dev/userfaultfd (Linux 6.1) is governed by its
+   * file mode instead, and its descriptors handle kernel faults too. */
+  int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+  if (dev < 0) {
+    snprintf(err, errlen,
+             "cannot open userfaultfd: %s (needs CAP_SYS_PTRACE or "
+             "vm.unprivileged_userfaultfd=1), nor /dev/userfaultfd: %s",
+             strerror(sys_errno), strerror(errno));
+    return -1;
+  }
+  fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+  int e = errno;
+  close(dev);
+  if (fd < 0)
+    snprintf(err, errlen, "cannot open userfaultfd: %s; /dev/userfaultfd: USERFAULTFD_IOC_NEW: %s",
+             strerror(sys_errno), strerror(e));
+  return fd;
+}
+
 int dmem__uffd_features(uint64_t *have, char *err, size_t errlen)
 {
-  int probe = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-  if (probe < 0) {
-    snprintf(err, errlen, "cannot open userfaultfd: %s", strerror(errno));
+  int probe = dmem__uffd_open(err, errlen);
+  if (probe < 0)
     return DMEM_ENOTSUP;
-  }
   /* UFFDIO_API with features 0 reports every feature; it may be called
    * once per descriptor, so the real one is opened afterwards. */
   struct uffdio_api api = {.api = UFFD_API, .features = 0};
@@ -52,11 +86,9 @@ int dmem__uffd_register(int *out, uint64_t features, uint64_t base, uint64_t len
     modes |= UFFDIO_REGISTER_MODE_WP;
     need |= 1ull << _UFFDIO_WRITEPROTECT;
   }
-  int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    snprintf(err, errlen, "cannot open userfaultfd: %s", strerror(errno));
+  int fd = dmem__uffd_open(err, errlen);
+  if (fd < 0)
     return DMEM_ENOTSUP;
-  }
   struct uffdio_api api = {.api = UFFD_API, .features = features};
   if (ioctl(fd, UFFDIO_API, &api) != 0) {
     snprintf(err, errlen, "UFFDIO_API with features %#llx: %s", (unsigned long long)features,

@@ -9,6 +9,12 @@
 
 #include <diffmem/common.h>
 
+/* A new userfaultfd (O_CLOEXEC | O_NONBLOCK): the system call, or, where
+ * that is refused for want of privilege, /dev/userfaultfd's
+ * USERFAULTFD_IOC_NEW (a QEMU that libvirt runs without capabilities).
+ * The descriptor, or -1 with err set. */
+int dmem__uffd_open(char *err, size_t errlen);
+
 /* The UFFD_FEATURE_* bits the kernel offers, into *have. DMEM_ENOTSUP (err
  * says why) without userfaultfd or without MISSING faults on shmem. */
 int dmem__uffd_features(uint64_t *have, char *err, size_t errlen);
