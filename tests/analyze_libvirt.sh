@@ -36,18 +36,8 @@ command -v python3 >/dev/null || skip "no python3"
 cc=${CC:-cc}
 cc=${cc%% *}
 
-# libvirtd and virtlogd (the QEMU driver logs through it), started here when
-# no service manager did.
-if ! virsh -c "$uri" version >/dev/null 2>&1; then
-  pgrep -x virtlogd >/dev/null || virtlogd -d || skip "virtlogd does not start"
-  pgrep -x libvirtd >/dev/null || libvirtd -d || skip "libvirtd does not start"
-  for i in $(seq 1 50); do
-    virsh -c "$uri" version >/dev/null 2>&1 && break
-    sleep 0.2
-  done
-fi
-virsh -c "$uri" version >/dev/null 2>&1 || skip "cannot connect to libvirtd at $uri"
-pgrep -x virtlogd >/dev/null || virtlogd -d || skip "virtlogd does not start"
+. "$srcdir/tests/libvirtd.sh"
+libvirt_up "$uri"
 
 tmp=$(mktemp -d /tmp/dmem-libvirt.XXXXXX) || fail "mktemp"
 chmod 755 "$tmp" # QEMU runs as another user and reads the kernel from here

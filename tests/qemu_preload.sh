@@ -17,6 +17,7 @@ fail() { echo "qemu_preload: FAIL: $*"; [ -n "${tmp:-}" ] && tail -20 "$tmp/qemu
 skip() { echo "qemu_preload: SKIP: $*"; exit 77; }
 
 builddir=${builddir:-.}
+srcdir=${srcdir:-.}
 [ "$(id -u)" -eq 0 ] || skip "needs root (userfaultfd on another process's memory)"
 qemu=$(command -v qemu-system-x86_64) || skip "no qemu-system-x86_64 (install qemu-system-x86)"
 kernel=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
@@ -44,68 +45,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$tmp/init.c" <<'C'
-#include <stdint.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/reboot.h>
-#include <unistd.h>
-enum { PS = 4096, PAGES = 96 << 8 }; /* 96 MiB */
-static uint64_t word(uint64_t page, uint64_t w, uint64_t gen)
-{
-  if (page % 3 == 1)
-    return 0;
-  uint64_t key = page % 3 == 0 ? 1 + page / 3 % 16 : 1000 + page;
-  uint64_t z = key * 0x9e3779b97f4a7c15ull ^ w * 0xbf58476d1ce4e5b9ull ^ gen;
-  return (z ^ z >> 29) & 0x0f0f0f0f0f0f0f0full; /* compressible */
-}
-static unsigned check(const uint64_t *m, const uint64_t *gen)
-{
-  unsigned bad = 0;
-  for (uint64_t p = 0; p < PAGES; p++)
-    for (uint64_t w = 0; w < PS / 8; w++)
-      if (m[p * (PS / 8) + w] != word(p, w, gen[p])) {
-        bad++;
-        break;
-      }
-  return bad;
-}
-int main(void)
-{
-  static uint64_t gen[PAGES];
-  uint64_t *m = mmap(NULL, (size_t)PAGES * PS, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-  if (m == MAP_FAILED) {
-    printf("diffmem-guest: BAD no memory\n");
-    goto out;
-  }
-  for (uint64_t p = 0; p < PAGES; p++)
-    for (uint64_t w = 0; w < PS / 8; w++)
-      m[p * (PS / 8) + w] = word(p, w, 0);
-  printf("diffmem-guest: filled\n");
-  fflush(stdout);
-  unsigned bad = 0;
-  for (int round = 1; round <= 3; round++) {
-    sleep(4); /* the daemon evicts meanwhile */
-    bad += check(m, gen);
-    for (uint64_t p = (uint64_t)round; p < PAGES; p += 97) { /* new content here and there */
-      gen[p] = (uint64_t)round;
-      for (uint64_t w = 0; w < PS / 8; w++)
-        m[p * (PS / 8) + w] = word(p, w, gen[p]);
-    }
-  }
-  bad += check(m, gen);
-  printf(bad ? "diffmem-guest: BAD %u pages\n" : "diffmem-guest: ok%u\n", bad);
-out:
-  fflush(stdout);
-  sync();
-  reboot(RB_POWER_OFF);
-  return 0;
-}
-C
 mkdir -p "$tmp/root/dev" || fail "mkdir"
-"$cc" -static -O2 -o "$tmp/root/init" "$tmp/init.c" 2>"$tmp/cc.log" ||
+"$cc" -static -O2 -o "$tmp/root/init" "$srcdir/tests/guest_init.c" 2>"$tmp/cc.log" ||
   skip "cannot build a static init with $cc: $(head -n 3 "$tmp/cc.log")"
 (cd "$tmp/root" && find . | cpio -o -H newc --quiet >"$tmp/initrd") || fail "cpio"
 
