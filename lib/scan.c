@@ -387,6 +387,13 @@ static void swap_evicted(dmem_engine *e, dmem_vm *vm, dmem__page *p)
 static void visit(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned bits)
 {
   dmem__page *p = &vm->pages[gfn];
+  if ((bits & DMEM_BIT_ABSENT) && p->kind == DMEM_PAGE_RESIDENT &&
+      !(p->flags & (PAGE_F_DIRTY | PAGE_F_REF))) {
+    /* No memory behind it: nothing to read, nothing to free. */
+    vm->scanned++;
+    e->scanned++;
+    return;
+  }
   int resident = p->kind == DMEM_PAGE_RESIDENT || p->kind == DMEM_PAGE_MAPPED;
   if (p->flags & PAGE_F_DIRTY)
     bits |= DMEM_BIT_MODIFIED | DMEM_BIT_REFERENCED;

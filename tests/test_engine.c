@@ -471,6 +471,31 @@ START_TEST(zero_pages)
 }
 END_TEST
 
+/* A page the adapter reports absent (no memory behind it) is neither read
+ * nor evicted, and stays resident; once it holds memory again, it is
+ * scanned as any other. */
+START_TEST(absent_pages_skipped)
+{
+  fx f;
+  fx_init(&f, 1, 8, 0); /* every page zeros */
+  fx_start(&f);
+  for (int pass = 0; pass < 3; pass++) {
+    for (uint64_t g = 0; g < 4; g++)
+      mem_set_bits(f.m[0], g, DMEM_BIT_ABSENT);
+    fx_pass(&f);
+  }
+  expect_kind(&f, 0, 0, 4, DMEM_PAGE_RESIDENT);
+  expect_kind(&f, 0, 4, 4, DMEM_PAGE_ZERO);
+  ck_assert_uint_eq(mem_calls(f.m[0], MEM_OP_READ), 4);
+  ck_assert_uint_eq(mem_calls(f.m[0], MEM_OP_EVICT), 4);
+  ck_assert_uint_eq(fx_es(&f).zero, 4);
+  fx_pass(&f); /* no longer absent */
+  expect_kind(&f, 0, 0, 8, DMEM_PAGE_ZERO);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
 START_TEST(share_same_vm)
 {
   fx f;
@@ -1821,6 +1846,7 @@ Suite *dmem_test_suite(void)
   tcase_add_test(tc, attach_and_ranges);
   tcase_add_test(tc, clock_transitions);
   tcase_add_test(tc, zero_pages);
+  tcase_add_test(tc, absent_pages_skipped);
   tcase_add_test(tc, share_same_vm);
   tcase_add_test(tc, share_cross_vm_mapped);
   tcase_add_test(tc, share_evicts_unless_mapped);

@@ -487,6 +487,13 @@ static int vm_drop(dvm *v, int force)
   if (rc)
     say("vm %u (%s): detach: %s: pages still evicted are lost", v->id, v->name,
         dmem_kvm_region_errmsg(v->r));
+  dmem_kvm_stats st = {.version = DMEM_KVM_STATS_VERSION};
+  if (dmem_kvm_region_stats(&st, v->r) == 0)
+    say("vm %u (%s): faults served: %llu missing (%llu first touches), %llu write-protect, "
+        "%llu minor; %llu pages evicted",
+        v->id, v->name, (unsigned long long)st.faults_missing, (unsigned long long)st.zero_fills,
+        (unsigned long long)st.faults_wp, (unsigned long long)st.faults_minor,
+        (unsigned long long)st.evictions);
   dmem_kvm_region_destroy(v->r);
   keeper_say(K_DEL, v->key, 0); /* every page is back: nothing to keep */
   close_agent(v);

@@ -184,6 +184,26 @@ static int op_read(void *buf, uint64_t gfn, void *ud)
   return 0;
 }
 
+/* Pages of [first, first + n) with no memory behind them: never touched,
+ * or given back (a balloon's PUNCH_HOLE). mincore() asks the memfd's page
+ * cache through our mapping; a page swapped out reads as absent too, which
+ * only spares it a visit. Evicted pages are holes by design and mapped ones
+ * hold no block of their own: neither is reported. */
+static void mark_absent(dmem_kvm_region *r, uint8_t *out, uint64_t first, size_t n)
+{
+  enum { CHUNK = 4096 };
+  unsigned char vec[CHUNK];
+  for (size_t i = 0; i < n; i += CHUNK) {
+    size_t k = n - i < CHUNK ? n - i : CHUNK;
+    if (mincore(r->base + (first + i) * PAGE, k * PAGE, vec) != 0)
+      return; /* reported as present: the status quo */
+    for (size_t j = 0; j < k; j++)
+      if (!(vec[j] & 1) && !(r->pages[first + i + j] & (PG_EVICTED | PG_MAPPED)) &&
+          !(out[i + j] & DMEM_BIT_MODIFIED))
+        out[i + j] = DMEM_BIT_ABSENT; /* "read" is a guess without MINOR tracking */
+  }
+}
+
 static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
 {
   dmem_kvm_region *r = ud;
@@ -231,6 +251,7 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
     }
     out[i] = b;
   }
+  mark_absent(r, out, first, n);
   /* Re-armed above: write-protected (the next write is a WP fault); now
    * drop the page-table entries (the next touch is a MINOR fault). Zapping
    * keeps the write protection as a marker, and evicted pages are holes

@@ -171,12 +171,70 @@ static void wait_unprotected(dmem_kvm_region *r, uint64_t gfn)
 /* A hole the engine does not hold: a page never written, or a fault that
  * someone else served already. mu held; for a write, the page is not
  * protected by the engine. */
+/* Fault-around for first touches: a guest takes fresh memory in runs (a
+ * booting kernel clears and fills it page after page), so a MISSING fault
+ * on a page that never left fills the rest of its aligned run of AROUND
+ * pages too, where they are holes the engine counts resident: zeros, as a
+ * touch would make them, and writable, since the guest is about to write
+ * them. A write to them is then unseen, so they are recorded as modified
+ * (bits() reports them so once and arms them again): the invariant that a
+ * page not recorded as modified is write-protected holds. One fault then
+ * serves up to AROUND first touches; a filled page the guest never uses
+ * is an idle zero page the scanner frees again. */
+#define AROUND 16
+
+static int around_ok(const dmem_kvm_region *r, uint64_t g)
+{
+  return !(r->pages[g] & (PG_EVICTED | PG_MAPPED | PG_FAULT | PG_EPROT | PG_REF | PG_MOD));
+}
+
+/* Fills the holes of [g, g + n) with zeros, waking nobody (nobody waits:
+ * a waiter's page has PG_FAULT or is the faulting one). Stops quietly at
+ * anything but a page already there: this is only a head start. */
+static void fill_run(dmem_kvm_region *r, uint64_t g, uint64_t n)
+{
+  for (int tries = 0; n > 0 && tries < 64; tries++) {
+    struct uffdio_zeropage z = {.range = {.start = dmem__mem_uaddr(r, g), .len = n * PAGE},
+                                .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE};
+    int rc = ioctl(r->uffd, UFFDIO_ZEROPAGE, &z);
+    uint64_t k = rc == 0 ? n : z.zeropage > 0 ? (uint64_t)z.zeropage / PAGE : 0;
+    for (uint64_t i = 0; i < k; i++)
+      r->pages[g + i] = (uint8_t)((r->pages[g + i] & ~PG_ARMED) | PG_MOD);
+    if (rc == 0 || (errno != EEXIST && errno != EAGAIN))
+      return;
+    /* A page already there (or the mm changing): step over it. */
+    k += errno == EEXIST;
+    g += k;
+    n -= k < n ? k : n;
+  }
+}
+
+static void fill_around(dmem_kvm_region *r, uint64_t gfn)
+{
+  uint64_t a = gfn & ~(uint64_t)(AROUND - 1), b = a + AROUND;
+  if (b > r->npages)
+    b = r->npages;
+  for (uint64_t g = a; g < b;) {
+    if (g == gfn || !around_ok(r, g)) {
+      g++;
+      continue;
+    }
+    uint64_t e = g + 1;
+    while (e < b && e != gfn && around_ok(r, e))
+      e++;
+    fill_run(r, g, e - g);
+    g = e;
+  }
+}
+
 static void fill_zero(dmem_kvm_region *r, uint64_t gfn, int write)
 {
   int rc = dmem__mem_fill(r, gfn, r->zeros, write, 0);
   if (rc == 0) {
     r->st.zero_fills++;
     r->pages[gfn] |= (uint8_t)(PG_REF | (write ? PG_MOD : 0));
+    if (!r->vmm_gone)
+      fill_around(r, gfn);
   } else if (rc == 1) {
     r->st.faults_spurious++;
   } else {

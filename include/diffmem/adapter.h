@@ -42,6 +42,11 @@ extern "C" {
 #define DMEM_BIT_REFERENCED 0x1u
 /** The guest wrote the page since the bits were last cleared. */
 #define DMEM_BIT_MODIFIED 0x2u
+/** The page holds no memory (never touched since the VM began, or given
+ *  back by the guest's balloon): it reads as zeros and freeing it would
+ *  save nothing, so the engine neither reads nor evicts it on this visit.
+ *  Optional: an adapter that cannot tell never reports it. */
+#define DMEM_BIT_ABSENT 0x4u
 
 /** The operations of one VM's memory. Fields marked optional may be NULL. */
 typedef struct dmem_adapter_ops {
@@ -54,7 +59,8 @@ typedef struct dmem_adapter_ops {
   /** Reads and clears the referenced and modified bits of the resident
    *  pages @p first .. @p first + @p n - 1 into @p out (one byte each,
    *  DMEM_BIT_* flags). Non-resident pages in the range report 0. An adapter
-   *  that cannot tell referenced from modified reports both. Required. */
+   *  that cannot tell referenced from modified reports both. A resident
+   *  page without memory behind it may report DMEM_BIT_ABSENT. Required. */
   int (*bits)(uint8_t *out, uint64_t first, size_t n, void *ud);
 
   /** Write-protects resident page @p gfn: a guest write to it must wait
