@@ -393,10 +393,11 @@ int dmem__mem_zap(dmem_kvm_region *r, uint64_t first, uint64_t n)
 {
   uint64_t end = first + n, g = first;
   while (g < end) {
-    while (g < end && (r->pages[g] & PG_MAPPED))
+    /* Mapped pages stay, and so do young ones (writable meanwhile). */
+    while (g < end && ((r->pages[g] & PG_MAPPED) || r->young[g]))
       g++;
     uint64_t run = g;
-    while (g < end && !(r->pages[g] & PG_MAPPED))
+    while (g < end && !(r->pages[g] & PG_MAPPED) && !r->young[g])
       g++;
     if (g > run && madvise(r->base + run * PAGE, (g - run) * PAGE, MADV_DONTNEED) != 0)
       return dmem__mem_fail(r, DMEM_ESYS, "MADV_DONTNEED of %llu pages at gfn %llu: %s",

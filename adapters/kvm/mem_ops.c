@@ -221,8 +221,19 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
    * the VMM's address space longer (its mmap calls wait meanwhile). */
   uint64_t run = UINT64_MAX;
   for (size_t i = 0; i < n && rc == 0; i++) {
-    uint8_t q = r->pages[first + i];
-    int need = !(q & (PG_ARMED | PG_EVICTED));
+    uint8_t *p = &r->pages[first + i], *y = &r->young[first + i];
+    int hold = 0;
+    if (*y) {
+      /* Freshly filled (mem_uffd.c): writable, so reported as modified;
+       * armed on its last young visit, which reports it modified too. */
+      if (*p & (PG_EVICTED | PG_MAPPED))
+        *y = 0;
+      else {
+        *p |= PG_MOD;
+        hold = --*y > 0;
+      }
+    }
+    int need = !hold && !(*p & (PG_ARMED | PG_EVICTED));
     if (need && run == UINT64_MAX)
       run = first + i;
     if (!need && run != UINT64_MAX) {
@@ -247,7 +258,8 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
         *p |= PG_MOD;
       b = (uint8_t)(((*p & PG_REF) ? DMEM_BIT_REFERENCED : 0) |
                     ((*p & PG_MOD) ? DMEM_BIT_MODIFIED | DMEM_BIT_REFERENCED : 0));
-      *p = (uint8_t)((*p & ~(PG_REF | PG_MOD)) | ((r->track & DMEM_KVM_TRACK_WP) ? PG_ARMED : 0));
+      int armed = (r->track & DMEM_KVM_TRACK_WP) && !r->young[first + i];
+      *p = (uint8_t)((*p & ~(PG_REF | PG_MOD)) | (armed ? PG_ARMED : 0));
     }
     out[i] = b;
   }
@@ -317,6 +329,7 @@ static int op_evict(uint64_t gfn, void *ud)
     /* The punch already unmapped the block; this drops any entry left. */
     (void)madvise(r->base + gfn * PAGE, PAGE, MADV_DONTNEED);
     r->pages[gfn] = (uint8_t)(PG_EVICTED | (r->pages[gfn] & (PG_FAULT | PG_FWRITE)));
+    r->young[gfn] = 0;
     r->st.evictions++;
     pthread_cond_broadcast(&r->cv);
   }

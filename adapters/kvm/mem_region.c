@@ -206,6 +206,7 @@ static void release(dmem_kvm_region *r)
   if (r->own_fd && r->fd >= 0)
     close(r->fd);
   dmem__mem_free(r, r->pages, r->npages);
+  dmem__mem_free(r, r->young, r->npages);
   dmem__alloc a = r->alloc;
   dmem__free(&a, r, sizeof *r);
 }
@@ -253,13 +254,15 @@ int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options 
   r->fd_offset = opts->fd_offset;
   r->fd = r->uffd = r->stop_fd = r->agent_fd = -1;
   r->pages = dmem__mem_alloc(r, r->npages);
-  if (!r->pages) {
+  r->young = dmem__mem_alloc(r, r->npages);
+  if (!r->pages || !r->young) {
     release(r);
     snprintf(errbuf, errlen, "out of memory for %llu pages' state",
              (unsigned long long)opts->size / PAGE);
     return DMEM_ENOMEM;
   }
   memset(r->pages, 0, r->npages);
+  memset(r->young, 0, r->npages);
   rc = setup_memory(r, opts);
   if (rc == 0 && (rc = pthread_mutex_init(&r->mu, NULL)) != 0)
     rc = dmem__mem_fail(r, DMEM_ESYS, "pthread_mutex_init: %s", strerror(rc));
@@ -288,6 +291,7 @@ static void teardown(dmem_kvm_region *r)
   r->engine = NULL;
   r->detaching = 0;
   memset(r->pages, 0, r->npages);
+  memset(r->young, 0, r->npages);
   dmem__mem_cow_teardown(r);
   pthread_mutex_unlock(&r->mu);
 }

@@ -177,11 +177,18 @@ static void wait_unprotected(dmem_kvm_region *r, uint64_t gfn)
  * pages too, where they are holes the engine counts resident: zeros, as a
  * touch would make them, and writable, since the guest is about to write
  * them. A write to them is then unseen, so they are recorded as modified
- * (bits() reports them so once and arms them again): the invariant that a
- * page not recorded as modified is write-protected holds. One fault then
+ * while they are young (YOUNG) and armed on their last young visit: the
+ * invariant that a page not recorded as modified is write-protected
+ * holds. One fault then
  * serves up to AROUND first touches; a filled page the guest never uses
  * is an idle zero page the scanner frees again. */
 #define AROUND 16
+
+/* Fresh pages stay writable, and are reported as modified, for this many
+ * visits of bits() (that is, scanner passes): a guest that is taking fresh
+ * memory (booting, growing a heap) writes it again and again at first, and
+ * each write to a re-armed page would be a write-protect fault. */
+#define YOUNG 2
 
 static int around_ok(const dmem_kvm_region *r, uint64_t g)
 {
@@ -198,8 +205,10 @@ static void fill_run(dmem_kvm_region *r, uint64_t g, uint64_t n)
                                 .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE};
     int rc = ioctl(r->uffd, UFFDIO_ZEROPAGE, &z);
     uint64_t k = rc == 0 ? n : z.zeropage > 0 ? (uint64_t)z.zeropage / PAGE : 0;
-    for (uint64_t i = 0; i < k; i++)
+    for (uint64_t i = 0; i < k; i++) {
       r->pages[g + i] = (uint8_t)((r->pages[g + i] & ~PG_ARMED) | PG_MOD);
+      r->young[g + i] = YOUNG;
+    }
     if (rc == 0 || (errno != EEXIST && errno != EAGAIN))
       return;
     /* A page already there (or the mm changing): step over it. */
@@ -229,10 +238,14 @@ static void fill_around(dmem_kvm_region *r, uint64_t gfn)
 
 static void fill_zero(dmem_kvm_region *r, uint64_t gfn, int write)
 {
-  int rc = dmem__mem_fill(r, gfn, r->zeros, write, 0);
+  /* Writable unless the engine holds the page protected. */
+  int writable = write || !(r->pages[gfn] & PG_EPROT);
+  int rc = dmem__mem_fill(r, gfn, r->zeros, writable, 0);
   if (rc == 0) {
     r->st.zero_fills++;
-    r->pages[gfn] |= (uint8_t)(PG_REF | (write ? PG_MOD : 0));
+    r->pages[gfn] |= (uint8_t)(PG_REF | (writable ? PG_MOD : 0));
+    if (writable)
+      r->young[gfn] = YOUNG;
     if (!r->vmm_gone)
       fill_around(r, gfn);
   } else if (rc == 1) {
