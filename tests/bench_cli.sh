@@ -14,6 +14,19 @@ builddir=${builddir:-.}
 diffmem=$builddir/diffmem
 [ -x "$diffmem" ] || fail "$diffmem not built"
 command -v python3 >/dev/null || { echo "bench_cli: SKIP: no python3"; exit 77; }
+srcdir=${srcdir:-.}
+
+# bench/qemu-boot: bad usage is status 2 with a message, before anything runs.
+for bad in "--rounds 0" "--mib 64" "--touch-mib 999999" "--frob"; do
+  # shellcheck disable=SC2086
+  "$srcdir/bench/qemu-boot" $bad >/dev/null 2>"${TMPDIR:-/tmp}/dmem-qb.$$"
+  rc=$?
+  msg=$(cat "${TMPDIR:-/tmp}/dmem-qb.$$")
+  rm -f "${TMPDIR:-/tmp}/dmem-qb.$$"
+  [ $rc -eq 2 ] || fail "bench/qemu-boot $bad exited $rc, want 2"
+  [ -n "$msg" ] || fail "bench/qemu-boot $bad: no message"
+done
+
 tmp=$(mktemp -d /tmp/dmem-bench-cli.XXXXXX) || fail "mktemp"
 trap 'rm -rf "$tmp"' EXIT
 
