@@ -7,6 +7,9 @@
 #  - two VMMs on one daemon share across processes, `diffmem stat --json`
 #    shows both, and both verify every page, attached and after detach;
 #  - a VMM without CAP_SYS_PTRACE attaches through /dev/userfaultfd;
+#  - the preload client gives the guest back, every page in the memfd,
+#    before its process passes the memfd on (vhost-user) or opens a
+#    userfaultfd of its own (postcopy) (tests/preload_vmm);
 #  - a VMM killed (SIGKILL) at 20 random moments is detached each time,
 #    and the daemon ends with no VM, no storage and the descriptors it had;
 #  - a malformed packet closes that connection only; an ATTACH of a memfd
@@ -183,6 +186,24 @@ sys.exit(0 if ctypes.CDLL(None).syscall(323, 0o2000000) < 0 else 1)' ||
   echo "ok: a VMM without CAP_SYS_PTRACE attaches through /dev/userfaultfd: $(tail -1 "$tmp/vp")"
 else
   echo "daemon: the VMM without CAP_SYS_PTRACE is not tried here (needs root, setpriv, /dev/userfaultfd, x86-64 and vm.unprivileged_userfaultfd=0)"
+fi
+
+# The preload client takes the guest back before QEMU hands its RAM to
+# another process (vhost-user) or opens a userfaultfd of its own (postcopy).
+preload=$builddir/.libs/libdiffmem-preload.so
+if nm -D "$preload" 2>/dev/null | grep -q '__[at]san_'; then
+  echo "daemon: the preload client is not tried in a sanitizer build"
+else
+  libs=$(cd "$builddir/.libs" && pwd)
+  for how in sendmsg userfaultfd; do
+    LD_PRELOAD="$libs/libdiffmem-preload.so" LD_LIBRARY_PATH="$libs" DIFFMEMD_SOCKET="$sock" \
+      DIFFMEM_PRELOAD_DEBUG=1 "$builddir/tests/preload_vmm" "$how" >"$tmp/pv" 2>&1 ||
+      fail "preload_vmm $how: $(cat "$tmp/pv")"
+    grep -q "served by diffmemd" "$tmp/pv" || fail "preload_vmm $how did not attach: $(cat "$tmp/pv")"
+    grep -q "left to QEMU alone" "$tmp/pv" || fail "preload_vmm $how: no give-up: $(cat "$tmp/pv")"
+    echo "$(grep '^ok' "$tmp/pv"); $(sed -n 's/^libdiffmem-preload: \(.*\); guest RAM.*/\1/p' "$tmp/pv")"
+  done
+  [ "$(vms)" -eq 0 ] || fail "VMs left after the preload client gave up"
 fi
 
 # VMMs killed at random moments.

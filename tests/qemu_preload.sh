@@ -50,11 +50,41 @@ mkdir -p "$tmp/root/dev" || fail "mkdir"
   skip "cannot build a static init with $cc: $(head -n 3 "$tmp/cc.log")"
 (cd "$tmp/root" && find . | cpio -o -H newc --quiet >"$tmp/initrd") || fail "cpio"
 
-run_qemu() { # $1: log file; the environment says where the daemon is
+run_qemu() { # $1: log file, then QEMU options; the environment says where the daemon is
+  log=$1
+  shift
   timeout 300 env LD_PRELOAD="$preload" LD_LIBRARY_PATH="$libs" "$qemu" -accel tcg -m 256 \
     -object memory-backend-memfd,id=mem,size=256M,share=on -machine pc,memory-backend=mem \
     -kernel "$kernel" -initrd "$tmp/initrd" -append "console=ttyS0 panic=-1 quiet" \
-    -nographic -no-reboot -nodefaults -serial stdio >"$1" 2>&1
+    -nographic -no-reboot -nodefaults -serial stdio "$@" >"$log" 2>&1
+}
+
+# Once the guest has filled its memory and the daemon has had 3 s to evict,
+# QEMU writes the guest's RAM out with dump-guest-memory (QMP): it reads
+# every page through its own mapping, evicted ones through the daemon.
+dump_guest() {
+  i=0
+  until grep -q "diffmem-guest: filled" "$tmp/qemu.log" 2>/dev/null; do
+    i=$((i + 1)); [ $i -lt 1200 ] || return 1; sleep 0.1
+  done
+  sleep 3
+  python3 - "$tmp/qmp" "$tmp/guest.core" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+def cmd(name, **args):
+    f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
+    f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if "return" in r or "error" in r:
+            return r
+json.loads(f.readline())  # greeting
+cmd("qmp_capabilities")
+r = cmd("dump-guest-memory", paging=False, protocol="file:" + sys.argv[2])
+sys.exit("dump-guest-memory: %s" % r["error"] if "error" in r else 0)
+PY
 }
 
 # With the daemon.
@@ -67,8 +97,11 @@ while [ ! -S "$sock" ]; do
     skip "no userfaultfd"; fail "diffmemd: $(cat "$tmp/daemon.log")"; }
   i=$((i + 1)); [ $i -lt 100 ] || fail "diffmemd did not listen"; sleep 0.05
 done
-DIFFMEMD_SOCKET=$sock DIFFMEM_PRELOAD_DEBUG=1 run_qemu "$tmp/qemu.log" &
+DIFFMEMD_SOCKET=$sock DIFFMEM_PRELOAD_DEBUG=1 run_qemu "$tmp/qemu.log" \
+  -qmp "unix:$tmp/qmp,server=on,wait=off" &
 qpid=$!
+dump_guest >"$tmp/dump.log" 2>&1 &
+dumper=$!
 : >"$tmp/evicted"
 while kill -0 $qpid 2>/dev/null; do
   "$diffmem" stat --socket "$sock" --json 2>/dev/null | python3 -c '
@@ -87,6 +120,37 @@ grep -q "diffmem-guest: ok0" "$tmp/qemu.log" || fail "the guest's checks: $(grep
 most=$(sort -n "$tmp/evicted" | tail -n 1)
 [ "${most:-0}" -gt 1000 ] || fail "the daemon evicted at most ${most:-0} guest pages"
 echo "ok: a TCG guest on unmodified QEMU, served by diffmemd: every check held; up to $most of its pages evicted"
+# The dump holds the guest's pages, not zeros where the daemon had evicted:
+# the init's 8192 unique pages (tests/guest_init.c, before its first
+# rewrite, which changes 85 of them) are found in it by content.
+wait $dumper || fail "dump-guest-memory: $(cat "$tmp/dump.log")"
+found=$(python3 - "$tmp/guest.core" <<'PY'
+import hashlib, struct, sys
+PS, PAGES, M = 4096, 96 << 8, (1 << 64) - 1
+def page(p):
+    out = bytearray()
+    for w in range(PS // 8):
+        z = ((1000 + p) * 0x9e3779b97f4a7c15 & M) ^ (w * 0xbf58476d1ce4e5b9 & M)
+        out += struct.pack("<Q", (z ^ (z >> 29)) & 0x0f0f0f0f0f0f0f0f)
+    return hashlib.sha1(out).digest()
+want = {page(p) for p in range(PAGES) if p % 3 == 2}
+data = open(sys.argv[1], "rb").read()
+phoff, = struct.unpack_from("<Q", data, 0x20)
+phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+seen = set()
+for i in range(phnum):
+    typ, _, off, _, _, filesz = struct.unpack_from("<IIQQQQ", data, phoff + i * phentsize)
+    if typ != 1:  # PT_LOAD
+        continue
+    for o in range(off, off + filesz - PS + 1, PS):
+        h = hashlib.sha1(data[o:o + PS]).digest()
+        if h in want:
+            seen.add(h)
+print(len(seen))
+PY
+) || fail "reading the dump"
+[ "$found" -ge 8100 ] || fail "the dump holds $found of the guest's 8192 unique pages"
+echo "ok: dump-guest-memory while the daemon evicts: $found of the guest's 8192 unique pages in the dump"
 kill -TERM "$dpid"; wait "$dpid"; dpid=
 
 # Without a daemon: QEMU runs as before, and says so once.

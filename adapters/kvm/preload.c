@@ -29,7 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -40,6 +43,8 @@
 
 typedef struct ram {
   int fd;
+  dev_t dev; /* the memfd's identity, for its copies (dup, SCM_RIGHTS) */
+  ino_t ino;
   int mapped; /* the daemon has it (client != NULL) or gave up */
   void *addr; /* the served mapping */
   size_t len;
@@ -89,9 +94,10 @@ PRELOAD_EXPORT int memfd_create(const char *name, unsigned int flags)
     next = (int (*)(const char *, unsigned int))real("memfd_create");
   int fd = next ? next(name, flags) : (int)syscall(SYS_memfd_create, name, flags);
   if (fd >= 0 && !inside && name && strcmp(name, "memory-backend-memfd") == 0) {
+    struct stat st;
     pthread_mutex_lock(&mu);
-    if (nrams < MAXRAM)
-      rams[nrams++] = (ram){.fd = fd};
+    if (nrams < MAXRAM && fstat(fd, &st) == 0)
+      rams[nrams++] = (ram){.fd = fd, .dev = st.st_dev, .ino = st.st_ino};
     pthread_mutex_unlock(&mu);
     if (debug())
       say("libdiffmem-preload: guest RAM memfd %d\n", fd);
@@ -158,6 +164,113 @@ PRELOAD_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, o
     attach(r, p, len, off);
   pthread_mutex_unlock(&mu);
   return p;
+}
+
+/* The served RAM whose memfd fd is (a copy of), or NULL. Under mu. */
+static ram *served_file(int fd)
+{
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0)
+    return NULL;
+  for (unsigned i = 0; i < nrams; i++)
+    if (rams[i].client && rams[i].dev == st.st_dev && rams[i].ino == st.st_ino)
+      return &rams[i];
+  return NULL;
+}
+
+/* Leaves every served RAM to QEMU alone. Under mu. */
+static void give_up_all(const char *why)
+{
+  for (unsigned i = 0; i < nrams; i++)
+    give_up(&rams[i], why);
+}
+
+/* vhost-user: QEMU hands guest RAM's memfd to a backend process (a
+ * virtio-fs daemon, a DPDK switch), which maps it and would read every
+ * evicted page as zeros. Every page goes back first. */
+PRELOAD_EXPORT ssize_t sendmsg(int sock, const struct msghdr *msg, int flags)
+{
+  static ssize_t (*next)(int, const struct msghdr *, int);
+  if (!next)
+    next = (ssize_t(*)(int, const struct msghdr *, int))real("sendmsg");
+  if (!inside && msg && msg->msg_control && msg->msg_controllen) {
+    pthread_mutex_lock(&mu);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+        continue;
+      size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < nfd; i++) {
+        int fd;
+        memcpy(&fd, CMSG_DATA(c) + i * sizeof fd, sizeof fd);
+        ram *r = served_file(fd);
+        if (r)
+          give_up(r, "QEMU hands its guest RAM to another process (a vhost-user device?)");
+      }
+    }
+    pthread_mutex_unlock(&mu);
+  }
+  return next ? next(sock, msg, flags) : -1;
+}
+
+/* Postcopy migration: QEMU registers guest RAM with a userfaultfd of its
+ * own, which the kernel refuses while ours holds the range; and its
+ * incoming side fills pages through it. QEMU opening one means the guest
+ * goes to QEMU alone. */
+static void userfaultfd_opened(void)
+{
+  pthread_mutex_lock(&mu);
+  give_up_all("QEMU opens a userfaultfd of its own (postcopy migration?)");
+  pthread_mutex_unlock(&mu);
+}
+
+PRELOAD_EXPORT long syscall(long number, ...)
+{
+  static long (*next)(long, ...);
+  if (!next)
+    next = (long (*)(long, ...))real("syscall");
+  va_list ap;
+  va_start(ap, number);
+  long a[6];
+  for (int i = 0; i < 6; i++)
+    a[i] = va_arg(ap, long);
+  va_end(ap);
+  if (!inside && number == SYS_userfaultfd)
+    userfaultfd_opened();
+  return next(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+static int open_common(const char *path, int flags, mode_t mode, const char *sym)
+{
+  static int (*next[2])(const char *, int, ...);
+  int k = sym[4] == '6';
+  if (!next[k])
+    next[k] = (int (*)(const char *, int, ...))real(sym);
+  if (!inside && path && strcmp(path, "/dev/userfaultfd") == 0)
+    userfaultfd_opened();
+  return next[k] ? next[k](path, flags, mode) : -1;
+}
+
+/* The mode argument is there only with O_CREAT or O_TMPFILE (whose bits
+ * include O_DIRECTORY's, hence the whole mask). */
+#define OPEN_MODE(flags, ap)                                                                       \
+  (((flags)&O_CREAT) || ((flags)&O_TMPFILE) == O_TMPFILE ? (mode_t)va_arg(ap, int) : (mode_t)0)
+
+PRELOAD_EXPORT int open(const char *path, int flags, ...)
+{
+  va_list ap;
+  va_start(ap, flags);
+  mode_t mode = OPEN_MODE(flags, ap);
+  va_end(ap);
+  return open_common(path, flags, mode, "open");
+}
+
+PRELOAD_EXPORT int open64(const char *path, int flags, ...)
+{
+  va_list ap;
+  va_start(ap, flags);
+  mode_t mode = OPEN_MODE(flags, ap);
+  va_end(ap);
+  return open_common(path, flags, mode, "open64");
 }
 
 PRELOAD_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
