@@ -28,20 +28,8 @@ srcdir=${srcdir:-.}
 uri=qemu:///system
 [ "$(id -u)" -eq 0 ] || skip "needs root to reach qemu:///system and start libvirtd"
 command -v virsh >/dev/null || skip "no virsh (install libvirt-clients)"
-qemu=$(command -v qemu-system-x86_64) || skip "no qemu-system-x86_64 (install qemu-system-x86)"
-kernel=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
-[ -n "$kernel" ] && [ -r "$kernel" ] || skip "no kernel in /boot (install linux-image-amd64)"
-command -v cpio >/dev/null || skip "no cpio"
-command -v python3 >/dev/null || skip "no python3"
-preload=$builddir/.libs/libdiffmem-preload.so
-[ -f "$preload" ] || fail "$preload not built"
-if nm -D "$preload" 2>/dev/null | grep -q '__[at]san_'; then
-  skip "the library is built with a sanitizer; LD_PRELOAD into QEMU needs a plain build"
-fi
-daemon=$builddir/diffmemd
-diffmem=$builddir/diffmem
-cc=${CC:-cc}
-cc=${cc%% *}
+. "$srcdir/tests/qemu_guest.sh"
+qemu_guest_prereqs
 
 . "$srcdir/tests/libvirtd.sh"
 libvirt_up "$uri"
@@ -61,10 +49,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-mkdir -p "$tmp/root/dev" "$tmp/lib" || fail "mkdir"
-"$cc" -static -O2 -o "$tmp/root/init" "$srcdir/tests/guest_init.c" 2>"$tmp/cc.log" ||
-  skip "cannot build a static init with $cc: $(head -n 3 "$tmp/cc.log")"
-(cd "$tmp/root" && find . | cpio -o -H newc --quiet >"$tmp/initrd") || fail "cpio"
+mkdir -p "$tmp/lib" || fail "mkdir"
+qemu_guest_initrd "$tmp"
 cp "$kernel" "$tmp/vmlinuz" || fail "cannot copy $kernel"
 # The preload client and the libraries it links, where QEMU's user may read.
 cp -L "$preload" "$builddir/.libs/libdiffmem-kvm.so.0" "$builddir/.libs/libdiffmem.so.0" \
@@ -77,15 +63,7 @@ sock=$tmp/sock
 group=
 getent group kvm >/dev/null && group="--socket-group kvm"
 # shellcheck disable=SC2086
-"$daemon" --socket "$sock" $group --socket-mode 0660 --scan-ms 20 --scan-pages 100000 \
-  2>"$tmp/daemon.log" &
-dpid=$!
-i=0
-while [ ! -S "$sock" ]; do
-  kill -0 "$dpid" 2>/dev/null || { grep -q "userfaultfd is not available" "$tmp/daemon.log" &&
-    skip "no userfaultfd"; fail "diffmemd: $(cat "$tmp/daemon.log")"; }
-  i=$((i + 1)); [ $i -lt 100 ] || fail "diffmemd did not listen"; sleep 0.05
-done
+qemu_guest_daemon "$sock" "$tmp/daemon.log" $group --socket-mode 0660 --scan-ms 20 --scan-pages 100000
 
 # domain NAME [DAC-LABEL]: the domain XML; with a label, QEMU runs as it.
 domain() {

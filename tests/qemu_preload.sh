@@ -19,23 +19,9 @@ skip() { echo "qemu_preload: SKIP: $*"; exit 77; }
 builddir=${builddir:-.}
 srcdir=${srcdir:-.}
 [ "$(id -u)" -eq 0 ] || skip "needs root (userfaultfd on another process's memory)"
-qemu=$(command -v qemu-system-x86_64) || skip "no qemu-system-x86_64 (install qemu-system-x86)"
-kernel=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
-[ -n "$kernel" ] && [ -r "$kernel" ] || skip "no kernel in /boot (install linux-image-amd64)"
-command -v cpio >/dev/null || skip "no cpio"
-command -v python3 >/dev/null || skip "no python3"
-preload=$builddir/.libs/libdiffmem-preload.so
-[ -f "$preload" ] || fail "$preload not built"
-# A sanitizer build's library needs its runtime loaded first, which an
-# uninstrumented QEMU does not do.
-if nm -D "$preload" 2>/dev/null | grep -q '__[at]san_'; then
-  skip "the library is built with a sanitizer; LD_PRELOAD into QEMU needs a plain build"
-fi
-daemon=$builddir/diffmemd
-diffmem=$builddir/diffmem
+. "$srcdir/tests/qemu_guest.sh"
+qemu_guest_prereqs
 libs=$(cd "$builddir/.libs" && pwd)
-cc=${CC:-cc}
-cc=${cc%% *}
 
 tmp=$(mktemp -d /tmp/dmem-qemu.XXXXXX) || fail "mktemp"
 dpid=
@@ -45,10 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$tmp/root/dev" || fail "mkdir"
-"$cc" -static -O2 -o "$tmp/root/init" "$srcdir/tests/guest_init.c" 2>"$tmp/cc.log" ||
-  skip "cannot build a static init with $cc: $(head -n 3 "$tmp/cc.log")"
-(cd "$tmp/root" && find . | cpio -o -H newc --quiet >"$tmp/initrd") || fail "cpio"
+qemu_guest_initrd "$tmp"
 
 run_qemu() { # $1: log file, then QEMU options; the environment says where the daemon is
   log=$1
@@ -89,14 +72,7 @@ PY
 
 # With the daemon.
 sock=$tmp/sock
-"$daemon" --socket "$sock" --domain-by one --scan-ms 20 --scan-pages 100000 2>"$tmp/daemon.log" &
-dpid=$!
-i=0
-while [ ! -S "$sock" ]; do
-  kill -0 "$dpid" 2>/dev/null || { grep -q "userfaultfd is not available" "$tmp/daemon.log" &&
-    skip "no userfaultfd"; fail "diffmemd: $(cat "$tmp/daemon.log")"; }
-  i=$((i + 1)); [ $i -lt 100 ] || fail "diffmemd did not listen"; sleep 0.05
-done
+qemu_guest_daemon "$sock" "$tmp/daemon.log" --domain-by one --scan-ms 20 --scan-pages 100000
 DIFFMEMD_SOCKET=$sock DIFFMEM_PRELOAD_DEBUG=1 run_qemu "$tmp/qemu.log" \
   -qmp "unix:$tmp/qmp,server=on,wait=off" &
 qpid=$!

@@ -239,39 +239,27 @@ PRELOAD_EXPORT long syscall(long number, ...)
   return next(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
-static int open_common(const char *path, int flags, mode_t mode, const char *sym)
-{
-  static int (*next[2])(const char *, int, ...);
-  int k = sym[4] == '6';
-  if (!next[k])
-    next[k] = (int (*)(const char *, int, ...))real(sym);
-  if (!inside && path && strcmp(path, "/dev/userfaultfd") == 0)
-    userfaultfd_opened();
-  return next[k] ? next[k](path, flags, mode) : -1;
-}
-
 /* The mode argument is there only with O_CREAT or O_TMPFILE (whose bits
  * include O_DIRECTORY's, hence the whole mask). */
-#define OPEN_MODE(flags, ap)                                                                       \
-  (((flags)&O_CREAT) || ((flags)&O_TMPFILE) == O_TMPFILE ? (mode_t)va_arg(ap, int) : (mode_t)0)
-
 PRELOAD_EXPORT int open(const char *path, int flags, ...)
 {
-  va_list ap;
-  va_start(ap, flags);
-  mode_t mode = OPEN_MODE(flags, ap);
-  va_end(ap);
-  return open_common(path, flags, mode, "open");
+  static int (*next)(const char *, int, ...);
+  if (!next)
+    next = (int (*)(const char *, int, ...))real("open");
+  mode_t mode = 0;
+  if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
+    va_list ap;
+    va_start(ap, flags);
+    mode = (mode_t)va_arg(ap, int);
+    va_end(ap);
+  }
+  if (!inside && strcmp(path, "/dev/userfaultfd") == 0)
+    userfaultfd_opened();
+  return next ? next(path, flags, mode) : -1;
 }
 
-PRELOAD_EXPORT int open64(const char *path, int flags, ...)
-{
-  va_list ap;
-  va_start(ap, flags);
-  mode_t mode = OPEN_MODE(flags, ap);
-  va_end(ap);
-  return open_common(path, flags, mode, "open64");
-}
+/* The same call on 64-bit systems. */
+PRELOAD_EXPORT int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
 PRELOAD_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
