@@ -16,15 +16,21 @@ diffmem=$builddir/diffmem
 command -v python3 >/dev/null || { echo "bench_cli: SKIP: no python3"; exit 77; }
 srcdir=${srcdir:-.}
 
-# bench/qemu-boot: bad usage is status 2 with a message, before anything runs.
-for bad in "--rounds 0" "--mib 64" "--touch-mib 999999" "--frob"; do
+# bench/qemu-boot and bench/qemu-ksm: bad usage is status 2 with a
+# message, before anything runs.
+for bad in "qemu-boot --rounds 0" "qemu-boot --mib 64" "qemu-boot --touch-mib 999999" \
+  "qemu-boot --frob" "qemu-ksm --guests 0" "qemu-ksm --mib 4096" "qemu-ksm --kind odd" \
+  "qemu-ksm --seconds 0" "qemu-ksm --frob"; do
   # shellcheck disable=SC2086
-  "$srcdir/bench/qemu-boot" $bad >/dev/null 2>"${TMPDIR:-/tmp}/dmem-qb.$$"
+  set -- $bad
+  script=$1
+  shift
+  "$srcdir/bench/$script" "$@" >/dev/null 2>"${TMPDIR:-/tmp}/dmem-qb.$$"
   rc=$?
   msg=$(cat "${TMPDIR:-/tmp}/dmem-qb.$$")
   rm -f "${TMPDIR:-/tmp}/dmem-qb.$$"
-  [ $rc -eq 2 ] || fail "bench/qemu-boot $bad exited $rc, want 2"
-  [ -n "$msg" ] || fail "bench/qemu-boot $bad: no message"
+  [ $rc -eq 2 ] || fail "bench/$bad exited $rc, want 2"
+  [ -n "$msg" ] || fail "bench/$bad: no message"
 done
 
 tmp=$(mktemp -d /tmp/dmem-bench-cli.XXXXXX) || fail "mktemp"
