@@ -168,9 +168,6 @@ static void wait_unprotected(dmem_kvm_region *r, uint64_t gfn)
   }
 }
 
-/* A hole the engine does not hold: a page never written, or a fault that
- * someone else served already. mu held; for a write, the page is not
- * protected by the engine. */
 /* Fault-around for first touches: a guest takes fresh memory in runs (a
  * booting kernel clears and fills it page after page), so a MISSING fault
  * on a page that never left fills the rest of its aligned run of AROUND
@@ -179,9 +176,8 @@ static void wait_unprotected(dmem_kvm_region *r, uint64_t gfn)
  * them. A write to them is then unseen, so they are recorded as modified
  * while they are young (YOUNG) and armed on their last young visit: the
  * invariant that a page not recorded as modified is write-protected
- * holds. One fault then
- * serves up to AROUND first touches; a filled page the guest never uses
- * is an idle zero page the scanner frees again. */
+ * holds. One fault then serves up to AROUND first touches; a filled page
+ * the guest never uses is an idle zero page the scanner frees again. */
 #define AROUND 16
 
 /* Fresh pages stay writable, and are reported as modified, for this many
@@ -236,6 +232,9 @@ static void fill_around(dmem_kvm_region *r, uint64_t gfn)
   }
 }
 
+/* A hole the engine does not hold: a page never written, or a fault that
+ * someone else served already. mu held; for a write, the page is not
+ * protected by the engine. */
 static void fill_zero(dmem_kvm_region *r, uint64_t gfn, int write)
 {
   /* Writable unless the engine holds the page protected. */
