@@ -16,6 +16,12 @@
  * When the daemon is missing or refuses, QEMU runs as if the library were
  * not there, and says so once on stderr. DIFFMEM_PRELOAD_DEBUG=1 says what
  * it sees.
+ *
+ * Likewise before QEMU hands guest RAM to anything that would read the
+ * memfd's holes: a vhost-user backend (the memfd leaves in a sendmsg()),
+ * or postcopy migration (QEMU opens a userfaultfd of its own, through
+ * syscall() or /dev/userfaultfd). Our own library's calls are told apart
+ * by a thread-local flag (inside).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -209,7 +215,11 @@ PRELOAD_EXPORT ssize_t sendmsg(int sock, const struct msghdr *msg, int flags)
     }
     pthread_mutex_unlock(&mu);
   }
-  return next ? next(sock, msg, flags) : -1;
+  if (!next) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return next(sock, msg, flags);
 }
 
 /* Postcopy migration: QEMU registers guest RAM with a userfaultfd of its
@@ -236,6 +246,10 @@ PRELOAD_EXPORT long syscall(long number, ...)
   va_end(ap);
   if (!inside && number == SYS_userfaultfd)
     userfaultfd_opened();
+  if (!next) {
+    errno = ENOSYS;
+    return -1;
+  }
   return next(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
@@ -255,7 +269,11 @@ PRELOAD_EXPORT int open(const char *path, int flags, ...)
   }
   if (!inside && strcmp(path, "/dev/userfaultfd") == 0)
     userfaultfd_opened();
-  return next ? next(path, flags, mode) : -1;
+  if (!next) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return next(path, flags, mode);
 }
 
 /* The same call on 64-bit systems. */
