@@ -49,3 +49,13 @@ qemu_guest_daemon() {
     sleep 0.05
   done
 }
+
+# qemu_guest_fnv: the FNV-1a 64 of the file tests/guest_init.c writes and
+# reads back, in the hex its console line shows.
+qemu_guest_fnv() {
+  python3 -c '
+h = 0xcbf29ce484222325
+for i in range(2 << 20):
+    h = ((h ^ ((((i * 2654435761) & 0xffffffff) >> 13 ^ i >> 12) & 0xff)) * 0x100000001b3) & (2**64 - 1)
+print("%016x" % h)'
+}

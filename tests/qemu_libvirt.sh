@@ -9,7 +9,9 @@
 #    way that needs no host change): both boot Debian's kernel with the
 #    init of tests/guest_init.c, diffmemd evicts and shares their pages
 #    underneath them (across the two QEMU processes: one sharing domain,
-#    their user's), every check in both guests holds, and both power off.
+#    their user's), patching some, every check in both guests holds, the
+#    file each wrote reads back with the checksum computed here, and both
+#    power off.
 #  - One guest as libvirt's own QEMU user, capabilities cleared: where the
 #    host gave that user no userfaultfd (/dev/userfaultfd in the domain's
 #    /dev and its mode, see the README), QEMU runs unmanaged, the preload
@@ -128,7 +130,8 @@ import json, sys
 j = json.load(sys.stdin)
 vms = j["vms"]
 print(sum(v["zero"] + v["shared"] + v["patched"] + v["compressed"] + v["swapped"] for v in vms),
-      len(vms), len({v["domain"] for v in vms}), len({v["pid"] for v in vms}))' \
+      len(vms), len({v["domain"] for v in vms}), len({v["pid"] for v in vms}),
+      sum(v["patched"] for v in vms))' \
       >>"$tmp/evicted" 2>/dev/null
     i=$((i + 1))
     [ $i -lt 300 ] || fail "the guests did not power off within 5 minutes"
@@ -145,15 +148,20 @@ a=dmem-pl-a-$$ b=dmem-pl-b-$$
 start "$a" +0:+0
 start "$b" +0:+0
 wait_off "$a" "$b"
+fnv=$(qemu_guest_fnv)
 for n in "$a" "$b"; do
   grep -q "served by diffmemd" "$tmp/$n.qemu" || fail "$n: the preload client did not attach: $(grep libdiffmem "$tmp/$n.qemu")"
   grep -q "diffmem-guest: ok0" "$tmp/$n.console" || fail "$n: the guest's checks: $(grep diffmem-guest "$tmp/$n.console")"
+  grep -q "diffmem-guest: file fnv $fnv" "$tmp/$n.console" ||
+    fail "$n: the file's checksum: $(grep 'file fnv' "$tmp/$n.console"), want $fnv"
 done
+patched=$(awk '{ print $5 }' "$tmp/evicted" | sort -n | tail -n 1)
+[ "${patched:-0}" -gt 0 ] || fail "the daemon patched no page of the two guests"
 # Both at once, in one sharing domain (same user), from two processes.
 most=$(awk '$2 == 2 && $3 == 1 && $4 == 2 { print $1 }' "$tmp/evicted" | sort -n | tail -n 1)
 [ "${most:-0}" -gt 20000 ] ||
   fail "with both guests attached the daemon evicted at most ${most:-0} pages: $(tail -3 "$tmp/evicted")"
-echo "ok: two libvirt guests (QEMU as root by DAC label) served by one diffmemd; up to $most of their pages evicted; every check held"
+echo "ok: two libvirt guests (QEMU as root by DAC label) served by one diffmemd; up to $most of their pages evicted ($patched patched at most); every check held, file checksums $fnv"
 
 # One guest as libvirt's own QEMU user.
 c=dmem-pl-c-$$

@@ -93,6 +93,9 @@ rc=$?
 [ $rc -eq 0 ] || fail "QEMU exited $rc"
 grep -q "served by diffmemd" "$tmp/qemu.log" || fail "the preload client did not attach"
 grep -q "diffmem-guest: ok0" "$tmp/qemu.log" || fail "the guest's checks: $(grep diffmem-guest "$tmp/qemu.log")"
+fnv=$(qemu_guest_fnv)
+grep -q "diffmem-guest: file fnv $fnv" "$tmp/qemu.log" ||
+  fail "the file's checksum: $(grep 'file fnv' "$tmp/qemu.log"), want $fnv"
 most=$(sort -n "$tmp/evicted" | tail -n 1)
 [ "${most:-0}" -gt 1000 ] || fail "the daemon evicted at most ${most:-0} guest pages"
 echo "ok: a TCG guest on unmodified QEMU, served by diffmemd: every check held; up to $most of its pages evicted"
