@@ -59,3 +59,40 @@ for i in range(2 << 20):
     h = ((h ^ ((((i * 2654435761) & 0xffffffff) >> 13 ^ i >> 12) & 0xff)) * 0x100000001b3) & (2**64 - 1)
 print("%016x" % h)'
 }
+
+# qemu_guest_qmp SOCKET COMMAND...: runs QMP commands in order, each
+# "name" or "name {json arguments}"; "wait-migrated" polls query-migrate
+# until the migration completed. Fails (non-zero, with the error) on the
+# first error.
+qemu_guest_qmp() {
+  python3 - "$@" <<'PY'
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+def cmd(name, args):
+    f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
+    f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if "return" in r or "error" in r:
+            return r
+json.loads(f.readline())  # the greeting
+cmd("qmp_capabilities", {})
+for c in sys.argv[2:]:
+    name, _, args = c.partition(" ")
+    if name == "wait-migrated":
+        st = None
+        for _ in range(1200):
+            st = cmd("query-migrate", {})["return"].get("status")
+            if st in ("completed", "failed", "cancelled"):
+                break
+            time.sleep(0.1)
+        if st != "completed":
+            sys.exit("migration: %s" % st)
+        continue
+    r = cmd(name, json.loads(args) if args else {})
+    if "error" in r:
+        sys.exit("%s: %s" % (name, r["error"]))
+PY
+}

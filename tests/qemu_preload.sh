@@ -51,23 +51,7 @@ dump_guest() {
     i=$((i + 1)); [ $i -lt 1200 ] || return 1; sleep 0.1
   done
   sleep 3
-  python3 - "$tmp/qmp" "$tmp/guest.core" <<'PY'
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-def cmd(name, **args):
-    f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
-    f.flush()
-    while True:
-        r = json.loads(f.readline())
-        if "return" in r or "error" in r:
-            return r
-json.loads(f.readline())  # greeting
-cmd("qmp_capabilities")
-r = cmd("dump-guest-memory", paging=False, protocol="file:" + sys.argv[2])
-sys.exit("dump-guest-memory: %s" % r["error"] if "error" in r else 0)
-PY
+  qemu_guest_qmp "$tmp/qmp" "dump-guest-memory {\"paging\": false, \"protocol\": \"file:$tmp/guest.core\"}"
 }
 
 # With the daemon.
