@@ -5,13 +5,15 @@
  * writes a 2 MiB file into its rootfs; fills 96 MiB with pages the engine
  * can share or patch (a third: 16 contents, half of them exact copies, half
  * one word off), zero pages (a third) and unique ones, all compressible;
- * reads every page back three times, 4 s apart, against values it computes
+ * reads every page back three times, 4 s apart (dmem_sleep=N on the
+ * kernel command line: N s), against values it computes
  * afresh, writing new content into some pages between rounds; reads the
  * file back and says its FNV-1a 64 ("diffmem-guest: file fnv HEX", which
  * the tests compute on the host); says "diffmem-guest: ok0" (or BAD and a
  * count) on its console, and powers off. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/reboot.h>
@@ -77,8 +79,12 @@ int main(void)
   printf("diffmem-guest: filled\n");
   fflush(stdout);
   unsigned bad = 0;
+  /* dmem_sleep=N on the kernel command line (init's environment): the
+   * seconds between rounds, 4 unless a test needs longer. */
+  const char *nap = getenv("dmem_sleep");
+  unsigned secs = nap && atoi(nap) > 0 ? (unsigned)atoi(nap) : 4;
   for (int round = 1; round <= 3; round++) {
-    sleep(4); /* the daemon evicts meanwhile */
+    sleep(secs); /* the daemon evicts meanwhile */
     bad += check(m, gen);
     for (uint64_t p = (uint64_t)round; p < PAGES; p += 97) { /* new content here and there */
       gen[p] = (uint64_t)round;

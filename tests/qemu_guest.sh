@@ -4,9 +4,11 @@
 # preload client (qemu_preload.sh, qemu_libvirt.sh), which define fail()
 # and skip() first and set builddir and srcdir.
 
-# qemu_guest_prereqs: sets qemu, kernel, preload, daemon, diffmem and cc;
-# skips the test where any is missing or the build has a sanitizer.
+# qemu_guest_prereqs: sets qemu, kernel, preload, libs (its directory),
+# daemon, diffmem and cc; skips the test without root, where any is
+# missing, or where the build has a sanitizer.
 qemu_guest_prereqs() {
+  [ "$(id -u)" -eq 0 ] || skip "needs root (userfaultfd on another process's memory)"
   qemu=$(command -v qemu-system-x86_64) || skip "no qemu-system-x86_64 (install qemu-system-x86)"
   kernel=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
   [ -n "$kernel" ] && [ -r "$kernel" ] || skip "no kernel in /boot (install linux-image-amd64)"
@@ -19,6 +21,7 @@ qemu_guest_prereqs() {
   if nm -D "$preload" 2>/dev/null | grep -q '__[at]san_'; then
     skip "the library is built with a sanitizer; LD_PRELOAD into QEMU needs a plain build"
   fi
+  libs=$(cd "$builddir/.libs" && pwd)
   daemon=$builddir/diffmemd
   diffmem=$builddir/diffmem
   cc=${CC:-cc}

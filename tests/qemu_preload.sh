@@ -18,10 +18,8 @@ skip() { echo "qemu_preload: SKIP: $*"; exit 77; }
 
 builddir=${builddir:-.}
 srcdir=${srcdir:-.}
-[ "$(id -u)" -eq 0 ] || skip "needs root (userfaultfd on another process's memory)"
 . "$srcdir/tests/qemu_guest.sh"
 qemu_guest_prereqs
-libs=$(cd "$builddir/.libs" && pwd)
 
 tmp=$(mktemp -d /tmp/dmem-qemu.XXXXXX) || fail "mktemp"
 dpid=
