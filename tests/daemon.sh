@@ -43,7 +43,8 @@ cleanup() {
 trap cleanup EXIT
 sock=$tmp/sock
 
-for bad in "--frob" "--scan-ms 0" "--domain-by moon" "--socket-mode 9999" "--max-vms"; do
+for bad in "--frob" "--scan-ms 0" "--scan-ms=0" "--domain-by moon" "--socket-mode 9999" \
+  "--max-vms" "--secure=maybe" "--frob=1"; do
   # shellcheck disable=SC2086
   "$daemon" $bad >/dev/null 2>"$tmp/err"
   rc=$?
@@ -63,7 +64,7 @@ rc=$?
 grep -q "line 2: secure" "$tmp/err" || fail "a bad config: $(cat "$tmp/err")"
 printf 'socket = %s/conf.sock\nscan-ms = 20\nquiet = yes\n' "$tmp" >"$tmp/good.conf"
 "$daemon" --config "$srcdir/data/diffmemd.conf" --config "$tmp/good.conf" --quiet \
-  --scan-pages 1000 2>"$tmp/err" &
+  --scan-pages=1000 2>"$tmp/err" &
 cpid=$!
 i=0
 while [ ! -S "$tmp/conf.sock" ]; do

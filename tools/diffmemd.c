@@ -927,8 +927,8 @@ static void usage(FILE *f)
              "                [--max-vms N] [--max-connections N] [--quiet]\n"
              "One libdiffmem engine for every VMM on the host; VMMs connect with\n"
              "dmem_kvm_client_attach() (diffmem/daemon.h). Runs in the foreground\n"
-             "until SIGTERM or SIGINT, then puts every page back and exits. See\n"
-             "diffmemd(8).\n");
+             "until SIGTERM or SIGINT, then puts every page back and exits. An\n"
+             "option's value may also follow an '=' (--scan-ms=50). See diffmemd(8).\n");
 }
 
 /* Strings from the config file live as long as the daemon. */
@@ -1042,17 +1042,31 @@ static int parse_args(int argc, char **argv)
       fprintf(stderr, "diffmemd: %s: unknown argument\n", a);
       return 2;
     }
-    const char *name = a + 2;
-    if (!strcmp(name, "secure") || !strcmp(name, "quiet") || !strcmp(name, "reads-hold-pages") ||
-        !strcmp(name, "no-cow")) {
+    /* --name VALUE, or --name=VALUE */
+    char buf[64];
+    const char *name = a + 2, *eq = strchr(name, '=');
+    if (eq) {
+      size_t len = (size_t)(eq - name);
+      if (len >= sizeof buf) {
+        fprintf(stderr, "diffmemd: %s: unknown argument\n", a);
+        return 2;
+      }
+      memcpy(buf, name, len);
+      buf[len] = '\0';
+      name = buf;
+      v = eq + 1;
+    }
+    if (!eq && (!strcmp(name, "secure") || !strcmp(name, "quiet") ||
+                !strcmp(name, "reads-hold-pages") || !strcmp(name, "no-cow"))) {
       (void)set_option(name, "yes", 0, why, sizeof why);
       continue;
     }
-    if (!v) {
+    if (!eq && !v) {
       fprintf(stderr, "diffmemd: %s: needs a value, or is unknown\n", a);
       return 2;
     }
-    i++;
+    if (!eq)
+      i++;
     if (!strcmp(name, "config")) {
       int rc = load_config(v);
       if (rc)
