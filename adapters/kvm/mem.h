@@ -97,7 +97,7 @@ struct dmem_kvm_region {
   pthread_cond_t cv; /* EPROT lifted; in_engine dropped to 0 */
   uint8_t *pages;    /* PG_* per page */
   /* Visits of bits() a freshly filled page stays writable for, reported
-   * as modified meanwhile (mem_uffd.c, fill_young()): 0 for most pages. */
+   * as modified meanwhile (YOUNG in mem_uffd.c): 0 for most pages. */
   uint8_t *young;
 
   /* The userfaultfd's view: the registered range starts at uffd_base in

@@ -106,7 +106,10 @@ static int uffd_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int 
       rc = ioctl(r->uffd, UFFDIO_COPY, &c);
     }
     if (rc == 0) {
-      r->pages[gfn] = (uint8_t)((r->pages[gfn] & ~PG_EVICTED) | (wp ? PG_ARMED : 0));
+      /* ARMED says what the fill left: a writable page is not protected
+       * (a hole armed by bits() would otherwise keep a stale ARMED, and
+       * bits() would never protect it again). */
+      r->pages[gfn] = (uint8_t)((r->pages[gfn] & ~(PG_EVICTED | PG_ARMED)) | (wp ? PG_ARMED : 0));
       r->st.installs++;
       return 0;
     }
