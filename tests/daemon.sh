@@ -26,6 +26,40 @@ set -u
 fail() { echo "daemon: FAIL: $*"; [ -f "$tmp/log" ] && tail -20 "$tmp/log"; exit 1; }
 skip() { echo "daemon: SKIP: $*"; exit 77; }
 
+# Where every thread of process $1 waits: for the report of a hang.
+stacks() {
+  [ -d "/proc/$1" ] || return 0
+  echo "-- pid $1: $(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)"
+  for t in /proc/"$1"/task/*; do
+    echo "   thread $(basename "$t") ($(cat "$t/comm" 2>/dev/null)): $(cat "$t/wchan" 2>/dev/null)"
+    sed 's/^/     /' "$t/stack" 2>/dev/null
+  done
+  if command -v gdb >/dev/null 2>&1; then
+    timeout 30 gdb -p "$1" -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^(#|Thread)'
+  fi
+}
+
+# Waits for child $1 at most $2 seconds and returns its status. A child
+# still running then is reported (its threads, the daemon's and the
+# keeper's), killed, and the test fails with $3.
+reap() {
+  i=0
+  while [ -d "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; do
+    i=$((i + 1))
+    if [ $i -ge $(($2 * 20)) ]; then
+      echo "daemon: $3: still running after $2 s; where the processes wait:"
+      stacks "$1"
+      [ -n "${dpid:-}" ] && [ "$dpid" != "$1" ] && stacks "$dpid"
+      [ -n "${kpid:-}" ] && stacks "$kpid"
+      kill -KILL "$1" 2>/dev/null
+      wait "$1" 2>/dev/null
+      fail "$3: hung"
+    fi
+    sleep 0.05
+  done
+  wait "$1"
+}
+
 builddir=${builddir:-.}
 daemon=$builddir/diffmemd
 vmm=$builddir/tests/daemon_vmm
@@ -75,7 +109,7 @@ while [ ! -S "$tmp/conf.sock" ]; do
   sleep 0.05
 done
 kill -TERM $cpid
-wait $cpid || fail "the config's daemon did not stop cleanly"
+reap $cpid 60 "the config's daemon on SIGTERM" || fail "the config's daemon did not stop cleanly"
 echo "ok: diffmemd.conf: the example parses, a bad line is refused with its number"
 
 # The systemd unit, where systemd-analyze is (with the man pages it cites).
@@ -93,7 +127,8 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 fi
 
 start_daemon() {
-  n0=$(grep -c "listening on" "$tmp/log" 2>/dev/null)
+  : >>"$tmp/log"
+  n0=$(grep -c "listening on" "$tmp/log")
   "$daemon" --socket "$sock" --domain-by one --scan-ms 20 --scan-pages 100000 2>>"$tmp/log" &
   dpid=$!
   i=0
@@ -113,7 +148,7 @@ start_daemon() {
 
 stop_daemon() {
   kill -TERM "$dpid" || fail "no daemon to stop"
-  wait "$dpid"
+  reap "$dpid" 60 "the daemon on SIGTERM"
   rc=$?
   dpid=
   [ $rc -eq 0 ] || fail "diffmemd exited $rc on SIGTERM"
@@ -121,6 +156,17 @@ stop_daemon() {
 }
 
 nfds() { ls "/proc/$dpid/fd" | wc -l; }
+
+# The daemon's descriptors come back to $base (a client's hang-up is seen
+# at the daemon's next poll, so allow it a moment); $1 names the step.
+fds_settle() {
+  i=0
+  while [ "$(nfds)" -ne "$base" ]; do
+    i=$((i + 1))
+    [ $i -lt 100 ] || fail "descriptors: $base at start, $(nfds) $1: $(ls -l "/proc/$dpid/fd" | sed 's/.* [0-9]* -> /  /')"
+    sleep 0.05
+  done
+}
 
 # Waits until the VMM writing to $tmp/vs says it attached; $1 names the step.
 wait_attached() {
@@ -169,8 +215,8 @@ assert all(v["mapped"] > 0 for v in vms), vms
 print(t["mapped"])
 PY
 mapped=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["total"]["mapped"])' "$tmp/stat.json")
-wait $v1 || fail "VMM 1: $(cat "$tmp/v1")"
-wait $v2 || fail "VMM 2: $(cat "$tmp/v2")"
+reap $v1 120 "VMM 1" || fail "VMM 1: $(cat "$tmp/v1")"
+reap $v2 120 "VMM 2" || fail "VMM 2: $(cat "$tmp/v2")"
 echo "ok: two VMM processes on one daemon, $mapped pages mapped copy-on-write: $(tail -1 "$tmp/v1")"
 [ "$(vms)" -eq 0 ] || fail "VMs left after both detached"
 
@@ -183,7 +229,8 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && [ -c /dev/userfaultf
   noptrace python3 -c 'import ctypes, sys
 sys.exit(0 if ctypes.CDLL(None).syscall(323, 0o2000000) < 0 else 1)' ||
     fail "the userfaultfd system call works without CAP_SYS_PTRACE: nothing to test"
-  noptrace "$vmm" "$sock" 1024 2 5 >"$tmp/vp" 2>&1 || fail "VMM without CAP_SYS_PTRACE: $(cat "$tmp/vp")"
+  noptrace "$vmm" "$sock" 1024 2 5 >"$tmp/vp" 2>&1 &
+  reap $! 120 "VMM without CAP_SYS_PTRACE" || fail "VMM without CAP_SYS_PTRACE: $(cat "$tmp/vp")"
   echo "ok: a VMM without CAP_SYS_PTRACE attaches through /dev/userfaultfd: $(tail -1 "$tmp/vp")"
 else
   echo "daemon: the VMM without CAP_SYS_PTRACE is not tried here (needs root, setpriv, /dev/userfaultfd, x86-64 and vm.unprivileged_userfaultfd=0)"
@@ -198,8 +245,8 @@ else
   libs=$(cd "$builddir/.libs" && pwd)
   for how in sendmsg userfaultfd; do
     LD_PRELOAD="$libs/libdiffmem-preload.so" LD_LIBRARY_PATH="$libs" DIFFMEMD_SOCKET="$sock" \
-      DIFFMEM_PRELOAD_DEBUG=1 "$builddir/tests/preload_vmm" "$how" >"$tmp/pv" 2>&1 ||
-      fail "preload_vmm $how: $(cat "$tmp/pv")"
+      DIFFMEM_PRELOAD_DEBUG=1 "$builddir/tests/preload_vmm" "$how" >"$tmp/pv" 2>&1 &
+    reap $! 120 "preload_vmm $how" || fail "preload_vmm $how: $(cat "$tmp/pv")"
     grep -q "served by diffmemd" "$tmp/pv" || fail "preload_vmm $how did not attach: $(cat "$tmp/pv")"
     grep -q "left to QEMU alone" "$tmp/pv" || fail "preload_vmm $how: no give-up: $(cat "$tmp/pv")"
     echo "$(grep '^ok' "$tmp/pv"); $(sed -n 's/^libdiffmem-preload: \(.*\); guest RAM.*/\1/p' "$tmp/pv")"
@@ -226,7 +273,7 @@ import json, sys
 t = json.load(open(sys.argv[1]))["total"]
 assert t["pages"] == 0 and t["store_bytes"] == 0, t
 PY
-[ "$(nfds)" -eq "$base" ] || fail "descriptors: $base at start, $(nfds) after 20 killed VMMs"
+fds_settle "after 20 killed VMMs"
 echo "ok: 20 VMMs killed at random moments, each detached; no storage or descriptor left"
 
 # Hostile packets: garbage closes that connection; an unsealed memfd is refused.
@@ -253,7 +300,7 @@ assert typ == 0xff and seq == 7 and code < 0, (typ, seq, code)
 assert b"F_SEAL_SHRINK" in r, r
 PY
 [ "$(vms)" -eq 0 ] || fail "VMs after the hostile packets"
-[ "$(nfds)" -eq "$base" ] || fail "descriptors: $base at start, $(nfds) after the hostile packets"
+fds_settle "after the hostile packets"
 echo "ok: garbage closes its connection; an unsealed memfd is refused"
 stop_daemon
 
@@ -265,7 +312,7 @@ for k in $(seq 20); do
   wait_attached "stop $k"
   sleep "$(delay)"
   stop_daemon
-  wait $vp || fail "stop $k: the VMM after the daemon stopped: $(cat "$tmp/vs")"
+  reap $vp 120 "stop $k" || fail "stop $k: the VMM after the daemon stopped: $(cat "$tmp/vs")"
 done
 echo "ok: the daemon stopped 20 times at random moments; every VMM verified every page"
 
@@ -291,7 +338,7 @@ sleep 0.5
 kill -KILL "$dpid"
 wait "$dpid" 2>/dev/null
 dpid=
-wait $vp || fail "keeper kill: the VMM after the daemon died: $(cat "$tmp/vs")"
+reap $vp 120 "keeper kill" || fail "keeper kill: the VMM after the daemon died: $(cat "$tmp/vs")"
 echo "ok: a keeper killed alone is replaced at once, and the new one saves the pages"
 
 for k in $(seq 20); do
@@ -305,7 +352,7 @@ for k in $(seq 20); do
   kill -KILL "$dpid"
   wait "$dpid" 2>/dev/null
   dpid=
-  wait $vp || fail "daemon kill $k: the VMM after the daemon died: $(cat "$tmp/vs")"
+  reap $vp 120 "daemon kill $k" || fail "daemon kill $k: the VMM after the daemon died: $(cat "$tmp/vs")"
   i=0
   while alive "$kpid"; do
     i=$((i + 1))

@@ -92,7 +92,9 @@ int main(int argc, char **argv)
   for (uint64_t p = 0; p < PAGES; p++)
     for (uint64_t w = 0; w < PS / 8; w++)
       m[p * (PS / 8) + w] = word(p, w);
-  uint64_t full = allocated(fd), low = full;
+  /* The daemon may evict while the pages are still being written: half of
+   * the memfd's size is the mark, not half of what it holds now. */
+  uint64_t full = (uint64_t)PAGES * PS, low = allocated(fd);
   for (int i = 0; i < 200 && low > full / 2; i++) { /* up to 10 s */
     struct timespec ts = {0, 50 * 1000 * 1000};
     nanosleep(&ts, NULL);
