@@ -68,6 +68,7 @@ typedef struct dopts {
   int secure;
   int no_cow; /* no agent: shared pages are copied on a read */
   unsigned max_vms, max_conns;
+  unsigned agent_timeout_ms; /* 0: the region's default */
   uint64_t store_limit_mb;
   const char *swap_dir;
   int quiet;
@@ -84,6 +85,7 @@ typedef struct dvm {
   uint32_t id, domain;
   int conn_fd;
   int agent_fd, agent_peer; /* our end of the socket to its agent, and the VMM's; -1: none */
+  int in_limbo;             /* D.limbo: conn_fd is then a duplicate of its own */
   char name[DMEM_PROTO_NAME_MAX];
 } dvm;
 
@@ -106,6 +108,12 @@ static struct {
   int lfd, sigfd;
   conn **conns;
   unsigned nconns;
+  /* VMs whose detach failed while their connection went away (an agent
+   * that does not answer keeps pages mapped in its VMM): still in the
+   * engine, which keeps their frames, and detached again at each turn of
+   * the loop until it succeeds. */
+  dvm **limbo;
+  unsigned nlimbo;
   msgbuf in, out;
   int bound;  /* the socket file is ours to remove */
   int keeper; /* socket to the keeper, or -1 */
@@ -426,6 +434,9 @@ static int keeper_respawn(void)
     for (unsigned j = 0; j < D.conns[i]->nvms; j++)
       if (keeper_send_vm(D.conns[i]->vms[j]) != 0)
         return -1;
+  for (unsigned i = 0; i < D.nlimbo; i++)
+    if (keeper_send_vm(D.limbo[i]) != 0)
+      return -1;
   say("the keeper was gone: a new one (pid %d) holds every VM's pages", (int)D.keeper_pid);
   return 0;
 }
@@ -478,28 +489,53 @@ static void close_agent(dvm *v)
   v->agent_fd = v->agent_peer = -1;
 }
 
-/* Detaches and frees a VM; 0, or the detach's error (the VM then stays). */
-static int vm_drop(dvm *v, int force)
+/* Detaches and frees a VM; 0, or the detach's error (the VM then stays).
+ * @p force: its connection is gone; a VM that cannot be detached goes to
+ * the limbo (still attached, its frames kept) rather than be freed under
+ * the engine. @p last: the daemon stops; the engine is stopped and the VM
+ * is freed whatever happens (its mapped pages live on in its VMM, whose
+ * agent copies them back when the socket closes). */
+static int vm_drop(dvm *v, int force, int last)
 {
   int rc = dmem_kvm_region_detach(v->r);
-  if (rc && !force)
+  if (rc && !force && !last)
     return rc;
+  if (rc && !last) {
+    dvm **nl = realloc(D.limbo, (D.nlimbo + 1) * sizeof *nl);
+    /* The keeper holds the connection too; a new keeper needs it. */
+    int cfd = v->in_limbo ? v->conn_fd : fcntl(v->conn_fd, F_DUPFD_CLOEXEC, 0);
+    if (nl)
+      D.limbo = nl;
+    if (nl && cfd >= 0) {
+      D.limbo[D.nlimbo++] = v;
+      if (!v->in_limbo)
+        say("vm %u (%s): detach: %s; kept attached, tried again every second", v->id, v->name,
+            dmem_kvm_region_errmsg(v->r));
+      v->in_limbo = 1;
+      v->conn_fd = cfd;
+      return rc;
+    }
+  }
   if (rc)
     say("vm %u (%s): detach: %s: pages still evicted are lost", v->id, v->name,
         dmem_kvm_region_errmsg(v->r));
   dmem_kvm_stats st = {.version = DMEM_KVM_STATS_VERSION};
   if (dmem_kvm_region_stats(&st, v->r) == 0)
     say("vm %u (%s): faults served: %llu missing (%llu first touches), %llu write-protect, "
-        "%llu minor; %llu pages evicted",
+        "%llu minor; %llu pages evicted; %llu requests to its agent unanswered in time "
+        "(%llu answered late)",
         v->id, v->name, (unsigned long long)st.faults_missing, (unsigned long long)st.zero_fills,
         (unsigned long long)st.faults_wp, (unsigned long long)st.faults_minor,
-        (unsigned long long)st.evictions);
+        (unsigned long long)st.evictions, (unsigned long long)st.agent_timeouts,
+        (unsigned long long)st.agent_late);
   dmem_kvm_region_destroy(v->r);
   keeper_say(K_DEL, v->key, 0); /* every page is back: nothing to keep */
   close_agent(v);
   close(v->memfd);
   close(v->uffd);
   close(v->journal_fd);
+  if (v->in_limbo)
+    close(v->conn_fd);
   munmap(v->journal, v->journal_size);
   free(v);
   return rc;
@@ -620,6 +656,7 @@ static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
   ro.journal_size = v->journal_size;
   ro.idle_reads = !D.o.reads_hold;
   ro.agent_fd = v->agent_fd;
+  ro.agent_timeout_ms = D.o.agent_timeout_ms;
   char err[DMEM_ERRBUF_SIZE];
   char label[DMEM_PROTO_NAME_MAX + 32];
   snprintf(label, sizeof label, "%d:%s", (int)c->pid, v->name);
@@ -637,7 +674,7 @@ static void do_attach(conn *c, const dmem_proto_msg *m, int fds[2], int nfds)
     c->vms[c->nvms++] = v;
     if (keeper_send_id(v) != 0 && keeper_respawn() != 0) {
       c->nvms--;
-      (void)vm_drop(v, 1);
+      (void)vm_drop(v, 0, 1);
       v = NULL;
       rc = DMEM_EIO;
     }
@@ -680,7 +717,7 @@ static void do_detach(conn *c, const dmem_proto_msg *m)
     dvm *v = c->vms[i];
     if (v->id != m->u.vm.vm)
       continue;
-    int rc = vm_drop(v, 0);
+    int rc = vm_drop(v, 0, 0);
     if (rc) {
       reply_error(c, m->hdr.seq, rc, "detach of vm %u: %s", v->id, dmem_kvm_region_errmsg(v->r));
       return;
@@ -752,7 +789,7 @@ static void conn_drop(unsigned i, const char *why)
   conn *c = D.conns[i];
   unsigned n = c->nvms;
   for (unsigned j = 0; j < c->nvms; j++)
-    (void)vm_drop(c->vms[j], 1);
+    (void)vm_drop(c->vms[j], 1, 0);
   if (n || why)
     say("pid %d: %s; %u VM%s detached", (int)c->pid, why ? why : "gone", n, n == 1 ? "" : "s");
   free(c->vms);
@@ -889,13 +926,29 @@ static int listen_on(const char *path)
 
 /* ---------------------------------------------------------------- main */
 
+/* Tries the limbo's VMs again; a detached one is freed, the others go
+ * back (unless @p last). */
+static void limbo_retry(int last)
+{
+  dvm **old = D.limbo;
+  unsigned n = D.nlimbo;
+  D.limbo = NULL;
+  D.nlimbo = 0;
+  for (unsigned i = 0; i < n; i++) {
+    uint32_t id = old[i]->id;
+    if (vm_drop(old[i], 1, last) == 0)
+      say("vm %u: detached at last", id);
+  }
+  free(old);
+}
+
 static void release_all(void)
 {
   while (D.nconns) {
     conn *c = D.conns[D.nconns - 1];
     for (unsigned j = 0; j < c->nvms; j++) {
       uint32_t id = c->vms[j]->id;
-      if (vm_drop(c->vms[j], 1) == 0) {
+      if (vm_drop(c->vms[j], 0, 1) == 0) {
         dmem_proto_vm r = {id, 0};
         reply(c, DMEM_PROTO_RELEASED, 0, &r, sizeof r);
       }
@@ -924,7 +977,8 @@ static void usage(FILE *f)
              "                [--domain-by uid|vm|one] [--scan-ms N] [--scan-pages N]\n"
              "                [--c4-passes N] [--reads-hold-pages] [--no-cow]\n"
              "                [--secure] [--store-limit-mb N] [--swap-dir DIR]\n"
-             "                [--max-vms N] [--max-connections N] [--quiet]\n"
+             "                [--max-vms N] [--max-connections N] [--agent-timeout-ms N]\n"
+             "                [--quiet]\n"
              "One libdiffmem engine for every VMM on the host; VMMs connect with\n"
              "dmem_kvm_client_attach() (diffmem/daemon.h). Runs in the foreground\n"
              "until SIGTERM or SIGINT, then puts every page back and exits. An\n"
@@ -984,6 +1038,8 @@ static int set_option(const char *name, const char *v, int from_file, char *why,
     D.o.max_vms = (unsigned)n;
   else if (!strcmp(name, "max-connections") && parse_num(v, 1, 65536, 10, &n) == 0)
     D.o.max_conns = (unsigned)n;
+  else if (!strcmp(name, "agent-timeout-ms") && parse_num(v, 1, 600000, 10, &n) == 0)
+    D.o.agent_timeout_ms = (unsigned)n;
   else {
     snprintf(why, whylen, "unknown, or a bad value \"%s\" (diffmemd.conf(5))", v);
     return -1;
@@ -1150,7 +1206,7 @@ int main(int argc, char **argv)
       pf[i + 2] = (struct pollfd){.fd = D.conns[i]->fd, .events = POLLIN};
     /* The keeper never writes: its socket stirs only when it is gone. */
     pf[n + 2] = (struct pollfd){.fd = D.keeper, .events = POLLIN};
-    if (poll(pf, n + 3, -1) < 0) {
+    if (poll(pf, n + 3, D.nlimbo ? 1000 : -1) < 0) {
       if (errno == EINTR)
         continue;
       say("poll: %s; stopping", strerror(errno));
@@ -1172,10 +1228,13 @@ int main(int argc, char **argv)
       accept_one();
     if (!stop && pf[n + 2].revents && keeper_respawn() != 0)
       say("the keeper is gone and none could be started: a crash now would lose pages");
+    if (!stop && D.nlimbo)
+      limbo_retry(0);
   }
   free(pf);
   dmem_engine_stop(D.e);
   release_all();
+  limbo_retry(1);
   free(D.conns);
   keeper_stop();
   dmem_engine_destroy(D.e);

@@ -131,15 +131,23 @@ struct dmem_kvm_region {
   uint32_t *frame_of; /* per page, while MAPPED */
   uint64_t vmas_used, vma_budget;
   /* With a userfaultfd from another process, the mmap calls of mapping
-   * happen there, through its agent (opts.agent_fd; mem_cow.c). Once the
-   * agent failed to answer, agent_dead: nothing is asked of it again, and
-   * a MAPPED page is the agent's alone (the VMM's private page may be its
-   * truth): its block is never written or punched again. */
-  int agent_fd, agent_dead;
-  uint32_t agent_seq;
+   * happen there, through its agent (opts.agent_fd; mem_cow.c). A RAM the
+   * agent did not answer within agent_timeout_ms is agent_pending (its
+   * seq, for page agent_pending_gfn): nothing more is asked until its
+   * answer comes, and the page stays MAPPED meanwhile. agent_dead: the
+   * agent hung up or broke the protocol; nothing is asked of it again.
+   * Either way a MAPPED page is the agent's (the VMM's private page may be
+   * its truth): its block is never written or punched, and the engine
+   * keeps its frame. */
+  int agent_fd, agent_dead, agent_hung_up;
+  uint32_t agent_seq, agent_pending, agent_timeout_ms;
+  uint64_t agent_pending_gfn;
   /* The address space behind the userfaultfd is gone (ESRCH: the VMM
    * exited); the memfd is all that is left of the guest. */
   int vmm_gone;
+  /* A detach failed (a page the engine could not take back): nothing
+   * leaves guest memory any more, as the VMM may now let the range go. */
+  int held;
 
   dmem_kvm_stats st; /* counters, mu held */
   char errmsg[DMEM_ERRBUF_SIZE];
@@ -171,6 +179,9 @@ int dmem__mem_pwrite(dmem_kvm_region *r, uint64_t gfn, const void *content);
 /* mem_cow.c: copy-on-write mapping of the engine's frames; mu held. */
 int dmem__mem_cow_setup(dmem_kvm_region *r, int frames_fd);
 void dmem__mem_cow_teardown(dmem_kvm_region *r);
+/* Takes an agent's late answer, if one is pending and has come (@p wait:
+ * waiting for it as a detach does). mu held. */
+void dmem__mem_cow_poll(dmem_kvm_region *r, int wait);
 /* Maps frame_id over evicted page gfn (through an agent: asks it to). */
 int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id);
 /* Puts the guest memfd back under a MAPPED page, holding content (written

@@ -58,11 +58,22 @@
  * unseen until the page goes back to the memfd, and RAM carries it along.
  * The agent is the only one that ever moves the VMM's mapping back onto the
  * memfd, and it copies the VMM's page first; so whatever this side writes
- * into the block of a mapped page, the guest never reads it. An agent that
- * does not answer a RAM in time is never asked again (agent_dead): its
- * mapped pages stay as they are, and this side never writes or punches
- * their blocks again (their truth may be the VMM's private copy, which the
- * agent copies back when the daemon lets the VM go).
+ * into the block of a mapped page, the guest never reads it.
+ *
+ * An agent that does not answer a RAM within agent_timeout_ms (a VMM
+ * stopped, or starved of CPU) leaves the request pending: the unmap fails,
+ * so the engine keeps the page mapped and keeps its frame, which the VMM
+ * may still read through its mapping (were the frame freed and reused, the
+ * VMM would read another page's content, and the agent would copy that
+ * back). Until the answer arrives nothing more is asked of the agent (no
+ * second stall) and no frame is mapped in that VMM. The answer, whenever
+ * it comes (read before any later request, and at each bits()), completes
+ * the RAM: the page is the memfd's again, registered, and recorded as
+ * modified, as the VMM may have written it in between. An agent that hangs
+ * up or breaks the protocol is never asked again (agent_dead); its mapped
+ * pages stay as they are, their frames kept, and the agent copies them
+ * back when the daemon lets the VM go (or the VMM is gone, and the memfd
+ * gets the frame's content).
  */
 #include "config.h"
 
@@ -79,8 +90,20 @@
 
 #include "mem.h"
 
-/* How long the engine, which holds its lock meanwhile, waits for an agent. */
+/* How long the engine, which holds its lock meanwhile, waits for an agent
+ * when the options leave agent_timeout_ms 0. */
 #define AGENT_TIMEOUT_MS 1000
+/* How long a detach waits for each answer: the VMM is detaching and its
+ * agent is there, only slow; a detach that gave up would leave mapped
+ * pages the engine could not take back. */
+#define AGENT_DETACH_TIMEOUT_MS 30000
+
+static int agent_wait_ms(const dmem_kvm_region *r)
+{
+  return (int)(r->detaching && r->agent_timeout_ms < AGENT_DETACH_TIMEOUT_MS
+                   ? AGENT_DETACH_TIMEOUT_MS
+                   : r->agent_timeout_ms);
+}
 
 /* Would neighbour page nb share one VMA with a page that is @p mapped,
  * with nb then mapping frame @p want? (Guest pages always join.) */
@@ -152,7 +175,9 @@ int dmem__mem_cow_setup(dmem_kvm_region *r, int frames_fd)
   r->cow = 0;
   r->vmas_used = 0;
   r->broken = 0;
-  r->agent_dead = 0;
+  r->agent_dead = r->agent_hung_up = 0;
+  r->agent_pending = 0;
+  r->agent_timeout_ms = r->opts.agent_timeout_ms ? r->opts.agent_timeout_ms : AGENT_TIMEOUT_MS;
   r->agent_fd = r->opts.agent_fd;
   /* Mapping replaces the registration, so the region must be this
    * process's own mapping, with both tracking modes (MINOR keeps reads of
@@ -226,16 +251,79 @@ static int agent_send(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t 
 static void agent_gone(dmem_kvm_region *r, uint64_t gfn, const char *why, int err)
 {
   r->agent_dead = 1;
+  r->agent_pending = 0;
   (void)dmem__mem_fail(r, DMEM_EIO, "%s about gfn %llu%s%s; it is asked nothing more", why,
                        (unsigned long long)gfn, err ? ": " : "", err ? strerror(err) : "");
 }
 
-/* One request to the agent and its answer: its code (0 or DMEM_E*), or
- * DMEM_ETIMEDOUT_ when it did not answer properly in time (it is then
- * never asked again). */
-static int agent_call(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t offset)
+static int do_register(dmem_kvm_region *r, uint64_t gfn, uint64_t modes);
+
+/* The VMM's mapping of mapped page gfn is the memfd again (a RAM done):
+ * the page is registered as any other, and recorded as modified (the VMM
+ * may have written it unseen since the remap; the scanner arms it). */
+static int ram_done(dmem_kvm_region *r, uint64_t gfn)
+{
+  uint8_t *p = &r->pages[gfn];
+  set_mapped(r, gfn, 0, 0);
+  r->st.cow_mapped--;
+  int rc = do_register(r, gfn,
+                       UFFDIO_REGISTER_MODE_MISSING |
+                           ((r->track & DMEM_KVM_TRACK_MINOR) ? UFFDIO_REGISTER_MODE_MINOR : 0) |
+                           UFFDIO_REGISTER_MODE_WP);
+  if (rc)
+    r->broken = 1; /* an unregistered page: never punch anything again */
+  *p = (uint8_t)((*p & ~(PG_EVICTED | PG_ARMED)) | PG_REF | PG_MOD);
+  (void)dmem__mem_wake(r, gfn);
+  return rc;
+}
+
+/* Reads the answer to a pending RAM, waiting for it up to wait_ms: 0 when
+ * nothing is pending any more, DMEM_ETIMEDOUT_ while it still is (or the
+ * agent broke off). mu held. */
+static int agent_drain(dmem_kvm_region *r, int wait_ms)
 {
   if (r->agent_dead)
+    return DMEM_ETIMEDOUT_;
+  if (!r->agent_pending)
+    return 0;
+  agent_buf buf;
+  dmem_proto_msg reply;
+  long k = dmem_proto_recv(r->agent_fd, buf.b, sizeof buf.b, NULL, 0, NULL, wait_ms);
+  if (k < 0 && errno == ETIMEDOUT)
+    return DMEM_ETIMEDOUT_;
+  uint64_t gfn = r->agent_pending_gfn;
+  if (k <= 0) {
+    r->agent_hung_up = k == 0;
+    agent_gone(r, gfn, k == 0 ? "the agent hung up" : "reading the agent's late answer",
+               k ? errno : 0);
+    return DMEM_ETIMEDOUT_;
+  }
+  if (dmem_proto_parse(&reply, buf.b, (size_t)k) != 0 || reply.hdr.type != DMEM_PROTO_MAP_DONE ||
+      reply.hdr.seq != r->agent_pending) {
+    agent_gone(r, gfn, "a wrong late answer from the agent", 0);
+    return DMEM_ETIMEDOUT_;
+  }
+  r->agent_pending = 0;
+  r->st.agent_late++;
+  /* Refused, the VMM's page is still mapped onto its frame: as it was. */
+  if (reply.u.map_done.code == 0 && (r->pages[gfn] & PG_MAPPED))
+    (void)ram_done(r, gfn);
+  return 0;
+}
+
+void dmem__mem_cow_poll(dmem_kvm_region *r, int wait)
+{
+  if (r->agent_fd >= 0 && r->agent_pending)
+    (void)agent_drain(r, wait ? AGENT_DETACH_TIMEOUT_MS : 0);
+}
+
+/* One request to the agent and its answer: its code (0 or DMEM_E*), or
+ * DMEM_ETIMEDOUT_ when there is none in time (the request stays pending,
+ * and nothing else is asked until its answer comes) or the agent is gone
+ * (it is then never asked again). mu held. */
+static int agent_call(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t offset)
+{
+  if (agent_drain(r, r->detaching ? agent_wait_ms(r) : 0) != 0)
     return DMEM_ETIMEDOUT_;
   agent_buf buf;
   uint32_t seq;
@@ -244,12 +332,23 @@ static int agent_call(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t 
   dmem_proto_msg reply;
   if (agent_send(r, gfn, what, offset, &seq) != 0) {
     why = "sending to the agent", err = errno;
+    r->agent_hung_up = errno == EPIPE || errno == ECONNRESET;
   } else {
-    long k = dmem_proto_recv(r->agent_fd, buf.b, sizeof buf.b, NULL, 0, NULL, AGENT_TIMEOUT_MS);
-    if (k <= 0)
-      why = k == 0 ? "the agent hung up" : "no answer from the agent", err = k ? errno : 0;
-    else if (dmem_proto_parse(&reply, buf.b, (size_t)k) != 0 ||
-             reply.hdr.type != DMEM_PROTO_MAP_DONE || reply.hdr.seq != seq)
+    long k = dmem_proto_recv(r->agent_fd, buf.b, sizeof buf.b, NULL, 0, NULL, agent_wait_ms(r));
+    if (k < 0 && errno == ETIMEDOUT) {
+      r->agent_pending = seq;
+      r->agent_pending_gfn = gfn;
+      r->st.agent_timeouts++;
+      return dmem__mem_fail(r, DMEM_ETIMEDOUT_,
+                            "no answer from the agent within %d ms about gfn %llu; it is asked "
+                            "nothing more until it answers",
+                            agent_wait_ms(r), (unsigned long long)gfn);
+    }
+    if (k <= 0) {
+      why = k == 0 ? "the agent hung up" : "reading the agent's answer", err = k ? errno : 0;
+      r->agent_hung_up = k == 0;
+    } else if (dmem_proto_parse(&reply, buf.b, (size_t)k) != 0 ||
+               reply.hdr.type != DMEM_PROTO_MAP_DONE || reply.hdr.seq != seq)
       why = "a wrong answer from the agent";
   }
   if (why) {
@@ -320,7 +419,8 @@ static int map_ram(dmem_kvm_region *r, uint64_t gfn, const void *content)
 int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id)
 {
   uint8_t *p = &r->pages[gfn];
-  if (!r->cow || r->agent_dead || !(*p & PG_EVICTED) || (*p & PG_MAPPED))
+  if (!r->cow || r->agent_dead || r->agent_pending || r->held || !(*p & PG_EVICTED) ||
+      (*p & PG_MAPPED))
     return DMEM_ENOTSUP; /* mapped on a read fault only; copied without an agent */
   if (vmas_if(r, gfn, 1, frame_id) > r->vma_budget) {
     r->st.cow_fallbacks++;
@@ -350,13 +450,29 @@ int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id)
 int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, int write)
 {
   uint8_t *p = &r->pages[gfn];
-  int rc = r->agent_dead ? DMEM_ETIMEDOUT_ : map_ram(r, gfn, content);
+  int rc = r->vmm_gone && r->agent_fd >= 0 ? DMEM_ETIMEDOUT_ : map_ram(r, gfn, content);
+  if (!(*p & PG_MAPPED))
+    return 0; /* a late answer put it back meanwhile: the memfd holds the VMM's page */
+  if (rc == DMEM_ETIMEDOUT_ && r->agent_hung_up && !r->vmm_gone) {
+    /* Is the VMM there still? (ESRCH says not; dmem__mem_wp notes it.) */
+    (void)dmem__mem_wp(r, gfn, 1, 1, 0);
+  }
+  if (rc == DMEM_ETIMEDOUT_ && r->agent_hung_up && !r->vmm_gone) {
+    /* An agent closes its socket only once it has copied every page it
+     * mapped back into the memfd (the client's agent_restore()), and its
+     * VMM lives: the memfd holds the page, and the frame may go. */
+    set_mapped(r, gfn, 0, 0);
+    r->st.cow_mapped--;
+    *p &= (uint8_t) ~(PG_EVICTED | PG_ARMED);
+    return 0;
+  }
   if (rc == DMEM_ETIMEDOUT_) {
-    /* The agent's page now: nothing here touches its block, unless the
-     * VMM is gone, and with it any private copy: then the memfd, all that
-     * is left, gets what the engine knows. */
+    /* The agent's page: nothing here touches its block, and the engine
+     * keeps its frame (the VMM may read it still), unless the VMM is gone,
+     * and with it any private copy: then the memfd, all that is left, gets
+     * what the engine knows. */
     if (!r->vmm_gone)
-      return 0;
+      return DMEM_EIO;
     rc = dmem__mem_pwrite(r, gfn, content);
     if (rc == 0) {
       set_mapped(r, gfn, 0, 0);

@@ -215,6 +215,7 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
   if (n == 0)
     return 0;
   pthread_mutex_lock(&r->mu);
+  dmem__mem_cow_poll(r, 0); /* an agent's late answer: its page is the memfd's again */
   int rc = r->dirty_src.sync ? r->dirty_src.sync(r, r->dirty_src.state) : 0;
   if (rc)
     goto out;
@@ -285,6 +286,10 @@ static int op_protect(uint64_t gfn, void *ud)
   if (gfn >= r->npages)
     return DMEM_ERANGE;
   pthread_mutex_lock(&r->mu);
+  /* A late RAM may have put a mapped page back, unregistered until the
+   * answer is taken: take it first. */
+  if (r->pages[gfn] & PG_MAPPED)
+    dmem__mem_cow_poll(r, r->detaching);
   int rc = dmem__mem_wp(r, gfn, 1, 1, 0);
   if (rc == 0)
     r->pages[gfn] |= PG_EPROT;
@@ -324,6 +329,8 @@ static int op_evict(uint64_t gfn, void *ud)
     rc = DMEM_ENOTSUP;
   } else if (r->broken) {
     rc = dmem__mem_fail(r, DMEM_ENOTSUP, "a page lost its registration: nothing is evicted");
+  } else if (r->held) {
+    rc = DMEM_EBUSY; /* a detach failed: the VMM may let the range go */
   } else if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                        (off_t)(r->fd_offset + gfn * PAGE), PAGE) != 0) {
     rc = dmem__mem_fail(r, DMEM_ESYS, "PUNCH_HOLE of gfn %llu: %s", (unsigned long long)gfn,

@@ -139,6 +139,8 @@ static int check_options(const dmem_kvm_region_options *o, char *errbuf, size_t 
     why = "uffd_addr is not page-aligned";
   else if (o->version >= 4 && o->agent_fd >= 0 && o->uffd < 0)
     why = "agent_fd is given without the userfaultfd of the process it serves";
+  else if (o->version >= 5 && o->agent_timeout_ms > 600000)
+    why = "agent_timeout_ms is above 600000 (ten minutes)";
   if (!why)
     return 0;
   snprintf(errbuf, errlen, "%s", why);
@@ -237,12 +239,14 @@ int dmem_kvm_region_create(dmem_kvm_region **out, const dmem_kvm_region_options 
   memset(r, 0, sizeof *r);
   r->alloc = a;
   if (opts->version < DMEM_KVM_REGION_OPTIONS_VERSION) {
-    /* Version 2 ends before the journal, version 3 before agent_fd. */
+    /* Version 2 ends before the journal, version 3 before agent_fd,
+     * version 4 before agent_timeout_ms. */
     static const dmem_kvm_region_options defaults = DMEM_KVM_REGION_OPTIONS_INIT;
     r->opts = defaults;
     memcpy(&r->opts, opts,
-           opts->version == 2 ? offsetof(dmem_kvm_region_options, journal)
-                              : offsetof(dmem_kvm_region_options, agent_fd));
+           opts->version == 2   ? offsetof(dmem_kvm_region_options, journal)
+           : opts->version == 3 ? offsetof(dmem_kvm_region_options, agent_fd)
+                                : offsetof(dmem_kvm_region_options, agent_timeout_ms));
     r->opts.version = DMEM_KVM_REGION_OPTIONS_VERSION;
   } else {
     r->opts = *opts;
@@ -328,6 +332,7 @@ int dmem_kvm_region_attach(dmem_vm **out, dmem_engine *e, dmem_kvm_region *r, co
   r->detaching = 0;
   r->continue_wp = 1; /* until the kernel says otherwise */
   r->vmm_gone = 0;
+  r->held = 0;
   rc = dmem__mem_wp(r, 0, r->npages, 1, 0);
   if (rc == 0 && (r->track & DMEM_KVM_TRACK_MINOR) && madvise(r->base, r->size, MADV_DONTNEED))
     rc = dmem__mem_fail(r, DMEM_ESYS, "MADV_DONTNEED of the region: %s", strerror(errno));
@@ -374,8 +379,11 @@ int dmem_kvm_region_detach(dmem_kvm_region *r)
     return 0;
   }
   /* From here the fault thread leaves the engine alone (dmem_vm_detach()
-   * must not race with faults on the VM); wait for a call under way. */
+   * must not race with faults on the VM); wait for a call under way. An
+   * agent's late answer is taken first: its page is then no longer
+   * mapped. */
   pthread_mutex_lock(&r->mu);
+  dmem__mem_cow_poll(r, 1);
   r->detaching = 1;
   while (r->in_engine)
     pthread_cond_wait(&r->cv, &r->mu);
@@ -385,6 +393,7 @@ int dmem_kvm_region_detach(dmem_kvm_region *r)
     dmem__mem_fail(r, rc, "dmem_vm_detach: %s", dmem_engine_errmsg(r->engine));
     pthread_mutex_lock(&r->mu);
     r->detaching = 0;
+    r->held = 1; /* nothing leaves guest memory any more */
     pthread_mutex_unlock(&r->mu);
     /* Threads whose faults were left to detach fault again now. */
     struct uffdio_range rg = {.start = r->uffd_base, .len = r->size};
@@ -462,14 +471,17 @@ int dmem_kvm_region_stats(dmem_kvm_stats *out, const dmem_kvm_region *r)
 {
   if (!out || !r)
     return DMEM_EINVAL;
-  if (out->version != DMEM_KVM_STATS_VERSION)
+  unsigned v = out->version;
+  if (v != DMEM_KVM_STATS_VERSION && v != 2)
     return DMEM_EVERSION;
   dmem_kvm_region *m = (dmem_kvm_region *)r; /* the lock, not the data */
+  dmem_kvm_stats st;
   pthread_mutex_lock(&m->mu);
-  *out = r->st;
-  out->vmas_used = r->vmas_used;
-  out->vma_budget = r->cow ? r->vma_budget : 0;
+  st = r->st;
+  st.vmas_used = r->vmas_used;
+  st.vma_budget = r->cow ? r->vma_budget : 0;
   pthread_mutex_unlock(&m->mu);
-  out->version = DMEM_KVM_STATS_VERSION;
+  st.version = v;
+  memcpy(out, &st, v == 2 ? offsetof(dmem_kvm_stats, agent_timeouts) : sizeof st);
   return 0;
 }

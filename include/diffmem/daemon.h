@@ -47,10 +47,13 @@
  * does. When the agent's socket closes (the daemon, and its keeper if it
  * died, have let the VM go; or the client detaches), the agent moves back
  * every page it still has mapped itself. An agent that does not answer a
- * DMEM_PROTO_MAP_RAM in a second is never asked again (its VM's shared
- * pages are copied from then on): a VMM can slow the daemon for that
- * second once per VM, and no more; one that does not serve a
- * DMEM_PROTO_MAP_FRAME stalls only its own guest. Secure mode maps nothing, so the daemon offers no agent there.
+ * DMEM_PROTO_MAP_RAM within the daemon's agent timeout (1 s by default,
+ * diffmemd --agent-timeout-ms) leaves that page mapped, its frame kept,
+ * and is asked nothing more (its VM's shared pages are copied) until its
+ * late answer arrives, which completes the request: a VMM can slow the
+ * daemon for that long, and then not again until it answers; one that
+ * does not serve a DMEM_PROTO_MAP_FRAME stalls only its own guest. An
+ * agent that closes its socket is never asked again. Secure mode maps nothing, so the daemon offers no agent there.
  *
  * Lifecycles:
  *  - the VMM detaches, exits or is killed: the daemon detaches the VM,

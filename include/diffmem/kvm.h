@@ -225,17 +225,27 @@ typedef struct dmem_kvm_region_options {
    *  (DMEM_PROTO_MAP). With it, shared pages are mapped copy-on-write in
    *  that process as in this one (below), within @c vma_budget; each
    *  mapping is one round trip to the agent, made with the engine's lock
-   *  held, so an agent that does not answer within a second is never asked
-   *  again (the region copies shared pages from then on). The region does
-   *  not close it. -1: none. */
+   *  held, for at most @c agent_timeout_ms. The region does not close it.
+   *  -1: none. */
   int agent_fd;
+  /** Version 5: how long a request to the agent that needs its answer
+   *  (putting a mapped page back into the memfd) may hold the engine, in
+   *  milliseconds; 0 means 1000. An agent that does not answer in time
+   *  costs its own guest only: the page stays mapped (its frame kept), no
+   *  shared page is mapped in that VMM, and nothing more is asked of the
+   *  agent until its late answer arrives, which then completes the
+   *  request. A detach waits for each answer 30 s at least: the agent of a
+   *  detaching VMM is there, and a mapped page the engine could not take
+   *  back would make the detach fail. An agent that hangs up is never
+   *  asked again. At most 600000. */
+  unsigned agent_timeout_ms;
 } dmem_kvm_region_options;
 
-#define DMEM_KVM_REGION_OPTIONS_VERSION 4
+#define DMEM_KVM_REGION_OPTIONS_VERSION 5
 #define DMEM_KVM_REGION_OPTIONS_INIT                                                               \
   {                                                                                                \
     DMEM_KVM_REGION_OPTIONS_VERSION, NULL, 0, -1, 0, NULL, NULL, 0, -1, 0, 0, 0, DMEM_DOMAIN_OWN,  \
-        NULL, NULL, NULL, 0, 0, -1                                                                 \
+        NULL, NULL, NULL, 0, 0, -1, 0                                                              \
   }
 
 /**
@@ -386,13 +396,20 @@ typedef struct dmem_kvm_stats {
   uint64_t cow_fallbacks; /**< read faults copied because the VMA budget was spent */
   uint64_t vmas_used;     /**< VMAs the mapped pages add now */
   uint64_t vma_budget;    /**< the most they may add (0: mapping is off) */
+  /** Version 3: requests to the VMM's agent it did not answer within
+   *  agent_timeout_ms (each left the page mapped, and the agent was asked
+   *  nothing more until it answered). */
+  uint64_t agent_timeouts;
+  uint64_t agent_late; /**< Version 3: such answers that came later */
 } dmem_kvm_stats;
 
-#define DMEM_KVM_STATS_VERSION 2
+/** Version 2 (the fields up to vma_budget) is still accepted. */
+#define DMEM_KVM_STATS_VERSION 3
 
 /**
  * Copies the region's counters.
- * @param out its version field must be DMEM_KVM_STATS_VERSION.
+ * @param out its version field must be DMEM_KVM_STATS_VERSION, or 2 (then
+ *        only the fields of version 2 are written).
  * @retval 0 success. @retval DMEM_EVERSION, DMEM_EINVAL.
  */
 DMEM_API int dmem_kvm_region_stats(dmem_kvm_stats *out, const dmem_kvm_region *region);
