@@ -256,8 +256,6 @@ static void agent_gone(dmem_kvm_region *r, uint64_t gfn, const char *why, int er
                        (unsigned long long)gfn, err ? ": " : "", err ? strerror(err) : "");
 }
 
-static int do_register(dmem_kvm_region *r, uint64_t gfn, uint64_t modes);
-
 /* The VMM's mapping of mapped page gfn is the memfd again (a RAM done):
  * the page is registered as any other, and recorded as modified (the VMM
  * may have written it unseen since the remap; the scanner arms it). */
@@ -330,7 +328,18 @@ static int agent_call(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t 
   const char *why = NULL;
   int err = 0;
   dmem_proto_msg reply;
-  if (agent_send(r, gfn, what, offset, &seq) != 0) {
+  int sent = agent_send(r, gfn, what, offset, &seq);
+  if (sent != 0 && (errno == EAGAIN || errno == ENOBUFS)) {
+    /* Its socket is full of mappings it has yet to make: a busy agent,
+     * not a dead one. Wait for room as long as for an answer. */
+    struct pollfd pf = {.fd = r->agent_fd, .events = POLLOUT};
+    if (poll(&pf, 1, agent_wait_ms(r)) != 1)
+      return dmem__mem_fail(r, DMEM_ETIMEDOUT_, "the agent's socket stayed full (gfn %llu)",
+                            (unsigned long long)gfn);
+    r->agent_seq--; /* the same request again */
+    sent = agent_send(r, gfn, what, offset, &seq);
+  }
+  if (sent != 0) {
     why = "sending to the agent", err = errno;
     r->agent_hung_up = errno == EPIPE || errno == ECONNRESET;
   } else {
