@@ -515,6 +515,8 @@ static int vm_drop(dvm *v, int force, int last)
       v->conn_fd = cfd;
       return rc;
     }
+    if (cfd >= 0 && !v->in_limbo)
+      close(cfd);
   }
   if (rc)
     say("vm %u (%s): detach: %s: pages still evicted are lost", v->id, v->name,
