@@ -98,11 +98,11 @@
  * pages the engine could not take back. */
 #define AGENT_DETACH_TIMEOUT_MS 30000
 
-static int agent_wait_ms(const dmem_kvm_region *r)
+/* How long to wait for the agent now: @p detaching, as a detach does. */
+static int agent_wait_ms(const dmem_kvm_region *r, int detaching)
 {
-  return (int)(r->detaching && r->agent_timeout_ms < AGENT_DETACH_TIMEOUT_MS
-                   ? AGENT_DETACH_TIMEOUT_MS
-                   : r->agent_timeout_ms);
+  return (int)(detaching && r->agent_timeout_ms < AGENT_DETACH_TIMEOUT_MS ? AGENT_DETACH_TIMEOUT_MS
+                                                                          : r->agent_timeout_ms);
 }
 
 /* Would neighbour page nb share one VMA with a page that is @p mapped,
@@ -256,21 +256,36 @@ static void agent_gone(dmem_kvm_region *r, uint64_t gfn, const char *why, int er
                        (unsigned long long)gfn, err ? ": " : "", err ? strerror(err) : "");
 }
 
-/* The VMM's mapping of mapped page gfn is the memfd again (a RAM done):
- * the page is registered as any other, and recorded as modified (the VMM
- * may have written it unseen since the remap; the scanner arms it). */
-static int ram_done(dmem_kvm_region *r, uint64_t gfn)
+/* Mapped page gfn holds no frame any more: its memfd block is its
+ * content. */
+static void unmapped(dmem_kvm_region *r, uint64_t gfn)
 {
-  uint8_t *p = &r->pages[gfn];
   set_mapped(r, gfn, 0, 0);
   r->st.cow_mapped--;
+  r->pages[gfn] &= (uint8_t) ~(PG_EVICTED | PG_ARMED);
+}
+
+/* ... and the VMM maps the memfd there again (a RAM done): registered as
+ * any other page. 0, or the registration's error (the page is then
+ * unregistered: broken, nothing is punched any more). */
+static int remapped(dmem_kvm_region *r, uint64_t gfn)
+{
+  unmapped(r, gfn);
   int rc = do_register(r, gfn,
                        UFFDIO_REGISTER_MODE_MISSING |
                            ((r->track & DMEM_KVM_TRACK_MINOR) ? UFFDIO_REGISTER_MODE_MINOR : 0) |
                            UFFDIO_REGISTER_MODE_WP);
   if (rc)
-    r->broken = 1; /* an unregistered page: never punch anything again */
-  *p = (uint8_t)((*p & ~(PG_EVICTED | PG_ARMED)) | PG_REF | PG_MOD);
+    r->broken = 1;
+  return rc;
+}
+
+/* A late RAM done: remapped, and recorded as modified (the VMM may have
+ * written it unseen since the remap; the scanner arms it). */
+static int ram_done(dmem_kvm_region *r, uint64_t gfn)
+{
+  int rc = remapped(r, gfn);
+  r->pages[gfn] |= (uint8_t)(PG_REF | PG_MOD);
   (void)dmem__mem_wake(r, gfn);
   return rc;
 }
@@ -312,7 +327,7 @@ static int agent_drain(dmem_kvm_region *r, int wait_ms)
 void dmem__mem_cow_poll(dmem_kvm_region *r, int wait)
 {
   if (r->agent_fd >= 0 && r->agent_pending)
-    (void)agent_drain(r, wait ? AGENT_DETACH_TIMEOUT_MS : 0);
+    (void)agent_drain(r, wait ? agent_wait_ms(r, 1) : 0);
 }
 
 /* One request to the agent and its answer: its code (0 or DMEM_E*), or
@@ -321,7 +336,7 @@ void dmem__mem_cow_poll(dmem_kvm_region *r, int wait)
  * (it is then never asked again). mu held. */
 static int agent_call(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t offset)
 {
-  if (agent_drain(r, r->detaching ? agent_wait_ms(r) : 0) != 0)
+  if (agent_drain(r, r->detaching ? agent_wait_ms(r, 1) : 0) != 0)
     return DMEM_ETIMEDOUT_;
   agent_buf buf;
   uint32_t seq;
@@ -333,7 +348,7 @@ static int agent_call(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t 
     /* Its socket is full of mappings it has yet to make: a busy agent,
      * not a dead one. Wait for room as long as for an answer. */
     struct pollfd pf = {.fd = r->agent_fd, .events = POLLOUT};
-    if (poll(&pf, 1, agent_wait_ms(r)) != 1)
+    if (poll(&pf, 1, agent_wait_ms(r, r->detaching)) != 1)
       return dmem__mem_fail(r, DMEM_ETIMEDOUT_, "the agent's socket stayed full (gfn %llu)",
                             (unsigned long long)gfn);
     r->agent_seq--; /* the same request again */
@@ -343,7 +358,8 @@ static int agent_call(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t 
     why = "sending to the agent", err = errno;
     r->agent_hung_up = errno == EPIPE || errno == ECONNRESET;
   } else {
-    long k = dmem_proto_recv(r->agent_fd, buf.b, sizeof buf.b, NULL, 0, NULL, agent_wait_ms(r));
+    long k = dmem_proto_recv(r->agent_fd, buf.b, sizeof buf.b, NULL, 0, NULL,
+                             agent_wait_ms(r, r->detaching));
     if (k < 0 && errno == ETIMEDOUT) {
       r->agent_pending = seq;
       r->agent_pending_gfn = gfn;
@@ -351,7 +367,7 @@ static int agent_call(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t 
       return dmem__mem_fail(r, DMEM_ETIMEDOUT_,
                             "no answer from the agent within %d ms about gfn %llu; it is asked "
                             "nothing more until it answers",
-                            agent_wait_ms(r), (unsigned long long)gfn);
+                            agent_wait_ms(r, r->detaching), (unsigned long long)gfn);
     }
     if (k <= 0) {
       why = k == 0 ? "the agent hung up" : "reading the agent's answer", err = k ? errno : 0;
@@ -465,15 +481,13 @@ int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, i
   if (rc == DMEM_ETIMEDOUT_ && r->agent_hung_up && !r->vmm_gone) {
     /* Is the VMM there still? (ESRCH says not; dmem__mem_wp notes it.) */
     (void)dmem__mem_wp(r, gfn, 1, 1, 0);
-  }
-  if (rc == DMEM_ETIMEDOUT_ && r->agent_hung_up && !r->vmm_gone) {
-    /* An agent closes its socket only once it has copied every page it
-     * mapped back into the memfd (the client's agent_restore()), and its
-     * VMM lives: the memfd holds the page, and the frame may go. */
-    set_mapped(r, gfn, 0, 0);
-    r->st.cow_mapped--;
-    *p &= (uint8_t) ~(PG_EVICTED | PG_ARMED);
-    return 0;
+    if (!r->vmm_gone) {
+      /* An agent closes its socket only once it has copied every page it
+       * mapped back into the memfd (the client's agent_restore()), and its
+       * VMM lives: the memfd holds the page, and the frame may go. */
+      unmapped(r, gfn);
+      return 0;
+    }
   }
   if (rc == DMEM_ETIMEDOUT_) {
     /* The agent's page: nothing here touches its block, and the engine
@@ -483,28 +497,13 @@ int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, i
     if (!r->vmm_gone)
       return DMEM_EIO;
     rc = dmem__mem_pwrite(r, gfn, content);
-    if (rc == 0) {
-      set_mapped(r, gfn, 0, 0);
-      r->st.cow_mapped--;
-      *p &= (uint8_t) ~(PG_EVICTED | PG_ARMED);
-    }
+    if (rc == 0)
+      unmapped(r, gfn);
     return rc;
   }
-  if (rc)
+  if (rc || (rc = remapped(r, gfn)) != 0)
     return rc;
-  set_mapped(r, gfn, 0, 0);
-  r->st.cow_mapped--;
-  rc = do_register(r, gfn,
-                   UFFDIO_REGISTER_MODE_MISSING |
-                       ((r->track & DMEM_KVM_TRACK_MINOR) ? UFFDIO_REGISTER_MODE_MINOR : 0) |
-                       UFFDIO_REGISTER_MODE_WP);
-  if (rc) {
-    r->broken = 1; /* an unregistered page: never punch anything again */
-    *p &= (uint8_t) ~(PG_EVICTED | PG_ARMED);
-    return rc;
-  }
   /* As any resident page: armed for tracking unless written now. */
-  *p &= (uint8_t) ~(PG_EVICTED | PG_ARMED);
   if (!write) {
     rc = dmem__mem_wp(r, gfn, 1, 1, 0);
     if (rc == 0)
