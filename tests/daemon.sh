@@ -26,18 +26,7 @@ set -u
 fail() { echo "daemon: FAIL: $*"; [ -f "$tmp/log" ] && tail -20 "$tmp/log"; exit 1; }
 skip() { echo "daemon: SKIP: $*"; exit 77; }
 
-# Where every thread of process $1 waits: for the report of a hang.
-stacks() {
-  [ -d "/proc/$1" ] || return 0
-  echo "-- pid $1: $(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)"
-  for t in /proc/"$1"/task/*; do
-    echo "   thread $(basename "$t") ($(cat "$t/comm" 2>/dev/null)): $(cat "$t/wchan" 2>/dev/null)"
-    sed 's/^/     /' "$t/stack" 2>/dev/null
-  done
-  if command -v gdb >/dev/null 2>&1; then
-    timeout 30 gdb -p "$1" -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^(#|Thread)'
-  fi
-}
+. "${srcdir:-.}/tests/stacks.sh"
 
 # Waits for child $1 at most $2 seconds and returns its status. A child
 # still running then is reported (its threads, the daemon's and the
@@ -48,9 +37,9 @@ reap() {
     i=$((i + 1))
     if [ $i -ge $(($2 * 20)) ]; then
       echo "daemon: $3: still running after $2 s; where the processes wait:"
-      stacks "$1"
-      [ -n "${dpid:-}" ] && [ "$dpid" != "$1" ] && stacks "$dpid"
-      [ -n "${kpid:-}" ] && stacks "$kpid"
+      dmem_stacks "$1"
+      [ -n "${dpid:-}" ] && [ "$dpid" != "$1" ] && dmem_stacks "$dpid"
+      [ -n "${kpid:-}" ] && dmem_stacks "$kpid"
       kill -KILL "$1" 2>/dev/null
       wait "$1" 2>/dev/null
       fail "$3: hung"

@@ -30,17 +30,12 @@ members() {
   done
 }
 
+. "$(dirname "$0")/stacks.sh"
+
 report() {
   echo "limit.sh: $1 still runs after $limit s (DMEM_TEST_TIMEOUT); where its processes wait:"
   for p in $(members); do
-    echo "-- pid $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"
-    for t in /proc/"$p"/task/*; do
-      echo "   thread ${t##*/} ($(cat "$t/comm" 2>/dev/null)): $(cat "$t/wchan" 2>/dev/null)"
-      sed 's/^/     /' "$t/stack" 2>/dev/null
-    done
-    if command -v gdb >/dev/null 2>&1; then
-      timeout 30 gdb -p "$p" -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^(#|Thread)'
-    fi
+    dmem_stacks "$p"
   done
 }
 
