@@ -10,10 +10,12 @@
 
 #include <check.h>
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@
 
 #include "kvm_guest.h"
 #include "testutil.h"
+#include "uffd.h" /* the adapter's, compiled in (Makefile.am) */
 
 #define PAGE DMEM_PAGE_SIZE
 
@@ -551,6 +554,87 @@ START_TEST(host_threads_fault_while_scanning)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- unregister */
+
+typedef struct writer {
+  uint8_t *mem;
+  uint64_t npages;
+  int stop;
+  uint64_t writes; /* atomic */
+} writer;
+
+static void *writer_thread(void *arg)
+{
+  writer *w = arg;
+  for (uint64_t i = 0; !__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE); i++) {
+    *(volatile uint64_t *)(w->mem + (i % w->npages) * PAGE) = i;
+    __atomic_store_n(&w->writes, i + 1, __ATOMIC_RELEASE);
+  }
+  return NULL;
+}
+
+/* Every thread waiting on a range is let go when the range is
+ * unregistered (dmem__uffd_unregister(), which region detach, the
+ * daemon's client and its keeper rely on). UFFDIO_UNREGISTER alone does
+ * not do it: it wakes nobody where the range is registered for WP alone (a
+ * frame the client's agent mapped), and elsewhere it wakes before it
+ * changes the mapping, so a woken thread may fault again in between and
+ * sleep for good (Linux 6.18: 2 times in 23,000 unregisters;
+ * tests/daemon.sh hung on it in CI). A writer goes round a memfd's pages,
+ * which are registered and write-protected over and over with nobody
+ * serving the faults, so it is nearly always waiting when they are
+ * unregistered, in WP mode alone every other time; after every unregister
+ * it must move on. */
+START_TEST(unregister_wakes_every_waiter)
+{
+  enum { N = 64 };
+  int fd = memfd_create("unregister", MFD_CLOEXEC);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(ftruncate(fd, N * PAGE), 0);
+  uint8_t *m = mmap(NULL, N * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ck_assert_ptr_ne(m, MAP_FAILED);
+  memset(m, 1, N * PAGE);
+  char err[DMEM_ERRBUF_SIZE];
+  int u = dmem__uffd_open(err, sizeof err);
+  ck_assert_msg(u >= 0, "%s", err);
+  struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM};
+  ck_assert_int_eq(ioctl(u, UFFDIO_API, &api), 0);
+  writer w = {.mem = m, .npages = N};
+  pthread_t th;
+  ck_assert_int_eq(pthread_create(&th, NULL, writer_thread, &w), 0);
+  uint64_t cycles = env_u64("DMEM_UFFD_UNREGISTER_CYCLES", 10000), s = 7, waited = 0;
+  const uint64_t base = (uint64_t)(uintptr_t)m, len = (uint64_t)N * PAGE;
+  for (uint64_t c = 0; c < cycles; c++) {
+    uint64_t modes = UFFDIO_REGISTER_MODE_WP | (c % 2 ? 0 : UFFDIO_REGISTER_MODE_MISSING);
+    struct uffdio_register reg = {.range = {base, len}, .mode = modes};
+    ck_assert_int_eq(ioctl(u, UFFDIO_REGISTER, &reg), 0);
+    struct uffdio_writeprotect wp = {.range = {base, len}, .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+    ck_assert_int_eq(ioctl(u, UFFDIO_WRITEPROTECT, &wp), 0);
+    usleep((useconds_t)(kt_rand(&s) % 200));
+    /* Read, a fault stays waiting until someone wakes it. */
+    struct uffd_msg msgs[16];
+    waited += read(u, msgs, sizeof msgs) > 0;
+    uint64_t before = __atomic_load_n(&w.writes, __ATOMIC_ACQUIRE);
+    dmem__uffd_unregister(u, base, len);
+    uint64_t until = kt_now_ns() + 5000000000u;
+    while (__atomic_load_n(&w.writes, __ATOMIC_ACQUIRE) == before && kt_now_ns() < until)
+      usleep(20);
+    ck_assert_msg(__atomic_load_n(&w.writes, __ATOMIC_ACQUIRE) != before,
+                  "the writer still waits 5 s after unregister %llu of %llu (%s mode)",
+                  (unsigned long long)c + 1, (unsigned long long)cycles,
+                  c % 2 ? "WP" : "MISSING and WP");
+  }
+  __atomic_store_n(&w.stop, 1, __ATOMIC_RELEASE);
+  pthread_join(th, NULL);
+  printf("unregister: %llu cycles, the writer waiting (fault read) in %llu, never left waiting\n",
+         (unsigned long long)cycles, (unsigned long long)waited);
+  ck_assert_uint_gt(waited, cycles / 2);
+  close(u);
+  munmap(m, N * PAGE);
+  close(fd);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- latency */
 
 /* What a touch of an evicted page costs a host thread, end to end, next to
@@ -618,6 +702,7 @@ static Suite *region_suite(void)
   tcase_add_test(tc, minor_tracking_only);
   tcase_add_test(tc, wp_tracking_only);
   tcase_add_test(tc, host_threads_fault_while_scanning);
+  tcase_add_test(tc, unregister_wakes_every_waiter);
   tcase_add_test(tc, fault_latency);
   suite_add_tcase(s, tc);
   return s;

@@ -277,6 +277,11 @@ static uint64_t keeper_recover(kvm *k, const dmem_journal_store *st, dmem_codec 
   struct uffdio_range rg = {k->uffd_addr, k->size};
   if (k->agent < 0)
     (void)ioctl(k->uffd, UFFDIO_UNREGISTER, &rg);
+  /* And wake them all: the lift wakes nobody once it meets a page not
+   * registered for WP (ENOENT), and UNREGISTER misses a thread that
+   * faulted as it ran (adapters/kvm/uffd.h). A thread whose page is still
+   * registered only faults again, and waits for the agent. */
+  (void)ioctl(k->uffd, UFFDIO_WAKE, &rg);
   return lost;
 }
 

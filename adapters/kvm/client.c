@@ -319,10 +319,8 @@ static void agent_restore(dmem_kvm_client *c, int released)
     struct uffdio_range rg = {addr, PAGE};
     (void)ioctl(c->uffd, UFFDIO_WAKE, &rg);
   }
-  if (released) {
-    struct uffdio_range all = {(uint64_t)(uintptr_t)c->ram, c->size};
-    (void)ioctl(c->uffd, UFFDIO_UNREGISTER, &all);
-  }
+  if (released)
+    dmem__uffd_unregister(c->uffd, (uint64_t)(uintptr_t)c->ram, c->size);
 }
 
 static void *agent_main(void *arg)

@@ -133,11 +133,11 @@ void dmem__mem_uffd_unregister(dmem_kvm_region *r)
 {
   if (r->uffd < 0)
     return;
-  /* Wakes every thread still waiting on the range; they fault again
-   * without userfaultfd and see the memfd as it is. Through a caller's
-   * userfaultfd too: while attached the registration is the region's. */
-  struct uffdio_range rg = {.start = r->uffd_base, .len = r->size};
-  (void)ioctl(r->uffd, UFFDIO_UNREGISTER, &rg);
+  /* Wakes every thread still waiting on the range (uffd.h says why that
+   * takes two calls); they fault again without userfaultfd and see the
+   * memfd as it is. Through a caller's userfaultfd too: while attached the
+   * registration is the region's. */
+  dmem__uffd_unregister(r->uffd, r->uffd_base, r->size);
 }
 
 void dmem__mem_uffd_close(dmem_kvm_region *r)

@@ -112,3 +112,10 @@ int dmem__uffd_register(int *out, uint64_t features, uint64_t base, uint64_t len
   *out = fd;
   return 0;
 }
+
+void dmem__uffd_unregister(int fd, uint64_t base, uint64_t len)
+{
+  struct uffdio_range rg = {.start = base, .len = len};
+  (void)ioctl(fd, UFFDIO_UNREGISTER, &rg);
+  (void)ioctl(fd, UFFDIO_WAKE, &rg);
+}

@@ -26,4 +26,18 @@ int dmem__uffd_features(uint64_t *have, char *err, size_t errlen);
 int dmem__uffd_register(int *out, uint64_t features, uint64_t base, uint64_t len, char *err,
                         size_t errlen);
 
+/* Ends the registration of [base, base + len) through userfaultfd fd,
+ * then wakes every thread waiting on a page there; errors are ignored (a
+ * range half registered, or a process gone, is still let go). The wake is
+ * not optional. UFFDIO_UNREGISTER wakes waiters only where the range was
+ * registered for MISSING or MINOR faults, so a writer waiting in a range
+ * registered for WP alone (a frame the agent mapped) would sleep on. And
+ * it wakes before it changes the mapping: a woken thread that faults again
+ * at once, under the per-VMA lock, finds the range still registered and
+ * queues itself after the wake, to sleep forever (Linux 6.18: a writer
+ * waiting in a MISSING and WP range, 2 times in 23,000 unregisters). Once
+ * UFFDIO_UNREGISTER returns, every such thread is queued; the UFFDIO_WAKE
+ * after it reaches them all. */
+void dmem__uffd_unregister(int fd, uint64_t base, uint64_t len);
+
 #endif
