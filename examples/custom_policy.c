@@ -59,8 +59,11 @@ static int g_install(uint64_t gfn, const void *content, void *ud)
 }
 
 static const dmem_adapter_ops guest_ops = {
-  .version = DMEM_ADAPTER_OPS_VERSION,
-  .read = g_read, .bits = g_bits, .evict = g_evict, .install = g_install,
+    .version = DMEM_ADAPTER_OPS_VERSION,
+    .read = g_read,
+    .bits = g_bits,
+    .evict = g_evict,
+    .install = g_install,
 };
 
 /* The policy: only the techniques hook differs from the paper's. */
@@ -80,10 +83,10 @@ static unsigned eager_techniques(const dmem_page_info *pg, dmem_page_state state
 }
 
 static const dmem_policy eager = {
-  .version = DMEM_POLICY_VERSION,
-  .classify = NULL, /* NULL hooks fall back to the paper's */
-  .techniques = eager_techniques,
-  .victim = NULL,
+    .version = DMEM_POLICY_VERSION,
+    .classify = NULL, /* NULL hooks fall back to the paper's */
+    .techniques = eager_techniques,
+    .victim = NULL,
 };
 
 /* Fills the guest with pages like a real one: zeros, copies, text, counters. */
@@ -129,7 +132,7 @@ static int run(const char *label, const dmem_policy *policy, guest *g)
   }
   for (int pass = 0; pass < 6; pass++) /* nobody touches the guest: it cools */
     dmem_engine_scan(NULL, e, NPAGES);
-  dmem_stats st;
+  dmem_stats st = DMEM_STATS_INIT;
   dmem_engine_stats(&st, e);
   printf("%-14s zero %5llu  shared %5llu  patched %5llu  compressed %5llu  saved %6.1f MiB\n",
          label, (unsigned long long)st.zero, (unsigned long long)st.shared,

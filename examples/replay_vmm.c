@@ -378,7 +378,7 @@ int main(int argc, char **argv)
   }
   if (n == 0)
     n = nimages == 1 ? 2 : (unsigned)(nimages < MAX_GUESTS ? nimages : MAX_GUESTS);
-  dmem_kvm_caps caps;
+  dmem_kvm_caps caps = DMEM_KVM_CAPS_INIT;
   if (dmem_kvm_probe(&caps) != 0) {
     fprintf(stderr, "KVM adapter cannot run here: %s\n", caps.reason);
     return 1;
@@ -440,7 +440,7 @@ int main(int argc, char **argv)
          (double)pages * PAGE / 1048576, (double)before / 1024);
   for (unsigned t = 1; t <= seconds; t++) {
     sleep(1);
-    dmem_stats s = {0};
+    dmem_stats s = DMEM_STATS_INIT;
     if (engine)
       dmem_engine_stats(&s, engine);
     uint64_t host = host_kib(gs, n, &memfd);
@@ -458,7 +458,7 @@ out:
   if (engine)
     dmem_engine_stop(engine);
   if (rc == 0) {
-    dmem_stats s = {0};
+    dmem_stats s = DMEM_STATS_INIT;
     dmem_kvm_stats ks = {.version = DMEM_KVM_STATS_VERSION};
     if (engine)
       dmem_engine_stats(&s, engine);

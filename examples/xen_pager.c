@@ -141,7 +141,7 @@ int main(int argc, char **argv)
   time_t t0 = time(NULL);
   while (!stop && (seconds < 0 || time(NULL) - t0 < seconds)) {
     sleep(5);
-    dmem_stats st;
+    dmem_stats st = DMEM_STATS_INIT;
     dmem_engine_stats(&st, e);
     printf("pages %llu: zero %llu shared %llu mapped %llu patched %llu compressed %llu; "
            "saved %.1f MiB; faults %llu\n",

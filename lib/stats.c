@@ -96,12 +96,24 @@ static int64_t entitlement(const vm_sums *s, double pool, uint64_t pool_pages)
   return (int64_t)(share + s->other_saved);
 }
 
+/* Zeroes what the caller's version of dmem_stats holds (there is one
+ * version so far), or refuses a version it does not know. */
+static int stats_begin(dmem_stats *out)
+{
+  if (out->version != DMEM_STATS_VERSION)
+    return DMEM_EVERSION;
+  memset(out, 0, sizeof *out);
+  out->version = DMEM_STATS_VERSION;
+  return 0;
+}
+
 int dmem_vm_stats(dmem_stats *out, dmem_vm *vm)
 {
   if (!out || !vm)
     return DMEM_EINVAL;
+  if (stats_begin(out) != 0)
+    return DMEM_EVERSION;
   dmem_engine *e = vm->e;
-  memset(out, 0, sizeof *out);
   pthread_mutex_lock(&e->lock);
   fill_counts(out, vm);
   vm_sums s;
@@ -142,7 +154,8 @@ int dmem_engine_stats(dmem_stats *out, dmem_engine *e)
 {
   if (!out || !e)
     return DMEM_EINVAL;
-  memset(out, 0, sizeof *out);
+  if (stats_begin(out) != 0)
+    return DMEM_EVERSION;
   pthread_mutex_lock(&e->lock);
   for (uint32_t i = 0; i < e->nvms; i++) {
     vm_sums s;

@@ -129,7 +129,7 @@ dmem_kvm_stats kt_region_stats(const dmem_kvm_region *r)
 
 void kt_skip_unless_supported(const char *what)
 {
-  dmem_kvm_caps caps;
+  dmem_kvm_caps caps = DMEM_KVM_CAPS_INIT;
   if (dmem_kvm_probe(&caps) != 0) {
     printf("SKIP: %s: %s\n", what, caps.reason);
     fflush(stdout);

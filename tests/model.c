@@ -42,9 +42,9 @@ typedef struct model {
   dmem_engine_options o;
   mvm v[MODEL_MAXVM];
   uint8_t tmpl[NTEMPL][PAGE];
-  uint64_t rng;   /* the guest's (and the single thread's) */
-  uint64_t mrng;  /* the main thread's, when concurrent */
-  uint64_t op;    /* index of the operation under way */
+  uint64_t rng;  /* the guest's (and the single thread's) */
+  uint64_t mrng; /* the main thread's, when concurrent */
+  uint64_t op;   /* index of the operation under way */
   const char *opname;
   pthread_mutex_t mu; /* guards res when concurrent */
   char swap[80];
@@ -58,9 +58,15 @@ static uint64_t rnd(uint64_t *s)
   return z ^ (z >> 31);
 }
 
-static uint64_t below(uint64_t *s, uint64_t n) { return rnd(s) % n; }
+static uint64_t below(uint64_t *s, uint64_t n)
+{
+  return rnd(s) % n;
+}
 
-static uint8_t *shadow(model *md, unsigned v, uint64_t gfn) { return md->v[v].shadow + gfn * PAGE; }
+static uint8_t *shadow(model *md, unsigned v, uint64_t gfn)
+{
+  return md->v[v].shadow + gfn * PAGE;
+}
 
 /* ---------------------------------------------------------------- reporting */
 
@@ -95,13 +101,16 @@ static void compare(model *md, unsigned v, uint64_t gfn, const uint8_t *got, con
   if (md->res->mismatches++ == 0)
     snprintf(md->res->mismatch, sizeof md->res->mismatch,
              "op %llu (%s, %s): vm %u gfn %llu kind %d state C%d: byte %zu is %#x, want %#x",
-             (unsigned long long)__atomic_load_n(&md->op, __ATOMIC_RELAXED), md->opname, how, v, (unsigned long long)gfn, (int)k,
-             (int)s, off, got[off], want[off]);
+             (unsigned long long)__atomic_load_n(&md->op, __ATOMIC_RELAXED), md->opname, how, v,
+             (unsigned long long)gfn, (int)k, (int)s, off, got[off], want[off]);
   pthread_mutex_unlock(&md->mu);
 }
 
 /* An engine or adapter error that failure injection may explain. */
-static int tolerated(model *md, int rc) { return md->cfg->fail_p > 0 && rc == DMEM_EIO; }
+static int tolerated(model *md, int rc)
+{
+  return md->cfg->fail_p > 0 && rc == DMEM_EIO;
+}
 
 /* Single-threaded: where the engine says the page lives agrees with the
  * adapter (evicted means absent; mapped only if the engine says MAPPED).
@@ -204,7 +213,10 @@ static void engine_options(model *md)
   }
 }
 
-static void set_failures(model *md, unsigned v, double p) { md->be->fail_prob(md->v[v].g, p); }
+static void set_failures(model *md, unsigned v, double p)
+{
+  md->be->fail_prob(md->v[v].g, p);
+}
 
 static int attach(model *md, unsigned v)
 {
@@ -278,8 +290,7 @@ static void write_at(model *md, unsigned v, uint64_t gfn, size_t off, const void
     if (!tolerated(md, rc))
       break;
   if (rc)
-    record_error(md, "write of vm %u gfn %llu: %s", v, (unsigned long long)gfn,
-                 dmem_err_name(rc));
+    record_error(md, "write of vm %u gfn %llu: %s", v, (unsigned long long)gfn, dmem_err_name(rc));
   else
     memmove(shadow(md, v, gfn) + off, d, len);
 }
@@ -306,7 +317,8 @@ static void guest_write(model *md, uint64_t *s, unsigned v, uint64_t gfn)
   if (r < 70) {
     uint64_t x = rnd(s);
     size_t len = 1 + below(s, 8);
-    write_at(md, v, gfn, below(s, PAGE - len + 1), &x, len, DMEM_BIT_REFERENCED | DMEM_BIT_MODIFIED);
+    write_at(md, v, gfn, below(s, PAGE - len + 1), &x, len,
+             DMEM_BIT_REFERENCED | DMEM_BIT_MODIFIED);
     return;
   }
   uint8_t b[PAGE];
@@ -399,11 +411,11 @@ static void sample(model *md)
       md->res->kinds_seen[k]++;
       md->res->states_seen[st]++;
     }
-    dmem_stats vs;
+    dmem_stats vs = DMEM_STATS_INIT;
     dmem_vm_stats(&vs, md->v[v].vm);
-    if (!md->cfg->concurrent && (vs.zero != kinds[DMEM_PAGE_ZERO] ||
-                                 vs.patched != kinds[DMEM_PAGE_PATCHED] ||
-                                 vs.compressed != kinds[DMEM_PAGE_COMPRESSED]))
+    if (!md->cfg->concurrent &&
+        (vs.zero != kinds[DMEM_PAGE_ZERO] || vs.patched != kinds[DMEM_PAGE_PATCHED] ||
+         vs.compressed != kinds[DMEM_PAGE_COMPRESSED]))
       record_error(md, "vm %u stats disagree with dmem_vm_page", v);
   }
 }
@@ -559,7 +571,6 @@ static void run_single(model *md)
   }
 }
 
-
 /* Every page through the engine, then through the guest, then detached. */
 static void final_check(model *md)
 {
@@ -568,7 +579,8 @@ static void final_check(model *md)
   for (unsigned v = 0; v < md->cfg->nvms; v++)
     set_failures(md, v, 0);
   sample(md);
-  dmem_engine_stats(&md->res->stats, md->e);
+  md->res->stats.version = DMEM_STATS_VERSION;
+  ck_assert_int_eq(dmem_engine_stats(&md->res->stats, md->e), 0);
   for (unsigned v = 0; v < md->cfg->nvms; v++)
     for (uint64_t g = 0; g < md->cfg->npages; g++)
       vm_read(md, v, g);
@@ -639,8 +651,14 @@ static void *mb_create(const model_config *c, unsigned v)
   return mem_create(&mo);
 }
 
-static void mb_destroy(void *g) { mem_destroy(g); }
-static void mb_load(void *g, uint64_t gfn, const void *c) { mem_load(g, gfn, c); }
+static void mb_destroy(void *g)
+{
+  mem_destroy(g);
+}
+static void mb_load(void *g, uint64_t gfn, const void *c)
+{
+  mem_load(g, gfn, c);
+}
 
 static int mb_attach(dmem_vm **out, dmem_engine *e, void *g)
 {
@@ -655,16 +673,28 @@ static int mb_detach(void *g, dmem_vm *vm)
   return rc;
 }
 
-static int mb_guest_read(void *g, uint64_t gfn, void *buf) { return mem_guest_read(g, gfn, buf); }
+static int mb_guest_read(void *g, uint64_t gfn, void *buf)
+{
+  return mem_guest_read(g, gfn, buf);
+}
 
 static int mb_write(void *g, uint64_t gfn, size_t off, const void *d, size_t len, unsigned bits)
 {
   return mem_write(g, gfn, off, d, len, bits);
 }
 
-static int mb_peek(void *g, uint64_t gfn, void *buf) { return mem_peek(g, gfn, buf); }
-static int mb_present(void *g, uint64_t gfn) { return mem_present(g, gfn); }
-static int mb_mapped(void *g, uint64_t gfn) { return mem_mapped(g, gfn); }
+static int mb_peek(void *g, uint64_t gfn, void *buf)
+{
+  return mem_peek(g, gfn, buf);
+}
+static int mb_present(void *g, uint64_t gfn)
+{
+  return mem_present(g, gfn);
+}
+static int mb_mapped(void *g, uint64_t gfn)
+{
+  return mem_mapped(g, gfn);
+}
 
 static void mb_fail(void *g, double p)
 {
@@ -680,8 +710,8 @@ static uint64_t mb_violations(void *g, const char **msg)
 }
 
 const model_backend model_mem_backend = {
-  "memory",   mb_create, mb_destroy, mb_load, mb_attach,     mb_detach, mb_guest_read,
-  mb_write,   mb_peek,   mb_present, mb_mapped, mb_fail, mb_violations, NULL,
+    "memory", mb_create, mb_destroy, mb_load,   mb_attach, mb_detach,     mb_guest_read,
+    mb_write, mb_peek,   mb_present, mb_mapped, mb_fail,   mb_violations, NULL,
 };
 
 /* ---------------------------------------------------------------- configurations */
@@ -696,10 +726,8 @@ typedef struct model_shape {
 } model_shape;
 
 static const model_shape shapes[] = {
-    {"plain", 2, 512, 0, 0, 0, 0, 1, 0, 30},
-    {"mapped", 2, 512, 1, 1, 0, 0, 1, 0, 25},
-    {"swap", 1, 1024, 0, 1, 1, 0, 1, 0, 25},
-    {"faulty", 1, 256, 1, 1, 0, 0, 1, 0.01, 10},
+    {"plain", 2, 512, 0, 0, 0, 0, 1, 0, 30},      {"mapped", 2, 512, 1, 1, 0, 0, 1, 0, 25},
+    {"swap", 1, 1024, 0, 1, 1, 0, 1, 0, 25},      {"faulty", 1, 256, 1, 1, 0, 0, 1, 0.01, 10},
     {"concurrent", 1, 256, 1, 1, 0, 1, 0, 0, 10},
 };
 
@@ -710,9 +738,19 @@ size_t model_configs(model_config *out, size_t max, uint64_t total_ops, uint64_t
     n = max;
   for (size_t i = 0; i < n; i++) {
     const model_shape *s = &shapes[i];
-    model_config c = {s->name, s->nvms, s->npages, total_ops * s->percent / 100,
-                      seed * 0x100000001b3ull + i + 1, s->share, s->protect, s->swap,
-                      s->concurrent, s->concurrent, s->reattach, s->fail_p, NULL};
+    model_config c = {s->name,
+                      s->nvms,
+                      s->npages,
+                      total_ops * s->percent / 100,
+                      seed * 0x100000001b3ull + i + 1,
+                      s->share,
+                      s->protect,
+                      s->swap,
+                      s->concurrent,
+                      s->concurrent,
+                      s->reattach,
+                      s->fail_p,
+                      NULL};
     out[i] = c;
   }
   return n;
@@ -772,8 +810,9 @@ size_t model_configs_env(model_config *out, size_t max, const char *ops_var,
 void model_print(FILE *f, const model_config *c, const model_result *r)
 {
   static const char *const kn[] = {"res", "map", "zero", "shr", "pat", "cmp", "swp"};
-  fprintf(f, "model %-10s %9llu ops %6.2f s  merges %llu faults %llu hints %llu errors %llu"
-             " frames %llu  seen:",
+  fprintf(f,
+          "model %-10s %9llu ops %6.2f s  merges %llu faults %llu hints %llu errors %llu"
+          " frames %llu  seen:",
           c->name, (unsigned long long)r->ops, r->seconds, (unsigned long long)r->stats.merges,
           (unsigned long long)r->stats.faults, (unsigned long long)r->stats.hints,
           (unsigned long long)r->stats.errors, (unsigned long long)r->stats.frames);
@@ -785,6 +824,6 @@ void model_print(FILE *f, const model_config *c, const model_result *r)
   if (r->errors)
     fprintf(f, "  %llu errors; first: %s\n", (unsigned long long)r->errors, r->error);
   if (r->violations)
-    fprintf(f, "  %llu adapter contract violations; first: %s\n",
-            (unsigned long long)r->violations, r->violation);
+    fprintf(f, "  %llu adapter contract violations; first: %s\n", (unsigned long long)r->violations,
+            r->violation);
 }

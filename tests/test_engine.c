@@ -164,14 +164,14 @@ static dmem_page_state fx_state(fx *f, unsigned v, uint64_t gfn)
 
 static dmem_stats fx_es(fx *f)
 {
-  dmem_stats s;
+  dmem_stats s = DMEM_STATS_INIT;
   ck_assert_int_eq(dmem_engine_stats(&s, f->e), 0);
   return s;
 }
 
 static dmem_stats fx_vs(fx *f, unsigned v)
 {
-  dmem_stats s;
+  dmem_stats s = DMEM_STATS_INIT;
   ck_assert_int_eq(dmem_vm_stats(&s, f->vm[v]), 0);
   return s;
 }
@@ -337,6 +337,32 @@ static void touch_all(fx *f)
 }
 
 /* ---------------------------------------------------------------- API edges */
+
+/* dmem_stats carries the version its caller knows; another is refused, and
+ * nothing is written. */
+START_TEST(stats_version_checked)
+{
+  fx f;
+  fx_init(&f, 1, 8, 0);
+  fx_start(&f);
+  for (unsigned v = 0; v < 3; v += 2) {
+    dmem_stats s;
+    memset(&s, 0x5a, sizeof s);
+    s.version = v;
+    ck_assert_int_eq(dmem_engine_stats(&s, f.e), DMEM_EVERSION);
+    ck_assert_int_eq(dmem_vm_stats(&s, f.vm[0]), DMEM_EVERSION);
+    ck_assert_uint_eq(s.version, v);
+    ck_assert_uint_eq(s.pages, 0x5a5a5a5a5a5a5a5aull);
+  }
+  dmem_stats s = DMEM_STATS_INIT;
+  ck_assert_int_eq(dmem_vm_stats(&s, f.vm[0]), 0);
+  ck_assert_uint_eq(s.version, DMEM_STATS_VERSION);
+  ck_assert_uint_eq(s.pages, 8);
+  ck_assert_int_eq(dmem_engine_stats(NULL, f.e), DMEM_EINVAL);
+  ck_assert_int_eq(dmem_vm_stats(&s, NULL), DMEM_EINVAL);
+  fx_end(&f);
+}
+END_TEST
 
 START_TEST(options_validated)
 {
@@ -1843,6 +1869,7 @@ Suite *dmem_test_suite(void)
   TCase *tc = tcase_create("engine");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, options_validated);
+  tcase_add_test(tc, stats_version_checked);
   tcase_add_test(tc, attach_and_ranges);
   tcase_add_test(tc, clock_transitions);
   tcase_add_test(tc, zero_pages);

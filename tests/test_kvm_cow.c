@@ -96,7 +96,7 @@ static void teardown(fixture *f)
   ck_assert_int_eq(dmem_kvm_region_detach(f->r), 0);
   ck_assert_uint_eq(memfd_pages(f), N); /* every page back in the memfd */
   verify(f);
-  dmem_stats es;
+  dmem_stats es = DMEM_STATS_INIT;
   ck_assert_int_eq(dmem_engine_stats(&es, f->e), 0);
   ck_assert_uint_eq(es.errors, 0);
   dmem_kvm_region_destroy(f->r);
@@ -110,7 +110,7 @@ START_TEST(reads_map_the_frame)
   fixture f;
   setup(&f, 0, 1);
   scan(&f, 3);
-  dmem_stats vs;
+  dmem_stats vs = DMEM_STATS_INIT;
   ck_assert_int_eq(dmem_vm_stats(&vs, f.vm), 0);
   ck_assert_uint_ge(vs.shared, N / 2 - 8);
   uint64_t blocks = memfd_pages(&f);

@@ -75,7 +75,7 @@ static void run_guest(unsigned nvcpus, int log_dirty, int cow)
 
   uint64_t t0 = kt_now_ns(), scans = 0;
   ck_assert_int_eq(kt_guest_start(g), 0);
-  dmem_stats vs, most;
+  dmem_stats vs = DMEM_STATS_INIT, most = DMEM_STATS_INIT;
   memset(&most, 0, sizeof most);
   int late = 0;
   /* Lockstep with overlap: each scan runs while the vCPUs run their next
@@ -104,7 +104,7 @@ static void run_guest(unsigned nvcpus, int log_dirty, int cow)
   kt_guest_join(g);
   double secs = (double)(kt_now_ns() - t0) / 1e9;
   dmem_kvm_stats ks = kt_region_stats(r);
-  dmem_stats es;
+  dmem_stats es = DMEM_STATS_INIT;
   ck_assert_int_eq(dmem_engine_stats(&es, e), 0);
   uint64_t exits = 0, ops = 0;
   for (unsigned i = 0; i < nvcpus; i++) {
@@ -115,15 +115,15 @@ static void run_guest(unsigned nvcpus, int log_dirty, int cow)
          "minor %llu wp %llu waited %llu; service p50 %.0f p99 %.0f max %.0f us; most evicted "
          "%llu (zero %llu shared %llu patched %llu compressed %llu); memfd %llu -> min %llu KiB\n",
          nvcpus, nvcpus > 1 ? "s" : "", log_dirty ? ", dirty log" : "",
-         cow ? ", copy-on-write" : "", (unsigned long long)ops,
-         secs, (unsigned long long)scans, (unsigned long long)exits,
-         (unsigned long long)ks.faults_missing, (unsigned long long)ks.faults_minor,
-         (unsigned long long)ks.faults_wp, (unsigned long long)ks.faults_waited,
-         dmem_kvm_stats_percentile_us(&ks, 0.5), dmem_kvm_stats_percentile_us(&ks, 0.99),
-         (double)ks.lat_max_ns / 1000, (unsigned long long)most.merges,
-         (unsigned long long)most.zero, (unsigned long long)most.shared,
-         (unsigned long long)most.patched, (unsigned long long)most.compressed,
-         (unsigned long long)bytes0 / 1024, (unsigned long long)bytes_min / 1024);
+         cow ? ", copy-on-write" : "", (unsigned long long)ops, secs, (unsigned long long)scans,
+         (unsigned long long)exits, (unsigned long long)ks.faults_missing,
+         (unsigned long long)ks.faults_minor, (unsigned long long)ks.faults_wp,
+         (unsigned long long)ks.faults_waited, dmem_kvm_stats_percentile_us(&ks, 0.5),
+         dmem_kvm_stats_percentile_us(&ks, 0.99), (double)ks.lat_max_ns / 1000,
+         (unsigned long long)most.merges, (unsigned long long)most.zero,
+         (unsigned long long)most.shared, (unsigned long long)most.patched,
+         (unsigned long long)most.compressed, (unsigned long long)bytes0 / 1024,
+         (unsigned long long)bytes_min / 1024);
   ck_assert_msg(!late, "the guest did not finish within %u s", DEADLINE_S);
   for (unsigned i = 0; i < nvcpus; i++) {
     const kt_vcpu_result *res = kt_guest_result(g, i);
@@ -255,7 +255,7 @@ START_TEST(vcpu_fault_latency)
   ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "touch"), 0);
   for (int i = 0; i < 3; i++)
     ck_assert_int_eq(dmem_engine_scan(NULL, e, KT_GUEST_PAGES), 0);
-  dmem_stats vs;
+  dmem_stats vs = DMEM_STATS_INIT;
   ck_assert_int_eq(dmem_vm_stats(&vs, vm), 0);
   ck_assert_uint_ge(vs.compressed, KT_DATA_PAGES);
   dmem_kvm_stats s0, s1;

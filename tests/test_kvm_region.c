@@ -82,6 +82,15 @@ START_TEST(options_checked)
   o.version = 99;
   ck_assert_int_eq(dmem_kvm_region_create(&r, &o, NULL, 0), DMEM_EVERSION);
   o.version = DMEM_KVM_REGION_OPTIONS_VERSION;
+  dmem_kvm_caps caps = DMEM_KVM_CAPS_INIT;
+  caps.version = 0; /* a caller that does not say which it knows */
+  caps.kvm_api_version = 77;
+  ck_assert_int_eq(dmem_kvm_probe(&caps), DMEM_EVERSION);
+  ck_assert_int_eq(caps.kvm_api_version, 77);
+  caps.version = DMEM_KVM_CAPS_VERSION;
+  ck_assert_int_eq(dmem_kvm_probe(&caps), 0);
+  ck_assert_uint_eq(caps.version, DMEM_KVM_CAPS_VERSION);
+  ck_assert_int_gt(caps.kvm_api_version, 0);
   o.addr = &o; /* a mapping without its fd */
   ck_assert_int_eq(dmem_kvm_region_create(&r, &o, NULL, 0), DMEM_EINVAL);
   o.addr = NULL;
@@ -202,7 +211,7 @@ START_TEST(fresh_region_fills_and_reclaims)
    * holes hold nothing (DMEM_BIT_ABSENT): they are neither read nor
    * evicted, and stay resident for the engine. */
   scan_passes(e, N, 3);
-  dmem_stats vs;
+  dmem_stats vs = DMEM_STATS_INIT;
   ck_assert_int_eq(dmem_vm_stats(&vs, vm), 0);
   ck_assert_uint_eq(vs.zero, 12);
   ck_assert_uint_eq(vs.compressed, N / 4);
@@ -271,7 +280,7 @@ START_TEST(caller_memfd_and_mapping)
   dmem_vm *vm;
   ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "vmm"), 0);
   scan_passes(e, N, 3);
-  dmem_stats vs;
+  dmem_stats vs = DMEM_STATS_INIT;
   ck_assert_int_eq(dmem_vm_stats(&vs, vm), 0);
   ck_assert_uint_eq(vs.shared, N / 2);
   ck_assert_uint_eq(vs.compressed, N / 2);
@@ -366,7 +375,7 @@ static void degraded(unsigned track)
   ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "degraded"), 0);
   ck_assert_uint_eq(dmem_kvm_region_track(r), track);
   scan_passes(e, N, 3);
-  dmem_stats vs;
+  dmem_stats vs = DMEM_STATS_INIT;
   ck_assert_int_eq(dmem_vm_stats(&vs, vm), 0);
   ck_assert_uint_eq(vs.zero, N / 3);
   ck_assert_uint_eq(vs.shared, N / 3);
@@ -477,7 +486,7 @@ START_TEST(host_threads_fault_while_scanning)
   }
   uint64_t ms = env_u64("DMEM_KVM_STRESS_MS", 3000);
   uint64_t end = kt_now_ns() + ms * 1000000u, scans = 0;
-  dmem_stats vs, most;
+  dmem_stats vs = DMEM_STATS_INIT, most = DMEM_STATS_INIT;
   memset(&most, 0, sizeof most);
   while (kt_now_ns() < end) {
     ck_assert_int_eq(dmem_engine_scan(NULL, e, 128), 0);
@@ -500,7 +509,7 @@ START_TEST(host_threads_fault_while_scanning)
     pthread_join(th[i], NULL);
   }
   dmem_kvm_stats ks = region_stats(r);
-  dmem_stats es;
+  dmem_stats es = DMEM_STATS_INIT;
   ck_assert_int_eq(dmem_engine_stats(&es, e), 0);
   printf("stress: %llu scans; threads %llu+%llu reads, %llu+%llu writes; most evicted: zero %llu "
          "shared %llu patched %llu compressed %llu; memfd %llu -> min %llu KiB\n",
@@ -651,7 +660,7 @@ START_TEST(fault_latency)
   dmem_vm *vm;
   ck_assert_int_eq(dmem_kvm_region_attach(&vm, e, r, "latency"), 0);
   scan_passes(e, N, 3);
-  dmem_stats vs;
+  dmem_stats vs = DMEM_STATS_INIT;
   ck_assert_int_eq(dmem_vm_stats(&vs, vm), 0);
   ck_assert_uint_eq(vs.compressed, N);
   static uint64_t ns[N], bare[N];

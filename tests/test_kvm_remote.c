@@ -258,7 +258,7 @@ START_TEST(uffd_from_another_process)
   /* The shared third goes to four frames, and its memfd blocks with it. */
   for (int pass = 0; pass < 3; pass++)
     ck_assert_int_eq(dmem_engine_scan(NULL, e, N), 0);
-  dmem_stats vs;
+  dmem_stats vs = DMEM_STATS_INIT;
   ck_assert_int_eq(dmem_vm_stats(&vs, vm), 0);
   ck_assert_uint_ge(vs.shared, N / 3 - 4);
   ck_assert_uint_eq(vs.errors, 0);

@@ -232,7 +232,11 @@ START_TEST(open_without_xen)
   ck_assert_int_eq(dmem_xen_guest_create(&x, &xo, err, sizeof err), DMEM_ENOTSUP);
   ck_assert_ptr_null(x);
   ck_assert_msg(strstr(err, "privcmd") || strstr(err, "Xen"), "message: %s", err);
-  dmem_xen_info info;
+  dmem_xen_info info = DMEM_XEN_INFO_INIT;
+  info.version = 2;
+  ck_assert_int_eq(dmem_xen_probe(&info), DMEM_EVERSION);
+  ck_assert_int_eq(info.major, 0);
+  info.version = DMEM_XEN_INFO_VERSION;
   ck_assert_int_eq(dmem_xen_probe(&info), DMEM_ENOTSUP);
   ck_assert_int_eq(info.major, -1);
   ck_assert_str_ne(info.reason, "");
@@ -251,7 +255,7 @@ START_TEST(evict_and_fault_back)
   scan_all(&f, 6);
   uint64_t paged = count_type(&f, 0, 64, XS_PAGED);
   ck_assert_uint_gt(paged, 40);
-  dmem_stats st;
+  dmem_stats st = DMEM_STATS_INIT;
   dmem_vm_stats(&st, f.vm[0]);
   ck_assert_uint_eq(st.zero + st.shared + st.patched + st.compressed, paged);
   ck_assert_uint_gt(st.zero, 0);
@@ -272,8 +276,13 @@ START_TEST(evict_and_fault_back)
   ck_assert_uint_eq(xs_requests(f.s) - before, paged);
   ck_assert_uint_eq(xs_responses(f.s), xs_requests(f.s));
   ck_assert_uint_eq(count_type(&f, 0, 64, XS_RAM), 64);
-  dmem_xen_stats xs;
-  dmem_xen_guest_stats(&xs, f.x[0]);
+  dmem_xen_stats xs = DMEM_XEN_STATS_INIT;
+  xs.version = 0;
+  ck_assert_int_eq(dmem_xen_guest_stats(&xs, f.x[0]), DMEM_EVERSION);
+  ck_assert_uint_eq(xs.faults, 0);
+  xs.version = DMEM_XEN_STATS_VERSION;
+  ck_assert_int_eq(dmem_xen_guest_stats(&xs, f.x[0]), 0);
+  ck_assert_uint_eq(xs.version, DMEM_XEN_STATS_VERSION);
   ck_assert_uint_eq(xs.faults, paged);
   ck_assert_uint_eq(xs.evicts, paged + 0);
   ck_assert_uint_ge(xs_count(f.s, XS_PAGING_LOAD), paged);
@@ -320,7 +329,7 @@ START_TEST(write_after_nominate)
   writer w = {&f, 0, 0xab, 0};
   xs_set_hook(f.s, XS_PAGING_EVICT, guest_writes, &w);
   scan_all(&f, 6);
-  dmem_xen_stats xs;
+  dmem_xen_stats xs = DMEM_XEN_STATS_INIT;
   dmem_xen_guest_stats(&xs, f.x[0]);
   ck_assert_uint_eq(xs.evict_fail, 1);
   ck_assert_uint_ge(xs_count(f.s, XS_PAGING_PREP), 1);
@@ -329,7 +338,7 @@ START_TEST(write_after_nominate)
   want[100] = 0xab;
   ck_assert_int_eq(xs_access(f.s, 10, 0, 0, 0, 0, got, PAGE), 0);
   ck_assert_mem_eq(got, want, PAGE);
-  dmem_stats st;
+  dmem_stats st = DMEM_STATS_INIT;
   dmem_engine_stats(&st, f.e);
   ck_assert_uint_ge(st.errors, 1); /* the failed evict, counted */
   teardown(&f);
@@ -347,7 +356,7 @@ START_TEST(write_before_nominate)
   xs_set_hook(f.s, XS_PAGING_NOMINATE, guest_writes, &w);
   for (int i = 0; i < 6 && xs_type(f.s, 10, 0) != XS_PAGING_OUT; i++)
     scan_all(&f, 1);
-  dmem_xen_stats xs;
+  dmem_xen_stats xs = DMEM_XEN_STATS_INIT;
   dmem_xen_guest_stats(&xs, f.x[0]);
   ck_assert_uint_eq(xs.evict_changed, 1);
   ck_assert_int_eq(xs_type(f.s, 10, 0), XS_PAGING_OUT);
@@ -578,14 +587,14 @@ START_TEST(load_refused_then_retried)
   ck_assert_uint_eq(served, 1);
   ck_assert(!xs_paused(f.s, 10, 0));
   expect_page(&f, 0, 4, 1004);
-  dmem_xen_stats xs;
+  dmem_xen_stats xs = DMEM_XEN_STATS_INIT;
   dmem_xen_guest_stats(&xs, f.x[0]);
   ck_assert_uint_eq(xs.retries, 1);
 
   /* Refused nominations and evictions leave pages resident and counted. */
   xs_fail(f.s, XS_PAGING_NOMINATE, 1.0, EBUSY);
   expect_page(&f, 0, 5, 1005);
-  dmem_stats st0, st1;
+  dmem_stats st0 = DMEM_STATS_INIT, st1 = DMEM_STATS_INIT;
   dmem_engine_stats(&st0, f.e);
   scan_all(&f, 6);
   dmem_engine_stats(&st1, f.e);
@@ -606,7 +615,7 @@ START_TEST(drop_notice)
   ck_assert_int_eq(xs_type(f.s, 10, 1), XS_PAGED);
   ck_assert_int_eq(xs_drop(f.s, 10, 1), 0);
   ck_assert_int_eq(dmem_xen_guest_poll(f.x[0], 0, NULL), 0);
-  dmem_xen_stats xs;
+  dmem_xen_stats xs = DMEM_XEN_STATS_INIT;
   dmem_xen_guest_stats(&xs, f.x[0]);
   ck_assert_uint_eq(xs.dropped, 1);
   uint64_t loads = xs_count(f.s, XS_PAGING_LOAD);
@@ -691,11 +700,11 @@ START_TEST(share_across_domains)
   uint64_t shared = 0;
   for (uint64_t g = 0; g < 16; g++)
     shared += xs_sharers(f.s, 10, g) > 1;
-  dmem_stats st;
+  dmem_stats st = DMEM_STATS_INIT;
   dmem_engine_stats(&st, f.e);
   ck_assert_uint_gt(shared, 8);
   ck_assert_uint_gt(st.mapped, 8);
-  dmem_xen_stats a, b;
+  dmem_xen_stats a = DMEM_XEN_STATS_INIT, b = DMEM_XEN_STATS_INIT;
   dmem_xen_guest_stats(&a, f.x[0]);
   dmem_xen_guest_stats(&b, f.x[1]);
   ck_assert_uint_gt(a.shares + b.shares, 8);
@@ -752,7 +761,7 @@ START_TEST(share_refused_after_write)
   ck_assert_int_eq(xs_peek(f.s, 11, 0, got), 0);
   if (got[0] == 0x42) { /* the hook ran: the write is there and not shared */
     ck_assert_uint_eq(xs_sharers(f.s, 11, 0), 1);
-    dmem_xen_stats b;
+    dmem_xen_stats b = DMEM_XEN_STATS_INIT;
     dmem_xen_guest_stats(&b, f.x[1]);
     ck_assert_uint_eq(b.share_stale, 1);
   } else {
@@ -823,7 +832,7 @@ START_TEST(sharing_ring_enomem)
   ck_assert_int_eq(got[3], 0x99);
   ck_assert_int_eq(xs_peek(f.s, 10, 2, got), 0);
   ck_assert_mem_eq(got, b, PAGE);
-  dmem_xen_stats xs;
+  dmem_xen_stats xs = DMEM_XEN_STATS_INIT;
   dmem_xen_guest_stats(&xs, f.x[1]);
   ck_assert_uint_eq(xs.enomem, 2);
   ck_assert_uint_eq(xs_responses(f.s), xs_requests(f.s));

@@ -128,8 +128,7 @@ static int round_local(uint64_t pages, uint64_t *ns, uint64_t *evicted, uint64_t
     if ((rc = dmem_kvm_region_attach(&vm, e, r, "bench")) != 0)
       snprintf(err, errlen, "attach: %s", dmem_kvm_region_errmsg(r));
   }
-  dmem_stats st;
-  memset(&st, 0, sizeof st);
+  dmem_stats st = DMEM_STATS_INIT;
   for (int pass = 0; rc == 0 && pass < 20; pass++) {
     (void)dmem_engine_scan(NULL, e, (size_t)pages);
     (void)dmem_vm_stats(&st, vm);
@@ -229,7 +228,7 @@ int bench_faults_run(int argc, char **argv)
       return cmd_usage_error(&dmem_cmd_bench, "unknown or incomplete option '%s'", a);
     }
   }
-  dmem_kvm_caps caps;
+  dmem_kvm_caps caps = DMEM_KVM_CAPS_INIT;
   if (dmem_kvm_probe(&caps) != 0 || !caps.uffd) {
     fprintf(stderr, "diffmem bench faults: needs userfaultfd (root on Linux)\n");
     return 1;

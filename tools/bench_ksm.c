@@ -463,7 +463,7 @@ static int bench(const ksm_opts *o)
   ksm_saved ks;
   if (ksm_check(&ks) != 0)
     return 1;
-  dmem_kvm_caps caps;
+  dmem_kvm_caps caps = DMEM_KVM_CAPS_INIT;
   if (dmem_kvm_probe(&caps) != 0) {
     fprintf(stderr, "diffmem bench ksm: KVM is not available here: %s\n", caps.reason);
     return 1;

@@ -431,7 +431,7 @@ int bench_sidechannel_run(int argc, char **argv)
   int rc = parse(&o, argc, argv);
   if (rc)
     return rc;
-  dmem_kvm_caps caps;
+  dmem_kvm_caps caps = DMEM_KVM_CAPS_INIT;
   if (dmem_kvm_probe(&caps) != 0 || !caps.uffd) {
     fprintf(stderr, "diffmem bench sidechannel: needs userfaultfd (run as root on Linux)\n");
     return 1;

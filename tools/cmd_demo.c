@@ -84,7 +84,7 @@ static void progress_line(void *ud, double t)
     return;
   const fleet_mem *before = &p->fig->before;
   fleet_mem m;
-  dmem_stats s;
+  dmem_stats s = DMEM_STATS_INIT;
   if (fleet_sample(&m, p->f) != 0 || dmem_engine_stats(&s, p->f->engine) != 0)
     return;
   char line[256];
@@ -215,7 +215,7 @@ static int demo_processes(const demo_opts *o);
 
 static int demo(const demo_opts *o)
 {
-  dmem_kvm_caps caps;
+  dmem_kvm_caps caps = DMEM_KVM_CAPS_INIT;
   if (dmem_kvm_probe(&caps) != 0) {
     fprintf(stderr, "diffmem demo: KVM is not available here: %s\n", caps.reason);
     return 1;
@@ -251,6 +251,7 @@ static int demo(const demo_opts *o)
       fleet_process_cpu_s() - cpu0 - (fleet_thread_cpu_s() - main0) - fig.t.vcpu_cpu_s;
   if (fig.t.other_cpu_s < 0)
     fig.t.other_cpu_s = 0;
+  fig.es.version = DMEM_STATS_VERSION;
   if (fleet_sample(&fig.after, f) != 0 || dmem_engine_stats(&fig.es, f->engine) != 0) {
     fprintf(stderr, "diffmem demo: cannot read the figures\n");
     goto out;

@@ -42,7 +42,7 @@ static int run(int argc, char **argv)
   const char *xen_state = "not built";
   char kvm_detail[320] = "", xen_detail[320] = "";
 #if DMEM_TOOL_KVM
-  dmem_kvm_caps caps;
+  dmem_kvm_caps caps = DMEM_KVM_CAPS_INIT;
   if (dmem_kvm_probe(&caps) == 0) {
     kvm_state = "ready";
     snprintf(kvm_detail, sizeof kvm_detail,
@@ -57,7 +57,7 @@ static int run(int argc, char **argv)
   }
 #endif
 #if DMEM_TOOL_XEN
-  dmem_xen_info xi;
+  dmem_xen_info xi = DMEM_XEN_INFO_INIT;
   if (dmem_xen_probe(&xi) == 0) {
     xen_state = "ready";
     snprintf(xen_detail, sizeof xen_detail, "Xen %d.%d", xi.major, xi.minor);
@@ -89,12 +89,12 @@ static int run(int argc, char **argv)
 }
 
 const dmem_cmd dmem_cmd_probe = {
-  .name = "probe",
-  .summary = "show which adapters can run on this host",
-  .usage = "usage: diffmem probe [--json]\n"
-           "\n"
-           "Reports whether the KVM adapter (/dev/kvm and userfaultfd) and the Xen\n"
-           "adapter (a running Xen hypervisor) can run here, and whether Linux KSM\n"
-           "is present for comparisons.\n",
-  .run = run,
+    .name = "probe",
+    .summary = "show which adapters can run on this host",
+    .usage = "usage: diffmem probe [--json]\n"
+             "\n"
+             "Reports whether the KVM adapter (/dev/kvm and userfaultfd) and the Xen\n"
+             "adapter (a running Xen hypervisor) can run here, and whether Linux KSM\n"
+             "is present for comparisons.\n",
+    .run = run,
 };

@@ -746,7 +746,7 @@ static void fill_vm_stats(dmem_proto_vm_stats *s, const conn *c, const dvm *v)
   s->pid = (uint32_t)c->pid;
   s->uid = (uint32_t)c->uid;
   memcpy(s->name, v->name, sizeof s->name);
-  dmem_stats st;
+  dmem_stats st = DMEM_STATS_INIT;
   if (dmem_vm_stats(&st, v->vm) == 0) {
     s->pages = st.pages, s->resident = st.resident, s->mapped = st.mapped, s->zero = st.zero;
     s->shared = st.shared, s->patched = st.patched, s->compressed = st.compressed;
@@ -770,7 +770,7 @@ static void do_stats(conn *c, uint32_t seq)
   memset(&all[0], 0, sizeof all[0]);
   all[0].vm = UINT32_MAX;
   snprintf(all[0].name, sizeof all[0].name, "engine");
-  dmem_stats st;
+  dmem_stats st = DMEM_STATS_INIT;
   if (dmem_engine_stats(&st, D.e) == 0) {
     all[0].pages = st.pages, all[0].resident = st.resident, all[0].mapped = st.mapped;
     all[0].zero = st.zero, all[0].shared = st.shared, all[0].patched = st.patched;
@@ -1150,7 +1150,7 @@ int main(int argc, char **argv)
   int rc = parse_args(argc, argv);
   if (rc)
     return rc;
-  dmem_kvm_caps caps;
+  dmem_kvm_caps caps = DMEM_KVM_CAPS_INIT;
   if (dmem_kvm_probe(&caps) != 0 || !caps.uffd) {
     fprintf(stderr, "diffmemd: userfaultfd is not available here: %s\n", caps.reason);
     return 1;

@@ -73,7 +73,10 @@ int dmem_kvm_probe(dmem_kvm_caps *out)
 {
   if (!out)
     return DMEM_EINVAL;
+  if (out->version != DMEM_KVM_CAPS_VERSION)
+    return DMEM_EVERSION;
   memset(out, 0, sizeof *out);
+  out->version = DMEM_KVM_CAPS_VERSION;
   out->kvm_api_version = -1;
   int rc = kvm_caps(out);
   if (rc == 0)

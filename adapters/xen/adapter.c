@@ -492,10 +492,13 @@ int dmem_xen_guest_stats(dmem_xen_stats *out, const dmem_xen_guest *x)
 {
   if (!out || !x)
     return DMEM_EINVAL;
+  if (out->version != DMEM_XEN_STATS_VERSION)
+    return DMEM_EVERSION;
   dmem_xen_guest *m = (dmem_xen_guest *)x; /* the lock, not the data */
   pthread_mutex_lock(&m->mu);
   *out = x->st;
   pthread_mutex_unlock(&m->mu);
+  out->version = DMEM_XEN_STATS_VERSION;
   return 0;
 }
 

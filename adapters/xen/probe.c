@@ -16,7 +16,10 @@ int dmem_xen_probe(dmem_xen_info *out)
 {
   if (!out)
     return DMEM_EINVAL;
+  if (out->version != DMEM_XEN_INFO_VERSION)
+    return DMEM_EVERSION;
   memset(out, 0, sizeof *out);
+  out->version = DMEM_XEN_INFO_VERSION;
   out->major = out->minor = -1;
   void *hv;
   int rc = xen__default_open(&hv, out->reason, sizeof out->reason);

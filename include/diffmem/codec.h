@@ -73,7 +73,10 @@ typedef struct dmem_codec_options {
 } dmem_codec_options;
 
 #define DMEM_CODEC_OPTIONS_VERSION 1
-#define DMEM_CODEC_OPTIONS_INIT {DMEM_CODEC_OPTIONS_VERSION, NULL, 1, 0}
+#define DMEM_CODEC_OPTIONS_INIT                                                                    \
+  {                                                                                                \
+    DMEM_CODEC_OPTIONS_VERSION, NULL, 1, 0                                                         \
+  }
 
 /**
  * Makes a compression context.
@@ -250,7 +253,10 @@ typedef struct dmem_index_options {
 } dmem_index_options;
 
 #define DMEM_INDEX_OPTIONS_VERSION 1
-#define DMEM_INDEX_OPTIONS_INIT {DMEM_INDEX_OPTIONS_VERSION, NULL, 0, 0, NULL, NULL}
+#define DMEM_INDEX_OPTIONS_INIT                                                                    \
+  {                                                                                                \
+    DMEM_INDEX_OPTIONS_VERSION, NULL, 0, 0, NULL, NULL                                             \
+  }
 
 /**
  * Makes an empty index.
@@ -340,7 +346,10 @@ typedef struct dmem_simdet_options {
 
 #define DMEM_SIMDET_OPTIONS_VERSION 1
 /** The paper's best setting: HashSimilarityDetector(2,1), one candidate. */
-#define DMEM_SIMDET_OPTIONS_INIT {DMEM_SIMDET_OPTIONS_VERSION, NULL, DMEM_SIMDET_HASH, 2, 1, 1, 0, 0}
+#define DMEM_SIMDET_OPTIONS_INIT                                                                   \
+  {                                                                                                \
+    DMEM_SIMDET_OPTIONS_VERSION, NULL, DMEM_SIMDET_HASH, 2, 1, 1, 0, 0                             \
+  }
 
 /**
  * Makes an empty detector.

@@ -49,21 +49,21 @@ extern "C" {
  * The error table: XX(NAME, value, message). DMEM_E##NAME is the code.
  * Values are fixed forever once released: add new rows at the end.
  */
-#define DMEM_ERRNO_MAP(XX)                                                   \
-  XX(INVAL, -1, "invalid argument")                                          \
-  XX(NOMEM, -2, "out of memory")                                             \
-  XX(IO, -3, "input/output error")                                           \
-  XX(CORRUPT, -4, "corrupt or malformed data")                               \
-  XX(NOTSUP, -5, "operation not supported here")                             \
-  XX(TOOBIG, -6, "output would not save enough to be worth keeping")        \
-  XX(NOENT, -7, "no such entry")                                             \
-  XX(BUSY, -8, "resource busy")                                              \
-  XX(SYS, -9, "system call failed")                                          \
-  XX(VERSION, -10, "unsupported options version")                            \
-  XX(EXIST, -11, "entry already exists")                                     \
-  XX(RANGE, -12, "value out of range")                                       \
-  XX(TRUNC, -13, "input truncated")                                          \
-  XX(NOSPC, -14, "no room left (a budget or a file is full)")              \
+#define DMEM_ERRNO_MAP(XX)                                                                         \
+  XX(INVAL, -1, "invalid argument")                                                                \
+  XX(NOMEM, -2, "out of memory")                                                                   \
+  XX(IO, -3, "input/output error")                                                                 \
+  XX(CORRUPT, -4, "corrupt or malformed data")                                                     \
+  XX(NOTSUP, -5, "operation not supported here")                                                   \
+  XX(TOOBIG, -6, "output would not save enough to be worth keeping")                               \
+  XX(NOENT, -7, "no such entry")                                                                   \
+  XX(BUSY, -8, "resource busy")                                                                    \
+  XX(SYS, -9, "system call failed")                                                                \
+  XX(VERSION, -10, "unsupported version of an options or stats struct")                            \
+  XX(EXIST, -11, "entry already exists")                                                           \
+  XX(RANGE, -12, "value out of range")                                                             \
+  XX(TRUNC, -13, "input truncated")                                                                \
+  XX(NOSPC, -14, "no room left (a budget or a file is full)")                                      \
   XX(PERM, -15, "refused: no permission, or a limit reached")
 
 /** Error codes; every one is negative, and 0 (DMEM_OK) is success. */
@@ -72,7 +72,7 @@ typedef enum dmem_errno {
 #define DMEM_ERRNO_ENUM_(name, value, msg) DMEM_E##name = (value),
   DMEM_ERRNO_MAP(DMEM_ERRNO_ENUM_)
 #undef DMEM_ERRNO_ENUM_
-  DMEM_ERRNO_LAST_ = -16
+      DMEM_ERRNO_LAST_ = -16
 } dmem_errno;
 
 /**

@@ -53,7 +53,8 @@
  * late answer arrives, which completes the request: a VMM can slow the
  * daemon for that long, and then not again until it answers; one that
  * does not serve a DMEM_PROTO_MAP_FRAME stalls only its own guest. An
- * agent that closes its socket is never asked again. Secure mode maps nothing, so the daemon offers no agent there.
+ * agent that closes its socket is never asked again. Secure mode maps nothing, so the daemon offers
+ * no agent there.
  *
  * Lifecycles:
  *  - the VMM detaches, exits or is killed: the daemon detaches the VM,
@@ -296,8 +297,8 @@ typedef struct dmem_proto_map {
 } dmem_proto_map;
 
 typedef struct dmem_proto_map_done {
-  int32_t code;    /**< 0, or a DMEM_E* code (DMEM_ENOSPC: no room for another mapping) */
-  uint32_t error;  /**< the errno of the call that failed, for the daemon's log */
+  int32_t code;   /**< 0, or a DMEM_E* code (DMEM_ENOSPC: no room for another mapping) */
+  uint32_t error; /**< the errno of the call that failed, for the daemon's log */
 } dmem_proto_map_done;
 
 typedef struct dmem_proto_error {
@@ -319,8 +320,8 @@ typedef struct dmem_proto_vm_stats {
    *  to the page installed, or, for a page the VMM's agent maps, to the
    *  request sent (bench faults times the whole touch). */
   uint64_t fault_p50_ns, fault_p99_ns;
-  uint64_t cpu_ns;                     /**< the daemon's CPU time (totals only) */
-  uint64_t store_bytes;                /**< frames, patches and blobs (totals only) */
+  uint64_t cpu_ns;      /**< the daemon's CPU time (totals only) */
+  uint64_t store_bytes; /**< frames, patches and blobs (totals only) */
 } dmem_proto_vm_stats;
 
 /** A parsed message: hdr, and the payload of its type. */

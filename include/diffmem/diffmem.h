@@ -129,9 +129,11 @@ typedef struct dmem_engine_options {
 } dmem_engine_options;
 
 #define DMEM_ENGINE_OPTIONS_VERSION 3
-#define DMEM_ENGINE_OPTIONS_INIT                                                    \
-  {DMEM_ENGINE_OPTIONS_VERSION, NULL, 0, NULL, 4, 256, DMEM_CODEC_BEST, 0,          \
-   DMEM_SIMDET_HASH, 2, 1, 1, 1, NULL, 0, 0, 0}
+#define DMEM_ENGINE_OPTIONS_INIT                                                                   \
+  {                                                                                                \
+    DMEM_ENGINE_OPTIONS_VERSION, NULL, 0, NULL, 4, 256, DMEM_CODEC_BEST, 0, DMEM_SIMDET_HASH, 2,   \
+        1, 1, 1, NULL, 0, 0, 0                                                                     \
+  }
 
 /**
  * Makes an engine with no VMs.
@@ -149,7 +151,6 @@ DMEM_API int dmem_engine_create(dmem_engine **out, const dmem_engine_options *op
  * remove). NULL does nothing.
  */
 DMEM_API void dmem_engine_destroy(dmem_engine *engine);
-
 
 /**
  * The memfd that holds the frames (the one copy of each shared content) of
@@ -207,7 +208,10 @@ typedef struct dmem_vm_options {
 #define DMEM_DOMAIN_OWN 0u
 
 #define DMEM_VM_OPTIONS_VERSION 3
-#define DMEM_VM_OPTIONS_INIT {DMEM_VM_OPTIONS_VERSION, NULL, NULL, 0, NULL, DMEM_DOMAIN_OWN, NULL, 0}
+#define DMEM_VM_OPTIONS_INIT                                                                       \
+  {                                                                                                \
+    DMEM_VM_OPTIONS_VERSION, NULL, NULL, 0, NULL, DMEM_DOMAIN_OWN, NULL, 0                         \
+  }
 
 /**
  * Attaches a VM. Its pages start resident, in state C1. Options of version
@@ -308,18 +312,22 @@ DMEM_API int dmem_vm_read(void *buf, dmem_vm *vm, uint64_t gfn);
 DMEM_API int dmem_vm_page(dmem_page_kind *kind, dmem_page_state *state, dmem_vm *vm, uint64_t gfn);
 
 /** Statistics of the engine or of one VM. All counts are pages unless
- *  named bytes. */
+ *  named bytes. The caller sets @c version (DMEM_STATS_INIT does): a later
+ *  version of the library appends fields, and fills only those of the
+ *  version the caller names, so a program built against this header keeps
+ *  working with it. */
 typedef struct dmem_stats {
-  uint64_t pages;      /**< guest pages tracked */
-  uint64_t resident;   /**< private guest memory */
-  uint64_t mapped;     /**< resident through a copy-on-write frame */
-  uint64_t zero;       /**< evicted zero pages */
-  uint64_t shared;     /**< evicted, rebuilt from a frame */
-  uint64_t patched;    /**< evicted, a patch against a frame */
-  uint64_t compressed; /**< evicted, a compressed blob */
-  uint64_t swapped;    /**< evicted, in the swap file */
-  uint64_t state[5];   /**< pages per clock state; index 1..4 = C1..C4 */
-  uint64_t frames;     /**< frames held (engine only; 0 for a VM) */
+  unsigned version;     /**< set by the caller to DMEM_STATS_VERSION */
+  uint64_t pages;       /**< guest pages tracked */
+  uint64_t resident;    /**< private guest memory */
+  uint64_t mapped;      /**< resident through a copy-on-write frame */
+  uint64_t zero;        /**< evicted zero pages */
+  uint64_t shared;      /**< evicted, rebuilt from a frame */
+  uint64_t patched;     /**< evicted, a patch against a frame */
+  uint64_t compressed;  /**< evicted, a compressed blob */
+  uint64_t swapped;     /**< evicted, in the swap file */
+  uint64_t state[5];    /**< pages per clock state; index 1..4 = C1..C4 */
+  uint64_t frames;      /**< frames held (engine only; 0 for a VM) */
   uint64_t store_bytes; /**< memory of frames, patches and blobs (engine) */
   uint64_t swap_bytes;  /**< bytes in the swap file (engine) */
   /** Guest bytes minus the host memory that now holds them (private pages,
@@ -344,10 +352,23 @@ typedef struct dmem_stats {
   uint64_t shared_read_faults, shared_write_faults;
 } dmem_stats;
 
-/** Fills @p out with the engine's totals. @retval 0. */
+/** The version of dmem_stats this header describes. */
+#define DMEM_STATS_VERSION 1
+/** A dmem_stats ready to be filled: `dmem_stats s = DMEM_STATS_INIT;`. */
+#define DMEM_STATS_INIT                                                                            \
+  {                                                                                                \
+    DMEM_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, {0, 0, 0, 0, 0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  \
+        0, 0                                                                                       \
+  }
+
+/** Fills @p out with the engine's totals.
+ *  @retval 0.
+ *  @retval DMEM_EVERSION out->version is not DMEM_STATS_VERSION (nothing
+ *          written).
+ *  @retval DMEM_EINVAL out or engine is NULL. */
 DMEM_API int dmem_engine_stats(dmem_stats *out, dmem_engine *engine);
 
-/** Fills @p out with one VM's figures. @retval 0. */
+/** Fills @p out with one VM's figures; errors as dmem_engine_stats(). */
 DMEM_API int dmem_vm_stats(dmem_stats *out, dmem_vm *vm);
 
 /**
@@ -393,7 +414,7 @@ DMEM_API int dmem_engine_store_fds(const dmem_engine *engine, int *blobs_fd, int
 
 /** Where dmem_journal_page() reads one VM's content from. */
 typedef struct dmem_journal_store {
-  int frames_fd; /**< the VM's dmem_vm_frames_fd() */
+  int frames_fd;         /**< the VM's dmem_vm_frames_fd() */
   int blobs_fd, swap_fd; /**< as dmem_engine_store_fds() gave them */
 } dmem_journal_store;
 

@@ -113,6 +113,7 @@ extern "C" {
 
 /** What this host offers the KVM adapter; filled by dmem_kvm_probe(). */
 typedef struct dmem_kvm_caps {
+  unsigned version; /**< set by the caller to DMEM_KVM_CAPS_VERSION */
   /** KVM_GET_API_VERSION of /dev/kvm, or -1 if it could not be opened. */
   int kvm_api_version;
   /** The kernel reports KVM_CAP_USER_MEMORY (guest RAM in user memory). */
@@ -129,14 +130,25 @@ typedef struct dmem_kvm_caps {
   char reason[256];
 } dmem_kvm_caps;
 
+/** The version of dmem_kvm_caps this header describes: a later library
+ *  appends fields and fills only those of the caller's version. */
+#define DMEM_KVM_CAPS_VERSION 1
+/** A dmem_kvm_caps ready to be filled. */
+#define DMEM_KVM_CAPS_INIT                                                                         \
+  {                                                                                                \
+    DMEM_KVM_CAPS_VERSION, 0, 0, 0, 0, 0, 0, ""                                                    \
+  }
+
 /**
  * Probes /dev/kvm and userfaultfd for what the adapter needs: a KVM with
  * user memory, and userfaultfd with MISSING faults on shared memory.
  *
- * @param out filled in every case, also on failure.
+ * @param out its version set to DMEM_KVM_CAPS_VERSION (DMEM_KVM_CAPS_INIT);
+ *        filled in every case, also on failure, but for DMEM_EVERSION.
  * @retval 0 the adapter can run here.
  * @retval DMEM_ENOTSUP it cannot; out->reason says why (for example
  *         "cannot open /dev/kvm: No such file or directory").
+ * @retval DMEM_EVERSION out->version is not DMEM_KVM_CAPS_VERSION.
  * @retval DMEM_EINVAL out is NULL.
  */
 DMEM_API int dmem_kvm_probe(dmem_kvm_caps *out);
@@ -388,9 +400,9 @@ typedef struct dmem_kvm_stats {
    *  microseconds. The time a faulting thread waits also includes the
    *  kernel's wake-ups of the fault thread and of itself. */
   uint64_t lat_hist[DMEM_KVM_LAT_BUCKETS];
-  uint64_t lat_count;  /**< samples in lat_hist */
-  uint64_t lat_sum_ns; /**< their sum, for the mean */
-  uint64_t lat_max_ns; /**< the largest */
+  uint64_t lat_count;     /**< samples in lat_hist */
+  uint64_t lat_sum_ns;    /**< their sum, for the mean */
+  uint64_t lat_max_ns;    /**< the largest */
   uint64_t cow_mapped;    /**< pages mapping a frame copy-on-write now */
   uint64_t cow_maps;      /**< frames mapped on a read fault, in all */
   uint64_t cow_fallbacks; /**< read faults copied because the VMA budget was spent */

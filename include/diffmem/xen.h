@@ -101,20 +101,32 @@ extern "C" {
 
 /** What the running hypervisor is; filled by dmem_xen_probe(). */
 typedef struct dmem_xen_info {
+  unsigned version; /**< set by the caller to DMEM_XEN_INFO_VERSION */
   /** Xen's major and minor version, or -1 when no hypervisor answered. */
   int major, minor;
   /** Why the adapter cannot run here; empty when dmem_xen_probe() returned 0. */
   char reason[256];
 } dmem_xen_info;
 
+/** The version of dmem_xen_info this header describes: a later library
+ *  appends fields and fills only those of the caller's version. */
+#define DMEM_XEN_INFO_VERSION 1
+/** A dmem_xen_info ready to be filled. */
+#define DMEM_XEN_INFO_INIT                                                                         \
+  {                                                                                                \
+    DMEM_XEN_INFO_VERSION, 0, 0, ""                                                                \
+  }
+
 /**
  * Opens libxenctrl's interface to the hypervisor and asks its version.
  *
- * @param out filled in every case, also on failure.
+ * @param out its version set to DMEM_XEN_INFO_VERSION (DMEM_XEN_INFO_INIT);
+ *        filled in every case, also on failure, but for DMEM_EVERSION.
  * @retval 0 a Xen hypervisor answered.
  * @retval DMEM_ENOTSUP no hypervisor could be reached; out->reason carries
  *         libxenctrl's own message, such as "cannot open /dev/xen/privcmd:
  *         No such file or directory".
+ * @retval DMEM_EVERSION out->version is not DMEM_XEN_INFO_VERSION.
  * @retval DMEM_EINVAL out is NULL.
  */
 DMEM_API int dmem_xen_probe(dmem_xen_info *out);
@@ -364,6 +376,7 @@ DMEM_API int dmem_xen_guest_share_grefs(dmem_xen_guest *source, uint32_t source_
 
 /** The adapter's own counts. */
 typedef struct dmem_xen_stats {
+  unsigned version;       /**< set by the caller to DMEM_XEN_STATS_VERSION */
   uint64_t requests;      /**< ring requests read */
   uint64_t faults;        /**< requests served by rebuilding a page */
   uint64_t evict_fail;    /**< requests for nominated pages (prep only) */
@@ -377,7 +390,18 @@ typedef struct dmem_xen_stats {
   uint64_t enomem;        /**< copy-on-write breaks that found Xen without memory */
 } dmem_xen_stats;
 
-/** Fills @p out. @retval 0. */
+/** The version of dmem_xen_stats this header describes: a later library
+ *  appends fields and fills only those of the caller's version. */
+#define DMEM_XEN_STATS_VERSION 1
+/** A dmem_xen_stats ready to be filled. */
+#define DMEM_XEN_STATS_INIT                                                                        \
+  {                                                                                                \
+    DMEM_XEN_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0                                        \
+  }
+
+/** Fills @p out. @retval 0. @retval DMEM_EVERSION out->version is not
+ *  DMEM_XEN_STATS_VERSION (nothing written). @retval DMEM_EINVAL a NULL
+ *  argument. */
 DMEM_API int dmem_xen_guest_stats(dmem_xen_stats *out, const dmem_xen_guest *x);
 
 #ifdef __cplusplus
