@@ -28,7 +28,7 @@ files=$(git ls-files --cached)
 n=0
 for f in $files; do
   case $f in
-    LICENSE | LICENSES/* | .reuse/* | tests/fuzz/corpus/* | *.md | NEWS | debian/*) continue ;;
+    LICENSE | LICENSES/* | .reuse/* | tests/fuzz/corpus/* | *.md | NEWS | debian/* | abi/*) continue ;;
   esac
   [ -f "$f" ] || continue
   n=$((n + 1))
