@@ -141,6 +141,7 @@ DMEM_API int dmem_codec_compress(size_t *out_len, void *out, size_t out_cap, dme
  * @param page receives DMEM_PAGE_SIZE bytes.
  * @param codec the context.
  * @param blob the blob; @p blob_len its exact length.
+ * @param blob_len the blob's exact length.
  * @retval 0 success: the page is exactly the one compressed.
  * @retval DMEM_ECORRUPT or DMEM_ETRUNC the blob is malformed; nothing was
  *         read or written out of bounds.
@@ -216,6 +217,9 @@ DMEM_API int dmem_delta_encode_flags(size_t *out_len, void *out, size_t out_cap,
 /**
  * Rebuilds a page from a reference and a patch.
  * @param page receives DMEM_PAGE_SIZE bytes; must not overlap @p ref.
+ * @param ref the reference page the patch was made against (DMEM_PAGE_SIZE bytes).
+ * @param patch the patch, from dmem_delta_encode().
+ * @param patch_len its exact length.
  * @retval 0 success.
  * @retval DMEM_ECORRUPT or DMEM_ETRUNC the patch is malformed (or made
  *         for a page of another size); nothing was read or written out of
@@ -260,8 +264,10 @@ typedef struct dmem_index_options {
 
 /**
  * Makes an empty index.
- * @retval 0 success. @retval DMEM_EINVAL out or opts->fetch is NULL.
- * @retval DMEM_EVERSION unknown options version. @retval DMEM_ENOMEM.
+ * @retval 0 success.
+ * @retval DMEM_EINVAL out or opts->fetch is NULL.
+ * @retval DMEM_EVERSION unknown options version.
+ * @retval DMEM_ENOMEM.
  * @retval DMEM_ESYS no seed was given and getrandom(2) failed.
  */
 DMEM_API int dmem_index_create(dmem_index **out, const dmem_index_options *opts);
@@ -288,7 +294,10 @@ DMEM_API uint64_t dmem_index_hash(const dmem_index *index, const void *page);
  *
  * @param out_id receives the id of a matching page.
  * @param hash dmem_index_hash() of @p page.
- * @retval 0 found. @retval DMEM_ENOENT no stored page has this content.
+ * @param index the index.
+ * @param page the content looked for (DMEM_PAGE_SIZE bytes).
+ * @retval 0 found.
+ * @retval DMEM_ENOENT no stored page has this content.
  */
 DMEM_API int dmem_index_lookup(uint32_t *out_id, dmem_index *index, const void *page,
                                uint64_t hash);
@@ -296,15 +305,16 @@ DMEM_API int dmem_index_lookup(uint32_t *out_id, dmem_index *index, const void *
 /**
  * Adds page @p id with hash @p hash. Several ids may share a hash; adding
  * an (id, hash) that is already there does nothing.
- * @retval 0 success. @retval DMEM_ENOMEM the table could not grow; the
- *         index is unchanged. @retval DMEM_EINVAL @p id is UINT32_MAX
- *         (reserved) or @p index is NULL.
+ * @retval 0 success.
+ * @retval DMEM_ENOMEM the table could not grow; the index is unchanged.
+ * @retval DMEM_EINVAL @p id is UINT32_MAX (reserved) or @p index is NULL.
  */
 DMEM_API int dmem_index_insert(dmem_index *index, uint64_t hash, uint32_t id);
 
 /**
  * Removes page @p id, stored under @p hash.
- * @retval 0 success. @retval DMEM_ENOENT no such entry.
+ * @retval 0 success.
+ * @retval DMEM_ENOENT no such entry.
  */
 DMEM_API int dmem_index_remove(dmem_index *index, uint64_t hash, uint32_t id);
 
@@ -353,8 +363,11 @@ typedef struct dmem_simdet_options {
 
 /**
  * Makes an empty detector.
- * @retval 0 success. @retval DMEM_EINVAL k, s or candidates out of range.
- * @retval DMEM_EVERSION. @retval DMEM_ENOMEM. @retval DMEM_ESYS getrandom.
+ * @retval 0 success.
+ * @retval DMEM_EINVAL k, s or candidates out of range.
+ * @retval DMEM_EVERSION.
+ * @retval DMEM_ENOMEM.
+ * @retval DMEM_ESYS getrandom.
  */
 DMEM_API int dmem_simdet_create(dmem_simdet **out, const dmem_simdet_options *opts);
 
@@ -365,7 +378,8 @@ DMEM_API void dmem_simdet_destroy(dmem_simdet *det);
  * Indexes page @p id as a possible reference. Blocks that are one repeated
  * 8-byte word (zeros, fills) are never keyed, so such pages match nothing.
  * Inserting an id again makes it the newest in its buckets.
- * @retval 0 success. @retval DMEM_ENOMEM; the detector is unchanged.
+ * @retval 0 success.
+ * @retval DMEM_ENOMEM; the detector is unchanged.
  * @retval DMEM_EINVAL @p id is UINT32_MAX (reserved) or a NULL pointer.
  */
 DMEM_API int dmem_simdet_insert(dmem_simdet *det, uint32_t id, const void *page);
@@ -381,6 +395,9 @@ DMEM_API void dmem_simdet_remove(dmem_simdet *det, uint32_t id, const void *page
  * it first. Candidates are hints: the caller builds the patch and checks.
  *
  * @param out_ids receives up to @p max ids, without repeats.
+ * @param max room in @p out_ids.
+ * @param det the detector.
+ * @param page the page (DMEM_PAGE_SIZE bytes).
  * @return the number of ids written.
  */
 DMEM_API size_t dmem_simdet_query(uint32_t *out_ids, size_t max, const dmem_simdet *det,

@@ -46,7 +46,8 @@ extern "C" {
 #define DMEM_ERRBUF_SIZE 256u
 
 /**
- * The error table: XX(NAME, value, message). DMEM_E##NAME is the code.
+ * The error table: XX(NAME, value, message); the code is DMEM_E and NAME
+ * joined (DMEM_EINVAL for INVAL).
  * Values are fixed forever once released: add new rows at the end.
  */
 #define DMEM_ERRNO_MAP(XX)                                                                         \

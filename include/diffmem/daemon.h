@@ -155,6 +155,9 @@ typedef struct dmem_kvm_client_options {
  * the VM until dmem_kvm_client_detach(); on failure nothing is left
  * registered and the VMM runs on its own memory as before.
  * @param errbuf why, in words, on failure (DMEM_ERRBUF_SIZE is enough).
+ * @param out receives the client.
+ * @param opts the RAM, the socket and the rest (DMEM_KVM_CLIENT_OPTIONS_INIT).
+ * @param errlen the size of @p errbuf.
  * @retval 0 success.
  * @retval DMEM_EINVAL bad options (also a memfd without F_SEAL_SHRINK).
  * @retval DMEM_EVERSION unknown options version, or a daemon that speaks
@@ -347,7 +350,8 @@ typedef struct dmem_proto_msg {
  * terminated within their fields, reserved fields 0, and the values'
  * ranges (sizes and addresses page-aligned, a non-zero size, the stats
  * count). Never reads past @p len.
- * @retval 0 success. @retval DMEM_EVERSION another protocol version.
+ * @retval 0 success.
+ * @retval DMEM_EVERSION another protocol version.
  * @retval DMEM_ECORRUPT anything else wrong (out gets nothing useful).
  * @retval DMEM_EINVAL NULL arguments.
  */
@@ -366,6 +370,11 @@ DMEM_API size_t dmem_proto_encode(void *buf, size_t cap, dmem_proto_type type, u
  * @p nfds descriptors (0 to DMEM_PROTO_FDS_MAX) riding along (SCM_RIGHTS),
  * retrying when a signal interrupts it and never raising SIGPIPE.
  * @param nonblock 1: fail with EAGAIN rather than wait for room.
+ * @param sock the socket.
+ * @param buf the packet, from dmem_proto_encode().
+ * @param len its length.
+ * @param fds the descriptors to pass (NULL when @p nfds is 0).
+ * @param nfds how many.
  * @return 0, or -1 with errno set.
  */
 DMEM_API int dmem_proto_send(int sock, const void *buf, size_t len, const int *fds, int nfds,

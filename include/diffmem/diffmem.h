@@ -137,9 +137,11 @@ typedef struct dmem_engine_options {
 
 /**
  * Makes an engine with no VMs.
- * @retval 0 success. @retval DMEM_EINVAL, DMEM_EVERSION bad options (also
+ * @retval 0 success.
+ * @retval DMEM_EINVAL, DMEM_EVERSION bad options (also
  *         a swap_dir that does not exist or is not a directory).
- * @retval DMEM_ENOMEM. @retval DMEM_EIO the swap file could not be made in
+ * @retval DMEM_ENOMEM.
+ * @retval DMEM_EIO the swap file could not be made in
  *         swap_dir (not writable, a full or read-only filesystem).
  * @retval DMEM_ESYS getrandom failed.
  */
@@ -172,7 +174,9 @@ DMEM_API int dmem_vm_frames_fd(const dmem_vm *vm);
  * The memory the engine keeps in memfds (the frames of every sharing
  * domain, patches and compressed pages), by the kernel's accounting
  * (allocated blocks): count it beside the process's anonymous memory.
- * @retval 0 with *bytes set. @retval DMEM_EINVAL NULL. @retval DMEM_ESYS.
+ * @retval 0 with *bytes set.
+ * @retval DMEM_EINVAL NULL.
+ * @retval DMEM_ESYS.
  */
 DMEM_API int dmem_engine_memfd_bytes(dmem_engine *engine, uint64_t *bytes);
 
@@ -216,7 +220,8 @@ typedef struct dmem_vm_options {
 /**
  * Attaches a VM. Its pages start resident, in state C1. Options of version
  * 2 (no journal) are still taken.
- * @retval 0 success. @retval DMEM_EINVAL missing ops or zero pages, or a
+ * @retval 0 success.
+ * @retval DMEM_EINVAL missing ops or zero pages, or a
  *         journal too small or misaligned.
  * @retval DMEM_ERANGE the engine's page id space (2^31 pages) is full.
  * @retval DMEM_ENOMEM.
@@ -239,6 +244,8 @@ DMEM_API uint32_t dmem_vm_id(const dmem_vm *vm);
  * Scans: visits up to @p budget pages, a slice of each VM in turn, and
  * reclaims what the policy allows.
  * @param visited receives the pages visited (may be NULL).
+ * @param engine the engine.
+ * @param budget the most pages to visit.
  * @retval 0 success (adapter errors on single pages are counted in the
  *         statistics, not returned).
  */
@@ -247,7 +254,8 @@ DMEM_API int dmem_engine_scan(size_t *visited, dmem_engine *engine, size_t budge
 /**
  * Starts a background thread that scans @p pages_per_tick pages every
  * @p tick_ms milliseconds.
- * @retval 0 success. @retval DMEM_EBUSY already running.
+ * @retval 0 success.
+ * @retval DMEM_EBUSY already running.
  * @retval DMEM_ESYS the thread could not be made.
  */
 DMEM_API int dmem_engine_start(dmem_engine *engine, unsigned tick_ms, size_t pages_per_tick);
@@ -286,28 +294,32 @@ DMEM_API int dmem_vm_fault_read(dmem_vm *vm, uint64_t gfn);
  * from disk by the VMM's device emulation. The engine indexes them now,
  * shares each one at once with an identical page it already knows, and
  * remembers the rest as candidates, instead of waiting for the scanner.
- * @retval 0 success. @retval DMEM_ERANGE the range is out of the VM.
+ * @retval 0 success.
+ * @retval DMEM_ERANGE the range is out of the VM.
  */
 DMEM_API int dmem_vm_io_hint(dmem_vm *vm, uint64_t gfn, size_t n);
 
 /**
  * The VMM itself wrote pages @p gfn .. @p gfn + @p n - 1 (device emulation,
  * not the vCPUs): they count as modified (C1) on the next visit.
- * @retval 0 success. @retval DMEM_ERANGE.
+ * @retval 0 success.
+ * @retval DMEM_ERANGE.
  */
 DMEM_API int dmem_vm_dirty(dmem_vm *vm, uint64_t gfn, size_t n);
 
 /**
  * Copies a guest page's content wherever it lives, without changing where
  * it lives (for verification, migration or a study).
- * @retval 0 success. @retval DMEM_ECORRUPT, DMEM_EIO, DMEM_ERANGE as for
+ * @retval 0 success.
+ * @retval DMEM_ECORRUPT, DMEM_EIO, DMEM_ERANGE as for
  *         dmem_vm_fault(); or the adapter's read error.
  */
 DMEM_API int dmem_vm_read(void *buf, dmem_vm *vm, uint64_t gfn);
 
 /**
  * Where a page lives and its clock state.
- * @retval 0 success. @retval DMEM_ERANGE.
+ * @retval 0 success.
+ * @retval DMEM_ERANGE.
  */
 DMEM_API int dmem_vm_page(dmem_page_kind *kind, dmem_page_state *state, dmem_vm *vm, uint64_t gfn);
 
@@ -400,7 +412,8 @@ DMEM_API size_t dmem_journal_size(uint64_t npages);
  * every page's entry now, then each change as it happens, until the VM is
  * detached (when every entry says "in guest memory"). NULL stops. The
  * memory must stay valid while the engine keeps it.
- * @retval 0. @retval DMEM_EINVAL too small or misaligned.
+ * @retval 0.
+ * @retval DMEM_EINVAL too small or misaligned.
  */
 DMEM_API int dmem_vm_set_journal(dmem_vm *vm, void *journal, size_t size);
 
@@ -408,7 +421,9 @@ DMEM_API int dmem_vm_set_journal(dmem_vm *vm, void *journal, size_t size);
  *  pages) and the swap file (-1 without one); each VM's frames are in the
  *  memfd of its sharing domain (dmem_vm_frames_fd()). The engine owns
  *  them; a process that rebuilds pages from a journal needs them open (dup
- *  or send them). @retval 0. @retval DMEM_ENOTSUP the store is not in
+ *  or send them).
+ *  @retval 0.
+ *  @retval DMEM_ENOTSUP the store is not in
  *  memfds here. */
 DMEM_API int dmem_engine_store_fds(const dmem_engine *engine, int *blobs_fd, int *swap_fd);
 
@@ -422,12 +437,19 @@ typedef struct dmem_journal_store {
  * Rebuilds page @p gfn from a journal (read only with pread on the store's
  * descriptors; safe on a journal whose engine is gone).
  * @param codec decodes compressed pages (dmem_codec_create()).
+ * @param out receives the page (DMEM_PAGE_SIZE bytes).
+ * @param journal the journal (dmem_vm_set_journal()), as another process maps it.
+ * @param size its size in bytes.
+ * @param gfn the page.
+ * @param store the descriptors its pages live in.
  * @retval 1 the page was evicted: @p out holds its content, checked
  *         against its checksum.
  * @retval 0 the journal says the page is in guest memory (@p out untouched).
- * @retval DMEM_EVERSION another journal layout. @retval DMEM_ERANGE gfn
- *         beyond the journal. @retval DMEM_ECORRUPT a malformed entry, a
- *         short read or a checksum mismatch. @retval DMEM_EINVAL.
+ * @retval DMEM_EVERSION another journal layout.
+ * @retval DMEM_ERANGE gfn beyond the journal.
+ * @retval DMEM_ECORRUPT a malformed entry, a short read or a checksum
+ *         mismatch.
+ * @retval DMEM_EINVAL.
  */
 DMEM_API int dmem_journal_page(void *out, const void *journal, size_t size, uint64_t gfn,
                                const dmem_journal_store *store, dmem_codec *codec);

@@ -268,6 +268,7 @@ typedef struct dmem_kvm_region_options {
  * @param errbuf on failure, why, in words (for example "fd 5 holds 8192
  *        bytes, short of 16384"); may be NULL.
  * @param errlen its size (DMEM_ERRBUF_SIZE is always enough).
+ * @param opts what to make or adopt (DMEM_KVM_REGION_OPTIONS_INIT).
  * @retval 0 success.
  * @retval DMEM_EINVAL bad options: size 0 or not page-aligned, an fd that
  *         is not shared memory or too short, an unaligned offset or
@@ -296,6 +297,8 @@ DMEM_API void dmem_kvm_region_destroy(dmem_kvm_region *region);
  * @param out receives the VM (owned by the region: do not detach it with
  *        dmem_vm_detach()).
  * @param name for the engine's messages; may be NULL.
+ * @param engine the engine.
+ * @param region the region (detached).
  * @retval 0 success.
  * @retval DMEM_EBUSY the region is attached already.
  * @retval DMEM_ENOTSUP userfaultfd is missing or lacks MISSING faults on
@@ -335,7 +338,8 @@ DMEM_API int dmem_kvm_region_detach(dmem_kvm_region *region);
  * (dmem_engine_stop(), or between your own dmem_engine_scan() calls).
  * Without dirty logging the adapter makes no KVM call while the engine
  * holds its lock.
- * @retval 0 success. @retval DMEM_EINVAL gpa not page-aligned.
+ * @retval 0 success.
+ * @retval DMEM_EINVAL gpa not page-aligned.
  * @retval DMEM_ESYS the ioctl failed (errmsg says why).
  */
 DMEM_API int dmem_kvm_region_set_slot(dmem_kvm_region *region, int vm_fd, uint32_t slot,
@@ -364,7 +368,8 @@ DMEM_API const char *dmem_kvm_region_errmsg(const dmem_kvm_region *region);
 /**
  * The region's view of one page, for diagnostics and tests: a mask of
  * DMEM_KVM_PAGE_* (0: the page is in the memfd, or was never written).
- * @retval 0 success. @retval DMEM_EINVAL out or region is NULL.
+ * @retval 0 success.
+ * @retval DMEM_EINVAL out or region is NULL.
  * @retval DMEM_ERANGE gfn is out of range.
  */
 DMEM_API int dmem_kvm_region_page(unsigned *out, const dmem_kvm_region *region, uint64_t gfn);
@@ -373,7 +378,8 @@ DMEM_API int dmem_kvm_region_page(unsigned *out, const dmem_kvm_region *region, 
  * The kernel's own accounting of the region: bytes of memory the memfd
  * holds (fstat st_blocks * 512 over the whole file, so a caller's memfd
  * that is larger than the region counts whole).
- * @retval 0 success. @retval DMEM_ESYS fstat failed.
+ * @retval 0 success.
+ * @retval DMEM_ESYS fstat failed.
  */
 DMEM_API int dmem_kvm_region_memfd_bytes(uint64_t *out, const dmem_kvm_region *region);
 
@@ -422,7 +428,9 @@ typedef struct dmem_kvm_stats {
  * Copies the region's counters.
  * @param out its version field must be DMEM_KVM_STATS_VERSION, or 2 (then
  *        only the fields of version 2 are written).
- * @retval 0 success. @retval DMEM_EVERSION, DMEM_EINVAL.
+ * @param region the region.
+ * @retval 0 success.
+ * @retval DMEM_EVERSION, DMEM_EINVAL.
  */
 DMEM_API int dmem_kvm_region_stats(dmem_kvm_stats *out, const dmem_kvm_region *region);
 
@@ -435,6 +443,7 @@ DMEM_API uint64_t dmem_kvm_lat_bucket_us(unsigned b);
  * A percentile of the histogram, in microseconds: the upper bound of the
  * bucket where the @p q quantile falls (so within 25% above the truth).
  * @param q in [0, 1], for example 0.5 or 0.99.
+ * @param stats counters from dmem_kvm_region_stats().
  * @return 0 when there are no samples.
  */
 DMEM_API double dmem_kvm_stats_percentile_us(const dmem_kvm_stats *stats, double q);

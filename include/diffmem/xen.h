@@ -278,13 +278,17 @@ typedef struct dmem_xen_guest_options {
  * Takes over paging for a guest: checks it is HVM with HAP, maps the
  * paging ring, enables paging, binds its event channel, enables log-dirty,
  * and enables sharing when asked.
+ * @param out receives the guest.
+ * @param opts the domain and the engine (DMEM_XEN_GUEST_OPTIONS_INIT).
  * @retval 0 success.
  * @retval DMEM_ENOTSUP no Xen here (the message says why, e.g. "cannot open
  *         /dev/xen/privcmd: No such file or directory"), or a guest that is
  *         not HVM with HAP.
- * @retval DMEM_ENOENT no such domain. @retval DMEM_EBUSY another pager owns
- *         the guest. @retval DMEM_ESYS another call failed (see the message).
- * @retval DMEM_EINVAL, DMEM_EVERSION bad options. @retval DMEM_ENOMEM.
+ * @retval DMEM_ENOENT no such domain.
+ * @retval DMEM_EBUSY another pager owns the guest.
+ * @retval DMEM_ESYS another call failed (see the message).
+ * @retval DMEM_EINVAL, DMEM_EVERSION bad options.
+ * @retval DMEM_ENOMEM.
  * @param errbuf receives the message on failure (may be NULL).
  * @param errlen its size.
  */
@@ -312,7 +316,8 @@ DMEM_API uint64_t dmem_xen_guest_npages(const dmem_xen_guest *x);
 /**
  * Attaches the guest to @p engine with this adapter's operations; the ring
  * service then sends faults to the VM. One attachment at a time.
- * @retval 0 success. @retval DMEM_EBUSY already attached.
+ * @retval 0 success.
+ * @retval DMEM_EBUSY already attached.
  * @return or dmem_vm_attach()'s error.
  */
 DMEM_API int dmem_xen_guest_attach(dmem_vm **out, dmem_engine *engine, dmem_xen_guest *x,
@@ -334,6 +339,8 @@ DMEM_API int dmem_xen_guest_fd(const dmem_xen_guest *x);
  * forever) for an event, then answers every request on the ring, and
  * retries any request a failure left unanswered.
  * @param served receives the requests answered (may be NULL).
+ * @param x the guest.
+ * @param timeout_ms how long to wait for an event, as above.
  * @retval 0 success (also when nothing was pending).
  * @retval DMEM_EIO a request could not be answered now (its page could not
  *         be rebuilt or loaded): its vCPU stays paused, and the request is
@@ -343,7 +350,9 @@ DMEM_API int dmem_xen_guest_fd(const dmem_xen_guest *x);
 DMEM_API int dmem_xen_guest_poll(dmem_xen_guest *x, int timeout_ms, unsigned *served);
 
 /** Starts a thread that runs dmem_xen_guest_poll() until dmem_xen_guest_stop().
- *  @retval 0. @retval DMEM_EBUSY running. @retval DMEM_ESYS. */
+ *  @retval 0.
+ *  @retval DMEM_EBUSY running.
+ *  @retval DMEM_ESYS. */
 DMEM_API int dmem_xen_guest_start(dmem_xen_guest *x);
 
 /** Stops and joins the thread; nothing if none runs. */
@@ -355,8 +364,10 @@ DMEM_API void dmem_xen_guest_stop(dmem_xen_guest *x);
  * @p source, before it runs. Xen does not compare the pages: only call it
  * when the two domains' pages in the range are known to be the same. Both
  * adapters need share enabled.
- * @retval 0. @retval DMEM_EINVAL different sizes, or sharing off.
- * @retval DMEM_ENOMEM. @retval DMEM_ESYS.
+ * @retval 0.
+ * @retval DMEM_EINVAL different sizes, or sharing off.
+ * @retval DMEM_ENOMEM.
+ * @retval DMEM_ESYS.
  */
 DMEM_API int dmem_xen_guest_share_range(dmem_xen_guest *source, dmem_xen_guest *clone,
                                         uint64_t first, uint64_t last);
@@ -367,9 +378,11 @@ DMEM_API int dmem_xen_guest_share_range(dmem_xen_guest *source, dmem_xen_guest *
  * it after unmapping both grants and before telling the guests that their
  * I/O is done; Xen's handles make it fail rather than share a page a guest
  * wrote after nomination.
- * @retval 0. @retval DMEM_EBUSY a handle was invalidated by a write (the
- *         pages stay as they were). @retval DMEM_EINVAL a grant reference
- *         is invalid, or sharing off. @retval DMEM_ESYS.
+ * @retval 0.
+ * @retval DMEM_EBUSY a handle was invalidated by a write (the pages stay as
+ *         they were).
+ * @retval DMEM_EINVAL a grant reference is invalid, or sharing off.
+ * @retval DMEM_ESYS.
  */
 DMEM_API int dmem_xen_guest_share_grefs(dmem_xen_guest *source, uint32_t source_gref,
                                         dmem_xen_guest *client, uint32_t client_gref);
@@ -399,8 +412,11 @@ typedef struct dmem_xen_stats {
     DMEM_XEN_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0                                        \
   }
 
-/** Fills @p out. @retval 0. @retval DMEM_EVERSION out->version is not
- *  DMEM_XEN_STATS_VERSION (nothing written). @retval DMEM_EINVAL a NULL
+/** Fills @p out.
+ *  @retval 0.
+ *  @retval DMEM_EVERSION out->version is not DMEM_XEN_STATS_VERSION
+ *          (nothing written).
+ *  @retval DMEM_EINVAL a NULL
  *  argument. */
 DMEM_API int dmem_xen_guest_stats(dmem_xen_stats *out, const dmem_xen_guest *x);
 
