@@ -56,6 +56,7 @@ def check(cond, what):
         print("check failed:", what); ok = False
 def eq(a, b, what):
     check(a == b, "%s: %r != %r" % (what, a, b))
+eq(j["schema"], 1, "schema")
 eq(j["total_pages"], 12, "total_pages")
 eq(j["zero_pages"], 3, "zero_pages")
 eq(j["distinct_pages"], 5, "distinct_pages")
@@ -114,6 +115,20 @@ expect_fail "dead pid" "pid:$sleeper: no such process" "pid:$sleeper"
 sleeper=
 "$diffmem" analyze --bogus >/dev/null 2>&1
 [ $? -eq 2 ] || fail "an unknown option is a usage error (exit 2)"
+
+# A file name that is not UTF-8 (Latin-1 "café"): the JSON is valid UTF-8
+# all the same, the byte being the character of its value.
+cp "$tmp/a.img" "$tmp/caf$(printf '\351').img"
+"$diffmem" analyze --json "$tmp/caf$(printf '\351').img" >"$tmp/latin1.json" 2>"$tmp/err" ||
+  fail "a Latin-1 file name: $(cat "$tmp/err")"
+python3 - "$tmp/latin1.json" <<'EOF' || fail "JSON of a Latin-1 file name (above)"
+import json, sys
+raw = open(sys.argv[1], "rb").read()
+j = json.loads(raw.decode("utf-8"))  # strict: fails on a stray byte
+names = [i["name"] for i in j["inputs"]]
+assert names[0].endswith("caf\u00e9.img"), names
+EOF
+echo "ok: a file name that is not UTF-8 gives valid UTF-8 JSON"
 
 # A live process, and the default input (this machine's processes).
 sleep 60 &

@@ -22,6 +22,7 @@
 
 #include "../tools/analyze.h"
 #include "../tools/elfcore.h"
+#include "../tools/json.h"
 #include "../tools/memsrc.h"
 #include "../tools/report.h"
 #include "testutil.h"
@@ -487,9 +488,11 @@ static void table_total(const char *table, const char *header, unsigned long lon
   const char *row = strstr(v, "  all inputs");
   ck_assert_ptr_nonnull(row);
   char within[16], across[16];
-  ck_assert_int_eq(sscanf(row, "  all inputs %llu %*u %15[0-9.]%% %15[0-9.]%% %15[0-9.]%% "
-                               "%15[0-9.]%% %15[0-9.]%%", pages, pct[0], within, across, pct[1],
-                          pct[2]), 6);
+  ck_assert_int_eq(sscanf(row,
+                          "  all inputs %llu %*u %15[0-9.]%% %15[0-9.]%% %15[0-9.]%% "
+                          "%15[0-9.]%% %15[0-9.]%%",
+                          pages, pct[0], within, across, pct[1], pct[2]),
+                   6);
 }
 
 static double json_number(const char *json, const char *key)
@@ -542,7 +545,8 @@ START_TEST(reports_agree)
     const analyze_counts *c = v ? &r.total.nonzero : &r.total.all;
     ck_assert_uint_eq(pages, c->pages);
     char want[256];
-    snprintf(want, sizeof want, "<g data-row=\"all inputs\" data-view=\"%s\" data-pages=\"%llu\" "
+    snprintf(want, sizeof want,
+             "<g data-row=\"all inputs\" data-view=\"%s\" data-pages=\"%llu\" "
              "data-sharing=\"%s\" data-sharing-patching=\"%s\" data-total=\"%s\">",
              svgview[v], pages, pct[0], pct[1], pct[2]);
     ck_assert_msg(strstr(svg, want) != NULL, "not in the SVG: %s", want);
@@ -551,8 +555,7 @@ START_TEST(reports_agree)
   }
   ck_assert_uint_eq((uint64_t)json_number(json, "\"total_pages\": "), 15);
   ck_assert_uint_eq((uint64_t)json_number(json, "\"pages_saved_sharing\": "), 8);
-  ck_assert_double_eq_tol(json_number(json, "\"percent_saved\": {\"sharing\": "), 800.0 / 15,
-                          1e-4);
+  ck_assert_double_eq_tol(json_number(json, "\"percent_saved\": {\"sharing\": "), 800.0 / 15, 1e-4);
   ck_assert_ptr_nonnull(strstr(json, "\"inputs\": ["));
   ck_assert_ptr_nonnull(strstr(json, "{\"name\": \"B\", \"kind\": \"raw\""));
   free(table);
@@ -590,11 +593,43 @@ START_TEST(rows_merge_exactly)
   ck_assert_uint_eq(rows[2].all.pages, 1 + 2 + 3 + 4);
   ck_assert_uint_eq(rows[0].all.pages + rows[1].all.pages + rows[2].all.pages, r.total.all.pages);
   ck_assert_uint_eq(analyze_saved_sharing(&rows[0].all) + analyze_saved_sharing(&rows[1].all) +
-                      analyze_saved_sharing(&rows[2].all),
+                        analyze_saved_sharing(&rows[2].all),
                     analyze_saved_sharing(&r.total.all));
   ck_assert_uint_eq(r.total.all.distinct_pages, 3);
   free(rows);
   analyze_result_free(&r);
+}
+END_TEST
+
+/* json_str() into a string. */
+static char *json_of(const char *s)
+{
+  static char out[256];
+  FILE *f = fmemopen(out, sizeof out, "w");
+  ck_assert_ptr_nonnull(f);
+  json_str(f, s);
+  ck_assert_int_eq(fclose(f), 0);
+  return out;
+}
+
+/* File names come in any encoding: the JSON is valid UTF-8 all the same,
+ * well-formed UTF-8 passes through, and any other byte is the character
+ * of its value. */
+START_TEST(json_strings_are_utf8)
+{
+  ck_assert_str_eq(json_of("plain"), "\"plain\"");
+  ck_assert_str_eq(json_of("a\"b\\c\n\x01"), "\"a\\\"b\\\\c\\n\\u0001\"");
+  /* é, €, U+1F600: two, three and four bytes */
+  ck_assert_str_eq(json_of("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"),
+                   "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
+  /* Latin-1 é alone; a stray continuation byte; 0xff */
+  ck_assert_str_eq(json_of("caf\xe9"), "\"caf\\u00e9\"");
+  ck_assert_str_eq(json_of("\x80x\xff"), "\"\\u0080x\\u00ff\"");
+  /* overlong '/', a UTF-16 surrogate, past U+10FFFF, cut short at the end */
+  ck_assert_str_eq(json_of("\xc0\xaf"), "\"\\u00c0\\u00af\"");
+  ck_assert_str_eq(json_of("\xed\xa0\x80"), "\"\\u00ed\\u00a0\\u0080\"");
+  ck_assert_str_eq(json_of("\xf4\x90\x80\x80"), "\"\\u00f4\\u0090\\u0080\\u0080\"");
+  ck_assert_str_eq(json_of("ok\xe2\x82"), "\"ok\\u00e2\\u0082\"");
 }
 END_TEST
 
@@ -616,6 +651,7 @@ Suite *dmem_test_suite(void)
   suite_add_tcase(s, tc);
   tc = tcase_create("reports");
   tcase_add_test(tc, reports_agree);
+  tcase_add_test(tc, json_strings_are_utf8);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -36,6 +36,7 @@
 
 #include "fleet.h"
 #include "stat.h"
+#include "json.h"
 
 #define PAGE DMEM_PAGE_SIZE
 
@@ -281,15 +282,15 @@ int bench_faults_run(int argc, char **argv)
   double ratio = q_us(dmn, n, 0.5) / q_us(loc, n, 0.5);
   double r90 = q_us(dmn, n, 0.9) / q_us(loc, n, 0.9), r99 = q_us(dmn, n, 0.99) / q_us(loc, n, 0.99);
   if (json) {
-    printf("{\"pages\":%llu,\"rounds\":%llu,\"scan_ms\":%llu,\"scan_pages\":%llu,"
+    printf("{\"schema\":%d,\"pages\":%llu,\"rounds\":%llu,\"scan_ms\":%llu,\"scan_pages\":%llu,"
            "\"in_process\":{\"p50_us\":%.2f,\"p90_us\":%.2f,"
            "\"p99_us\":%.2f,\"evicted_pct\":%.1f},\"daemon\":{\"p50_us\":%.2f,\"p90_us\":%.2f,"
            "\"p99_us\":%.2f,\"evicted_pct\":%.1f},\"ratio_p50\":%.3f,\"ratio_p90\":%.3f,"
            "\"ratio_p99\":%.3f,\"mismatches\":%llu}\n",
-           pages, rounds, scan_ms, scan_pages, q_us(loc, n, 0.5), q_us(loc, n, 0.9),
-           q_us(loc, n, 0.99), 100.0 * (double)ev_l / (double)n, q_us(dmn, n, 0.5),
-           q_us(dmn, n, 0.9), q_us(dmn, n, 0.99), 100.0 * (double)ev_d / (double)n, ratio, r90, r99,
-           (unsigned long long)bad);
+           DMEM_JSON_SCHEMA, pages, rounds, scan_ms, scan_pages, q_us(loc, n, 0.5),
+           q_us(loc, n, 0.9), q_us(loc, n, 0.99), 100.0 * (double)ev_l / (double)n,
+           q_us(dmn, n, 0.5), q_us(dmn, n, 0.9), q_us(dmn, n, 0.99),
+           100.0 * (double)ev_d / (double)n, ratio, r90, r99, (unsigned long long)bad);
   } else {
     printf("diffmem bench faults: %llu pages x %llu rounds, a read of each evicted page\n", pages,
            rounds);

@@ -39,6 +39,7 @@
 #include <diffmem/kvm.h>
 
 #include "fleet.h"
+#include "json.h"
 
 #define KSM_DIR "/sys/kernel/mm/ksm"
 #define SAMPLE_S 0.25
@@ -443,9 +444,10 @@ static void print_table(const side *k, const side *d, const side *none, const ks
 
 static void print_json(const side *k, const side *d, const side *none, const ksm_opts *o)
 {
-  printf("{\"guests\":%u,\"seconds\":%u,\"ksm_pages_to_scan\":%lu,\"ksm_sleep_ms\":%lu,"
-         "\"sharing_domains\":1,",
-         o->nimages ? (unsigned)o->nimages : o->guests, o->seconds, o->pages_to_scan, o->sleep_ms);
+  printf("{\"schema\":%d,\"guests\":%u,\"seconds\":%u,\"ksm_pages_to_scan\":%lu,"
+         "\"ksm_sleep_ms\":%lu,\"sharing_domains\":1,",
+         DMEM_JSON_SCHEMA, o->nimages ? (unsigned)o->nimages : o->guests, o->seconds,
+         o->pages_to_scan, o->sleep_ms);
   json_side(k, none->ops_per_s);
   printf(",");
   json_side(d, none->ops_per_s);

@@ -39,6 +39,7 @@
 #include <diffmem/kvm.h>
 
 #include "demo_guest.h"
+#include "json.h"
 
 #define PAGE DMEM_PAGE_SIZE
 
@@ -470,7 +471,7 @@ int bench_sidechannel_run(int argc, char **argv)
         }
   }
   if (o.json) {
-    printf("{\n  \"pairs\": %u,\n  \"runs\": [\n", o.pairs);
+    printf("{\n  \"schema\": %d,\n  \"pairs\": %u,\n  \"runs\": [\n", DMEM_JSON_SCHEMA, o.pairs);
     for (unsigned i = 0; i < n; i++)
       json_run(&runs[i], o.pairs, i + 1 < n);
     printf("  ]\n}\n");

@@ -23,44 +23,44 @@
 #include "report.h"
 
 static const char usage[] =
-  "usage: diffmem analyze [OPTIONS] [INPUT...]\n"
-  "       diffmem analyze [OPTIONS] --connect URI --domain NAME [--domain NAME...]\n"
-  "\n"
-  "Reports what the Difference Engine would save on the given memory, as in\n"
-  "Table 1 of the paper: % saved by sharing identical pages, then with patching\n"
-  "similar pages, then with compression as well; with zero pages counted and\n"
-  "without; sharing split into duplicates within one input and across inputs.\n"
-  "It uses the engine's own page index, similarity detector, delta encoder and\n"
-  "codecs, with the engine's defaults.\n"
-  "\n"
-  "Inputs:\n"
-  "  FILE            an ELF core (QEMU dump-guest-memory, virsh dump --memory-only,\n"
-  "                  gcore), or else a raw image read as 4 KiB pages\n"
-  "  pid:N, pid:self the resident pages of a process's readable mappings\n"
-  "  (none)          the resident private writable memory of every process on\n"
-  "                  this machine, one input per process\n"
-  "\n"
-  "Options:\n"
-  "  --connect URI   libvirt connection (e.g. qemu:///system) for --domain\n"
-  "  --domain NAME   a running libvirt domain: its guest-physical memory, read\n"
-  "                  with virDomainMemoryPeek\n"
-  "  --writable      pid inputs: writable mappings only\n"
-  "  --raw           read files as raw images even when they are ELF\n"
-  "  --json          JSON on stdout instead of the table\n"
-  "  --svg FILE      also write a stacked-bar chart of the savings to FILE\n"
-  "  --rows N        at most N inputs in the table and chart (default 20); the\n"
-  "                  rest are added up in one row (JSON lists every input)\n"
-  "  --codec NAME    compression codec (default: best of wkdm and lzo, or of wkdm\n"
-  "                  and lz4 in a build without lzo, as the engine)\n"
-  "  --detector KIND similarity detector: hash (default, (2,1)), content, or none\n"
-  "  --seed N        hash and detector key (default fixed, so runs repeat)\n"
-  "  --no-progress   no progress bar (there is none when stderr is not a terminal)\n"
-  "\n"
-  "Definitions: pages saved by sharing = pages - distinct contents (a zero page\n"
-  "is a content like any other). A page is patched when its patch against a\n"
-  "reference (a shared content or an unpatched unique page) is under half a\n"
-  "page. Compression covers the pages neither shared nor patched, and counts a\n"
-  "page when its output is under half a page.\n";
+    "usage: diffmem analyze [OPTIONS] [INPUT...]\n"
+    "       diffmem analyze [OPTIONS] --connect URI --domain NAME [--domain NAME...]\n"
+    "\n"
+    "Reports what the Difference Engine would save on the given memory, as in\n"
+    "Table 1 of the paper: % saved by sharing identical pages, then with patching\n"
+    "similar pages, then with compression as well; with zero pages counted and\n"
+    "without; sharing split into duplicates within one input and across inputs.\n"
+    "It uses the engine's own page index, similarity detector, delta encoder and\n"
+    "codecs, with the engine's defaults.\n"
+    "\n"
+    "Inputs:\n"
+    "  FILE            an ELF core (QEMU dump-guest-memory, virsh dump --memory-only,\n"
+    "                  gcore), or else a raw image read as 4 KiB pages\n"
+    "  pid:N, pid:self the resident pages of a process's readable mappings\n"
+    "  (none)          the resident private writable memory of every process on\n"
+    "                  this machine, one input per process\n"
+    "\n"
+    "Options:\n"
+    "  --connect URI   libvirt connection (e.g. qemu:///system) for --domain\n"
+    "  --domain NAME   a running libvirt domain: its guest-physical memory, read\n"
+    "                  with virDomainMemoryPeek\n"
+    "  --writable      pid inputs: writable mappings only\n"
+    "  --raw           read files as raw images even when they are ELF\n"
+    "  --json          JSON on stdout instead of the table\n"
+    "  --svg FILE      also write a stacked-bar chart of the savings to FILE\n"
+    "  --rows N        at most N inputs in the table and chart (default 20); the\n"
+    "                  rest are added up in one row (JSON lists every input)\n"
+    "  --codec NAME    compression codec (default: best of wkdm and lzo, or of wkdm\n"
+    "                  and lz4 in a build without lzo, as the engine)\n"
+    "  --detector KIND similarity detector: hash (default, (2,1)), content, or none\n"
+    "  --seed N        hash and detector key (default fixed, so runs repeat)\n"
+    "  --no-progress   no progress bar (there is none when stderr is not a terminal)\n"
+    "\n"
+    "Definitions: pages saved by sharing = pages - distinct contents (a zero page\n"
+    "is a content like any other). A page is patched when its patch against a\n"
+    "reference (a shared content or an unpatched unique page) is under half a\n"
+    "page. Compression covers the pages neither shared nor patched, and counts a\n"
+    "page when its output is under half a page.\n";
 
 typedef struct an_opts {
   analyze_options study;
@@ -167,11 +167,13 @@ static int feed_processes(analyze *a, progress *pr, uint8_t *buf)
   free(pids);
   progress_clear(pr);
   if (left_out)
-    fprintf(stderr, "diffmem analyze: %zu of %zu processes exited or could not be read, in part "
-            "or whole\n", left_out, n);
+    fprintf(stderr,
+            "diffmem analyze: %zu of %zu processes exited or could not be read, in part "
+            "or whole\n",
+            left_out, n);
   if (n == left_out) {
     fprintf(stderr, "diffmem analyze: no process could be read (run as root to read other "
-            "users' processes)\n");
+                    "users' processes)\n");
     return -1;
   }
   return 0;
@@ -325,9 +327,8 @@ static int run(int argc, char **argv)
     const char *a = argv[i];
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
     int takes = strcmp(a, "--connect") == 0 || strcmp(a, "--domain") == 0 ||
-                strcmp(a, "--svg") == 0 || strcmp(a, "--rows") == 0 ||
-                strcmp(a, "--codec") == 0 || strcmp(a, "--detector") == 0 ||
-                strcmp(a, "--seed") == 0;
+                strcmp(a, "--svg") == 0 || strcmp(a, "--rows") == 0 || strcmp(a, "--codec") == 0 ||
+                strcmp(a, "--detector") == 0 || strcmp(a, "--seed") == 0;
     if (takes && !val) {
       cmd_usage_error(&dmem_cmd_analyze, "%s needs a value", a);
       goto out;
@@ -381,8 +382,10 @@ static int run(int argc, char **argv)
       inputs[ninputs++] = argv[i];
   }
   if (o.uri && !DMEM_HAVE_LIBVIRT_INPUT) {
-    fprintf(stderr, "diffmem analyze: --connect %s: this diffmem was built without libvirt: "
-            "install libvirt-dev and run configure again\n", o.uri);
+    fprintf(stderr,
+            "diffmem analyze: --connect %s: this diffmem was built without libvirt: "
+            "install libvirt-dev and run configure again\n",
+            o.uri);
     status = 1;
     goto out;
   }

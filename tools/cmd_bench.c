@@ -317,7 +317,7 @@ static int run_codecs_cmd(const bench_opts *o, int nfiles, char **files)
       rc = 1;
 
   if (o->json) {
-    printf("{\"codecs\":");
+    printf("{\"schema\":%d,\"codecs\":", DMEM_JSON_SCHEMA);
     json_codecs(res, nres);
     printf(",\"delta\":[");
     for (size_t i = 0; i < ndelta; i++) {

@@ -36,6 +36,7 @@
 
 #include "fleet.h"
 #include "stat.h"
+#include "json.h"
 
 #define PAGE DMEM_PAGE_SIZE
 
@@ -176,14 +177,16 @@ static void print_json(const demo_figures *f, const demo_opts *o)
   uint64_t pages = f->pages;
   const dmem_stats *s = &f->es;
   const fleet_totals *t = &f->t;
-  printf("{\"guests\":%u,\"guest_pages\":%llu,\"rss_before_kb\":%llu,\"rss_after_kb\":%llu,"
+  printf("{\"schema\":%d,\"guests\":%u,\"guest_pages\":%llu,\"rss_before_kb\":%llu,\"rss_after_"
+         "kb\":%llu,"
          "\"saved_pct\":%.2f,\"breakdown\":{\"zero\":%llu,\"shared\":%llu,\"patched\":%llu,"
          "\"compressed\":%llu,\"swapped\":%llu},\"faults\":%llu,"
          "\"fault_us\":{\"p50\":%.1f,\"p99\":%.1f},\"verify_mismatches\":%llu,"
          "\"engine_cpu_s\":%.3f,",
-         f->n, (unsigned long long)pages, (unsigned long long)fleet_mem_kb(&f->before),
-         (unsigned long long)fleet_mem_kb(&f->after), fleet_saved_pct(&f->before, &f->after),
-         (unsigned long long)s->zero, (unsigned long long)s->shared, (unsigned long long)s->patched,
+         DMEM_JSON_SCHEMA, f->n, (unsigned long long)pages,
+         (unsigned long long)fleet_mem_kb(&f->before), (unsigned long long)fleet_mem_kb(&f->after),
+         fleet_saved_pct(&f->before, &f->after), (unsigned long long)s->zero,
+         (unsigned long long)s->shared, (unsigned long long)s->patched,
          (unsigned long long)s->compressed, (unsigned long long)s->swapped,
          (unsigned long long)s->faults, f->p50_us, f->p99_us, (unsigned long long)t->mismatches,
          o->processes ? t->other_cpu_s : t->scan_cpu_s);

@@ -69,7 +69,7 @@ static int run(int argc, char **argv)
   long ksm_run = -1;
   (void)read_sysfs_long("/sys/kernel/mm/ksm/run", &ksm_run);
   if (json) {
-    printf("{\"version\":");
+    printf("{\"schema\":%d,\"version\":", DMEM_JSON_SCHEMA);
     json_str(stdout, dmem_version());
     printf(",\"kvm\":{\"state\":\"%s\",\"detail\":", kvm_state);
     json_str(stdout, kvm_detail);
@@ -85,7 +85,8 @@ static int run(int argc, char **argv)
     else
       printf("  Linux KSM   : present (run=%ld)\n", ksm_run);
   }
-  return 0;
+  /* Whether either adapter can serve a guest here: what a script asks. */
+  return strcmp(kvm_state, "ready") == 0 || strcmp(xen_state, "ready") == 0 ? 0 : 1;
 }
 
 const dmem_cmd dmem_cmd_probe = {
@@ -95,6 +96,6 @@ const dmem_cmd dmem_cmd_probe = {
              "\n"
              "Reports whether the KVM adapter (/dev/kvm and userfaultfd) and the Xen\n"
              "adapter (a running Xen hypervisor) can run here, and whether Linux KSM\n"
-             "is present for comparisons.\n",
+             "is present for comparisons. Exit status 1 when neither adapter can.\n",
     .run = run,
 };

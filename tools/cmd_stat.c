@@ -204,7 +204,7 @@ static void json_entry(const dmem_proto_vm_stats *s, int total)
 
 static void print_json(const dmem_proto_msg *m)
 {
-  printf("{\"total\":");
+  printf("{\"schema\":%d,\"total\":", DMEM_JSON_SCHEMA);
   json_entry(&m->stats[0], 1);
   printf(",\"vms\":[");
   for (size_t i = 1; i < m->nstats; i++) {

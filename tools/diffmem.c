@@ -15,18 +15,14 @@
 #include "cmd.h"
 
 static const dmem_cmd *const commands[] = {
-  &dmem_cmd_analyze,
-  &dmem_cmd_bench,
-  &dmem_cmd_demo,
-  &dmem_cmd_probe,
-  &dmem_cmd_stat,
+    &dmem_cmd_analyze, &dmem_cmd_bench, &dmem_cmd_demo, &dmem_cmd_probe, &dmem_cmd_stat,
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 static void print_help(FILE *f)
 {
   fprintf(f,
-          "usage: diffmem [--version] [--help] COMMAND [ARGS...]\n"
+          "usage: diffmem [-V|--version] [-h|--help] COMMAND [ARGS...]\n"
           "\n"
           "libdiffmem %s: saves host memory for virtual machines by sharing\n"
           "identical pages, patching similar ones and compressing cold ones.\n"
@@ -89,7 +85,7 @@ int main(int argc, char **argv)
     return EXIT_USAGE;
   }
   const char *name = argv[1];
-  if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0)
+  if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0 || strcmp(name, "version") == 0)
     return finish(print_version());
   if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
     print_help(stdout);

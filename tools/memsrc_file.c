@@ -22,13 +22,13 @@
 typedef struct file_src {
   int fd;
   uint64_t size;
-  elfcore core;   /* nsegs == 0 for a raw image */
-  size_t seg;     /* current segment */
-  uint64_t pos;   /* raw: file offset; ELF: offset within the segment */
+  elfcore core; /* nsegs == 0 for a raw image */
+  size_t seg;   /* current segment */
+  uint64_t pos; /* raw: file offset; ELF: offset within the segment */
 } file_src;
 
-memsrc *memsrc__new(const memsrc_ops *ops, const char *name, const char *kind,
-                    size_t priv_size, char *err, size_t errlen)
+memsrc *memsrc__new(const memsrc_ops *ops, const char *name, const char *kind, size_t priv_size,
+                    char *err, size_t errlen)
 {
   memsrc *s = calloc(1, sizeof *s);
   void *priv = calloc(1, priv_size);
@@ -204,7 +204,8 @@ int memsrc_open_file(memsrc **out, const char *path, int force_raw, char *err, s
       snprintf(err, errlen, "%s: read at offset 0 failed: %s", path, strerror(errno));
     else if (!force_raw && n >= 12 &&
              (memcmp(head, "KDUMP   ", 8) == 0 || memcmp(head, "makedumpfile", 12) == 0))
-      snprintf(err, errlen, "%s: a kdump-compressed dump, which diffmem does not read: dump "
+      snprintf(err, errlen,
+               "%s: a kdump-compressed dump, which diffmem does not read: dump "
                "with `virsh dump --memory-only --format elf` (or --raw to read it as pages)",
                path);
     else if (!force_raw && elfcore_is_elf(head, n))

@@ -94,8 +94,7 @@ static void virt_close(memsrc *s)
 
 static const memsrc_ops virt_ops = {virt_read, virt_close};
 
-int memsrc_open_libvirt(memsrc **out, const char *uri, const char *domain, char *err,
-                        size_t errlen)
+int memsrc_open_libvirt(memsrc **out, const char *uri, const char *domain, char *err, size_t errlen)
 {
   char name[256];
   snprintf(name, sizeof name, "%s", domain);
@@ -107,17 +106,19 @@ int memsrc_open_libvirt(memsrc **out, const char *uri, const char *domain, char 
   virDomainInfo info;
   v->conn = virConnectOpen(uri);
   if (!v->conn)
-    snprintf(err, errlen, "%s: cannot connect to libvirt at %s: %s", domain, uri ? uri : "(default)",
-             last_error());
-  else if (!(v->dom = virDomainLookupByName(v->conn, domain)))
-    snprintf(err, errlen, "%s: no such libvirt domain on %s: %s", domain,
+    snprintf(err, errlen, "%s: cannot connect to libvirt at %s: %s", domain,
              uri ? uri : "(default)", last_error());
+  else if (!(v->dom = virDomainLookupByName(v->conn, domain)))
+    snprintf(err, errlen, "%s: no such libvirt domain on %s: %s", domain, uri ? uri : "(default)",
+             last_error());
   else if (virDomainGetInfo(v->dom, &info) != 0)
     snprintf(err, errlen, "%s: cannot get the domain's info: %s", domain, last_error());
   else if (info.state != VIR_DOMAIN_RUNNING && info.state != VIR_DOMAIN_PAUSED &&
            info.state != VIR_DOMAIN_BLOCKED)
-    snprintf(err, errlen, "%s: the domain is not running (state %d): only a running domain's "
-             "memory can be read", domain, (int)info.state);
+    snprintf(err, errlen,
+             "%s: the domain is not running (state %d): only a running domain's "
+             "memory can be read",
+             domain, (int)info.state);
   else {
     v->chunk = PEEK_MAX;
     v->size = (uint64_t)info.maxMem * 1024 / DMEM_PAGE_SIZE * DMEM_PAGE_SIZE;
@@ -131,8 +132,7 @@ int memsrc_open_libvirt(memsrc **out, const char *uri, const char *domain, char 
 
 #else
 
-int memsrc_open_libvirt(memsrc **out, const char *uri, const char *domain, char *err,
-                        size_t errlen)
+int memsrc_open_libvirt(memsrc **out, const char *uri, const char *domain, char *err, size_t errlen)
 {
   (void)out;
   (void)uri;

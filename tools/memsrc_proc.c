@@ -137,8 +137,7 @@ static int add_range(proc_src *p, size_t *cap, uint64_t lo, uint64_t hi)
   return 0;
 }
 
-static int read_maps(memsrc *s, proc_src *p, const memsrc_pid_options *o, char *err,
-                     size_t errlen)
+static int read_maps(memsrc *s, proc_src *p, const memsrc_pid_options *o, char *err, size_t errlen)
 {
   char path[64], line[4096];
   snprintf(path, sizeof path, "/proc/%d/maps", (int)p->pid);
@@ -155,8 +154,8 @@ static int read_maps(memsrc *s, proc_src *p, const memsrc_pid_options *o, char *
   while (!rc && fgets(line, sizeof line, f)) {
     uint64_t lo, hi;
     char perms[8] = "", name[4096] = "";
-    if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %*s %*s %*s %4095[^\n]", &lo, &hi, perms,
-               name) < 3)
+    if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %*s %*s %*s %4095[^\n]", &lo, &hi, perms, name) <
+        3)
       continue;
     if (!want_mapping(perms, name, o))
       continue;
@@ -207,8 +206,10 @@ int memsrc_open_pid(memsrc **out, pid_t pid, const char *name, const memsrc_pid_
     if (errno == ENOENT || errno == ESRCH)
       snprintf(err, errlen, "%s: no such process", name);
     else
-      snprintf(err, errlen, "%s: cannot open /proc/%d/%s: %s (reading another user's process "
-               "needs root or ptrace rights)", name, (int)pid, what, strerror(errno));
+      snprintf(err, errlen,
+               "%s: cannot open /proc/%d/%s: %s (reading another user's process "
+               "needs root or ptrace rights)",
+               name, (int)pid, what, strerror(errno));
     proc_close(s);
     return -1;
   }

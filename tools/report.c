@@ -89,17 +89,18 @@ static double mib(uint64_t bytes)
 
 static void table_view(FILE *f, const analyze_row *rows, size_t n, int nonzero)
 {
-  fprintf(f, "%s\n", nonzero ? "Zero pages left out:" : "Zero pages counted like any other content:");
-  fprintf(f, "  %-28s %10s %10s %9s %9s %9s %10s %13s\n", "input", "pages", "zero pages",
-          "sharing", "(within", "across)", "+patching", "+compression");
+  fprintf(f, "%s\n",
+          nonzero ? "Zero pages left out:" : "Zero pages counted like any other content:");
+  fprintf(f, "  %-28s %10s %10s %9s %9s %9s %10s %13s\n", "input", "pages", "zero pages", "sharing",
+          "(within", "across)", "+patching", "+compression");
   for (size_t i = 0; i < n; i++) {
     const analyze_counts *c = nonzero ? &rows[i].nonzero : &rows[i].all;
     analyze_percent p = analyze_percent_of(c);
     if (i == n - 1)
       fprintf(f, "  %.28s\n", "----------------------------------------");
-    fprintf(f, "  %-28.28s %10llu %10llu %8.1f%% %8.1f%% %8.1f%% %9.1f%% %12.1f%%\n",
-            rows[i].name, (unsigned long long)c->pages, (unsigned long long)c->zero_pages,
-            p.sharing, p.within, p.across, p.sharing_patching, p.total);
+    fprintf(f, "  %-28.28s %10llu %10llu %8.1f%% %8.1f%% %8.1f%% %9.1f%% %12.1f%%\n", rows[i].name,
+            (unsigned long long)c->pages, (unsigned long long)c->zero_pages, p.sharing, p.within,
+            p.across, p.sharing_patching, p.total);
   }
 }
 
@@ -112,18 +113,20 @@ void report_table(FILE *f, const analyze_result *r, size_t max_rows)
     return;
   }
   const analyze_counts *t = &r->total.all;
-  fprintf(f, "diffmem analyze: %zu input%s, %llu pages (%.1f MiB), %llu distinct; codec %s, "
+  fprintf(f,
+          "diffmem analyze: %zu input%s, %llu pages (%.1f MiB), %llu distinct; codec %s, "
           "detector %s\n\n",
           r->ninputs, r->ninputs == 1 ? "" : "s", (unsigned long long)t->pages,
           mib(t->pages * DMEM_PAGE_SIZE), (unsigned long long)t->distinct_pages, r->codec,
           r->detector);
   fprintf(f, "Memory saved, as a share of each input's pages; each column adds to the one on "
-          "its left.\n");
+             "its left.\n");
   table_view(f, rows, n, 0);
   fputc('\n', f);
   table_view(f, rows, n, 1);
   uint64_t share = analyze_saved_sharing(t) * DMEM_PAGE_SIZE;
-  fprintf(f, "\nSaved in all inputs: sharing %.1f MiB (%llu pages), patching %.1f MiB (%llu "
+  fprintf(f,
+          "\nSaved in all inputs: sharing %.1f MiB (%llu pages), patching %.1f MiB (%llu "
           "pages), compression %.1f MiB (%llu pages); %.1f of %.1f MiB.\n",
           mib(share), (unsigned long long)analyze_saved_sharing(t), mib(t->bytes_patching),
           (unsigned long long)t->patched_pages, mib(t->bytes_compression),
@@ -138,7 +141,8 @@ void report_table(FILE *f, const analyze_result *r, size_t max_rows)
 static void json_percent(FILE *f, const char *key, const analyze_counts *c)
 {
   analyze_percent p = analyze_percent_of(c);
-  fprintf(f, "\"%s\": {\"sharing\": %.4f, \"sharing_patching\": %.4f, \"total\": %.4f, "
+  fprintf(f,
+          "\"%s\": {\"sharing\": %.4f, \"sharing_patching\": %.4f, \"total\": %.4f, "
           "\"sharing_within\": %.4f, \"sharing_across\": %.4f}",
           key, p.sharing, p.sharing_patching, p.total, p.within, p.across);
 }
@@ -149,9 +153,10 @@ static void json_row(FILE *f, const analyze_row *row, const char *indent)
   fprintf(f, "%s\"total_pages\": %llu, \"zero_pages\": %llu, \"distinct_pages\": %llu,\n", indent,
           (unsigned long long)c->pages, (unsigned long long)c->zero_pages,
           (unsigned long long)c->distinct_pages);
-  fprintf(f, "%s\"pages_saved_sharing\": %llu, \"pages_saved_sharing_within\": %llu, "
-          "\"pages_saved_sharing_across\": %llu,\n", indent,
-          (unsigned long long)analyze_saved_sharing(c), (unsigned long long)c->saved_within,
+  fprintf(f,
+          "%s\"pages_saved_sharing\": %llu, \"pages_saved_sharing_within\": %llu, "
+          "\"pages_saved_sharing_across\": %llu,\n",
+          indent, (unsigned long long)analyze_saved_sharing(c), (unsigned long long)c->saved_within,
           (unsigned long long)c->saved_across);
   fprintf(f, "%s\"patched_pages\": %llu, \"compressed_pages\": %llu, \"unreadable_pages\": %llu,\n",
           indent, (unsigned long long)c->patched_pages, (unsigned long long)c->compressed_pages,
@@ -163,7 +168,8 @@ static void json_row(FILE *f, const analyze_row *row, const char *indent)
   json_percent(f, "percent_saved", c);
   fprintf(f, ",\n%s", indent);
   json_percent(f, "percent_saved_nonzero", z);
-  fprintf(f, ",\n%s\"nonzero\": {\"total_pages\": %llu, \"distinct_pages\": %llu, "
+  fprintf(f,
+          ",\n%s\"nonzero\": {\"total_pages\": %llu, \"distinct_pages\": %llu, "
           "\"pages_saved_sharing\": %llu, \"patched_pages\": %llu, \"compressed_pages\": %llu, "
           "\"bytes_saved\": {\"sharing\": %llu, \"patching\": %llu, \"compression\": %llu}}",
           indent, (unsigned long long)z->pages, (unsigned long long)z->distinct_pages,
@@ -175,7 +181,8 @@ static void json_row(FILE *f, const analyze_row *row, const char *indent)
 
 void report_json(FILE *f, const analyze_result *r)
 {
-  fprintf(f, "{\n  \"page_size\": %d, \"codec\": ", DMEM_PAGE_SIZE);
+  fprintf(f, "{\n  \"schema\": %d, \"page_size\": %d, \"codec\": ", DMEM_JSON_SCHEMA,
+          DMEM_PAGE_SIZE);
   json_str(f, r->codec);
   fprintf(f, ", \"detector\": ");
   json_str(f, r->detector);
@@ -198,10 +205,18 @@ static void xml_str(FILE *f, const char *s)
 {
   for (; *s; s++) {
     switch (*s) {
-    case '<': fputs("&lt;", f); break;
-    case '>': fputs("&gt;", f); break;
-    case '&': fputs("&amp;", f); break;
-    case '"': fputs("&quot;", f); break;
+    case '<':
+      fputs("&lt;", f);
+      break;
+    case '>':
+      fputs("&gt;", f);
+      break;
+    case '&':
+      fputs("&amp;", f);
+      break;
+    case '"':
+      fputs("&quot;", f);
+      break;
     default:
       if ((unsigned char)*s >= 0x20)
         fputc(*s, f);
@@ -224,10 +239,11 @@ static void svg_bar(FILE *f, const analyze_row *row, int nonzero, int x, int y0)
   uint64_t pages[4] = {c->saved_within, c->saved_across, c->patched_pages, c->compressed_pages};
   fprintf(f, "<g data-row=\"");
   xml_str(f, row->name);
-  fprintf(f, "\" data-view=\"%s\" data-pages=\"%llu\" data-sharing=\"" REPORT_PCT_FMT
+  fprintf(f,
+          "\" data-view=\"%s\" data-pages=\"%llu\" data-sharing=\"" REPORT_PCT_FMT
           "\" data-sharing-patching=\"" REPORT_PCT_FMT "\" data-total=\"" REPORT_PCT_FMT "\">\n",
-          nonzero ? "nonzero" : "all", (unsigned long long)c->pages, p.sharing,
-          p.sharing_patching, p.total);
+          nonzero ? "nonzero" : "all", (unsigned long long)c->pages, p.sharing, p.sharing_patching,
+          p.total);
   fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#e6e6e6\"/>\n", x,
           y0 - PANEL_H, BAR_W, PANEL_H);
   double y = y0;
@@ -236,17 +252,22 @@ static void svg_bar(FILE *f, const analyze_row *row, int nonzero, int x, int y0)
     if (h < 0)
       h = 0;
     y -= h;
-    fprintf(f, "<rect x=\"%d\" y=\"%.2f\" width=\"%d\" height=\"%.2f\" fill=\"%s\" "
+    fprintf(f,
+            "<rect x=\"%d\" y=\"%.2f\" width=\"%d\" height=\"%.2f\" fill=\"%s\" "
             "data-part=\"%s\" data-pages=\"%llu\" data-percent=\"" REPORT_PCT_FMT "\"><title>",
             x, y, BAR_W, h, part_color[i], part_name[i], (unsigned long long)pages[i], part[i]);
     xml_str(f, row->name);
     fprintf(f, ": %s " REPORT_PCT_FMT "%% (%llu pages)</title></rect>\n", part_name[i], part[i],
             (unsigned long long)pages[i]);
   }
-  fprintf(f, "<text x=\"%d\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"11\">" REPORT_PCT_FMT
-          "%%</text>\n", x + BAR_W / 2, y - 4, p.total);
-  fprintf(f, "<text transform=\"translate(%d,%d) rotate(-40)\" text-anchor=\"end\" "
-          "font-size=\"11\">", x + BAR_W / 2, y0 + 14);
+  fprintf(f,
+          "<text x=\"%d\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"11\">" REPORT_PCT_FMT
+          "%%</text>\n",
+          x + BAR_W / 2, y - 4, p.total);
+  fprintf(f,
+          "<text transform=\"translate(%d,%d) rotate(-40)\" text-anchor=\"end\" "
+          "font-size=\"11\">",
+          x + BAR_W / 2, y0 + 14);
   char name[40];
   snprintf(name, sizeof name, "%s", row->name);
   xml_str(f, name);
@@ -260,9 +281,11 @@ static void svg_panel(FILE *f, const analyze_row *rows, size_t n, int nonzero, i
           top - 24, nonzero ? "Zero pages left out" : "Zero pages counted");
   for (int t = 0; t <= 100; t += 25) {
     double y = y0 - t / 100.0 * PANEL_H;
-    fprintf(f, "<line x1=\"%d\" y1=\"%.2f\" x2=\"%d\" y2=\"%.2f\" stroke=\"#bbb\" "
+    fprintf(f,
+            "<line x1=\"%d\" y1=\"%.2f\" x2=\"%d\" y2=\"%.2f\" stroke=\"#bbb\" "
             "stroke-width=\"0.5\"/>\n<text x=\"%d\" y=\"%.2f\" text-anchor=\"end\" "
-            "font-size=\"10\">%d%%</text>\n", LEFT - 6, y, width - 10, y, LEFT - 10, y + 3, t);
+            "font-size=\"10\">%d%%</text>\n",
+            LEFT - 6, y, width - 10, y, LEFT - 10, y + 3, t);
   }
   for (size_t i = 0; i < n; i++)
     svg_bar(f, &rows[i], nonzero, LEFT + (int)i * STEP + (i == n - 1 ? STEP / 3 : 0), y0);
@@ -279,9 +302,11 @@ void report_svg(FILE *f, const analyze_result *r, size_t max_rows)
     width = 620;
   int panel = TOP + PANEL_H + BELOW;
   int height = 2 * panel + 40;
-  fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+  fprintf(f,
+          "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
           "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-          "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n", width, height, width, height);
+          "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n",
+          width, height, width, height);
   fprintf(f, "<title>diffmem analyze: memory saved by sharing, patching and compression</title>\n");
   fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
   fprintf(f, "<text x=\"%d\" y=\"18\" font-size=\"12\">codec ", LEFT);
@@ -293,7 +318,8 @@ void report_svg(FILE *f, const analyze_result *r, size_t max_rows)
   svg_panel(f, rows, n, 1, TOP + panel, width);
   for (int i = 0; i < 4; i++) {
     int x = LEFT + i * 130;
-    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/>"
+    fprintf(f,
+            "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/>"
             "<text x=\"%d\" y=\"%d\" font-size=\"11\">%s</text>\n",
             x, height - 28, part_color[i], x + 16, height - 18, part_name[i]);
   }
