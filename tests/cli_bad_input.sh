@@ -56,7 +56,7 @@ if "$diffmem" probe >/dev/null 2>&1; then # (without KVM, demo stops before)
   expect "demo asking for more RAM than the machine has" "MiB available" -- \
     "$diffmem" demo --guests 64 --guest-mib 2048 --no-progress
 fi
-expect "bench --repeat without a value" "needs a number" -- "$diffmem" bench codecs --repeat
+expect "bench --repeat without a value" "--repeat needs a value" -- "$diffmem" bench codecs --repeat
 expect "analyze --seed -1" "non-zero number" -- "$diffmem" analyze --seed -1 "$tmp/two.pages"
 expect "bench faults --scan-ms 0" "takes a number" -- "$diffmem" bench faults --scan-ms 0
 expect "bench faults --scan-pages x" "takes a number" -- "$diffmem" bench faults --scan-pages x
@@ -71,4 +71,23 @@ if [ -w /dev/full ]; then
     echo "ok: $cmd >/dev/full (status $rc)"
   done
 fi
+
+# The option conventions (getopt_long; diffmem(1)): --opt=value is
+# --opt value, a prefix will do, options may follow the operands, "--"
+# ends them, -V is --version; an option given a value it takes none of is
+# a usage error (2).
+"$diffmem" bench codecs --json --repeat=1 "$tmp/two.pages" >"$tmp/a.json" 2>/dev/null ||
+  fail "--repeat=1 refused"
+"$diffmem" bench codecs "$tmp/two.pages" --rep 1 --js >"$tmp/b.json" 2>/dev/null ||
+  fail "options after the operand, or prefixes, refused"
+python3 -c 'import json,sys; [json.load(open(f)) for f in sys.argv[1:]]' "$tmp/a.json" "$tmp/b.json" ||
+  fail "--json=... or --js gave no JSON"
+cp "$tmp/two.pages" "$tmp/--json"
+abs=$(cd "$builddir" && pwd)/diffmem
+(cd "$tmp" && "$abs" bench codecs -- --json) >"$tmp/c.out" 2>&1 || fail "-- then a file named --json"
+grep -q '^{' "$tmp/c.out" && fail "after --, --json was taken as the option"
+[ "$("$diffmem" -V)" = "$("$diffmem" --version)" ] || fail "-V is not --version"
+"$diffmem" probe --json=yes >/dev/null 2>"$tmp/err"
+[ $? -eq 2 ] && grep -q "takes no value" "$tmp/err" || fail "--json=yes: $(cat "$tmp/err")"
+echo "ok: --opt=value, prefixes, options after operands, --, -V"
 echo "cli_bad_input: ok"

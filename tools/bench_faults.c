@@ -201,34 +201,46 @@ int bench_faults_run(int argc, char **argv)
   unsigned long long pages = 4096, rounds = 3;
   int json = 0;
   const char *connect_to = NULL;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    char *end;
-    if (strcmp(a, "--json") == 0) {
+  enum { O_JSON = 256, O_CONNECT, O_SCAN_MS, O_SCAN_PAGES, O_PAGES, O_ROUNDS };
+  static const struct option opts[] = {{"json", no_argument, NULL, O_JSON},
+                                       {"connect", required_argument, NULL, O_CONNECT},
+                                       {"scan-ms", required_argument, NULL, O_SCAN_MS},
+                                       {"scan-pages", required_argument, NULL, O_SCAN_PAGES},
+                                       {"pages", required_argument, NULL, O_PAGES},
+                                       {"rounds", required_argument, NULL, O_ROUNDS},
+                                       {NULL, 0, NULL, 0}};
+  /* The bounds of the numbers, by option. */
+  static const struct {
+    const char *name;
+    unsigned long long lo, hi;
+  } num[] = {{"--scan-ms", 1, 60000},
+             {"--scan-pages", 1, 1u << 24},
+             {"--pages", 64, 1u << 20},
+             {"--rounds", 1, 100}};
+  optind = 0;
+  for (int c; (c = cmd_getopt(&dmem_cmd_bench, argc, argv, opts)) != -1;) {
+    if (c == '?')
+      return EXIT_USAGE;
+    if (c == O_JSON) {
       json = 1;
-    } else if (strcmp(a, "--connect") == 0 && i + 1 < argc) {
-      connect_to = argv[++i];
-    } else if ((strcmp(a, "--scan-ms") == 0 || strcmp(a, "--scan-pages") == 0) && i + 1 < argc) {
-      errno = 0;
-      unsigned long long v = strtoull(argv[++i], &end, 10);
-      int ms = a[7] == 'm';
-      if (*end || errno || argv[i][0] == '-' || v < 1 || v > (ms ? 60000u : 1u << 24))
-        return cmd_usage_error(&dmem_cmd_bench, "%s takes a number from 1 to %u", a,
-                               ms ? 60000u : 1u << 24);
-      *(ms ? &scan_ms : &scan_pages) = v;
-    } else if ((strcmp(a, "--pages") == 0 || strcmp(a, "--rounds") == 0) && i + 1 < argc) {
-      errno = 0;
-      unsigned long long v = strtoull(argv[++i], &end, 10);
-      int pg = a[2] == 'p';
-      if (*end || errno || argv[i][0] == '-' || v < 1 || v > (pg ? 1u << 20 : 100u) ||
-          (pg && v < 64))
-        return cmd_usage_error(&dmem_cmd_bench, "%s takes a number from %u to %u", a, pg ? 64u : 1u,
-                               pg ? 1u << 20 : 100u);
-      *(pg ? &pages : &rounds) = v;
+    } else if (c == O_CONNECT) {
+      connect_to = optarg;
     } else {
-      return cmd_usage_error(&dmem_cmd_bench, "unknown or incomplete option '%s'", a);
+      int k = c - O_SCAN_MS;
+      char *end;
+      errno = 0;
+      unsigned long long v = strtoull(optarg, &end, 10);
+      if (*end || errno || optarg[0] == '-' || !optarg[0] || v < num[k].lo || v > num[k].hi)
+        return cmd_usage_error(&dmem_cmd_bench, "%s takes a number from %llu to %llu", num[k].name,
+                               num[k].lo, num[k].hi);
+      *(c == O_SCAN_MS      ? &scan_ms
+        : c == O_SCAN_PAGES ? &scan_pages
+        : c == O_PAGES      ? &pages
+                            : &rounds) = v;
     }
   }
+  if (optind < argc)
+    return cmd_usage_error(&dmem_cmd_bench, "faults takes no operand ('%s')", argv[optind]);
   dmem_kvm_caps caps = DMEM_KVM_CAPS_INIT;
   if (dmem_kvm_probe(&caps) != 0 || !caps.uffd) {
     fprintf(stderr, "diffmem bench faults: needs userfaultfd (root on Linux)\n");

@@ -536,43 +536,44 @@ int bench_ksm_run(int argc, char **argv)
                 {"--guest-mib", 4, 2048},
                 {"--ksm-pages-to-scan", 1, 1u << 20},
                 {"--ksm-sleep-ms", 0, 60000}};
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "--json") == 0) {
+  /* Options 0 to 4 take the numbers of valued[]. */
+  static const struct option opts[] = {{"seconds", required_argument, NULL, 0},
+                                       {"guests", required_argument, NULL, 1},
+                                       {"guest-mib", required_argument, NULL, 2},
+                                       {"ksm-pages-to-scan", required_argument, NULL, 3},
+                                       {"ksm-sleep-ms", required_argument, NULL, 4},
+                                       {"json", no_argument, NULL, 256},
+                                       {"no-progress", no_argument, NULL, 257},
+                                       {NULL, 0, NULL, 0}};
+  optind = 0;
+  for (int c; (c = cmd_getopt(&dmem_cmd_bench, argc, argv, opts)) != -1;) {
+    if (c == '?')
+      goto out;
+    if (c == 256) {
       o.json = 1;
-      continue;
-    }
-    if (strcmp(a, "--no-progress") == 0) {
+    } else if (c == 257) {
       o.progress = 0;
-      continue;
-    }
-    size_t k = 0;
-    while (k < sizeof valued / sizeof valued[0] && strcmp(a, valued[k].name) != 0)
-      k++;
-    if (k < sizeof valued / sizeof valued[0]) {
+    } else {
       unsigned long v;
-      if (i + 1 >= argc || parse_ulong(argv[++i], valued[k].lo, valued[k].hi, &v) != 0) {
-        cmd_usage_error(&dmem_cmd_bench, "%s takes a number from %lu to %lu", a, valued[k].lo,
-                        valued[k].hi);
+      if (parse_ulong(optarg, valued[c].lo, valued[c].hi, &v) != 0) {
+        cmd_usage_error(&dmem_cmd_bench, "%s takes a number from %lu to %lu", valued[c].name,
+                        valued[c].lo, valued[c].hi);
         goto out;
       }
-      if (k == 0)
+      if (c == 0)
         o.seconds = (unsigned)v;
-      else if (k == 1)
+      else if (c == 1)
         o.guests = (unsigned)v;
-      else if (k == 2)
+      else if (c == 2)
         o.guest_mib = (unsigned)v;
-      else if (k == 3)
+      else if (c == 3)
         o.pages_to_scan = v;
       else
         o.sleep_ms = v;
-    } else if (a[0] == '-' && a[1]) {
-      cmd_usage_error(&dmem_cmd_bench, "unknown option '%s'", a);
-      goto out;
-    } else {
-      o.images[o.nimages++] = argv[i];
     }
   }
+  for (int i = optind; i < argc; i++)
+    o.images[o.nimages++] = argv[i];
   if (fleet_count_guests(&o.guests, o.nimages, "diffmem bench ksm") == 0)
     rc = bench(&o);
 out:

@@ -392,37 +392,42 @@ static void json_run(const sc_run *r, unsigned pairs, int comma)
 
 static int parse(sc_opts *o, int argc, char **argv)
 {
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "--json") == 0) {
+  enum { O_JSON = 256, O_PAIRS, O_SEED, O_WHERE };
+  static const struct option opts[] = {{"json", no_argument, NULL, O_JSON},
+                                       {"pairs", required_argument, NULL, O_PAIRS},
+                                       {"seed", required_argument, NULL, O_SEED},
+                                       {"where", required_argument, NULL, O_WHERE},
+                                       {NULL, 0, NULL, 0}};
+  optind = 0;
+  for (int c; (c = cmd_getopt(&dmem_cmd_bench, argc, argv, opts)) != -1;) {
+    if (c == '?')
+      return EXIT_USAGE;
+    if (c == O_JSON) {
       o->json = 1;
-    } else if (strcmp(a, "--pairs") == 0 || strcmp(a, "--seed") == 0) {
+    } else if (c == O_PAIRS || c == O_SEED) {
+      const char *name = c == O_PAIRS ? "--pairs" : "--seed";
       char *end;
-      if (i + 1 >= argc)
-        return cmd_usage_error(&dmem_cmd_bench, "%s needs a number", a);
       errno = 0;
-      unsigned long long v = strtoull(argv[++i], &end, 10);
-      if (*end || errno || argv[i][0] == '-' || !argv[i][0])
-        return cmd_usage_error(&dmem_cmd_bench, "%s takes a number", a);
-      if (a[2] == 'p') {
+      unsigned long long v = strtoull(optarg, &end, 10);
+      if (*end || errno || optarg[0] == '-' || !optarg[0])
+        return cmd_usage_error(&dmem_cmd_bench, "%s takes a number", name);
+      if (c == O_PAIRS) {
         if (v < 16 || v > 100000)
           return cmd_usage_error(&dmem_cmd_bench, "--pairs takes a number from 16 to 100000");
         o->pairs = (unsigned)v;
       } else {
         o->seed = v;
       }
-    } else if (strcmp(a, "--where") == 0) {
-      if (i + 1 >= argc)
-        return cmd_usage_error(&dmem_cmd_bench, "--where needs thread, vcpu or both");
-      const char *w = argv[++i];
+    } else if (c == O_WHERE) {
+      const char *w = optarg;
       o->thread = strcmp(w, "thread") == 0 || strcmp(w, "both") == 0;
       o->vcpu = strcmp(w, "vcpu") == 0 || strcmp(w, "both") == 0;
       if (!o->thread && !o->vcpu)
         return cmd_usage_error(&dmem_cmd_bench, "--where takes thread, vcpu or both");
-    } else {
-      return cmd_usage_error(&dmem_cmd_bench, "unknown option '%s'", a);
     }
   }
+  if (optind < argc)
+    return cmd_usage_error(&dmem_cmd_bench, "sidechannel takes no operand ('%s')", argv[optind]);
   return 0;
 }
 

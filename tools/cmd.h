@@ -5,6 +5,7 @@
 #ifndef DMEM_TOOLS_CMD_H
 #define DMEM_TOOLS_CMD_H
 
+#include <getopt.h>
 #include <stdio.h>
 
 typedef struct dmem_cmd {
@@ -33,5 +34,14 @@ int bench_faults_run(int argc, char **argv);
 /* Prints "diffmem CMD: message" to stderr and returns EXIT_USAGE. */
 int cmd_usage_error(const dmem_cmd *cmd, const char *fmt, ...)
   __attribute__((format(printf, 2, 3)));
+
+/* The next option of argv (argv[0] is the command's own name) by
+ * getopt_long(3), long options only: "--opt value" and "--opt=value"
+ * alike, an unambiguous prefix of a name too, operands anywhere, and "--"
+ * ends the options. Returns the option's val, -1 when none is left (the
+ * operands are then argv[optind..argc-1]), or '?' after printing a usage
+ * error for cmd (an unknown option, or one without its value). Set optind
+ * to 0 before the first call for a new argv. */
+int cmd_getopt(const dmem_cmd *cmd, int argc, char **argv, const struct option *longopts);
 
 #endif

@@ -323,32 +323,51 @@ static int run(int argc, char **argv)
     goto out;
   }
   o.domains = domains;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-    int takes = strcmp(a, "--connect") == 0 || strcmp(a, "--domain") == 0 ||
-                strcmp(a, "--svg") == 0 || strcmp(a, "--rows") == 0 || strcmp(a, "--codec") == 0 ||
-                strcmp(a, "--detector") == 0 || strcmp(a, "--seed") == 0;
-    if (takes && !val) {
-      cmd_usage_error(&dmem_cmd_analyze, "%s needs a value", a);
+  enum {
+    O_JSON = 256,
+    O_RAW,
+    O_WRITABLE,
+    O_NO_PROGRESS,
+    O_CONNECT,
+    O_DOMAIN,
+    O_SVG,
+    O_ROWS,
+    O_CODEC,
+    O_DETECTOR,
+    O_SEED
+  };
+  static const struct option opts[] = {{"json", no_argument, NULL, O_JSON},
+                                       {"raw", no_argument, NULL, O_RAW},
+                                       {"writable", no_argument, NULL, O_WRITABLE},
+                                       {"no-progress", no_argument, NULL, O_NO_PROGRESS},
+                                       {"connect", required_argument, NULL, O_CONNECT},
+                                       {"domain", required_argument, NULL, O_DOMAIN},
+                                       {"svg", required_argument, NULL, O_SVG},
+                                       {"rows", required_argument, NULL, O_ROWS},
+                                       {"codec", required_argument, NULL, O_CODEC},
+                                       {"detector", required_argument, NULL, O_DETECTOR},
+                                       {"seed", required_argument, NULL, O_SEED},
+                                       {NULL, 0, NULL, 0}};
+  optind = 0;
+  for (int c; (c = cmd_getopt(&dmem_cmd_analyze, argc, argv, opts)) != -1;) {
+    const char *val = optarg;
+    if (c == '?')
       goto out;
-    }
-    i += takes;
-    if (strcmp(a, "--json") == 0)
+    if (c == O_JSON)
       o.json = 1;
-    else if (strcmp(a, "--raw") == 0)
+    else if (c == O_RAW)
       o.force_raw = 1;
-    else if (strcmp(a, "--writable") == 0)
+    else if (c == O_WRITABLE)
       o.writable = 1;
-    else if (strcmp(a, "--no-progress") == 0)
+    else if (c == O_NO_PROGRESS)
       o.progress = 0;
-    else if (strcmp(a, "--connect") == 0)
+    else if (c == O_CONNECT)
       o.uri = val;
-    else if (strcmp(a, "--domain") == 0)
+    else if (c == O_DOMAIN)
       domains[o.ndomains++] = val;
-    else if (strcmp(a, "--svg") == 0)
+    else if (c == O_SVG)
       o.svg = val;
-    else if (strcmp(a, "--rows") == 0) {
+    else if (c == O_ROWS) {
       char *end;
       long v = strtol(val, &end, 10);
       if (*end || v < 2 || v > 100000) {
@@ -356,31 +375,29 @@ static int run(int argc, char **argv)
         goto out;
       }
       o.rows = (size_t)v;
-    } else if (strcmp(a, "--codec") == 0) {
+    } else if (c == O_CODEC) {
       int rc = dmem_codec_from_name(&o.study.codec, val);
       if (rc) {
         cmd_usage_error(&dmem_cmd_analyze, "codec '%s': %s", val, dmem_strerror(rc));
         goto out;
       }
       o.study.codec_best_mask = 0;
-    } else if (strcmp(a, "--detector") == 0) {
+    } else if (c == O_DETECTOR) {
       if (parse_detector(&o, val) != 0) {
         cmd_usage_error(&dmem_cmd_analyze, "unknown detector '%s' (hash, content, none)", val);
         goto out;
       }
-    } else if (strcmp(a, "--seed") == 0) {
+    } else if (c == O_SEED) {
       char *end;
       o.study.seed = strtoull(val, &end, 0);
       if (*end || !o.study.seed || val[0] == '-') { /* strtoull takes "-1" as 2^64 - 1 */
         cmd_usage_error(&dmem_cmd_analyze, "--seed needs a non-zero number");
         goto out;
       }
-    } else if (a[0] == '-' && a[1]) {
-      cmd_usage_error(&dmem_cmd_analyze, "unknown option %s", a);
-      goto out;
-    } else
-      inputs[ninputs++] = argv[i];
+    }
   }
+  for (int i = optind; i < argc; i++)
+    inputs[ninputs++] = argv[i];
   if (o.uri && !DMEM_HAVE_LIBVIRT_INPUT) {
     fprintf(stderr,
             "diffmem analyze: --connect %s: this diffmem was built without libvirt: "

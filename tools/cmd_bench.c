@@ -395,28 +395,30 @@ static int run(int argc, char **argv)
   char **files = calloc((size_t)argc, sizeof *files);
   if (!files)
     return 1;
-  for (int i = 2; i < argc; i++) {
-    if (strcmp(argv[i], "--json") == 0) {
+  enum { O_JSON = 256, O_REPEAT };
+  static const struct option opts[] = {{"json", no_argument, NULL, O_JSON},
+                                       {"repeat", required_argument, NULL, O_REPEAT},
+                                       {NULL, 0, NULL, 0}};
+  optind = 0;
+  for (int c; (c = cmd_getopt(&dmem_cmd_bench, argc - 1, argv + 1, opts)) != -1;) {
+    if (c == '?') {
+      free(files);
+      return EXIT_USAGE;
+    }
+    if (c == O_JSON) {
       o.json = 1;
-    } else if (strcmp(argv[i], "--repeat") == 0) {
-      if (i + 1 >= argc) {
-        free(files);
-        return cmd_usage_error(&dmem_cmd_bench, "--repeat needs a number from 1 to 100");
-      }
+    } else if (c == O_REPEAT) {
       char *end;
-      long v = strtol(argv[++i], &end, 10);
+      long v = strtol(optarg, &end, 10);
       if (*end || v < 1 || v > 100) {
         free(files);
         return cmd_usage_error(&dmem_cmd_bench, "--repeat takes a number from 1 to 100");
       }
       o.repeat = (int)v;
-    } else if (argv[i][0] == '-' && argv[i][1]) {
-      free(files);
-      return cmd_usage_error(&dmem_cmd_bench, "unknown option '%s'", argv[i]);
-    } else {
-      files[nfiles++] = argv[i];
     }
   }
+  for (int i = optind + 1; i < argc; i++)
+    files[nfiles++] = argv[i];
   if (nfiles == 0) {
     free(files);
     return cmd_usage_error(&dmem_cmd_bench, "no page file given");

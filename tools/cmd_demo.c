@@ -621,52 +621,68 @@ static int run(int argc, char **argv)
     return 1;
   int rc = EXIT_USAGE;
   unsigned v;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int valued = strcmp(a, "--seconds") == 0 || strcmp(a, "--guests") == 0 ||
-                 strcmp(a, "--guest-mib") == 0 || strcmp(a, "--connect") == 0;
-    if (valued && i + 1 >= argc) {
-      cmd_usage_error(&dmem_cmd_demo, "%s needs a number", a);
+  enum {
+    O_JSON = 256,
+    O_NO_PROGRESS,
+    O_READ_HEAVY,
+    O_NO_COW,
+    O_SECURE,
+    O_PROCESSES,
+    O_CONNECT,
+    O_SECONDS,
+    O_GUESTS,
+    O_GUEST_MIB
+  };
+  static const struct option opts[] = {{"json", no_argument, NULL, O_JSON},
+                                       {"no-progress", no_argument, NULL, O_NO_PROGRESS},
+                                       {"read-heavy", no_argument, NULL, O_READ_HEAVY},
+                                       {"no-cow", no_argument, NULL, O_NO_COW},
+                                       {"secure", no_argument, NULL, O_SECURE},
+                                       {"processes", no_argument, NULL, O_PROCESSES},
+                                       {"connect", required_argument, NULL, O_CONNECT},
+                                       {"seconds", required_argument, NULL, O_SECONDS},
+                                       {"guests", required_argument, NULL, O_GUESTS},
+                                       {"guest-mib", required_argument, NULL, O_GUEST_MIB},
+                                       {NULL, 0, NULL, 0}};
+  optind = 0;
+  for (int c; (c = cmd_getopt(&dmem_cmd_demo, argc, argv, opts)) != -1;) {
+    if (c == '?') {
       goto out;
-    }
-    if (strcmp(a, "--json") == 0) {
+    } else if (c == O_JSON) {
       o.json = 1;
-    } else if (strcmp(a, "--no-progress") == 0) {
+    } else if (c == O_NO_PROGRESS) {
       o.progress = 0;
-    } else if (strcmp(a, "--read-heavy") == 0) {
+    } else if (c == O_READ_HEAVY) {
       o.read_heavy = 1;
-    } else if (strcmp(a, "--no-cow") == 0) {
+    } else if (c == O_NO_COW) {
       o.no_cow = 1;
-    } else if (strcmp(a, "--secure") == 0) {
+    } else if (c == O_SECURE) {
       o.secure = 1;
-    } else if (strcmp(a, "--processes") == 0) {
+    } else if (c == O_PROCESSES) {
       o.processes = 1;
-    } else if (strcmp(a, "--connect") == 0 && i + 1 < argc) {
-      o.connect = argv[++i];
+    } else if (c == O_CONNECT) {
+      o.connect = optarg;
       o.processes = 1;
-    } else if (strcmp(a, "--seconds") == 0 && i + 1 < argc) {
-      if (parse_uint(argv[++i], 1, 86400, &v) != 0) {
+    } else if (c == O_SECONDS) {
+      if (parse_uint(optarg, 1, 86400, &v) != 0) {
         cmd_usage_error(&dmem_cmd_demo, "--seconds takes a number from 1 to 86400");
         goto out;
       }
       o.seconds = v;
-    } else if (strcmp(a, "--guests") == 0 && i + 1 < argc) {
-      if (parse_uint(argv[++i], 1, FLEET_MAX_GUESTS, &o.guests) != 0) {
+    } else if (c == O_GUESTS) {
+      if (parse_uint(optarg, 1, FLEET_MAX_GUESTS, &o.guests) != 0) {
         cmd_usage_error(&dmem_cmd_demo, "--guests takes a number from 1 to %d", FLEET_MAX_GUESTS);
         goto out;
       }
-    } else if (strcmp(a, "--guest-mib") == 0 && i + 1 < argc) {
-      if (parse_uint(argv[++i], 4, 2048, &o.guest_mib) != 0) {
+    } else if (c == O_GUEST_MIB) {
+      if (parse_uint(optarg, 4, 2048, &o.guest_mib) != 0) {
         cmd_usage_error(&dmem_cmd_demo, "--guest-mib takes a number from 4 to 2048");
         goto out;
       }
-    } else if (a[0] == '-' && a[1]) {
-      cmd_usage_error(&dmem_cmd_demo, "unknown option '%s'", a);
-      goto out;
-    } else {
-      o.images[o.nimages++] = argv[i];
     }
   }
+  for (int i = optind; i < argc; i++)
+    o.images[o.nimages++] = argv[i];
   if (fleet_count_guests(&o.guests, o.nimages, "diffmem demo") == 0)
     rc = demo(&o);
 out:

@@ -32,12 +32,15 @@ static int read_sysfs_long(const char *path, long *out)
 static int run(int argc, char **argv)
 {
   int json = 0;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--json") == 0)
-      json = 1;
-    else
-      return cmd_usage_error(&dmem_cmd_probe, "unknown option '%s'", argv[i]);
+  static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+  optind = 0;
+  for (int c; (c = cmd_getopt(&dmem_cmd_probe, argc, argv, opts)) != -1;) {
+    if (c == '?')
+      return EXIT_USAGE;
+    json = 1;
   }
+  if (optind < argc)
+    return cmd_usage_error(&dmem_cmd_probe, "probe takes no operand ('%s')", argv[optind]);
   const char *kvm_state = "not built";
   const char *xen_state = "not built";
   char kvm_detail[320] = "", xen_detail[320] = "";

@@ -220,18 +220,24 @@ static int run(int argc, char **argv)
   const char *env = getenv("DIFFMEMD_SOCKET");
   const char *path = env && *env ? env : DMEM_DAEMON_SOCKET;
   int json = 0, watch = 0;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--json") == 0)
+  enum { O_JSON = 256, O_WATCH, O_SOCKET };
+  static const struct option opts[] = {{"json", no_argument, NULL, O_JSON},
+                                       {"watch", no_argument, NULL, O_WATCH},
+                                       {"socket", required_argument, NULL, O_SOCKET},
+                                       {NULL, 0, NULL, 0}};
+  optind = 0;
+  for (int c; (c = cmd_getopt(&dmem_cmd_stat, argc, argv, opts)) != -1;) {
+    if (c == '?')
+      return EXIT_USAGE;
+    if (c == O_JSON)
       json = 1;
-    else if (strcmp(argv[i], "--watch") == 0)
+    else if (c == O_WATCH)
       watch = 1;
-    else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
-      path = argv[++i];
-    else if (strcmp(argv[i], "--socket") == 0)
-      return cmd_usage_error(&dmem_cmd_stat, "--socket needs a path");
-    else
-      return cmd_usage_error(&dmem_cmd_stat, "unknown option '%s'", argv[i]);
+    else if (c == O_SOCKET)
+      path = optarg;
   }
+  if (optind < argc)
+    return cmd_usage_error(&dmem_cmd_stat, "stat takes no operand ('%s')", argv[optind]);
   int s = connect_to(path);
   if (s < 0)
     return 1;

@@ -54,6 +54,26 @@ int cmd_usage_error(const dmem_cmd *cmd, const char *fmt, ...)
   return EXIT_USAGE;
 }
 
+int cmd_getopt(const dmem_cmd *cmd, int argc, char **argv, const struct option *longopts)
+{
+  opterr = 0; /* the messages are ours */
+  int c = getopt_long(argc, argv, ":", longopts, NULL);
+  if (c == ':') {
+    cmd_usage_error(cmd, "%s needs a value", argv[optind - 1]);
+    return '?';
+  }
+  if (c == '?') {
+    const char *a = argv[optind - 1];
+    const char *eq = strchr(a, '=');
+    if (eq && strncmp(a, "--", 2) == 0)
+      cmd_usage_error(cmd, "%.*s takes no value, or is not an option", (int)(eq - a), a);
+    else
+      cmd_usage_error(cmd, "unknown option %s", a);
+    return '?';
+  }
+  return c;
+}
+
 /* The version, and the codecs this build has (a build without liblzo2 has
  * no lzo: README, "License"). */
 static int print_version(void)
@@ -109,7 +129,8 @@ int main(int argc, char **argv)
     fprintf(stderr, "diffmem: unknown command '%s'; try 'diffmem help'\n", name);
     return EXIT_USAGE;
   }
-  for (int i = 2; i < argc; i++) {
+  /* --help anywhere before "--" (after it, an operand). */
+  for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(cmd->usage, stdout);
       return finish(0);
