@@ -181,6 +181,18 @@ else
   echo "analyze_libvirt: note: virsh dump --memory-only failed: $(cat "$tmp/dump.log")"
 fi
 
+# --connect alone: every running domain, this one among them (other
+# domains of the host may run too).
+"$diffmem" analyze --no-progress --connect "$uri" --json >"$tmp/all.json" 2>"$tmp/all.err" ||
+  fail "analyze --connect alone: $(cat "$tmp/all.err")"
+python3 - "$tmp/all.json" "$name" <<'EOF' || fail "--connect alone did not read $name (above)"
+import json, sys
+j = json.load(open(sys.argv[1]))
+names = [i["name"] for i in j["inputs"]]
+assert sys.argv[2] in names, names
+EOF
+echo "analyze_libvirt: --connect alone read the running domains"
+
 # An unknown domain: non-zero exit, and the message names it.
 if "$diffmem" analyze --no-progress --connect "$uri" --domain "no-such-$name" >/dev/null 2>"$tmp/bad.err"; then
   fail "an unknown domain succeeded"

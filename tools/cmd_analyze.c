@@ -24,7 +24,7 @@
 
 static const char usage[] =
     "usage: diffmem analyze [OPTIONS] [INPUT...]\n"
-    "       diffmem analyze [OPTIONS] --connect URI --domain NAME [--domain NAME...]\n"
+    "       diffmem analyze [OPTIONS] --connect URI [--domain NAME...]\n"
     "\n"
     "Reports what the Difference Engine would save on the given memory, as in\n"
     "Table 1 of the paper: % saved by sharing identical pages, then with patching\n"
@@ -41,7 +41,8 @@ static const char usage[] =
     "                  this machine, one input per process\n"
     "\n"
     "Options:\n"
-    "  --connect URI   libvirt connection (e.g. qemu:///system) for --domain\n"
+    "  --connect URI   libvirt connection (e.g. qemu:///system): the domains named\n"
+    "                  by --domain, or without it every running domain there\n"
     "  --domain NAME   a running libvirt domain: its guest-physical memory, read\n"
     "                  with virDomainMemoryPeek\n"
     "  --writable      pid inputs: writable mappings only\n"
@@ -315,6 +316,8 @@ static int run(int argc, char **argv)
   an_opts o = {ANALYZE_OPTIONS_INIT, 0, 0, 1, 0, 20, NULL, NULL, NULL, 0};
   char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
   const char **domains = calloc((size_t)argc + 1, sizeof *domains);
+  char **listed = NULL; /* --connect without --domain: the running ones */
+  size_t nlisted = 0;
   size_t ninputs = 0;
   int status = EXIT_USAGE;
   if (!inputs || !domains) {
@@ -407,11 +410,26 @@ static int run(int argc, char **argv)
     goto out;
   }
   if (o.uri && !o.ndomains) {
-    cmd_usage_error(&dmem_cmd_analyze, "--connect needs --domain NAME");
-    goto out;
+    /* Every running domain there, one input each. */
+    char err[768];
+    if (memsrc_libvirt_domains(&listed, &nlisted, o.uri, err, sizeof err) != 0) {
+      fprintf(stderr, "diffmem analyze: --connect %s: %s\n", o.uri, err);
+      status = 1;
+      goto out;
+    }
+    if (nlisted == 0) {
+      fprintf(stderr, "diffmem analyze: --connect %s: no running domain there\n", o.uri);
+      status = 1;
+      goto out;
+    }
+    o.domains = (const char **)listed;
+    o.ndomains = nlisted;
   }
   status = run_study(inputs, ninputs, &o);
 out:
+  for (size_t i = 0; i < nlisted; i++)
+    free(listed[i]);
+  free(listed);
   free(inputs);
   free(domains);
   return status;

@@ -22,9 +22,9 @@ typedef struct memsrc_ops {
 
 struct memsrc {
   const memsrc_ops *ops;
-  char name[256];   /* as the user named the input */
-  char kind[16];    /* "raw", "elf", "pid", "libvirt" */
-  char err[768];    /* "NAME: what went wrong" */
+  char name[256];    /* as the user named the input */
+  char kind[16];     /* "raw", "elf", "pid", "libvirt" */
+  char err[768];     /* "NAME: what went wrong" */
   uint64_t expected; /* bytes to walk, for progress (0: unknown) */
   uint64_t done;     /* bytes walked so far */
   uint64_t skipped;  /* pages that could not be read and were left out */
@@ -53,6 +53,11 @@ int memsrc_open_pid(memsrc **out, pid_t pid, const char *name, const memsrc_pid_
 int memsrc_open_libvirt(memsrc **out, const char *uri, const char *domain, char *err,
                         size_t errlen);
 
+/* The names of the running (active) domains at uri, in libvirt's order:
+ * 0 with a malloc'd array of malloc'd names in *out (possibly none), or -1
+ * with err set (no libvirt built in, no connection). */
+int memsrc_libvirt_domains(char ***out, size_t *n, const char *uri, char *err, size_t errlen);
+
 /* The ids of this machine's user processes (those with mappings), without
  * the caller's own. Returns 0 and a malloc'd array, or -1. */
 int memsrc_list_processes(pid_t **out, size_t *n);
@@ -70,7 +75,7 @@ void memsrc_close(memsrc *s);
 /* Shared by the sources: a zeroed memsrc with its name and kind set and a
  * zeroed private part of @priv_size bytes in s->priv; NULL with
  * "NAME: out of memory" in @err. */
-memsrc *memsrc__new(const memsrc_ops *ops, const char *name, const char *kind,
-                    size_t priv_size, char *err, size_t errlen);
+memsrc *memsrc__new(const memsrc_ops *ops, const char *name, const char *kind, size_t priv_size,
+                    char *err, size_t errlen);
 
 #endif

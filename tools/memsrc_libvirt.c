@@ -130,7 +130,59 @@ int memsrc_open_libvirt(memsrc **out, const char *uri, const char *domain, char 
   return -1;
 }
 
+int memsrc_libvirt_domains(char ***out, size_t *n, const char *uri, char *err, size_t errlen)
+{
+  *out = NULL;
+  *n = 0;
+  virSetErrorFunc(NULL, quiet);
+  virConnectPtr conn = virConnectOpenReadOnly(uri);
+  if (!conn) {
+    snprintf(err, errlen, "cannot connect to libvirt at %s: %s", uri ? uri : "(default)",
+             last_error());
+    return -1;
+  }
+  virDomainPtr *doms = NULL;
+  int k = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+  if (k < 0) {
+    snprintf(err, errlen, "cannot list the domains at %s: %s", uri ? uri : "(default)",
+             last_error());
+    virConnectClose(conn);
+    return -1;
+  }
+  char **names = calloc((size_t)k + 1, sizeof *names);
+  int rc = names ? 0 : -1;
+  for (int i = 0; i < k; i++) {
+    const char *name = virDomainGetName(doms[i]);
+    if (rc == 0 && name && !(names[*n] = strdup(name)))
+      rc = -1;
+    else if (rc == 0 && name)
+      (*n)++;
+    virDomainFree(doms[i]);
+  }
+  free(doms);
+  virConnectClose(conn);
+  if (rc != 0) {
+    for (size_t i = 0; names && i < *n; i++)
+      free(names[i]);
+    free(names);
+    *n = 0;
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  *out = names;
+  return 0;
+}
+
 #else
+
+int memsrc_libvirt_domains(char ***out, size_t *n, const char *uri, char *err, size_t errlen)
+{
+  (void)uri;
+  *out = NULL;
+  *n = 0;
+  snprintf(err, errlen, "this diffmem was built without libvirt");
+  return -1;
+}
 
 int memsrc_open_libvirt(memsrc **out, const char *uri, const char *domain, char *err, size_t errlen)
 {
