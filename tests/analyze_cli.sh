@@ -150,6 +150,62 @@ print("analyze_cli: pid: %d pages (%d writable); default: %d processes, %d pages
       % (p["total_pages"], w["total_pages"], len(d["inputs"]), d["total_pages"],
          d["percent_saved"]["total"]))
 EOF
+# Guest RAM mapped shared, as QEMU's memory-backend-memfd with share=on
+# keeps it: the default survey reads it as one input of kind memfd, its
+# resident pages only, without allocating a page of it (its holes stay
+# holes: a hole may be a page diffmemd keeps elsewhere). Needs root
+# (/proc/PID/map_files).
+if [ "$(id -u)" -eq 0 ]; then
+  python3 - "$tmp/blocks" <<'EOF' &
+import mmap, os, sys, time
+fd = os.memfd_create("dmem-test-ram")
+n = 1024
+os.ftruncate(fd, 2 * n * 4096)  # the second half stays holes
+m = mmap.mmap(fd, 2 * n * 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+for i in range(n):
+    m[i * 4096:(i + 1) * 4096] = bytes([65 + i % 4]) * 4096
+for _ in range(600):
+    with open(sys.argv[1] + ".tmp", "w") as f:
+        f.write("%d\n" % os.fstat(fd).st_blocks)
+    os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+    time.sleep(0.1)
+EOF
+  sleeper=$!
+  i=0
+  until [ -s "$tmp/blocks" ]; do
+    i=$((i + 1))
+    [ $i -lt 100 ] || fail "the memfd process did not start"
+    sleep 0.1
+  done
+  before=$(cat "$tmp/blocks")
+  "$diffmem" analyze --no-progress --json >"$tmp/host.json" 2>"$tmp/err" ||
+    fail "default survey with a shared memfd: $(cat "$tmp/err")"
+  sleep 0.3
+  after=$(cat "$tmp/blocks")
+  [ "$before" = "$after" ] || fail "the survey allocated memfd blocks: $before -> $after"
+  python3 - "$tmp/host.json" "$sleeper" <<'EOF' || fail "the shared memfd input (above)"
+import json, os, sys
+j = json.load(open(sys.argv[1]))
+mine = [i for i in j["inputs"] if i["kind"] == "memfd" and "dmem-test-ram" in i["name"]
+        and "pid %s," % sys.argv[2] in i["name"]]
+assert len(mine) == 1, [i["name"] for i in j["inputs"] if i["kind"] == "memfd"]
+m = mine[0]
+assert m["total_pages"] == 1024, m["total_pages"]       # resident pages, not the holes
+assert m["pages_saved_sharing"] == 1020, m["pages_saved_sharing"]  # 4 contents
+assert m["ksm_pages"] == 0
+assert j["memfd_bytes"] >= 1024 * 4096
+k = j["ksm"]
+assert k["present"] == os.path.exists("/sys/kernel/mm/ksm/run")
+assert k["bytes_saved"] == k["pages_sharing"] * 4096
+assert j["bytes_saved_beyond_ksm"] == max(0, j["bytes_saved_total"] - k["bytes_saved"])
+print("analyze_cli: shared memfd: %d pages, %d saved by sharing; KSM run=%d saves %d MiB"
+      % (m["total_pages"], m["pages_saved_sharing"], k["run"], k["bytes_saved"] >> 20))
+EOF
+  kill "$sleeper" 2>/dev/null
+  wait "$sleeper" 2>/dev/null
+  sleeper=
+fi
+
 # --svg at a name where a symlink was planted: the symlink is replaced by
 # the chart, the file it pointed to stays as it was.
 printf 'precious\n' >"$tmp/victim"

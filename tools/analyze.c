@@ -219,6 +219,12 @@ void analyze_note_unreadable(analyze *a, uint64_t pages)
     a->rows[a->nrows - 1].unreadable_pages += pages;
 }
 
+void analyze_note_ksm(analyze *a, uint64_t pages)
+{
+  if (a->nrows)
+    a->rows[a->nrows - 1].ksm_pages += pages;
+}
+
 typedef struct pass2 {
   dmem_codec *codec;
   dmem_simdet *frames, *live;
@@ -345,6 +351,7 @@ int analyze_finish(analyze_result *out, analyze *a, analyze_progress_fn progress
     add_counts(&out->total.all, &a->rows[i].all);
     add_counts(&out->total.nonzero, &a->rows[i].nonzero);
     out->total.unreadable_pages += a->rows[i].unreadable_pages;
+    out->total.ksm_pages += a->rows[i].ksm_pages;
   }
   out->total.all.distinct_pages = a->ncontents;
   out->total.nonzero.distinct_pages = a->ncontents - (a->zero_id != UINT32_MAX);

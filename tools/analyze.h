@@ -39,12 +39,22 @@ typedef struct analyze_percent {
 } analyze_percent;
 
 typedef struct analyze_row {
-  char name[256];  /* the input as the user named it ("all inputs" for the set) */
-  char kind[16];   /* "raw", "elf", "pid", "libvirt", "set" */
-  analyze_counts all;     /* zero pages counted like any other content */
-  analyze_counts nonzero; /* zero pages left out */
+  char name[256];            /* the input as the user named it ("all inputs" for the set) */
+  char kind[16];             /* "raw", "elf", "pid", "libvirt", "set" */
+  analyze_counts all;        /* zero pages counted like any other content */
+  analyze_counts nonzero;    /* zero pages left out */
   uint64_t unreadable_pages; /* pages the source could not read (left out) */
+  uint64_t ksm_pages;        /* its pages Linux KSM merges now (ksm_merging_pages) */
 } analyze_row;
+
+/* Linux KSM on this host when the inputs were read: what it saves already
+ * (pages_sharing: page references served by a shared KSM page). */
+typedef struct analyze_ksm {
+  int present;            /* /sys/kernel/mm/ksm exists */
+  long run;               /* its run: 0 stopped, 1 running, 2 unmerging */
+  uint64_t pages_shared;  /* KSM pages in use */
+  uint64_t pages_sharing; /* pages saved */
+} analyze_ksm;
 
 typedef struct analyze_result {
   analyze_row total;
@@ -53,18 +63,22 @@ typedef struct analyze_result {
   /* What was used, for the report. */
   char codec[32];
   char detector[48];
+  analyze_ksm ksm; /* filled by the caller (memsrc_ksm_state()) */
 } analyze_result;
 
 typedef struct analyze_options {
-  dmem_codec_id codec;       /* DMEM_CODEC_BEST as the engine */
-  unsigned codec_best_mask;  /* 0: WKdm and LZO, as the engine */
+  dmem_codec_id codec;          /* DMEM_CODEC_BEST as the engine */
+  unsigned codec_best_mask;     /* 0: WKdm and LZO, as the engine */
   dmem_simdet_kind simdet_kind; /* 0: no patching */
   unsigned simdet_k, simdet_s, simdet_candidates;
   uint64_t seed; /* hash and detector key; 0 would be random, so keep it fixed */
 } analyze_options;
 
 /* The engine's defaults (DMEM_ENGINE_OPTIONS_INIT). */
-#define ANALYZE_OPTIONS_INIT {DMEM_CODEC_BEST, 0, DMEM_SIMDET_HASH, 2, 1, 1, 0x6469666d656d0001ull}
+#define ANALYZE_OPTIONS_INIT                                                                       \
+  {                                                                                                \
+    DMEM_CODEC_BEST, 0, DMEM_SIMDET_HASH, 2, 1, 1, 0x6469666d656d0001ull                           \
+  }
 
 typedef struct analyze analyze;
 
@@ -84,6 +98,8 @@ int analyze_add_page(analyze *a, const void *page);
 
 /* Notes pages of the current input that could not be read. */
 void analyze_note_unreadable(analyze *a, uint64_t pages);
+/* Records that KSM merges this many pages of the current input now. */
+void analyze_note_ksm(analyze *a, uint64_t pages);
 
 /* Runs patching and compression over the distinct contents and fills
  * *out (free it with analyze_result_free()). The analyze object is spent

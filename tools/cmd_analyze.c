@@ -38,7 +38,9 @@ static const char usage[] =
     "                  gcore), or else a raw image read as 4 KiB pages\n"
     "  pid:N, pid:self the resident pages of a process's readable mappings\n"
     "  (none)          the resident private writable memory of every process on\n"
-    "                  this machine, one input per process\n"
+    "                  this machine, one input per process, and every memfd a\n"
+    "                  process maps shared (a VMM's guest RAM, such as QEMU's\n"
+    "                  memory-backend-memfd with share=on), one input each\n"
     "\n"
     "Options:\n"
     "  --connect URI   libvirt connection (e.g. qemu:///system): the domains named\n"
@@ -101,6 +103,11 @@ static int feed(analyze *a, memsrc *src, progress *pr, uint8_t *buf)
     progress_show(pr, src->name, src->done, src->expected, 1);
   }
   analyze_note_unreadable(a, src->skipped);
+  if (src->pid > 0) {
+    long k = memsrc_ksm_merging_pages(src->pid);
+    if (k > 0)
+      analyze_note_ksm(a, (uint64_t)k);
+  }
   return n < 0 ? -1 : 0;
 }
 
@@ -166,12 +173,43 @@ static int feed_processes(analyze *a, progress *pr, uint8_t *buf)
     memsrc_close(src);
   }
   free(pids);
+  /* Guest RAM mapped shared (a memfd), which no process's private memory
+   * holds: one input each, however many processes map it. */
+  memsrc_memfd *mf;
+  size_t nmf, mf_left_out = 0;
+  if (memsrc_list_memfds(&mf, &nmf) != 0) {
+    fprintf(stderr, "diffmem analyze: cannot list the shared memfds: out of memory\n");
+    return -1;
+  }
+  for (size_t i = 0; i < nmf; i++) {
+    char name[256], comm[64], err[768];
+    memsrc_process_comm(comm, sizeof comm, mf[i].pid);
+    snprintf(name, sizeof name, "memfd:%s (pid %d, %s)", mf[i].name, (int)mf[i].pid, comm);
+    memsrc *src;
+    if (memsrc_open_memfd(&src, &mf[i], name, err, sizeof err) != 0) {
+      progress_clear(pr);
+      fprintf(stderr, "diffmem analyze: %s\n", err);
+      mf_left_out++;
+      continue;
+    }
+    progress_show(pr, name, i, nmf, 0);
+    if (feed(a, src, pr, buf) != 0) {
+      progress_clear(pr);
+      fprintf(stderr, "diffmem analyze: %s\n", src->err);
+      mf_left_out++;
+    }
+    memsrc_close(src);
+  }
+  free(mf);
   progress_clear(pr);
   if (left_out)
     fprintf(stderr,
             "diffmem analyze: %zu of %zu processes exited or could not be read, in part "
             "or whole\n",
             left_out, n);
+  if (mf_left_out)
+    fprintf(stderr, "diffmem analyze: %zu of %zu shared memfds could not be read\n", mf_left_out,
+            nmf);
   if (n == left_out) {
     fprintf(stderr, "diffmem analyze: no process could be read (run as root to read other "
                     "users' processes)\n");
@@ -271,6 +309,7 @@ static int run_study(char **inputs, size_t ninputs, const an_opts *o)
   }
   rc = analyze_finish(&r, a, on_finish, &pr);
   progress_clear(&pr);
+  memsrc_ksm_state(&r.ksm.present, &r.ksm.run, &r.ksm.pages_shared, &r.ksm.pages_sharing);
   if (rc) {
     fprintf(stderr, "diffmem analyze: %s\n", dmem_strerror(rc));
     goto out;

@@ -23,11 +23,12 @@ typedef struct memsrc_ops {
 struct memsrc {
   const memsrc_ops *ops;
   char name[256];    /* as the user named the input */
-  char kind[16];     /* "raw", "elf", "pid", "libvirt" */
+  char kind[16];     /* "raw", "elf", "pid", "libvirt", "memfd" */
   char err[768];     /* "NAME: what went wrong" */
   uint64_t expected; /* bytes to walk, for progress (0: unknown) */
   uint64_t done;     /* bytes walked so far */
   uint64_t skipped;  /* pages that could not be read and were left out */
+  pid_t pid;         /* the process read, for a "pid" source; else 0 */
   void *priv;
 };
 
@@ -57,6 +58,33 @@ int memsrc_open_libvirt(memsrc **out, const char *uri, const char *domain, char 
  * 0 with a malloc'd array of malloc'd names in *out (possibly none), or -1
  * with err set (no libvirt built in, no connection). */
 int memsrc_libvirt_domains(char ***out, size_t *n, const char *uri, char *err, size_t errlen);
+
+/* A memfd that some process maps shared and writable: guest RAM of a VMM
+ * (QEMU's memory-backend-memfd, share=on), which no process's private
+ * memory holds. */
+typedef struct memsrc_memfd {
+  pid_t pid;       /* a process that maps it */
+  uint64_t lo, hi; /* one of its mappings there */
+  uint64_t dev, ino;
+  char name[128]; /* its memfd name ("memory-backend-memfd") */
+} memsrc_memfd;
+
+/* Every such memfd of this machine's processes, once each: 0 with a
+ * malloc'd array (possibly empty), or -1. */
+int memsrc_list_memfds(memsrc_memfd **out, size_t *n);
+
+/* The resident pages of the memfd (through /proc/PID/map_files: root),
+ * read without faulting in or allocating a page. kind "memfd". */
+int memsrc_open_memfd(memsrc **out, const memsrc_memfd *mf, const char *name, char *err,
+                      size_t errlen);
+
+/* /proc/PID/ksm_merging_pages: the process's pages KSM merges now, or -1
+ * (no such process, or a kernel before 6.1). */
+long memsrc_ksm_merging_pages(pid_t pid);
+
+/* /sys/kernel/mm/ksm: whether it exists, its run, pages_shared and
+ * pages_sharing (what it saves). */
+void memsrc_ksm_state(int *present, long *run, uint64_t *pages_shared, uint64_t *pages_sharing);
 
 /* The ids of this machine's user processes (those with mappings), without
  * the caller's own. Returns 0 and a malloc'd array, or -1. */

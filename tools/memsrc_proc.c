@@ -183,6 +183,7 @@ int memsrc_open_pid(memsrc **out, pid_t pid, const char *name, const memsrc_pid_
     return -1;
   proc_src *p = s->priv;
   p->pid = pid;
+  s->pid = pid;
   p->mem = p->pagemap = -1;
   if (pid <= 0) {
     snprintf(err, errlen, "%s: not a process id", name);

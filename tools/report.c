@@ -27,6 +27,54 @@ static void add_row(analyze_row *sum, const analyze_row *r)
     v[i]->bytes_compression += w[i]->bytes_compression;
   }
   sum->unreadable_pages += r->unreadable_pages;
+  sum->ksm_pages += r->ksm_pages;
+}
+
+/* Bytes of the inputs' memory mapped shared (memfd inputs): KSM never
+ * merges it. */
+static uint64_t memfd_bytes(const analyze_result *r)
+{
+  uint64_t b = 0;
+  for (size_t i = 0; i < r->ninputs; i++)
+    if (strcmp(r->inputs[i].kind, "memfd") == 0)
+      b += r->inputs[i].all.pages * DMEM_PAGE_SIZE;
+  return b;
+}
+
+/* What all three techniques save in all inputs, in bytes. */
+static uint64_t saved_bytes(const analyze_counts *t)
+{
+  return analyze_saved_sharing(t) * DMEM_PAGE_SIZE + t->bytes_patching + t->bytes_compression;
+}
+
+/* What KSM saves now, host-wide, in bytes. */
+static uint64_t ksm_bytes(const analyze_result *r)
+{
+  return r->ksm.present ? r->ksm.pages_sharing * DMEM_PAGE_SIZE : 0;
+}
+
+static double mib(uint64_t bytes);
+
+/* The paragraph on Linux KSM under the table. */
+static void report_ksm_table(FILE *f, const analyze_result *r)
+{
+  uint64_t ours = saved_bytes(&r->total.all), ksm = ksm_bytes(r), shared = memfd_bytes(r);
+  if (!r->ksm.present) {
+    fprintf(f, "Linux KSM: not in this kernel.\n");
+    return;
+  }
+  fprintf(f, "Linux KSM (run=%ld) saves %.1f MiB host-wide now (pages_sharing %llu)", r->ksm.run,
+          mib(ksm), (unsigned long long)r->ksm.pages_sharing);
+  if (r->total.ksm_pages)
+    fprintf(f, "; of these inputs' pages it merges %.1f MiB (ksm_merging_pages)",
+            mib(r->total.ksm_pages * DMEM_PAGE_SIZE));
+  fprintf(f, ".\n");
+  if (shared)
+    fprintf(f,
+            "%.1f MiB of the inputs is guest RAM mapped shared (memfd), which KSM cannot merge.\n",
+            mib(shared));
+  fprintf(f, "libdiffmem would save %.1f MiB: %.1f MiB more than KSM saves now.\n", mib(ours),
+          mib(ours > ksm ? ours - ksm : 0));
 }
 
 static const analyze_result *sort_by; /* qsort has no user data */
@@ -135,6 +183,7 @@ void report_table(FILE *f, const analyze_result *r, size_t max_rows)
   if (r->total.unreadable_pages)
     fprintf(f, "%llu resident pages could not be read and are left out.\n",
             (unsigned long long)r->total.unreadable_pages);
+  report_ksm_table(f, r);
   free(rows);
 }
 
@@ -158,9 +207,11 @@ static void json_row(FILE *f, const analyze_row *row, const char *indent)
           "\"pages_saved_sharing_across\": %llu,\n",
           indent, (unsigned long long)analyze_saved_sharing(c), (unsigned long long)c->saved_within,
           (unsigned long long)c->saved_across);
-  fprintf(f, "%s\"patched_pages\": %llu, \"compressed_pages\": %llu, \"unreadable_pages\": %llu,\n",
+  fprintf(f,
+          "%s\"patched_pages\": %llu, \"compressed_pages\": %llu, \"unreadable_pages\": %llu, "
+          "\"ksm_pages\": %llu,\n",
           indent, (unsigned long long)c->patched_pages, (unsigned long long)c->compressed_pages,
-          (unsigned long long)row->unreadable_pages);
+          (unsigned long long)row->unreadable_pages, (unsigned long long)row->ksm_pages);
   fprintf(f, "%s\"bytes_saved\": {\"sharing\": %llu, \"patching\": %llu, \"compression\": %llu},\n",
           indent, (unsigned long long)(analyze_saved_sharing(c) * DMEM_PAGE_SIZE),
           (unsigned long long)c->bytes_patching, (unsigned long long)c->bytes_compression);
@@ -188,6 +239,17 @@ void report_json(FILE *f, const analyze_result *r)
   json_str(f, r->detector);
   fprintf(f, ",\n");
   json_row(f, &r->total, "  ");
+  uint64_t ours = saved_bytes(&r->total.all), ksm = ksm_bytes(r);
+  fprintf(f,
+          ",\n  \"ksm\": {\"present\": %s, \"run\": %ld, \"pages_shared\": %llu, "
+          "\"pages_sharing\": %llu, \"bytes_saved\": %llu},\n",
+          r->ksm.present ? "true" : "false", r->ksm.run, (unsigned long long)r->ksm.pages_shared,
+          (unsigned long long)r->ksm.pages_sharing, (unsigned long long)ksm);
+  fprintf(f,
+          "  \"memfd_bytes\": %llu, \"bytes_saved_total\": %llu, \"bytes_saved_beyond_ksm\": "
+          "%llu",
+          (unsigned long long)memfd_bytes(r), (unsigned long long)ours,
+          (unsigned long long)(ours > ksm ? ours - ksm : 0));
   fprintf(f, ",\n  \"inputs\": [");
   for (size_t i = 0; i < r->ninputs; i++) {
     fprintf(f, "%s\n    {\"name\": ", i ? "," : "");
