@@ -53,7 +53,11 @@ typedef struct analyze_ksm {
   int present;            /* /sys/kernel/mm/ksm exists */
   long run;               /* its run: 0 stopped, 1 running, 2 unmerging */
   uint64_t pages_shared;  /* KSM pages in use */
-  uint64_t pages_sharing; /* pages saved */
+  uint64_t pages_sharing; /* pages saved, by ksmd's count */
+  /* The live processes' ksm_merging_pages added up: ksmd updates its own
+   * counts as it scans, so they lag (after a merged process exits, and for
+   * good while KSM is stopped); what it saves is at most this. */
+  uint64_t merging_pages;
 } analyze_ksm;
 
 typedef struct analyze_result {

@@ -309,7 +309,8 @@ static int run_study(char **inputs, size_t ninputs, const an_opts *o)
   }
   rc = analyze_finish(&r, a, on_finish, &pr);
   progress_clear(&pr);
-  memsrc_ksm_state(&r.ksm.present, &r.ksm.run, &r.ksm.pages_shared, &r.ksm.pages_sharing);
+  memsrc_ksm_state(&r.ksm.present, &r.ksm.run, &r.ksm.pages_shared, &r.ksm.pages_sharing,
+                   &r.ksm.merging_pages);
   if (rc) {
     fprintf(stderr, "diffmem analyze: %s\n", dmem_strerror(rc));
     goto out;

@@ -83,8 +83,10 @@ int memsrc_open_memfd(memsrc **out, const memsrc_memfd *mf, const char *name, ch
 long memsrc_ksm_merging_pages(pid_t pid);
 
 /* /sys/kernel/mm/ksm: whether it exists, its run, pages_shared and
- * pages_sharing (what it saves). */
-void memsrc_ksm_state(int *present, long *run, uint64_t *pages_shared, uint64_t *pages_sharing);
+ * pages_sharing (what it saves, by ksmd's count); and the live processes'
+ * ksm_merging_pages added up. */
+void memsrc_ksm_state(int *present, long *run, uint64_t *pages_shared, uint64_t *pages_sharing,
+                      uint64_t *merging_pages);
 
 /* The ids of this machine's user processes (those with mappings), without
  * the caller's own. Returns 0 and a malloc'd array, or -1. */

@@ -238,14 +238,25 @@ static int read_u64(const char *path, uint64_t *v)
   return ok ? 0 : -1;
 }
 
-void memsrc_ksm_state(int *present, long *run, uint64_t *pages_shared, uint64_t *pages_sharing)
+void memsrc_ksm_state(int *present, long *run, uint64_t *pages_shared, uint64_t *pages_sharing,
+                      uint64_t *merging_pages)
 {
   uint64_t r = 0;
   *present = read_u64("/sys/kernel/mm/ksm/run", &r) == 0;
   *run = *present ? (long)r : -1;
-  *pages_shared = *pages_sharing = 0;
-  if (*present) {
-    (void)read_u64("/sys/kernel/mm/ksm/pages_shared", pages_shared);
-    (void)read_u64("/sys/kernel/mm/ksm/pages_sharing", pages_sharing);
+  *pages_shared = *pages_sharing = *merging_pages = 0;
+  if (!*present)
+    return;
+  (void)read_u64("/sys/kernel/mm/ksm/pages_shared", pages_shared);
+  (void)read_u64("/sys/kernel/mm/ksm/pages_sharing", pages_sharing);
+  pid_t *pids;
+  size_t n;
+  if (memsrc_list_processes(&pids, &n) != 0)
+    return;
+  for (size_t i = 0; i < n; i++) {
+    long k = memsrc_ksm_merging_pages(pids[i]);
+    if (k > 0)
+      *merging_pages += (uint64_t)k;
   }
+  free(pids);
 }

@@ -47,10 +47,14 @@ static uint64_t saved_bytes(const analyze_counts *t)
   return analyze_saved_sharing(t) * DMEM_PAGE_SIZE + t->bytes_patching + t->bytes_compression;
 }
 
-/* What KSM saves now, host-wide, in bytes. */
+/* What KSM saves now, host-wide, in bytes: its pages_sharing, but no more
+ * than the pages the live processes have merged (its counts lag). */
 static uint64_t ksm_bytes(const analyze_result *r)
 {
-  return r->ksm.present ? r->ksm.pages_sharing * DMEM_PAGE_SIZE : 0;
+  if (!r->ksm.present)
+    return 0;
+  uint64_t p = r->ksm.pages_sharing;
+  return (p < r->ksm.merging_pages ? p : r->ksm.merging_pages) * DMEM_PAGE_SIZE;
 }
 
 static double mib(uint64_t bytes);
@@ -63,8 +67,11 @@ static void report_ksm_table(FILE *f, const analyze_result *r)
     fprintf(f, "Linux KSM: not in this kernel.\n");
     return;
   }
-  fprintf(f, "Linux KSM (run=%ld) saves %.1f MiB host-wide now (pages_sharing %llu)", r->ksm.run,
-          mib(ksm), (unsigned long long)r->ksm.pages_sharing);
+  fprintf(f,
+          "Linux KSM (run=%ld) saves %.1f MiB host-wide now (pages_sharing %llu; the processes' "
+          "ksm_merging_pages add up to %llu)",
+          r->ksm.run, mib(ksm), (unsigned long long)r->ksm.pages_sharing,
+          (unsigned long long)r->ksm.merging_pages);
   if (r->total.ksm_pages)
     fprintf(f, "; of these inputs' pages it merges %.1f MiB (ksm_merging_pages)",
             mib(r->total.ksm_pages * DMEM_PAGE_SIZE));
@@ -242,9 +249,10 @@ void report_json(FILE *f, const analyze_result *r)
   uint64_t ours = saved_bytes(&r->total.all), ksm = ksm_bytes(r);
   fprintf(f,
           ",\n  \"ksm\": {\"present\": %s, \"run\": %ld, \"pages_shared\": %llu, "
-          "\"pages_sharing\": %llu, \"bytes_saved\": %llu},\n",
+          "\"pages_sharing\": %llu, \"merging_pages\": %llu, \"bytes_saved\": %llu},\n",
           r->ksm.present ? "true" : "false", r->ksm.run, (unsigned long long)r->ksm.pages_shared,
-          (unsigned long long)r->ksm.pages_sharing, (unsigned long long)ksm);
+          (unsigned long long)r->ksm.pages_sharing, (unsigned long long)r->ksm.merging_pages,
+          (unsigned long long)ksm);
   fprintf(f,
           "  \"memfd_bytes\": %llu, \"bytes_saved_total\": %llu, \"bytes_saved_beyond_ksm\": "
           "%llu",
