@@ -44,6 +44,8 @@ for tool in abidw abidiff; do
 done
 # The public headers: the source tree's and the generated version.h.
 hd="--headers-dir $src/include/diffmem --headers-dir $build/include/diffmem"
+# The soname's number of a -version-info: CURRENT - AGE.
+major() { echo $((${1%%:*} - ${1##*:})); }
 fail=0
 for spec in "$@"; do
   name=${spec%%=*}
@@ -55,8 +57,7 @@ for spec in "$@"; do
     echo "SKIP: $lib has no debug information (build with -g)"
     exit 77
   fi
-  # The soname's number: CURRENT - AGE; the library must carry it.
-  major() { echo $((${1%%:*} - ${1##*:})); }
+  # The library must carry the soname of its -version-info.
   soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
   if [ "$soname" != "$name.so.$(major "$ver")" ]; then
     echo "tests/abi.sh: $lib is $soname, not built with -version-info $ver" >&2

@@ -40,6 +40,7 @@
 
 #include "fleet.h"
 #include "json.h"
+#include "memsrc.h"
 
 #define KSM_DIR "/sys/kernel/mm/ksm"
 #define SAMPLE_S 0.25
@@ -64,13 +65,12 @@ typedef struct ksm_saved {
 static int ksm_read(unsigned long *out, const char *name)
 {
   char path[128];
+  uint64_t v;
   snprintf(path, sizeof path, KSM_DIR "/%s", name);
-  FILE *f = fopen(path, "r");
-  if (!f)
+  if (memsrc_read_u64(&v, path) != 0)
     return -1;
-  int ok = fscanf(f, "%lu", out) == 1;
-  fclose(f);
-  return ok ? 0 : -1;
+  *out = (unsigned long)v;
+  return 0;
 }
 
 static int ksm_write(const char *name, unsigned long v)

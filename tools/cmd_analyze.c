@@ -172,12 +172,13 @@ static int feed_processes(analyze *a, progress *pr, uint8_t *buf)
       left_out++; /* it exited while being read: what was read stays */
     memsrc_close(src);
   }
-  free(pids);
   /* Guest RAM mapped shared (a memfd), which no process's private memory
    * holds: one input each, however many processes map it. */
   memsrc_memfd *mf;
   size_t nmf, mf_left_out = 0;
-  if (memsrc_list_memfds(&mf, &nmf) != 0) {
+  int listed = memsrc_list_memfds(&mf, &nmf, pids, n);
+  free(pids);
+  if (listed != 0) {
     fprintf(stderr, "diffmem analyze: cannot list the shared memfds: out of memory\n");
     return -1;
   }

@@ -18,16 +18,7 @@
 
 #include "cmd.h"
 #include "json.h"
-
-static int read_sysfs_long(const char *path, long *out)
-{
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return -1;
-  int ok = fscanf(f, "%ld", out) == 1;
-  fclose(f);
-  return ok ? 0 : -1;
-}
+#include "memsrc.h"
 
 static int run(int argc, char **argv)
 {
@@ -70,7 +61,9 @@ static int run(int argc, char **argv)
   }
 #endif
   long ksm_run = -1;
-  (void)read_sysfs_long("/sys/kernel/mm/ksm/run", &ksm_run);
+  uint64_t run_value;
+  if (memsrc_read_u64(&run_value, "/sys/kernel/mm/ksm/run") == 0)
+    ksm_run = (long)run_value;
   if (json) {
     printf("{\"schema\":%d,\"version\":", DMEM_JSON_SCHEMA);
     json_str(stdout, dmem_version());

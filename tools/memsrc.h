@@ -69,14 +69,18 @@ typedef struct memsrc_memfd {
   char name[128]; /* its memfd name ("memory-backend-memfd") */
 } memsrc_memfd;
 
-/* Every such memfd of this machine's processes, once each: 0 with a
- * malloc'd array (possibly empty), or -1. */
-int memsrc_list_memfds(memsrc_memfd **out, size_t *n);
+/* Every such memfd that the processes pids (memsrc_list_processes()) map,
+ * once each: 0 with a malloc'd array (possibly empty), or -1. */
+int memsrc_list_memfds(memsrc_memfd **out, size_t *n, const pid_t *pids, size_t npids);
 
 /* The resident pages of the memfd (through /proc/PID/map_files: root),
  * read without faulting in or allocating a page. kind "memfd". */
 int memsrc_open_memfd(memsrc **out, const memsrc_memfd *mf, const char *name, char *err,
                       size_t errlen);
+
+/* The number a file such as /sys/kernel/mm/ksm/run holds: 0 with *out
+ * set, or -1 (no such file, or no number in it). */
+int memsrc_read_u64(uint64_t *out, const char *path);
 
 /* /proc/PID/ksm_merging_pages: the process's pages KSM merges now, or -1
  * (no such process, or a kernel before 6.1). */

@@ -97,18 +97,14 @@ static int scan_pid(memsrc_memfd **v, size_t *n, size_t *cap, pid_t pid)
   return rc;
 }
 
-int memsrc_list_memfds(memsrc_memfd **out, size_t *n)
+int memsrc_list_memfds(memsrc_memfd **out, size_t *n, const pid_t *pids, size_t npids)
 {
   *out = NULL;
   *n = 0;
-  pid_t *pids;
-  size_t np, cap = 0;
-  if (memsrc_list_processes(&pids, &np) != 0)
-    return -1;
+  size_t cap = 0;
   int rc = 0;
-  for (size_t i = 0; rc == 0 && i < np; i++)
+  for (size_t i = 0; rc == 0 && i < npids; i++)
     rc = scan_pid(out, n, &cap, pids[i]);
-  free(pids);
   if (rc) {
     free(*out);
     *out = NULL;
@@ -215,40 +211,34 @@ int memsrc_open_memfd(memsrc **out, const memsrc_memfd *mf, const char *name, ch
   return -1;
 }
 
-long memsrc_ksm_merging_pages(pid_t pid)
-{
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/ksm_merging_pages", (int)pid);
-  FILE *f = fopen(path, "re");
-  long v = -1;
-  if (f) {
-    if (fscanf(f, "%ld", &v) != 1)
-      v = -1;
-    fclose(f);
-  }
-  return v;
-}
-
-static int read_u64(const char *path, uint64_t *v)
+int memsrc_read_u64(uint64_t *out, const char *path)
 {
   FILE *f = fopen(path, "re");
-  int ok = f && fscanf(f, "%" SCNu64, v) == 1;
+  int ok = f && fscanf(f, "%" SCNu64, out) == 1;
   if (f)
     fclose(f);
   return ok ? 0 : -1;
+}
+
+long memsrc_ksm_merging_pages(pid_t pid)
+{
+  char path[64];
+  uint64_t v;
+  snprintf(path, sizeof path, "/proc/%d/ksm_merging_pages", (int)pid);
+  return memsrc_read_u64(&v, path) == 0 ? (long)v : -1;
 }
 
 void memsrc_ksm_state(int *present, long *run, uint64_t *pages_shared, uint64_t *pages_sharing,
                       uint64_t *merging_pages)
 {
   uint64_t r = 0;
-  *present = read_u64("/sys/kernel/mm/ksm/run", &r) == 0;
+  *present = memsrc_read_u64(&r, "/sys/kernel/mm/ksm/run") == 0;
   *run = *present ? (long)r : -1;
   *pages_shared = *pages_sharing = *merging_pages = 0;
   if (!*present)
     return;
-  (void)read_u64("/sys/kernel/mm/ksm/pages_shared", pages_shared);
-  (void)read_u64("/sys/kernel/mm/ksm/pages_sharing", pages_sharing);
+  (void)memsrc_read_u64(pages_shared, "/sys/kernel/mm/ksm/pages_shared");
+  (void)memsrc_read_u64(pages_sharing, "/sys/kernel/mm/ksm/pages_sharing");
   pid_t *pids;
   size_t n;
   if (memsrc_list_processes(&pids, &n) != 0)

@@ -30,60 +30,6 @@ static void add_row(analyze_row *sum, const analyze_row *r)
   sum->ksm_pages += r->ksm_pages;
 }
 
-/* Bytes of the inputs' memory mapped shared (memfd inputs): KSM never
- * merges it. */
-static uint64_t memfd_bytes(const analyze_result *r)
-{
-  uint64_t b = 0;
-  for (size_t i = 0; i < r->ninputs; i++)
-    if (strcmp(r->inputs[i].kind, "memfd") == 0)
-      b += r->inputs[i].all.pages * DMEM_PAGE_SIZE;
-  return b;
-}
-
-/* What all three techniques save in all inputs, in bytes. */
-static uint64_t saved_bytes(const analyze_counts *t)
-{
-  return analyze_saved_sharing(t) * DMEM_PAGE_SIZE + t->bytes_patching + t->bytes_compression;
-}
-
-/* What KSM saves now, host-wide, in bytes: its pages_sharing, but no more
- * than the pages the live processes have merged (its counts lag). */
-static uint64_t ksm_bytes(const analyze_result *r)
-{
-  if (!r->ksm.present)
-    return 0;
-  uint64_t p = r->ksm.pages_sharing;
-  return (p < r->ksm.merging_pages ? p : r->ksm.merging_pages) * DMEM_PAGE_SIZE;
-}
-
-static double mib(uint64_t bytes);
-
-/* The paragraph on Linux KSM under the table. */
-static void report_ksm_table(FILE *f, const analyze_result *r)
-{
-  uint64_t ours = saved_bytes(&r->total.all), ksm = ksm_bytes(r), shared = memfd_bytes(r);
-  if (!r->ksm.present) {
-    fprintf(f, "Linux KSM: not in this kernel.\n");
-    return;
-  }
-  fprintf(f,
-          "Linux KSM (run=%ld) saves %.1f MiB host-wide now (pages_sharing %llu; the processes' "
-          "ksm_merging_pages add up to %llu)",
-          r->ksm.run, mib(ksm), (unsigned long long)r->ksm.pages_sharing,
-          (unsigned long long)r->ksm.merging_pages);
-  if (r->total.ksm_pages)
-    fprintf(f, "; of these inputs' pages it merges %.1f MiB (ksm_merging_pages)",
-            mib(r->total.ksm_pages * DMEM_PAGE_SIZE));
-  fprintf(f, ".\n");
-  if (shared)
-    fprintf(f,
-            "%.1f MiB of the inputs is guest RAM mapped shared (memfd), which KSM cannot merge.\n",
-            mib(shared));
-  fprintf(f, "libdiffmem would save %.1f MiB: %.1f MiB more than KSM saves now.\n", mib(ours),
-          mib(ours > ksm ? ours - ksm : 0));
-}
-
 static const analyze_result *sort_by; /* qsort has no user data */
 
 /* Larger inputs first; among equals, the earlier input first. */
@@ -142,6 +88,58 @@ static double mib(uint64_t bytes)
   return (double)bytes / 1048576.0;
 }
 
+/* Bytes of the inputs' memory mapped shared (memfd inputs): KSM never
+ * merges it. */
+static uint64_t memfd_bytes(const analyze_result *r)
+{
+  uint64_t b = 0;
+  for (size_t i = 0; i < r->ninputs; i++)
+    if (strcmp(r->inputs[i].kind, "memfd") == 0)
+      b += r->inputs[i].all.pages * DMEM_PAGE_SIZE;
+  return b;
+}
+
+/* What all three techniques save in all inputs, in bytes. */
+static uint64_t saved_bytes(const analyze_counts *t)
+{
+  return analyze_saved_sharing(t) * DMEM_PAGE_SIZE + t->bytes_patching + t->bytes_compression;
+}
+
+/* What KSM saves now, host-wide, in bytes: its pages_sharing, but no more
+ * than the pages the live processes have merged (its counts lag). */
+static uint64_t ksm_bytes(const analyze_result *r)
+{
+  if (!r->ksm.present)
+    return 0;
+  uint64_t p = r->ksm.pages_sharing;
+  return (p < r->ksm.merging_pages ? p : r->ksm.merging_pages) * DMEM_PAGE_SIZE;
+}
+
+/* The paragraph on Linux KSM under the table. */
+static void report_ksm_table(FILE *f, const analyze_result *r)
+{
+  uint64_t ours = saved_bytes(&r->total.all), ksm = ksm_bytes(r), shared = memfd_bytes(r);
+  if (!r->ksm.present) {
+    fprintf(f, "Linux KSM: not in this kernel.\n");
+    return;
+  }
+  fprintf(f,
+          "Linux KSM (run=%ld) saves %.1f MiB host-wide now (pages_sharing %llu; the processes' "
+          "ksm_merging_pages add up to %llu)",
+          r->ksm.run, mib(ksm), (unsigned long long)r->ksm.pages_sharing,
+          (unsigned long long)r->ksm.merging_pages);
+  if (r->total.ksm_pages)
+    fprintf(f, "; of these inputs' pages it merges %.1f MiB (ksm_merging_pages)",
+            mib(r->total.ksm_pages * DMEM_PAGE_SIZE));
+  fprintf(f, ".\n");
+  if (shared)
+    fprintf(f,
+            "%.1f MiB of the inputs is guest RAM mapped shared (memfd), which KSM cannot merge.\n",
+            mib(shared));
+  fprintf(f, "libdiffmem would save %.1f MiB: %.1f MiB more than KSM saves now.\n", mib(ours),
+          mib(ours > ksm ? ours - ksm : 0));
+}
+
 static void table_view(FILE *f, const analyze_row *rows, size_t n, int nonzero)
 {
   fprintf(f, "%s\n",
@@ -185,8 +183,8 @@ void report_table(FILE *f, const analyze_result *r, size_t max_rows)
           "pages), compression %.1f MiB (%llu pages); %.1f of %.1f MiB.\n",
           mib(share), (unsigned long long)analyze_saved_sharing(t), mib(t->bytes_patching),
           (unsigned long long)t->patched_pages, mib(t->bytes_compression),
-          (unsigned long long)t->compressed_pages,
-          mib(share + t->bytes_patching + t->bytes_compression), mib(t->pages * DMEM_PAGE_SIZE));
+          (unsigned long long)t->compressed_pages, mib(saved_bytes(t)),
+          mib(t->pages * DMEM_PAGE_SIZE));
   if (r->total.unreadable_pages)
     fprintf(f, "%llu resident pages could not be read and are left out.\n",
             (unsigned long long)r->total.unreadable_pages);
