@@ -180,9 +180,16 @@ static int domain_get(dmem__domain **out, dmem_engine *e, uint32_t id)
   d->frames_fd = -1;
 #if DMEM_HAVE_MEMFD
   /* A memfd for its frames alone, so that adapters may map them
-   * copy-on-write, and hand them to the domain's VMMs; where that fails,
-   * anonymous memory (then nothing is mapped). */
-  d->frames_fd = memfd_create("dmem-frames", MFD_CLOEXEC);
+   * copy-on-write, and hand them to the domain's VMMs; where the system
+   * has none to give (ENOSYS, or EPERM from a sandbox), anonymous memory
+   * (then nothing is mapped). Any other failure is one. */
+  d->frames_fd = dmem__sys_memfd_create("dmem-frames", MFD_CLOEXEC);
+  if (d->frames_fd < 0 && errno != ENOSYS && errno != EPERM) {
+    int rc = dmem__fail(e->errmsg, DMEM_ESYS, "memfd_create for a sharing domain's frames: %s",
+                        strerror(errno));
+    dmem__free(&e->alloc, d, sizeof *d);
+    return rc;
+  }
 #endif
   /* A key of its own, derived from the engine's: a guest that learns how
    * one domain's index buckets fall learns nothing of another's. */
@@ -405,11 +412,12 @@ int dmem_vm_attach(dmem_vm **out, dmem_engine *e, const dmem_vm_options *given)
   vm = dmem__calloc(&e->alloc, sizeof *vm);
   if (vm)
     vm->pages = dmem__malloc(&e->alloc, o->npages * sizeof *vm->pages);
-  if (!vm || !vm->pages || domain_get(&vm->dom, e, o->sharing_domain) != 0) {
+  int drc = vm && vm->pages ? domain_get(&vm->dom, e, o->sharing_domain) : DMEM_ENOMEM;
+  if (drc) {
     if (vm)
       dmem__free(&e->alloc, vm->pages, o->npages * sizeof *vm->pages);
     dmem__free(&e->alloc, vm, sizeof *vm);
-    rc = DMEM_ENOMEM;
+    rc = drc;
     goto out;
   }
   for (uint64_t i = 0; i < o->npages; i++)

@@ -18,6 +18,8 @@
 
 #include <diffmem/common.h>
 
+#include "failpoint.h"
+
 #define DMEM__ERRMSG_MAX DMEM_ERRBUF_SIZE
 
 #if defined(__GNUC__)
@@ -158,7 +160,10 @@ static inline int dmem__fail(char *buf, int err, const char *fmt, ...)
 static inline int dmem__random_key(uint64_t *out)
 {
   for (;;) {
-    ssize_t n = getrandom(out, sizeof *out, 0);
+    int e = dmem__fp_check(DMEM__FP_GETRANDOM);
+    if (e)
+      errno = e;
+    ssize_t n = e ? -1 : getrandom(out, sizeof *out, 0);
     if (n == (ssize_t)sizeof *out)
       return 0;
     if (n >= 0 || errno != EINTR)
@@ -185,7 +190,9 @@ static inline int dmem__page_is_zero(const void *page)
 static inline int dmem__thread_start(pthread_t *t, void *(*fn)(void *), void *arg, char *errbuf,
                                      const char *what)
 {
-  int rc = pthread_create(t, NULL, fn, arg);
+  int rc = dmem__fp_check(DMEM__FP_THREAD);
+  if (rc == 0)
+    rc = pthread_create(t, NULL, fn, arg);
   if (rc == 0)
     return 0;
   return dmem__fail(errbuf, DMEM_ESYS, "cannot start %s: %s", what, strerror(rc));

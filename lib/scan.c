@@ -39,6 +39,19 @@ static void count_error(dmem_engine *e, dmem_vm *vm, int rc, const char *what, u
   (void)dmem__page_error(e, vm, rc, what, gfn);
 }
 
+/* A store that could not take a page (no memory for a slab, a swap file
+ * that cannot be written): the page stays resident, and the failure is
+ * counted and described like any other, with the system's reason (sys_err,
+ * the errno the store's call left). */
+static void store_error(dmem_engine *e, dmem_vm *vm, int rc, const char *what, uint64_t gfn,
+                        int sys_err)
+{
+  count_error(e, vm, rc, what, gfn);
+  size_t n = strlen(e->errmsg);
+  if (sys_err && n < sizeof e->errmsg)
+    snprintf(e->errmsg + n, sizeof e->errmsg - n, " (%s)", strerror(sys_err));
+}
+
 static void unprotect(dmem_vm *vm, uint64_t gfn)
 {
   if (vm->ops->unprotect)
@@ -131,11 +144,14 @@ static int share_onto(dmem_engine *e, dmem_vm *vm, uint64_t gfn, uint32_t fid)
 
 /* A new frame of domain d holding content, entered in its stable indexes. */
 static int new_frame(uint32_t *fid, dmem_engine *e, dmem__domain *d, const void *content,
-                     uint64_t hash)
+                     uint64_t hash, dmem_vm *vm, uint64_t gfn)
 {
+  errno = 0;
   int rc = dmem__frame_new(fid, &e->store, content, hash, d->frames_fd, &d->slab_hint);
-  if (rc)
+  if (rc) {
+    store_error(e, vm, rc, "storing a frame of", gfn, errno);
     return rc;
+  }
   dmem__frame_meta(&e->store, *fid)->dom = d->slot;
   /* An index entry that cannot be added only costs a later match. */
   (void)dmem_index_insert(d->frames_idx, hash, *fid);
@@ -158,7 +174,7 @@ static int freeze_live(uint32_t *fid, dmem_engine *e, dmem_vm *qvm, uint64_t qgf
     return DMEM_EBUSY;
   }
   dmem__domain *d = qvm->dom;
-  int rc = new_frame(fid, e, d, e->other, hash);
+  int rc = new_frame(fid, e, d, e->other, hash, qvm, qgfn);
   if (rc == 0) {
     rc = share_onto(e, qvm, qgfn, *fid);
     if (rc) {
@@ -206,7 +222,7 @@ static int try_share(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *b
   if (dmem_index_lookup(&id, d->frames_idx, buf, h) == 0)
     return share_onto(e, vm, gfn, id) == 0 ? DONE : NOT_DONE;
   if (e->opts.secure) {
-    if (new_frame(&id, e, d, buf, h) != 0)
+    if (new_frame(&id, e, d, buf, h, vm, gfn) != 0)
       return NOT_DONE;
     if (share_onto(e, vm, gfn, id) != 0) {
       dmem_index_remove(d->frames_idx, h, id);
@@ -279,8 +295,12 @@ static int try_patch(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *b
   dmem__blob_hdr hdr = {
       .len = (uint16_t)best, .kind = DMEM_PAGE_PATCHED, .csum = dmem__checksum(buf), .ref = fid};
   uint32_t blob;
-  if (dmem__blob_put(&blob, &e->store, &hdr, e->best) != 0)
+  errno = 0;
+  int rc = dmem__blob_put(&blob, &e->store, &hdr, e->best);
+  if (rc) {
+    store_error(e, vm, rc, "storing the patch of", gfn, errno);
     return NOT_DONE;
+  }
   dmem__frame_meta(&e->store, fid)->refs++;
   if (evict_to(e, vm, gfn, DMEM_PAGE_PATCHED, blob) != 0) {
     /* Undo through release(), which frees the blob and its frame ref. */
@@ -303,8 +323,12 @@ static int try_compress(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t
                         .csum = dmem__checksum(buf),
                         .ref = DMEM__NO_ID};
   uint32_t blob;
-  if (dmem__blob_put(&blob, &e->store, &hdr, e->blob) != 0)
+  errno = 0;
+  int rc = dmem__blob_put(&blob, &e->store, &hdr, e->blob);
+  if (rc) {
+    store_error(e, vm, rc, "storing the compressed", gfn, errno);
     return NOT_DONE;
+  }
   if (evict_to(e, vm, gfn, DMEM_PAGE_COMPRESSED, blob) != 0) {
     dmem__blob_free(&e->store, blob);
     return NOT_DONE;
@@ -315,8 +339,13 @@ static int try_compress(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t
 static int try_swap(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *buf)
 {
   uint32_t slot;
-  if (dmem__swap_put(&slot, &e->store, buf) != 0)
-    return NOT_DONE; /* a hint, not an order: the page stays */
+  int rc = dmem__swap_put(&slot, &e->store, buf);
+  if (rc) {
+    /* The page stays. A full budget is no failure; a write that failed is. */
+    if (rc != DMEM_ENOSPC)
+      store_error(e, vm, rc, "swapping", gfn, errno);
+    return NOT_DONE;
+  }
   if (evict_to(e, vm, gfn, DMEM_PAGE_SWAPPED, slot) != 0) {
     dmem__swap_free(&e->store, slot);
     return NOT_DONE;
@@ -375,9 +404,19 @@ static void reclaim(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned T, int h
 static void swap_evicted(dmem_engine *e, dmem_vm *vm, dmem__page *p)
 {
   uint32_t slot;
-  if (dmem__rebuild(e->buf, e, p) != 0 || dmem__swap_put(&slot, &e->store, e->buf) != 0)
+  uint64_t gfn = (uint64_t)(p - vm->pages);
+  int rc = dmem__rebuild(e->buf, e, p);
+  if (rc) {
+    count_error(e, vm, rc, "rebuilding, to swap,", gfn);
     return;
-  dmem__journal(e, vm, (uint64_t)(p - vm->pages), DMEM_PAGE_SWAPPED, slot);
+  }
+  rc = dmem__swap_put(&slot, &e->store, e->buf);
+  if (rc) {
+    if (rc != DMEM_ENOSPC)
+      store_error(e, vm, rc, "swapping", gfn, errno);
+    return;
+  }
+  dmem__journal(e, vm, gfn, DMEM_PAGE_SWAPPED, slot);
   dmem__release(e, p);
   p->loc = slot;
   dmem__set_kind(vm, p, DMEM_PAGE_SWAPPED);

@@ -57,9 +57,9 @@ static void slab_unmap(dmem__pool *p, dmem__slab *sl, dmem__alloc *a)
   munmap(sl->mem, slab_bytes(p));
 #if DMEM_HAVE_MEMFD
   if (sl->fd >= 0) /* the memory goes with the blocks, not with the mapping */
-    (void)fallocate(sl->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                    (off_t)(p->base + (int64_t)((size_t)(sl - p->slabs) * slab_bytes(p))),
-                    (off_t)slab_bytes(p));
+    (void)dmem__sys_punch(sl->fd,
+                          (off_t)(p->base + (int64_t)((size_t)(sl - p->slabs) * slab_bytes(p))),
+                          (off_t)slab_bytes(p));
 #endif
   dmem__free(a, sl->bitmap, bitmap_words(p) * 8);
   sl->mem = NULL;
@@ -83,13 +83,15 @@ static void *slab_map(dmem__pool *p, uint32_t si, int fd)
 {
   size_t bytes = slab_bytes(p);
   if (fd < 0)
-    return mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return dmem__sys_mmap(DMEM__FP_SLAB_MMAP, NULL, bytes, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   off_t off = (off_t)(p->base + (int64_t)((size_t)si * bytes));
   struct stat st;
-  if (fstat(fd, &st) != 0 ||
-      (st.st_size < off + (off_t)bytes && ftruncate(fd, off + (off_t)bytes) != 0))
+  if (fstat(fd, &st) != 0 || (st.st_size < off + (off_t)bytes &&
+                              dmem__sys_ftruncate(DMEM__FP_SLAB_GROW, fd, off + (off_t)bytes) != 0))
     return MAP_FAILED;
-  return mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off);
+  return dmem__sys_mmap(DMEM__FP_SLAB_MMAP, NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                        off);
 }
 
 /* A slab index with room in memfd fd (-1: anonymous), mapping a new slab
@@ -313,9 +315,12 @@ int dmem__swap_put(uint32_t *out, dmem__store *s, const void *page)
   else if (s->swap_next < s->swap_slots)
     slot = s->swap_next++;
   else
-    return DMEM_ENOMEM;
-  ssize_t n = pwrite(s->swap_fd, page, DMEM_PAGE_SIZE, (off_t)slot * DMEM_PAGE_SIZE);
+    return DMEM_ENOSPC; /* the budget (swap_max), not a failure */
+  ssize_t n = dmem__sys_pwrite(DMEM__FP_SWAP_WRITE, s->swap_fd, page, DMEM_PAGE_SIZE,
+                               (off_t)slot * DMEM_PAGE_SIZE);
   if (n != (ssize_t)DMEM_PAGE_SIZE) {
+    if (n >= 0)
+      errno = EIO; /* a short write: the file system is full */
     s->swap_free[s->swap_nfree++] = slot;
     return DMEM_EIO;
   }
@@ -329,9 +334,13 @@ int dmem__swap_get(void *page, dmem__store *s, uint32_t slot)
 {
   if (s->swap_fd < 0 || slot >= s->swap_next)
     return DMEM_ECORRUPT;
-  ssize_t n = pread(s->swap_fd, page, DMEM_PAGE_SIZE, (off_t)slot * DMEM_PAGE_SIZE);
-  if (n != (ssize_t)DMEM_PAGE_SIZE)
-    return n < 0 ? DMEM_EIO : DMEM_ECORRUPT;
+  ssize_t n = dmem__sys_pread(DMEM__FP_SWAP_READ, s->swap_fd, page, DMEM_PAGE_SIZE,
+                              (off_t)slot * DMEM_PAGE_SIZE);
+  if (n != (ssize_t)DMEM_PAGE_SIZE) {
+    if (n >= 0)
+      errno = EIO;
+    return n < 0 ? DMEM_EIO : DMEM_ECORRUPT; /* short: truncated behind the engine */
+  }
   return dmem__checksum(page) == s->swap_csum[slot] ? 0 : DMEM_ECORRUPT;
 }
 
@@ -378,7 +387,12 @@ int dmem__store_init(dmem__store *s, dmem__alloc *a, const char *swap_dir, uint6
   /* Blobs too, each class in a range of its own: with the frames memfd and
    * a VM's journal (dmem_vm_set_journal), another process can rebuild any
    * evicted page should this one die. */
-  s->blobs_fd = memfd_create("dmem-blobs", MFD_CLOEXEC);
+  s->blobs_fd = dmem__sys_memfd_create("dmem-blobs", MFD_CLOEXEC);
+  /* Where the system has no memfd to give (ENOSYS, or EPERM from a
+   * sandbox), anonymous memory: nothing to rebuild from after a crash. Any
+   * other failure is one. */
+  if (s->blobs_fd < 0 && errno != ENOSYS && errno != EPERM)
+    return DMEM_ESYS;
 #endif
   for (unsigned c = 0; c < DMEM__BLOB_CLASSES; c++) {
     pool_init(&s->blobs[c], ((size_t)c + 1) * 64, BLOB_SLAB_BYTES);

@@ -44,7 +44,7 @@ static int sync_dirty(dmem_kvm_region *r, void *state)
   kvm_slot *k = state;
   struct kvm_dirty_log d = {.slot = k->slot};
   d.dirty_bitmap = k->bitmap;
-  if (ioctl(k->vm_fd, KVM_GET_DIRTY_LOG, &d) != 0)
+  if (dmem__sys_ioctl(DMEM__FP_KVM_IOCTL, k->vm_fd, KVM_GET_DIRTY_LOG, &d) != 0)
     return dmem__mem_fail(r, DMEM_ESYS, "KVM_GET_DIRTY_LOG of slot %u: %s", (unsigned)k->slot,
                           strerror(errno));
   for (uint64_t w = 0; w < (r->npages + 63) / 64; w++) {
@@ -109,7 +109,7 @@ int dmem_kvm_region_set_slot(dmem_kvm_region *r, int vm_fd, uint32_t slot, uint6
   };
   /* Not under mu: KVM waits here for vCPUs inside a fault to leave it,
    * and the fault thread may need mu to serve them. */
-  if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &m) != 0) {
+  if (dmem__sys_ioctl(DMEM__FP_KVM_IOCTL, vm_fd, KVM_SET_USER_MEMORY_REGION, &m) != 0) {
     int err = errno;
     if (k)
       release_slot(r, k);

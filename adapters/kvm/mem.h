@@ -76,6 +76,15 @@
 #define PG_FWRITE 0x40u
 #define PG_MAPPED 0x80u
 
+/* frame_of[] of a MAPPED page whose registration failed (mem_cow.c):
+ * DMEM__REMAP_PENDING, its memfd block is mapped back and holds its
+ * content, guest writes since included (the next unmap only registers
+ * it); DMEM__MAP_UNPROTECTED, it maps a frame that could not be
+ * write-protected, so a guest write may have given it a private copy (the
+ * next unmap protects it and takes what the mapping shows). */
+#define DMEM__REMAP_PENDING UINT32_MAX
+#define DMEM__MAP_UNPROTECTED (UINT32_MAX - 1)
+
 /* A second source of modified bits, installed by the layer above (kvm.c:
  * KVM's dirty log). bits() calls sync with mu held; it ORs what it knows
  * into the pages' MOD bits. destroy calls release. */
@@ -124,9 +133,10 @@ struct dmem_kvm_region {
   /* Copy-on-write mapping of frames (mem_cow.c), set up by attach when the
    * engine has a frames memfd and the region tracks with MINOR and WP in
    * its own mapping. vmas_used counts the mapping boundaries that mapped
-   * pages add (each one VMA), against vma_budget. broken: a remap left a
-   * page unregistered, so nothing is evicted any more (a touch of a hole
-   * there would read zeros). */
+   * pages add (each one VMA), against vma_budget. broken: pages whose
+   * remap left them unregistered (frame_of DMEM__REMAP_PENDING); while
+   * there are any, nothing is evicted (a touch of a hole there would read
+   * zeros). */
   int cow, frames_fd, broken;
   uint32_t *frame_of; /* per page, while MAPPED */
   uint64_t vmas_used, vma_budget;
@@ -151,6 +161,7 @@ struct dmem_kvm_region {
 
   dmem_kvm_stats st; /* counters, mu held */
   char errmsg[DMEM_ERRBUF_SIZE];
+  uint64_t nerrors; /* atomic: dmem__mem_fail() calls (stats: errors) */
   uint8_t zeros[PAGE] __attribute__((aligned(64)));
 };
 
@@ -187,6 +198,11 @@ int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id);
 /* Puts the guest memfd back under a MAPPED page, holding content (written
  * into the memfd first); writable when @write, else ARMED. */
 int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, int write);
+/* A page whose registration failed: DMEM__REMAP_PENDING, registers it
+ * again, and it is a resident page of the memfd (written, maybe, unseen);
+ * DMEM__MAP_UNPROTECTED, registers it for WP (its unmap does the rest).
+ * 0 for any other page; mu held. */
+int dmem__mem_cow_repair(dmem_kvm_region *r, uint64_t gfn);
 /* madvise(MADV_DONTNEED) over pages first .. first+n-1, skipping MAPPED ones. */
 int dmem__mem_zap(dmem_kvm_region *r, uint64_t first, uint64_t n);
 

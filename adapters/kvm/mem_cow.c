@@ -223,7 +223,7 @@ static int do_register(dmem_kvm_region *r, uint64_t gfn, uint64_t modes)
 {
   struct uffdio_register reg = {.range = {.start = dmem__mem_uaddr(r, gfn), .len = PAGE},
                                 .mode = modes};
-  if (ioctl(r->uffd, UFFDIO_REGISTER, &reg) == 0)
+  if (dmem__sys_ioctl(DMEM__FP_UFFD_REGISTER, r->uffd, UFFDIO_REGISTER, &reg) == 0)
     return 0;
   return dmem__mem_fail(r, DMEM_ESYS, "UFFDIO_REGISTER of gfn %llu: %s", (unsigned long long)gfn,
                         strerror(errno));
@@ -266,17 +266,42 @@ static void unmapped(dmem_kvm_region *r, uint64_t gfn)
 }
 
 /* ... and the VMM maps the memfd there again (a RAM done): registered as
- * any other page. 0, or the registration's error (the page is then
- * unregistered: broken, nothing is punched any more). */
+ * any other page. 0, or the registration's error: the page then stays
+ * MAPPED for the engine, which keeps its frame and unmaps it again later,
+ * and for the region a page whose memfd is back (DMEM__REMAP_PENDING):
+ * that later unmap only registers it, so a guest write made meanwhile
+ * (unseen: nothing is registered) is kept, not overwritten. Until then the
+ * region is broken and evicts nothing. */
 static int remapped(dmem_kvm_region *r, uint64_t gfn)
 {
-  unmapped(r, gfn);
   int rc = do_register(r, gfn,
                        UFFDIO_REGISTER_MODE_MISSING |
                            ((r->track & DMEM_KVM_TRACK_MINOR) ? UFFDIO_REGISTER_MODE_MINOR : 0) |
                            UFFDIO_REGISTER_MODE_WP);
-  if (rc)
-    r->broken = 1;
+  if (rc) {
+    if (r->frame_of[gfn] != DMEM__REMAP_PENDING) {
+      set_mapped(r, gfn, 1, DMEM__REMAP_PENDING);
+      r->broken++;
+    }
+    return rc;
+  }
+  if (r->frame_of[gfn] == DMEM__REMAP_PENDING)
+    r->broken--;
+  unmapped(r, gfn);
+  return 0;
+}
+
+int dmem__mem_cow_repair(dmem_kvm_region *r, uint64_t gfn)
+{
+  if (!(r->pages[gfn] & PG_MAPPED))
+    return 0;
+  if (r->frame_of[gfn] == DMEM__MAP_UNPROTECTED) /* registered; the unmap does the rest */
+    return do_register(r, gfn, UFFDIO_REGISTER_MODE_WP);
+  if (r->frame_of[gfn] != DMEM__REMAP_PENDING)
+    return 0;
+  int rc = remapped(r, gfn);
+  if (rc == 0)
+    r->pages[gfn] |= PG_REF | PG_MOD;
   return rc;
 }
 
@@ -404,8 +429,8 @@ static int map_frame(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id)
     return DMEM_ENOTSUP;
   }
   uint8_t *addr = r->base + gfn * PAGE;
-  void *m = mmap(addr, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, r->frames_fd,
-                 (off_t)frame_id * PAGE);
+  void *m = dmem__sys_mmap(DMEM__FP_REGION_MMAP, addr, PAGE, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_FIXED, r->frames_fd, (off_t)frame_id * PAGE);
   if (m == MAP_FAILED) {
     /* The process's own limit (vm.max_map_count): the old mapping stays. */
     if (errno == ENOMEM)
@@ -432,8 +457,8 @@ static int map_ram(dmem_kvm_region *r, uint64_t gfn, const void *content)
     return rc;
   uint64_t off = r->fd_offset + gfn * PAGE;
   uint8_t *addr = r->base + gfn * PAGE;
-  if (mmap(addr, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, r->fd, (off_t)off) ==
-      MAP_FAILED)
+  if (dmem__sys_mmap(DMEM__FP_REGION_MMAP, addr, PAGE, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_FIXED, r->fd, (off_t)off) == MAP_FAILED)
     return dmem__mem_fail(r, DMEM_ESYS, "mmap of the memfd back over gfn %llu: %s",
                           (unsigned long long)gfn, strerror(errno));
   return 0;
@@ -467,6 +492,12 @@ int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id)
   rc = do_register(r, gfn, UFFDIO_REGISTER_MODE_WP);
   if (rc == 0)
     rc = dmem__mem_wp(r, gfn, 1, 1, 0);
+  if (rc) {
+    /* A write would go unseen: the engine installs the page next (its
+     * share failed), and that takes what the mapping shows. */
+    set_mapped(r, gfn, 1, DMEM__MAP_UNPROTECTED);
+    r->broken++;
+  }
   /* Whatever happened, the thread that faulted reads the frame now. */
   (void)dmem__mem_wake(r, gfn);
   return rc;
@@ -475,7 +506,27 @@ int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id)
 int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, int write)
 {
   uint8_t *p = &r->pages[gfn];
-  int rc = r->vmm_gone && r->agent_fd >= 0 ? DMEM_ETIMEDOUT_ : map_ram(r, gfn, content);
+  uint8_t truth[PAGE];
+  int unprotected = (*p & PG_MAPPED) && r->frame_of[gfn] == DMEM__MAP_UNPROTECTED;
+  if (unprotected) {
+    /* The page is what the mapping shows (the frame, or a private copy a
+     * guest write made unseen), not what the engine knows: protect it,
+     * then take that. */
+    int rc = do_register(r, gfn, UFFDIO_REGISTER_MODE_WP);
+    if (rc == 0)
+      rc = dmem__mem_wp(r, gfn, 1, 1, 0);
+    if (rc)
+      return rc;
+    memcpy(truth, r->base + gfn * PAGE, PAGE);
+    content = truth;
+  }
+  int rc = (*p & PG_MAPPED) && r->frame_of[gfn] == DMEM__REMAP_PENDING ? 0 /* back already */
+           : r->vmm_gone && r->agent_fd >= 0                           ? DMEM_ETIMEDOUT_
+                                                                       : map_ram(r, gfn, content);
+  if (unprotected && rc == 0) {
+    r->broken--;
+    set_mapped(r, gfn, 1, 0); /* the memfd is back: no longer unprotected */
+  }
   if (!(*p & PG_MAPPED))
     return 0; /* a late answer put it back meanwhile: the memfd holds the VMM's page */
   if (rc == DMEM_ETIMEDOUT_ && r->agent_hung_up && !r->vmm_gone) {
@@ -503,14 +554,17 @@ int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, i
   }
   if (rc || (rc = remapped(r, gfn)) != 0)
     return rc;
-  /* As any resident page: armed for tracking unless written now. */
-  if (!write) {
-    rc = dmem__mem_wp(r, gfn, 1, 1, 0);
-    if (rc == 0)
-      *p |= PG_ARMED;
-  }
+  /* As any resident page: armed for tracking unless written now. The page
+   * is installed whether or not that works (failing here would have the
+   * engine install it again later, over what the guest writes meanwhile):
+   * unarmed, it counts as written, and the next reading of the bits arms
+   * it. */
+  if (!write && dmem__mem_wp(r, gfn, 1, 1, 0) == 0)
+    *p |= PG_ARMED;
+  else if (!write)
+    *p |= PG_REF | PG_MOD;
   (void)dmem__mem_wake(r, gfn);
-  return rc;
+  return 0;
 }
 
 int dmem__mem_zap(dmem_kvm_region *r, uint64_t first, uint64_t n)

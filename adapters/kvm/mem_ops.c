@@ -49,7 +49,7 @@ int dmem__mem_wp(dmem_kvm_region *r, uint64_t gfn, uint64_t n, int on, int wake)
                                    .mode = on ? UFFDIO_WRITEPROTECT_MODE_WP
                                               : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE)};
   for (int i = 0; i < EAGAIN_TRIES; i++) {
-    if (ioctl(r->uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
+    if (dmem__sys_ioctl(DMEM__FP_UFFD_WP, r->uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
       return 0;
     if (errno == ESRCH) {
       r->vmm_gone = 1; /* no address space left to protect anything in */
@@ -73,7 +73,8 @@ int dmem__mem_pwrite(dmem_kvm_region *r, uint64_t gfn, const void *content)
   off_t off = (off_t)(r->fd_offset + gfn * PAGE);
   size_t done = 0;
   while (done < PAGE) {
-    ssize_t k = pwrite(r->fd, (const uint8_t *)content + done, PAGE - done, off + (off_t)done);
+    ssize_t k = dmem__sys_pwrite(DMEM__FP_PWRITE, r->fd, (const uint8_t *)content + done,
+                                 PAGE - done, off + (off_t)done);
     if (k < 0 && errno == EINTR)
       continue;
     if (k <= 0)
@@ -97,13 +98,13 @@ static int uffd_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int 
     if (!wp && dmem__page_is_zero(content)) {
       struct uffdio_zeropage z = {.range = {.start = dmem__mem_uaddr(r, gfn), .len = PAGE},
                                   .mode = 0};
-      rc = ioctl(r->uffd, UFFDIO_ZEROPAGE, &z);
+      rc = dmem__sys_ioctl(DMEM__FP_UFFD_ZEROPAGE, r->uffd, UFFDIO_ZEROPAGE, &z);
     } else {
       struct uffdio_copy c = {.dst = dmem__mem_uaddr(r, gfn),
                               .src = (uint64_t)(uintptr_t)content,
                               .len = PAGE,
                               .mode = wp ? UFFDIO_COPY_MODE_WP : 0};
-      rc = ioctl(r->uffd, UFFDIO_COPY, &c);
+      rc = dmem__sys_ioctl(DMEM__FP_UFFD_COPY, r->uffd, UFFDIO_COPY, &c);
     }
     if (rc == 0) {
       /* ARMED says what the fill left: a writable page is not protected
@@ -160,7 +161,9 @@ static int op_read(void *buf, uint64_t gfn, void *ud)
     return DMEM_ERANGE;
   int fd = r->fd;
   off_t off = (off_t)(r->fd_offset + gfn * PAGE);
-  if (r->pages[gfn] & PG_MAPPED) {
+  if ((r->pages[gfn] & PG_MAPPED) && r->frame_of[gfn] != DMEM__REMAP_PENDING) {
+    /* (DMEM__MAP_UNPROTECTED happens in process only: an agent protects
+     * in its own.) */
     if (r->uffd_base == (uint64_t)(uintptr_t)r->base) {
       /* Through the mapping: it may hold the guest's private copy, and it
        * is registered for WP only, so a read never waits on the fault
@@ -290,7 +293,11 @@ static int op_protect(uint64_t gfn, void *ud)
    * answer is taken: take it first. */
   if (r->pages[gfn] & PG_MAPPED)
     dmem__mem_cow_poll(r, r->detaching);
-  int rc = dmem__mem_wp(r, gfn, 1, 1, 0);
+  /* A page whose registration failed is registered first: no protection
+   * holds without it. */
+  int rc = dmem__mem_cow_repair(r, gfn);
+  if (rc == 0)
+    rc = dmem__mem_wp(r, gfn, 1, 1, 0);
   if (rc == 0)
     r->pages[gfn] |= PG_EPROT;
   pthread_mutex_unlock(&r->mu);
@@ -331,8 +338,7 @@ static int op_evict(uint64_t gfn, void *ud)
     rc = dmem__mem_fail(r, DMEM_ENOTSUP, "a page lost its registration: nothing is evicted");
   } else if (r->held) {
     rc = DMEM_EBUSY; /* a detach failed: the VMM may let the range go */
-  } else if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                       (off_t)(r->fd_offset + gfn * PAGE), PAGE) != 0) {
+  } else if (dmem__sys_punch(r->fd, (off_t)(r->fd_offset + gfn * PAGE), PAGE) != 0) {
     rc = dmem__mem_fail(r, DMEM_ESYS, "PUNCH_HOLE of gfn %llu: %s", (unsigned long long)gfn,
                         strerror(errno));
   } else {

@@ -51,6 +51,7 @@ int dmem__mem_fail(dmem_kvm_region *r, int err, const char *fmt, ...)
   va_start(ap, fmt);
   vsnprintf(r->errmsg, sizeof r->errmsg, fmt, ap);
   va_end(ap);
+  __atomic_add_fetch(&r->nerrors, 1, __ATOMIC_RELAXED);
   return err;
 }
 
@@ -162,11 +163,11 @@ static int is_userfaultfd(int fd)
 static int setup_memory(dmem_kvm_region *r, const dmem_kvm_region_options *o)
 {
   if (o->fd < 0) {
-    r->fd = memfd_create(o->name ? o->name : "dmem-guest", MFD_CLOEXEC);
+    r->fd = dmem__sys_memfd_create(o->name ? o->name : "dmem-guest", MFD_CLOEXEC);
     if (r->fd < 0)
       return dmem__mem_fail(r, DMEM_ESYS, "memfd_create: %s", strerror(errno));
     r->own_fd = 1;
-    if (ftruncate(r->fd, (off_t)o->size) != 0)
+    if (dmem__sys_ftruncate(DMEM__FP_REGION_FTRUNCATE, r->fd, (off_t)o->size) != 0)
       return dmem__mem_fail(r, DMEM_ESYS, "ftruncate of the memfd to %llu bytes: %s",
                             (unsigned long long)o->size, strerror(errno));
   } else {
@@ -187,7 +188,8 @@ static int setup_memory(dmem_kvm_region *r, const dmem_kvm_region_options *o)
     r->base = o->addr;
     return 0;
   }
-  void *m = mmap(NULL, o->size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, (off_t)o->fd_offset);
+  void *m = dmem__sys_mmap(DMEM__FP_REGION_MMAP, NULL, o->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                           r->fd, (off_t)o->fd_offset);
   if (m == MAP_FAILED)
     return dmem__mem_fail(r, DMEM_ESYS, "mmap of %llu bytes: %s", (unsigned long long)o->size,
                           strerror(errno));
@@ -472,7 +474,7 @@ int dmem_kvm_region_stats(dmem_kvm_stats *out, const dmem_kvm_region *r)
   if (!out || !r)
     return DMEM_EINVAL;
   unsigned v = out->version;
-  if (v != DMEM_KVM_STATS_VERSION && v != 2)
+  if (v != DMEM_KVM_STATS_VERSION && v != 3 && v != 2)
     return DMEM_EVERSION;
   dmem_kvm_region *m = (dmem_kvm_region *)r; /* the lock, not the data */
   dmem_kvm_stats st;
@@ -481,7 +483,11 @@ int dmem_kvm_region_stats(dmem_kvm_stats *out, const dmem_kvm_region *r)
   st.vmas_used = r->vmas_used;
   st.vma_budget = r->cow ? r->vma_budget : 0;
   pthread_mutex_unlock(&m->mu);
+  st.errors = __atomic_load_n(&r->nerrors, __ATOMIC_RELAXED);
   st.version = v;
-  memcpy(out, &st, v == 2 ? offsetof(dmem_kvm_stats, agent_timeouts) : sizeof st);
+  memcpy(out, &st,
+         v == 2   ? offsetof(dmem_kvm_stats, agent_timeouts)
+         : v == 3 ? offsetof(dmem_kvm_stats, errors)
+                  : sizeof st);
   return 0;
 }

@@ -199,7 +199,7 @@ static void fill_run(dmem_kvm_region *r, uint64_t g, uint64_t n)
   for (int tries = 0; n > 0 && tries < 64; tries++) {
     struct uffdio_zeropage z = {.range = {.start = dmem__mem_uaddr(r, g), .len = n * PAGE},
                                 .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE};
-    int rc = ioctl(r->uffd, UFFDIO_ZEROPAGE, &z);
+    int rc = dmem__sys_ioctl(DMEM__FP_UFFD_ZEROPAGE, r->uffd, UFFDIO_ZEROPAGE, &z);
     uint64_t k = rc == 0 ? n : z.zeropage > 0 ? (uint64_t)z.zeropage / PAGE : 0;
     for (uint64_t i = 0; i < k; i++) {
       r->pages[g + i] = (uint8_t)((r->pages[g + i] & ~PG_ARMED) | PG_MOD);
@@ -316,7 +316,7 @@ static int do_continue(dmem_kvm_region *r, uint64_t gfn, uint64_t mode)
                               .mode = mode};
   int rc;
   do
-    rc = ioctl(r->uffd, UFFDIO_CONTINUE, &c);
+    rc = dmem__sys_ioctl(DMEM__FP_UFFD_CONTINUE, r->uffd, UFFDIO_CONTINUE, &c);
   while (rc != 0 && errno == EAGAIN);
   return rc;
 }

@@ -143,7 +143,9 @@ typedef struct dmem_engine_options {
  * @retval DMEM_ENOMEM.
  * @retval DMEM_EIO the swap file could not be made in
  *         swap_dir (not writable, a full or read-only filesystem).
- * @retval DMEM_ESYS getrandom failed.
+ * @retval DMEM_ESYS getrandom failed, or memfd_create for the patches and
+ *         compressed pages (where the system offers no memfd at all,
+ *         ENOSYS or EPERM, they go to anonymous memory instead).
  */
 DMEM_API int dmem_engine_create(dmem_engine **out, const dmem_engine_options *opts);
 
@@ -225,6 +227,9 @@ typedef struct dmem_vm_options {
  *         journal too small or misaligned.
  * @retval DMEM_ERANGE the engine's page id space (2^31 pages) is full.
  * @retval DMEM_ENOMEM.
+ * @retval DMEM_ESYS the memfd of a new sharing domain's frames could not
+ *         be made (errmsg says why; where the system offers no memfd at
+ *         all, ENOSYS or EPERM, frames go to anonymous memory instead).
  */
 DMEM_API int dmem_vm_attach(dmem_vm **out, dmem_engine *engine, const dmem_vm_options *opts);
 

@@ -419,15 +419,22 @@ typedef struct dmem_kvm_stats {
    *  nothing more until it answered). */
   uint64_t agent_timeouts;
   uint64_t agent_late; /**< Version 3: such answers that came later */
+  /** Version 4: failures the region met, each described by
+   *  dmem_kvm_region_errmsg() when it happened: those it returned (to the
+   *  caller or the engine, which counts them too) and those it carried on
+   *  from with every page safe (a page it installed but could not
+   *  write-protect for tracking counts as written instead). */
+  uint64_t errors;
 } dmem_kvm_stats;
 
-/** Version 2 (the fields up to vma_budget) is still accepted. */
-#define DMEM_KVM_STATS_VERSION 3
+/** Versions 2 (the fields up to vma_budget) and 3 (up to agent_late) are
+ *  still accepted. */
+#define DMEM_KVM_STATS_VERSION 4
 
 /**
  * Copies the region's counters.
- * @param out its version field must be DMEM_KVM_STATS_VERSION, or 2 (then
- *        only the fields of version 2 are written).
+ * @param out its version field must be DMEM_KVM_STATS_VERSION, 3 or 2
+ *        (then only the fields of that version are written).
  * @param region the region.
  * @retval 0 success.
  * @retval DMEM_EVERSION, DMEM_EINVAL.
