@@ -388,9 +388,30 @@ int dmem_vm_attach(dmem_vm **out, dmem_engine *e, const dmem_vm_options *given)
     return DMEM_EINVAL;
   if (ops->version != DMEM_ADAPTER_OPS_VERSION)
     return DMEM_EVERSION;
+  /* The VM and its page table, filled without the engine's lock: 10^8
+   * pages take seconds, and faults and scans of the other VMs go on
+   * meanwhile. (The allocator is called under the lock, as everywhere.) */
+  pthread_mutex_lock(&e->lock);
+  if (o->npages > (uint64_t)INT32_MAX - e->next_base) {
+    int rc = dmem__fail(e->errmsg, DMEM_ERANGE, "%llu pages exceed the engine's id space",
+                        (unsigned long long)o->npages);
+    pthread_mutex_unlock(&e->lock);
+    return rc;
+  }
+  dmem_vm *vm = dmem__calloc(&e->alloc, sizeof *vm);
+  dmem__page *pages = vm ? dmem__malloc(&e->alloc, o->npages * sizeof *pages) : NULL;
+  if (!pages) {
+    dmem__free(&e->alloc, vm, sizeof *vm);
+    pthread_mutex_unlock(&e->lock);
+    return DMEM_ENOMEM;
+  }
+  pthread_mutex_unlock(&e->lock);
+  for (uint64_t i = 0; i < o->npages; i++)
+    pages[i] = (dmem__page){.loc = DMEM__NO_ID, .kind = DMEM_PAGE_RESIDENT, .state = DMEM_C1};
+  vm->pages = pages;
+
   pthread_mutex_lock(&e->lock);
   int rc = 0;
-  dmem_vm *vm = NULL;
   if (o->npages > (uint64_t)INT32_MAX - e->next_base) {
     rc = dmem__fail(e->errmsg, DMEM_ERANGE, "%llu pages exceed the engine's id space",
                     (unsigned long long)o->npages);
@@ -409,19 +430,9 @@ int dmem_vm_attach(dmem_vm **out, dmem_engine *e, const dmem_vm_options *given)
     e->vms = nv;
     e->capvms = ncap;
   }
-  vm = dmem__calloc(&e->alloc, sizeof *vm);
-  if (vm)
-    vm->pages = dmem__malloc(&e->alloc, o->npages * sizeof *vm->pages);
-  int drc = vm && vm->pages ? domain_get(&vm->dom, e, o->sharing_domain) : DMEM_ENOMEM;
-  if (drc) {
-    if (vm)
-      dmem__free(&e->alloc, vm->pages, o->npages * sizeof *vm->pages);
-    dmem__free(&e->alloc, vm, sizeof *vm);
-    rc = drc;
+  rc = domain_get(&vm->dom, e, o->sharing_domain);
+  if (rc)
     goto out;
-  }
-  for (uint64_t i = 0; i < o->npages; i++)
-    vm->pages[i] = (dmem__page){.loc = DMEM__NO_ID, .kind = DMEM_PAGE_RESIDENT, .state = DMEM_C1};
   vm->e = e;
   vm->id = e->next_vm_id++;
   vm->base = e->next_base;
@@ -439,7 +450,12 @@ int dmem_vm_attach(dmem_vm **out, dmem_engine *e, const dmem_vm_options *given)
     dmem__journal_start(e, vm, o->journal);
   e->vms[e->nvms++] = vm;
   *out = vm;
+  vm = NULL;
 out:
+  if (vm) {
+    dmem__free(&e->alloc, vm->pages, o->npages * sizeof *vm->pages);
+    dmem__free(&e->alloc, vm, sizeof *vm);
+  }
   pthread_mutex_unlock(&e->lock);
   return rc;
 }
