@@ -187,6 +187,13 @@ int dmem__mem_wake(dmem_kvm_region *r, uint64_t gfn);
 /* Writes content into the memfd's block of page gfn (made if it is a hole). */
 int dmem__mem_pwrite(dmem_kvm_region *r, uint64_t gfn, const void *content);
 
+/* Copies guest page gfn through the region's own mapping. The guest's
+ * threads write that memory; write protection (userfaultfd) orders them
+ * with this read, which ThreadSanitizer cannot see (tests/tsan.supp names
+ * this function). Not inlined, so that the name is on the stack. */
+__attribute__((noinline)) void dmem__mem_copy_guest(void *buf, const dmem_kvm_region *r,
+                                                    uint64_t gfn);
+
 /* mem_cow.c: copy-on-write mapping of the engine's frames; mu held. */
 int dmem__mem_cow_setup(dmem_kvm_region *r, int frames_fd);
 void dmem__mem_cow_teardown(dmem_kvm_region *r);

@@ -517,7 +517,7 @@ int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, i
       rc = dmem__mem_wp(r, gfn, 1, 1, 0);
     if (rc)
       return rc;
-    memcpy(truth, r->base + gfn * PAGE, PAGE);
+    dmem__mem_copy_guest(truth, r, gfn);
     content = truth;
   }
   int rc = (*p & PG_MAPPED) && r->frame_of[gfn] == DMEM__REMAP_PENDING ? 0 /* back already */

@@ -154,6 +154,11 @@ int dmem__mem_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int wr
 
 /* ---------------------------------------------------------------- ops */
 
+void dmem__mem_copy_guest(void *buf, const dmem_kvm_region *r, uint64_t gfn)
+{
+  memcpy(buf, r->base + gfn * PAGE, PAGE);
+}
+
 static int op_read(void *buf, uint64_t gfn, void *ud)
 {
   dmem_kvm_region *r = ud;
@@ -161,20 +166,27 @@ static int op_read(void *buf, uint64_t gfn, void *ud)
     return DMEM_ERANGE;
   int fd = r->fd;
   off_t off = (off_t)(r->fd_offset + gfn * PAGE);
-  if ((r->pages[gfn] & PG_MAPPED) && r->frame_of[gfn] != DMEM__REMAP_PENDING) {
+  /* The page's flags under mu: the fault thread changes other bits of
+   * them meanwhile (MAPPED changes only under the engine's lock, which
+   * the caller holds). */
+  pthread_mutex_lock(&r->mu);
+  int mapped = (r->pages[gfn] & PG_MAPPED) != 0;
+  uint32_t frame = mapped ? r->frame_of[gfn] : 0;
+  pthread_mutex_unlock(&r->mu);
+  if (mapped && frame != DMEM__REMAP_PENDING) {
     /* (DMEM__MAP_UNPROTECTED happens in process only: an agent protects
      * in its own.) */
     if (r->uffd_base == (uint64_t)(uintptr_t)r->base) {
       /* Through the mapping: it may hold the guest's private copy, and it
        * is registered for WP only, so a read never waits on the fault
        * thread. */
-      memcpy(buf, r->base + gfn * PAGE, PAGE);
+      dmem__mem_copy_guest(buf, r, gfn);
       return 0;
     }
     /* Another process's mapping: its frame (the VMM's private copy is out
      * of reach here; mem_cow.c). */
     fd = r->frames_fd;
-    off = (off_t)r->frame_of[gfn] * PAGE;
+    off = (off_t)frame * PAGE;
   }
   /* pread, not the mapping: a hole reads as zeros without being filled,
    * and the engine never waits on a fault. */
