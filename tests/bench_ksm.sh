@@ -53,9 +53,14 @@ args="--guests 2 --guest-mib 8 --ksm-pages-to-scan 20000 --ksm-sleep-ms 10 --no-
 "$diffmem" bench ksm --json --seconds 4 $args >"$tmp/out.json" 2>"$tmp/err" ||
   fail "bench ksm: $(cat "$tmp/err")"
 [ "$(settings)" = "$was" ] || fail "KSM's settings not restored: $was -> $(settings)"
-python3 - "$tmp/out.json" <<'PY' || fail "JSON check: $(cat "$tmp/out.json")"
+# Under ThreadSanitizer the engine's memory includes its shadow (several
+# times what it stores): the savings are not measured there.
+tsan=0
+nm -D "$builddir/.libs/libdiffmem.so" 2>/dev/null | grep -q '__tsan_' && tsan=1
+python3 - "$tmp/out.json" $tsan <<'PY' || fail "JSON check: $(cat "$tmp/out.json")"
 import json, sys
 j = json.load(open(sys.argv[1]))
+tsan = sys.argv[2] == "1"
 def check(cond, what):
     if not cond:
         print("bench_ksm: " + what)
@@ -72,7 +77,9 @@ for side in ("ksm", "diffmem"):
     # (KSM's pace also depends on other mergeable memory on the host, such
     # as a QEMU guest another test boots at the same time: it must save
     # something, and the engine a fair part.)
-    if side == "diffmem" or s["saved_mib"] > 0:
+    if tsan and side == "diffmem":
+        print("bench_ksm: note: the engine's savings are not checked under ThreadSanitizer")
+    elif side == "diffmem" or s["saved_mib"] > 0:
         check(0 < s["saved_mib"] < s["before_mib"], "%s: saved %s of %s MiB" %
               (side, s["saved_mib"], s["before_mib"]))
         check(s["t50_s"] is not None and s["t90_s"] is not None and
@@ -85,11 +92,14 @@ for side in ("ksm", "diffmem"):
     check(s["cpu_s"] >= 0, "%s: cpu %s" % (side, s["cpu_s"]))
     check(s["guest_ops_per_s"] > 0, "%s: no guest operations" % side)
 check(j["ksm"]["full_scans"] >= 1, "KSM made no full scan during its run")
-check(j["diffmem"]["saved_pct"] > 10, "the engine saved only %.1f%%" % j["diffmem"]["saved_pct"])
+check(tsan or j["diffmem"]["saved_pct"] > 10,
+      "the engine saved only %.1f%%" % j["diffmem"]["saved_pct"])
 check(j["diffmem"]["cpu_s"] > 0, "the engine used no CPU")
 check(j["none"]["guest_ops_per_s"] > 0 and j["none"]["verify_mismatches"] == 0, "none: %s" % j["none"])
 r = j["ratio"]
-if j["ksm"]["saved_mib"] > 0:
+if tsan:
+    pass
+elif j["ksm"]["saved_mib"] > 0:
     check(abs(r["saved"] - j["diffmem"]["saved_mib"] / j["ksm"]["saved_mib"]) < 0.01 * r["saved"],
           "ratio.saved %s" % r)
 else:

@@ -258,7 +258,10 @@ fi
 # The preload client takes the guest back before QEMU hands its RAM to
 # another process (vhost-user) or opens a userfaultfd of its own (postcopy).
 preload=$builddir/.libs/libdiffmem-preload.so
-if nm -D "$preload" 2>/dev/null | grep -q '__[at]san_'; then
+# A sanitizer build (its runtime's symbols are in the libraries).
+sanitized=0
+nm -D "$preload" 2>/dev/null | grep -q '__[at]san_' && sanitized=1
+if [ $sanitized -eq 1 ]; then
   echo "daemon: the preload client is not tried in a sanitizer build"
 else
   libs=$(cd "$builddir/.libs" && pwd)
@@ -391,12 +394,18 @@ echo "ok: the daemon killed 20 times at random moments; its keeper put back $(gr
 if [ -w /dev/kvm ]; then
   "$diffmem" demo --processes --seconds 3 --guests 2 --guest-mib 8 --json >"$tmp/demo.json" \
     2>"$tmp/err" || fail "demo --processes: $(cat "$tmp/err")"
-  python3 - "$tmp/demo.json" <<'PY' || fail "demo --processes: $(cat "$tmp/demo.json")"
+  python3 - "$tmp/demo.json" $sanitized <<'PY' || fail "demo --processes: $(cat "$tmp/demo.json")"
 import json, sys
 j = json.load(open(sys.argv[1]))
 assert j["processes"] is True and j["guests"] == 2, j
 assert j["verify_mismatches"] == 0 and j["sum_mismatches"] == 0 and j["pages_checked"] > 0, j
-assert j["rss_after_kb"] < j["rss_before_kb"] and j["faults"] > 0, j
+assert j["faults"] > 0, j
+# A sanitizer's shadow memory counts in the engine's anonymous memory:
+# there, only the guests' memfds are held to shrinking.
+if sys.argv[2] == "1":
+    assert j["memfd_after_kb"] < j["memfd_before_kb"], j
+else:
+    assert j["rss_after_kb"] < j["rss_before_kb"], j
 PY
   echo "ok: diffmem demo --processes: $(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("saved %.1f%%, %d pages checked" % (j["saved_pct"], j["pages_checked"]))' "$tmp/demo.json")"
 fi

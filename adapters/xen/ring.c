@@ -141,6 +141,32 @@ int dmem_xen_guest_fd(const dmem_xen_guest *x)
   return x ? x->calls->evtchn_fd(x->hv) : -1;
 }
 
+/* ---------------------------------------------------------- ring indexes
+ * Xen's io/ring.h reads and writes the indexes of the shared ring with
+ * plain accesses between barriers (xen_rmb, xen_wmb). Here the back end's
+ * two do the same with atomics of the barriers' orders: the requests'
+ * producer index read with acquire (then the slots it covers are Xen's
+ * whole requests), the responses' written with release (after the slots
+ * it covers). The compiler can neither tear nor move them, and
+ * ThreadSanitizer, which does not model bare fences, sees the hand-over
+ * (tests/xensim.c, the simulated hypervisor, does the same on its side). */
+
+/* Requests on the ring not yet taken (RING_HAS_UNCONSUMED_REQUESTS). */
+static unsigned ring_requests(const vm_event_back_ring_t *b)
+{
+  RING_IDX prod = __atomic_load_n(&b->sring->req_prod, __ATOMIC_ACQUIRE);
+  unsigned req = prod - b->req_cons;
+  unsigned room = RING_SIZE(b) - (b->req_cons - b->rsp_prod_pvt);
+  return req < room ? req : room;
+}
+
+/* Publishes the responses put so far (RING_PUSH_RESPONSES; the event
+ * channel is notified whatever rsp_event says). */
+static void ring_push_responses(vm_event_back_ring_t *b)
+{
+  __atomic_store_n(&b->sring->rsp_prod, b->rsp_prod_pvt, __ATOMIC_RELEASE);
+}
+
 /* Puts the response to a request on ring r. Every request gets one, also
  * when no vCPU waits (a foreign mapping's request, a drop notice): the
  * response frees the slot. */
@@ -267,9 +293,7 @@ static int keep_pending(dmem_xen_guest *x, const xen_pending *p)
 /* Pushes the responses put on ring r and kicks its event channel. */
 static int push(dmem_xen_guest *x, xen_ring *r)
 {
-  int notify = 0;
-  RING_PUSH_RESPONSES_AND_CHECK_NOTIFY(BACK(r), notify);
-  (void)notify; /* Xen may not ask; a spare notification costs nothing */
+  ring_push_responses(BACK(r)); /* Xen may not ask; a spare notification costs nothing */
   if (x->calls->evtchn_notify(x->hv, (uint32_t)r->port) != 0)
     return ring_fail(x, errno, "xenevtchn_notify");
   return 0;
@@ -283,7 +307,7 @@ static int serve_sharing(dmem_xen_guest *x, int *pushed)
 {
   xen_ring *r = &x->sharing;
   vm_event_back_ring_t *back = BACK(r);
-  while (RING_HAS_UNCONSUMED_REQUESTS(back)) {
+  while (ring_requests(back)) {
     vm_event_request_t req;
     RING_COPY_REQUEST(back, back->req_cons, &req);
     back->req_cons++;
@@ -340,7 +364,7 @@ int dmem_xen_guest_poll(dmem_xen_guest *x, int timeout_ms, unsigned *served)
   int pushed = 0, result = 0;
   unsigned n = 0;
   /* Requests a failure left unanswered go first. */
-  size_t old = x->npending;
+  size_t old = x->npending, old_cap = x->cap_pending;
   xen_pending *retry = NULL;
   if (old) {
     retry = x->pending;
@@ -349,10 +373,11 @@ int dmem_xen_guest_poll(dmem_xen_guest *x, int timeout_ms, unsigned *served)
   }
   for (size_t i = 0; i < old; i++)
     answer(x, &retry[i], &pushed, &n, &result);
-  free(retry);
+  /* Made with the caller's allocator (keep_pending), not malloc. */
+  dmem__free(&x->alloc, retry, old_cap * sizeof *retry);
 
   vm_event_back_ring_t *back = BACK(&x->paging);
-  while (RING_HAS_UNCONSUMED_REQUESTS(back)) {
+  while (ring_requests(back)) {
     vm_event_request_t req;
     RING_COPY_REQUEST(back, back->req_cons, &req);
     back->req_cons++;
