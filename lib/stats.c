@@ -180,7 +180,7 @@ int dmem_engine_stats(dmem_stats *out, dmem_engine *e)
   out->shared_read_faults = e->shared_faults[1];
   out->shared_write_faults = e->shared_faults[0];
   out->hints = e->hints;
-  out->errors = e->errors;
+  out->errors = e->errors + e->store.punch_errors;
   out->scanned = e->scanned;
   out->meta_bytes = meta_bytes(e);
   pthread_mutex_unlock(&e->lock);

@@ -52,14 +52,16 @@ static size_t bitmap_words(const dmem__pool *p)
   return (((size_t)1 << p->shift) + 63) / 64;
 }
 
-static void slab_unmap(dmem__pool *p, dmem__slab *sl, dmem__alloc *a)
+static void slab_unmap(dmem__store *s, dmem__pool *p, dmem__slab *sl, dmem__alloc *a)
 {
   munmap(sl->mem, slab_bytes(p));
 #if DMEM_HAVE_MEMFD
   if (sl->fd >= 0) /* the memory goes with the blocks, not with the mapping */
-    (void)dmem__sys_punch(sl->fd,
-                          (off_t)(p->base + (int64_t)((size_t)(sl - p->slabs) * slab_bytes(p))),
-                          (off_t)slab_bytes(p));
+    if (dmem__sys_punch(sl->fd,
+                        (off_t)(p->base + (int64_t)((size_t)(sl - p->slabs) * slab_bytes(p))),
+                        (off_t)slab_bytes(p)) != 0 &&
+        s)
+      s->punch_errors++;
 #endif
   dmem__free(a, sl->bitmap, bitmap_words(p) * 8);
   sl->mem = NULL;
@@ -71,7 +73,7 @@ static void pool_fini(dmem__pool *p, dmem__alloc *a)
 {
   for (uint32_t i = 0; i < p->nslabs; i++)
     if (p->slabs[i].mem)
-      slab_unmap(p, &p->slabs[i], a);
+      slab_unmap(NULL, p, &p->slabs[i], a); /* the memfd goes too */
   dmem__free(a, p->slabs, p->cap * sizeof *p->slabs);
   memset(p, 0, sizeof *p);
   p->fd = -1;
@@ -172,7 +174,7 @@ static uint8_t *pool_ptr(const dmem__pool *p, uint32_t id)
   return sl->mem + (size_t)slot * p->slot_size;
 }
 
-static void pool_free(dmem__pool *p, dmem__alloc *a, uint32_t id)
+static void pool_free(dmem__store *s, dmem__pool *p, uint32_t id)
 {
   dmem__slab *sl = &p->slabs[id >> p->shift];
   uint32_t slot = id & (((uint32_t)1 << p->shift) - 1);
@@ -180,7 +182,7 @@ static void pool_free(dmem__pool *p, dmem__alloc *a, uint32_t id)
   sl->used--;
   p->used_slots--;
   if (sl->used == 0)
-    slab_unmap(p, sl, a); /* the class gives this memory back */
+    slab_unmap(s, p, sl, s->alloc); /* the class gives this memory back */
 }
 
 /* ---------------------------------------------------------------- frames */
@@ -198,7 +200,7 @@ int dmem__frame_new(uint32_t *out, dmem__store *s, const void *content, uint64_t
       ncap *= 2;
     dmem__frame *nt = dmem__calloc(s->alloc, (size_t)ncap * sizeof *nt);
     if (!nt) {
-      pool_free(&s->frames, s->alloc, id);
+      pool_free(s, &s->frames, id);
       return DMEM_ENOMEM;
     }
     if (s->ftab)
@@ -233,7 +235,7 @@ int dmem__frame_release_if_unused(dmem__store *s, uint32_t id)
 {
   if (s->ftab[id].refs != 0)
     return 0;
-  pool_free(&s->frames, s->alloc, id);
+  pool_free(s, &s->frames, id);
   s->nframes--;
   return 1;
 }
@@ -299,8 +301,7 @@ size_t dmem__blob_slot_size(uint32_t id)
 
 void dmem__blob_free(dmem__store *s, uint32_t id)
 {
-  pool_free(&s->blobs[id >> BLOB_CLASS_SHIFT], s->alloc,
-            id & (((uint32_t)1 << BLOB_CLASS_SHIFT) - 1));
+  pool_free(s, &s->blobs[id >> BLOB_CLASS_SHIFT], id & (((uint32_t)1 << BLOB_CLASS_SHIFT) - 1));
 }
 
 /* ------------------------------------------------------------------ swap */

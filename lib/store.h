@@ -79,6 +79,10 @@ typedef struct dmem__store {
   uint32_t swap_slots, swap_next, *swap_free, swap_nfree;
   uint32_t *swap_csum;
   uint64_t swap_used;
+  /* Blocks of an emptied slab that could not be given back (a failed
+   * hole punch): the memory stays in the memfd, counted by
+   * dmem_engine_memfd_bytes(); the engine counts these among its errors. */
+  uint64_t punch_errors;
 } dmem__store;
 
 uint32_t dmem__checksum(const void *page);

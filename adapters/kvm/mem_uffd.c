@@ -205,8 +205,16 @@ static void fill_run(dmem_kvm_region *r, uint64_t g, uint64_t n)
       r->pages[g + i] = (uint8_t)((r->pages[g + i] & ~PG_ARMED) | PG_MOD);
       r->young[g + i] = YOUNG;
     }
-    if (rc == 0 || (errno != EEXIST && errno != EAGAIN))
+    if (rc == 0)
       return;
+    if (errno != EEXIST && errno != EAGAIN) {
+      /* Only a head start, but a failure all the same (unless the address
+       * space is gone): said and counted. */
+      if (errno != ESRCH)
+        (void)dmem__mem_fail(r, DMEM_ESYS, "UFFDIO_ZEROPAGE of %llu pages at gfn %llu: %s",
+                             (unsigned long long)n, (unsigned long long)g, strerror(errno));
+      return;
+    }
     /* A page already there (or the mm changing): step over it. */
     k += errno == EEXIST;
     g += k;
