@@ -73,7 +73,7 @@ static const void *fetch_live(uint32_t id, void *ud)
   uint64_t gfn = id - vm->base;
   if (vm->pages[gfn].kind != DMEM_PAGE_RESIDENT)
     return NULL;
-  if (vm->ops->read(e->fetched, gfn, vm->ud) != 0)
+  if (dmem__op(vm->ops->read(e->fetched, gfn, vm->ud)) != 0)
     return NULL;
   return e->fetched;
 }
@@ -491,11 +491,11 @@ int dmem__unmap(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
   /* What the guest sees is the truth, frame or its own copy: a modified bit
    * or a VMM write does not prove the mapping is gone, so copy the page
    * into private memory before the frame may go. */
-  int rc = ops->protect ? ops->protect(gfn, vm->ud) : 0;
+  int rc = ops->protect ? dmem__op(ops->protect(gfn, vm->ud)) : 0;
   if (rc == 0) {
-    rc = ops->read(e->unmap_buf, gfn, vm->ud);
+    rc = dmem__op(ops->read(e->unmap_buf, gfn, vm->ud));
     if (rc == 0)
-      rc = ops->install(gfn, e->unmap_buf, vm->ud);
+      rc = dmem__op(ops->install(gfn, e->unmap_buf, vm->ud));
     if (rc && ops->unprotect)
       ops->unprotect(gfn, vm->ud);
   }
@@ -518,7 +518,7 @@ static int restore_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
     return dmem__unmap(e, vm, gfn);
   int rc = dmem__rebuild(e->buf, e, p);
   if (rc == 0)
-    rc = vm->ops->install(gfn, e->buf, vm->ud);
+    rc = dmem__op(vm->ops->install(gfn, e->buf, vm->ud));
   if (rc)
     return dmem__page_error(e, vm, rc, "restoring", gfn);
   made_private(e, vm, p);
@@ -700,7 +700,7 @@ static int map_on_read(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
   dmem__page *p = &vm->pages[gfn];
   if (p->kind != DMEM_PAGE_SHARED || !e->opts.map_shared || !vm->ops->share)
     return DMEM_ENOTSUP;
-  int rc = vm->ops->share(gfn, p->loc, dmem__frame_data(&e->store, p->loc), vm->ud);
+  int rc = dmem__op(vm->ops->share(gfn, p->loc, dmem__frame_data(&e->store, p->loc), vm->ud));
   if (rc) {
     if (rc != DMEM_ENOTSUP && rc != DMEM_ENOSPC)
       (void)dmem__page_error(e, vm, rc, "mapping on a read", gfn);
@@ -793,7 +793,7 @@ int dmem_vm_read(void *buf, dmem_vm *vm, uint64_t gfn)
   pthread_mutex_lock(&e->lock);
   const dmem__page *p = &vm->pages[gfn];
   int rc = p->kind == DMEM_PAGE_RESIDENT || p->kind == DMEM_PAGE_MAPPED
-               ? vm->ops->read(buf, gfn, vm->ud)
+               ? dmem__op(vm->ops->read(buf, gfn, vm->ud))
                : dmem__rebuild(buf, e, p);
   pthread_mutex_unlock(&e->lock);
   return rc;

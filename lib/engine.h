@@ -110,6 +110,16 @@ int dmem__rebuild(void *out, dmem_engine *e, const dmem__page *p);
 void dmem__release(dmem_engine *e, dmem__page *p);
 /* Counts a failed operation on a page and keeps its message; returns rc. */
 int dmem__page_error(dmem_engine *e, dmem_vm *vm, int rc, const char *what, uint64_t gfn);
+
+/* What an adapter operation returned, as the engine passes it on: 0 or a
+ * DMEM_E* code; anything else (a positive value, a code the table lacks)
+ * is DMEM_EIO, so that no caller ever sees a result the API does not
+ * name. (A negated errno that happens to be a DMEM_E* value cannot be told
+ * apart: diffmem/adapter.h asks for DMEM_E* codes.) */
+static inline int dmem__op(int rc)
+{
+  return rc == 0 || (rc < 0 && rc > DMEM_ERRNO_LAST_) ? rc : DMEM_EIO;
+}
 /* A MAPPED page becomes private memory with the content the guest sees. */
 int dmem__unmap(dmem_engine *e, dmem_vm *vm, uint64_t gfn);
 dmem_vm *dmem__vm_of_live_id(dmem_engine *e, uint32_t id);

@@ -69,13 +69,13 @@ static void merged(dmem_engine *e, dmem_vm *vm)
 static int lock_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn, void *buf, int ignore_modified)
 {
   const dmem_adapter_ops *ops = vm->ops;
-  int rc = ops->protect ? ops->protect(gfn, vm->ud) : 0;
+  int rc = ops->protect ? dmem__op(ops->protect(gfn, vm->ud)) : 0;
   if (rc) {
     count_error(e, vm, rc, "protect", gfn);
     return rc;
   }
   uint8_t bits = 0;
-  rc = ops->bits(&bits, gfn, 1, vm->ud);
+  rc = dmem__op(ops->bits(&bits, gfn, 1, vm->ud));
   if (rc) {
     count_error(e, vm, rc, "reading the bits", gfn);
     unprotect(vm, gfn);
@@ -96,7 +96,7 @@ static int lock_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn, void *buf, int i
   if (bits & DMEM_BIT_REFERENCED)
     p->flags |= PAGE_F_REF;
   if (buf) {
-    rc = ops->read(buf, gfn, vm->ud);
+    rc = dmem__op(ops->read(buf, gfn, vm->ud));
     if (rc) {
       count_error(e, vm, rc, "read", gfn);
       unprotect(vm, gfn);
@@ -111,7 +111,7 @@ static int lock_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn, void *buf, int i
 static int evict_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn, dmem_page_kind kind, uint32_t loc)
 {
   dmem__journal(e, vm, gfn, kind, loc);
-  int rc = vm->ops->evict(gfn, vm->ud);
+  int rc = dmem__op(vm->ops->evict(gfn, vm->ud));
   if (rc)
     dmem__journal(e, vm, gfn, DMEM_PAGE_RESIDENT, DMEM__NO_ID);
   return rc;
@@ -123,7 +123,7 @@ static int share_onto(dmem_engine *e, dmem_vm *vm, uint64_t gfn, uint32_t fid)
 {
   dmem__page *p = &vm->pages[gfn];
   int map = e->opts.map_shared && vm->ops->share && p->state == DMEM_C2;
-  int rc = map ? vm->ops->share(gfn, fid, dmem__frame_data(&e->store, fid), vm->ud)
+  int rc = map ? dmem__op(vm->ops->share(gfn, fid, dmem__frame_data(&e->store, fid), vm->ud))
                : evict_page(e, vm, gfn, DMEM_PAGE_SHARED, fid);
   if (map && (rc == DMEM_ENOTSUP || rc == DMEM_ENOSPC)) {
     map = 0; /* the adapter maps on a read fault only, or has no room left */
@@ -475,7 +475,7 @@ static void visit(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned bits)
 
 int dmem__scan_slice(dmem_engine *e, dmem_vm *vm, uint64_t first, size_t n)
 {
-  int rc = vm->ops->bits(e->slice_bits, first, n, vm->ud);
+  int rc = dmem__op(vm->ops->bits(e->slice_bits, first, n, vm->ud));
   if (rc) {
     count_error(e, vm, rc, "reading the bits", first);
     return rc;

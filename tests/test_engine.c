@@ -1586,6 +1586,34 @@ START_TEST(failed_share_keeps_content)
 }
 END_TEST
 
+/* An adapter that answers with something other than 0 or a DMEM_E* code
+ * (1, a code the table lacks): the engine passes on DMEM_EIO, and counts
+ * the failure like any other. */
+START_TEST(adapter_results_outside_the_table_are_io_errors)
+{
+  fx f;
+  fx_init(&f, 1, 4, 0);
+  fx_random(&f, 0, 2, 2, 16);
+  fx_start(&f);
+  fx_pass(&f);
+  expect_kind(&f, 0, 0, 2, DMEM_PAGE_ZERO);
+  static const int odd[] = {1, 77, -1000};
+  for (unsigned i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+    uint64_t errors = fx_es(&f).errors;
+    mem_fail_next(f.m[0], MEM_OP_INSTALL, 1, odd[i]);
+    ck_assert_int_eq(dmem_vm_fault(f.vm[0], 0), DMEM_EIO);
+    ck_assert_uint_eq(fx_es(&f).errors, errors + 1);
+    ck_assert_int_eq(fx_kind(&f, 0, 0), DMEM_PAGE_ZERO);
+  }
+  uint8_t buf[PAGE];
+  mem_fail_next(f.m[0], MEM_OP_READ, 1, 1);
+  ck_assert_int_eq(dmem_vm_read(buf, f.vm[0], 2), DMEM_EIO);
+  ck_assert_int_eq(dmem_vm_fault(f.vm[0], 0), 0);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
 START_TEST(failed_install_keeps_page)
 {
   fx f;
@@ -1978,6 +2006,7 @@ Suite *dmem_test_suite(void)
   tcase_add_test(tc, stats_version_checked);
   tcase_add_test(tc, attach_and_ranges);
   tcase_add_test(tc, attach_fills_pages_unlocked);
+  tcase_add_test(tc, adapter_results_outside_the_table_are_io_errors);
   tcase_add_test(tc, clock_transitions);
   tcase_add_test(tc, zero_pages);
   tcase_add_test(tc, absent_pages_skipped);

@@ -24,7 +24,9 @@
  *
  * Errors. An operation returns 0 or a negative DMEM_E* code. A failed
  * operation leaves the page as it was; the engine then leaves it resident
- * (it retries on a later pass) and counts the error.
+ * (it retries on a later pass) and counts the error. Any other result (a
+ * positive value, a code outside the table) is taken as DMEM_EIO. Do not
+ * return a negated errno: -EIO is -5, which is DMEM_ENOTSUP.
  */
 #ifndef DIFFMEM_ADAPTER_H
 #define DIFFMEM_ADAPTER_H
