@@ -46,6 +46,16 @@
  * exceptions: dmem_engine_destroy() and dmem_vm_detach() must not race with
  * other calls on the same engine or VM, and adapter operations run with the
  * lock held (see adapter.h).
+ *
+ * Lifetimes. A dmem_vm is freed by a dmem_vm_detach() that returns 0 (one
+ * that fails leaves it attached and usable), and every VM of an engine by
+ * dmem_engine_destroy(), which frees the engine too; a handle is dead from
+ * then on, and any call with it (a second detach, a fault after detach,
+ * statistics or a second destroy after destroy) reads freed memory: the
+ * library cannot tell a dead handle from a live one. What it can tell, it
+ * handles: NULL for a handle is DMEM_EINVAL; in the KVM adapter, a region
+ * that is not attached detaches with 0 and nothing done, and its fault
+ * thread stops before its VM goes, so no fault reaches a dead VM.
  */
 #ifndef DIFFMEM_DIFFMEM_H
 #define DIFFMEM_DIFFMEM_H
