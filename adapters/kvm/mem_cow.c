@@ -225,6 +225,10 @@ static int do_register(dmem_kvm_region *r, uint64_t gfn, uint64_t modes)
                                 .mode = modes};
   if (dmem__sys_ioctl(DMEM__FP_UFFD_REGISTER, r->uffd, UFFDIO_REGISTER, &reg) == 0)
     return 0;
+  if (errno == ESRCH) {
+    r->vmm_gone = 1; /* no address space left to register anything in */
+    return 0;
+  }
   return dmem__mem_fail(r, DMEM_ESYS, "UFFDIO_REGISTER of gfn %llu: %s", (unsigned long long)gfn,
                         strerror(errno));
 }
@@ -271,20 +275,23 @@ static void unmapped(dmem_kvm_region *r, uint64_t gfn)
  * and for the region a page whose memfd is back (DMEM__REMAP_PENDING):
  * that later unmap only registers it, so a guest write made meanwhile
  * (unseen: nothing is registered) is kept, not overwritten. Until then the
- * region is broken and evicts nothing. */
+ * region is broken and evicts nothing. A detach needs no registration (it
+ * is about to lift them all), nor a VMM that is gone (ESRCH): there the
+ * page is simply back. */
 static int remapped(dmem_kvm_region *r, uint64_t gfn)
 {
   int rc = do_register(r, gfn,
                        UFFDIO_REGISTER_MODE_MISSING |
                            ((r->track & DMEM_KVM_TRACK_MINOR) ? UFFDIO_REGISTER_MODE_MINOR : 0) |
                            UFFDIO_REGISTER_MODE_WP);
-  if (rc) {
+  if (rc && !r->detaching) {
     if (r->frame_of[gfn] != DMEM__REMAP_PENDING) {
       set_mapped(r, gfn, 1, DMEM__REMAP_PENDING);
       r->broken++;
     }
     return rc;
   }
+  /* Registered, or a detach that unregisters everything anyway. */
   if (r->frame_of[gfn] == DMEM__REMAP_PENDING)
     r->broken--;
   unmapped(r, gfn);
