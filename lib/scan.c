@@ -341,8 +341,9 @@ static int try_swap(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *bu
   uint32_t slot;
   int rc = dmem__swap_put(&slot, &e->store, buf);
   if (rc) {
-    /* The page stays. A full budget is no failure; a write that failed is. */
-    if (rc != DMEM_ENOSPC)
+    /* The page stays. No swap file, or a full budget, is no failure; a
+     * write that failed is. */
+    if (rc != DMEM_ENOSPC && rc != DMEM_ENOTSUP)
       store_error(e, vm, rc, "swapping", gfn, errno);
     return NOT_DONE;
   }
@@ -412,7 +413,7 @@ static void swap_evicted(dmem_engine *e, dmem_vm *vm, dmem__page *p)
   }
   rc = dmem__swap_put(&slot, &e->store, e->buf);
   if (rc) {
-    if (rc != DMEM_ENOSPC)
+    if (rc != DMEM_ENOSPC && rc != DMEM_ENOTSUP)
       store_error(e, vm, rc, "swapping", gfn, errno);
     return;
   }

@@ -1586,6 +1586,37 @@ START_TEST(failed_share_keeps_content)
 }
 END_TEST
 
+/* A store over its limit with no swap file (nothing to swap to) or a full
+ * swap budget is no failure: no error is counted for either. */
+START_TEST(pressure_without_swap_is_no_error)
+{
+  fx f;
+  fx_init(&f, 1, 16, 0);
+  f.o.store_limit_bytes = 1;
+  fx_mixed(&f, 0);
+  fx_start(&f);
+  for (unsigned i = 0; i < f.o.c4_passes + 3; i++)
+    fx_pass(&f);
+  dmem_stats st = fx_es(&f);
+  ck_assert_uint_eq(st.errors, 0);
+  ck_assert_uint_gt(st.merges, 0);
+  fx_verify(&f);
+  fx_end(&f);
+
+  fx_init(&f, 1, 16, FX_SWAP);
+  f.o.swap_max_bytes = PAGE; /* one slot */
+  fx_mixed(&f, 0);
+  fx_start(&f);
+  for (unsigned i = 0; i < f.o.c4_passes + 3; i++)
+    fx_pass(&f);
+  st = fx_es(&f);
+  ck_assert_uint_eq(st.errors, 0);
+  ck_assert_uint_le(st.swapped, 1);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
 /* An adapter that answers with something other than 0 or a DMEM_E* code
  * (1, a code the table lacks): the engine passes on DMEM_EIO, and counts
  * the failure like any other. */
@@ -2007,6 +2038,7 @@ Suite *dmem_test_suite(void)
   tcase_add_test(tc, attach_and_ranges);
   tcase_add_test(tc, attach_fills_pages_unlocked);
   tcase_add_test(tc, adapter_results_outside_the_table_are_io_errors);
+  tcase_add_test(tc, pressure_without_swap_is_no_error);
   tcase_add_test(tc, clock_transitions);
   tcase_add_test(tc, zero_pages);
   tcase_add_test(tc, absent_pages_skipped);
