@@ -297,11 +297,9 @@ START_TEST(clean_run_reclaims)
   ck_assert_uint_eq(o.region_errors, 0);
   ck_assert_uint_gt(o.evicted, NPAGES / 2);
   /* The scenario reaches every site the sweep is about (KVM's where
-   * /dev/kvm is open; CONTINUE with MINOR tracking; thread start, ...). */
+   * /dev/kvm is open). */
   for (unsigned s = 0; s < DMEM__FP_NSITES; s++) {
     if (s == DMEM__FP_KVM_IOCTL && access("/dev/kvm", R_OK | W_OK) != 0)
-      continue;
-    if (s == DMEM__FP_UFFD_REGISTER) /* copy-on-write mapping only (test_kvm_cow) */
       continue;
     printf("site %-18s %6llu calls\n", dmem__fp_name(s),
            (unsigned long long)dmem__fp_calls((dmem__fp_site)s));
