@@ -469,7 +469,7 @@ static void visit(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned bits)
     if (T)
       reclaim(e, vm, gfn, T, 0);
   } else if (e->env.pressure && (p->kind == DMEM_PAGE_PATCHED || p->kind == DMEM_PAGE_COMPRESSED) &&
-             e->store.swap_fd >= 0 && e->policy.victim(&info, &e->env, e->policy.ud)) {
+             dmem__swap_room(&e->store) && e->policy.victim(&info, &e->env, e->policy.ud)) {
     swap_evicted(e, vm, p);
   }
 }

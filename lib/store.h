@@ -123,6 +123,11 @@ void dmem__blob_free(dmem__store *s, uint32_t id);
 /* Swap: put writes a page and keeps its checksum; get reads it back and
  * checks it (DMEM_EIO, DMEM_ECORRUPT). */
 int dmem__swap_put(uint32_t *out, dmem__store *s, const void *page);
+/* Has the store a swap file with a slot free (within swap_max)? */
+static inline int dmem__swap_room(const dmem__store *s)
+{
+  return s->swap_fd >= 0 && (s->swap_nfree > 0 || s->swap_next < s->swap_slots);
+}
 int dmem__swap_get(void *page, dmem__store *s, uint32_t slot);
 void dmem__swap_free(dmem__store *s, uint32_t slot);
 
