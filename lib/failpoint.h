@@ -10,7 +10,7 @@
  *
  * Nothing here is exported, and nothing arms a site but a test linked
  * against the internal libraries: in a shipped library each wrapper costs
- * one relaxed atomic increment beside its system call. Each of the three
+ * one relaxed atomic load beside its system call. Each of the three
  * libraries compiles lib/failpoint.c into itself (an adapter cannot reach
  * the core's hidden symbols), so each has its own table; the test links
  * them all into one program, with one table. */
@@ -52,9 +52,18 @@ typedef enum dmem__fp_site {
   DMEM__FP_NSITES
 } dmem__fp_site;
 
-/* Counts a call at site s, and returns the errno it must fail with, or 0
- * to make the real call. */
+/* Counts a call at site s (once a test has reset or armed the table), and
+ * returns the errno it must fail with, or 0 to make the real call. */
 int dmem__fp_check(dmem__fp_site s);
+
+/* Does this call at site s fail? Then errno is set to its errno. */
+static inline int dmem__fp_fail(dmem__fp_site s)
+{
+  int e = dmem__fp_check(s);
+  if (e)
+    errno = e;
+  return e != 0;
+}
 
 /* Arms site s: fail its nth call from now (1 = the next; 0 = none), and
  * also each call with probability ppm per million (0 = none), drawn from
@@ -62,7 +71,7 @@ int dmem__fp_check(dmem__fp_site s);
  * given (0: the site's usual one, as dmem__fp_errno says). */
 void dmem__fp_arm(dmem__fp_site s, uint64_t nth, uint32_t ppm, uint64_t seed, int err);
 
-/* Disarms every site and zeroes every count. */
+/* Disarms every site and zeroes every count; counting starts. */
 void dmem__fp_reset(void);
 
 /* Disarms every site, keeping the counts. */
@@ -71,81 +80,47 @@ void dmem__fp_disarm(void);
 uint64_t dmem__fp_calls(dmem__fp_site s);    /* calls seen since the reset */
 uint64_t dmem__fp_failures(dmem__fp_site s); /* calls failed since the reset */
 const char *dmem__fp_name(dmem__fp_site s);  /* "slab_mmap", ... */
-int dmem__fp_errno(dmem__fp_site s);         /* the usual errno a site fails with */
 
 /* ------------------------------------------------------------- wrappers */
 
 static inline void *dmem__sys_mmap(dmem__fp_site s, void *addr, size_t len, int prot, int flags,
                                    int fd, off_t off)
 {
-  int e = dmem__fp_check(s);
-  if (e) {
-    errno = e;
-    return MAP_FAILED;
-  }
-  return mmap(addr, len, prot, flags, fd, off);
+  return dmem__fp_fail(s) ? MAP_FAILED : mmap(addr, len, prot, flags, fd, off);
 }
 
 static inline int dmem__sys_ioctl(dmem__fp_site s, int fd, unsigned long req, void *arg)
 {
-  int e = dmem__fp_check(s);
-  if (e) {
-    errno = e;
-    return -1;
-  }
-  return ioctl(fd, req, arg);
+  return dmem__fp_fail(s) ? -1 : ioctl(fd, req, arg);
 }
 
 static inline ssize_t dmem__sys_pwrite(dmem__fp_site s, int fd, const void *buf, size_t n,
                                        off_t off)
 {
-  int e = dmem__fp_check(s);
-  if (e) {
-    errno = e;
-    return -1;
-  }
-  return pwrite(fd, buf, n, off);
+  return dmem__fp_fail(s) ? -1 : pwrite(fd, buf, n, off);
 }
 
 static inline ssize_t dmem__sys_pread(dmem__fp_site s, int fd, void *buf, size_t n, off_t off)
 {
-  int e = dmem__fp_check(s);
-  if (e) {
-    errno = e;
-    return -1;
-  }
-  return pread(fd, buf, n, off);
+  return dmem__fp_fail(s) ? -1 : pread(fd, buf, n, off);
 }
 
 static inline int dmem__sys_ftruncate(dmem__fp_site s, int fd, off_t len)
 {
-  int e = dmem__fp_check(s);
-  if (e) {
-    errno = e;
-    return -1;
-  }
-  return ftruncate(fd, len);
+  return dmem__fp_fail(s) ? -1 : ftruncate(fd, len);
 }
 
 #if DMEM_HAVE_MEMFD
 static inline int dmem__sys_memfd_create(const char *name, unsigned flags)
 {
-  int e = dmem__fp_check(DMEM__FP_MEMFD_CREATE);
-  if (e) {
-    errno = e;
-    return -1;
-  }
-  return memfd_create(name, flags);
+  return dmem__fp_fail(DMEM__FP_MEMFD_CREATE) ? -1 : memfd_create(name, flags);
 }
 
 static inline int dmem__sys_punch(int fd, off_t off, off_t len)
 {
-  int e = dmem__fp_check(DMEM__FP_FALLOCATE);
-  if (e) {
-    errno = e;
-    return -1;
-  }
-  return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+  return dmem__fp_fail(DMEM__FP_FALLOCATE)
+             ? -1
+             : fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
 }
 #endif
 

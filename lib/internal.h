@@ -160,10 +160,7 @@ static inline int dmem__fail(char *buf, int err, const char *fmt, ...)
 static inline int dmem__random_key(uint64_t *out)
 {
   for (;;) {
-    int e = dmem__fp_check(DMEM__FP_GETRANDOM);
-    if (e)
-      errno = e;
-    ssize_t n = e ? -1 : getrandom(out, sizeof *out, 0);
+    ssize_t n = dmem__fp_fail(DMEM__FP_GETRANDOM) ? -1 : getrandom(out, sizeof *out, 0);
     if (n == (ssize_t)sizeof *out)
       return 0;
     if (n >= 0 || errno != EINTR)

@@ -336,17 +336,21 @@ static int try_compress(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t
   return DONE;
 }
 
+/* Writes page gfn's content to a swap slot. No swap file, or a full
+ * budget, is no failure; a write that failed is counted. */
+static int swap_out(uint32_t *slot, dmem_engine *e, dmem_vm *vm, uint64_t gfn, const void *page)
+{
+  int rc = dmem__swap_put(slot, &e->store, page);
+  if (rc && rc != DMEM_ENOSPC && rc != DMEM_ENOTSUP)
+    store_error(e, vm, rc, "swapping", gfn, errno);
+  return rc;
+}
+
 static int try_swap(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *buf)
 {
   uint32_t slot;
-  int rc = dmem__swap_put(&slot, &e->store, buf);
-  if (rc) {
-    /* The page stays. No swap file, or a full budget, is no failure; a
-     * write that failed is. */
-    if (rc != DMEM_ENOSPC && rc != DMEM_ENOTSUP)
-      store_error(e, vm, rc, "swapping", gfn, errno);
-    return NOT_DONE;
-  }
+  if (swap_out(&slot, e, vm, gfn, buf) != 0)
+    return NOT_DONE; /* the page stays */
   if (evict_to(e, vm, gfn, DMEM_PAGE_SWAPPED, slot) != 0) {
     dmem__swap_free(&e->store, slot);
     return NOT_DONE;
@@ -411,12 +415,8 @@ static void swap_evicted(dmem_engine *e, dmem_vm *vm, dmem__page *p)
     count_error(e, vm, rc, "rebuilding, to swap,", gfn);
     return;
   }
-  rc = dmem__swap_put(&slot, &e->store, e->buf);
-  if (rc) {
-    if (rc != DMEM_ENOSPC && rc != DMEM_ENOTSUP)
-      store_error(e, vm, rc, "swapping", gfn, errno);
+  if (swap_out(&slot, e, vm, gfn, e->buf) != 0)
     return;
-  }
   dmem__journal(e, vm, gfn, DMEM_PAGE_SWAPPED, slot);
   dmem__release(e, p);
   p->loc = slot;

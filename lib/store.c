@@ -310,13 +310,9 @@ int dmem__swap_put(uint32_t *out, dmem__store *s, const void *page)
 {
   if (s->swap_fd < 0)
     return DMEM_ENOTSUP;
-  uint32_t slot;
-  if (s->swap_nfree)
-    slot = s->swap_free[--s->swap_nfree];
-  else if (s->swap_next < s->swap_slots)
-    slot = s->swap_next++;
-  else
+  if (!dmem__swap_room(s))
     return DMEM_ENOSPC; /* the budget (swap_max), not a failure */
+  uint32_t slot = s->swap_nfree ? s->swap_free[--s->swap_nfree] : s->swap_next++;
   ssize_t n = dmem__sys_pwrite(DMEM__FP_SWAP_WRITE, s->swap_fd, page, DMEM_PAGE_SIZE,
                                (off_t)slot * DMEM_PAGE_SIZE);
   if (n != (ssize_t)DMEM_PAGE_SIZE) {

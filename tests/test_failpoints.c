@@ -155,6 +155,20 @@ static void read_counters(outcome *o, dmem_engine *e, dmem_kvm_region *r)
   o->region_errors = ks.errors;
 }
 
+/* The engine both tests run: every technique, two passes to C4, one
+ * slice a pass, a swap file in swapdir and a store limit of one byte (so
+ * patched and compressed pages go on to swap). */
+static dmem_engine_options engine_options(const char *swapdir, unsigned npages, uint64_t seed)
+{
+  dmem_engine_options eo = DMEM_ENGINE_OPTIONS_INIT;
+  eo.seed = seed;
+  eo.c4_passes = 2;
+  eo.slice_pages = npages;
+  eo.swap_dir = swapdir;
+  eo.store_limit_bytes = 1;
+  return eo;
+}
+
 /* The scenario; returns what it saw, asserting the invariants that hold
  * whatever failed. */
 static outcome scenario(void)
@@ -166,12 +180,7 @@ static outcome scenario(void)
   uint8_t *want = malloc((size_t)NPAGES * PAGE);
   ck_assert_ptr_nonnull(want);
 
-  dmem_engine_options eo = DMEM_ENGINE_OPTIONS_INIT;
-  eo.seed = 0; /* a random key: getrandom is a site */
-  eo.c4_passes = 2;
-  eo.slice_pages = NPAGES;
-  eo.swap_dir = swapdir;
-  eo.store_limit_bytes = 1; /* under pressure: patched and compressed pages go to swap */
+  dmem_engine_options eo = engine_options(swapdir, NPAGES, 0); /* a random key: getrandom */
   dmem_engine *e = NULL;
   int rc = dmem_engine_create(&e, &eo);
   note_api(&o, rc, "dmem_engine_create", "");
@@ -372,12 +381,7 @@ START_TEST(truncated_swap_file_is_reported)
   dmem__fp_reset();
   char swapdir[] = "/tmp/dmem-fp-swap.XXXXXX";
   ck_assert_ptr_nonnull(mkdtemp(swapdir));
-  dmem_engine_options eo = DMEM_ENGINE_OPTIONS_INIT;
-  eo.seed = 7;
-  eo.c4_passes = 2;
-  eo.slice_pages = N;
-  eo.swap_dir = swapdir;
-  eo.store_limit_bytes = 1;
+  dmem_engine_options eo = engine_options(swapdir, N, 7);
   dmem_engine *e = NULL;
   ck_assert_int_eq(dmem_engine_create(&e, &eo), 0);
   dmem_kvm_region_options ro = DMEM_KVM_REGION_OPTIONS_INIT;

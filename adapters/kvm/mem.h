@@ -133,10 +133,10 @@ struct dmem_kvm_region {
   /* Copy-on-write mapping of frames (mem_cow.c), set up by attach when the
    * engine has a frames memfd and the region tracks with MINOR and WP in
    * its own mapping. vmas_used counts the mapping boundaries that mapped
-   * pages add (each one VMA), against vma_budget. broken: pages whose
-   * remap left them unregistered (frame_of DMEM__REMAP_PENDING); while
-   * there are any, nothing is evicted (a touch of a hole there would read
-   * zeros). */
+   * pages add (each one VMA), against vma_budget. broken: mapped pages
+   * whose registration failed (frame_of DMEM__REMAP_PENDING or
+   * DMEM__MAP_UNPROTECTED); while there are any, nothing is evicted (a
+   * touch of a hole in an unregistered page would read zeros). */
   int cow, frames_fd, broken;
   uint32_t *frame_of; /* per page, while MAPPED */
   uint64_t vmas_used, vma_budget;

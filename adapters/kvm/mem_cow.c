@@ -233,6 +233,13 @@ static int do_register(dmem_kvm_region *r, uint64_t gfn, uint64_t modes)
                         strerror(errno));
 }
 
+/* Registers mapped page gfn for WP and write-protects it. */
+static int protect_mapped(dmem_kvm_region *r, uint64_t gfn)
+{
+  int rc = do_register(r, gfn, UFFDIO_REGISTER_MODE_WP);
+  return rc ? rc : dmem__mem_wp(r, gfn, 1, 1, 0);
+}
+
 /* ---------------------------------------------------------------- agent */
 
 typedef union agent_buf {
@@ -496,9 +503,7 @@ int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id)
   r->st.cow_mapped++;
   if (r->agent_fd >= 0)
     return 0; /* the agent registers, protects and wakes, in its process */
-  rc = do_register(r, gfn, UFFDIO_REGISTER_MODE_WP);
-  if (rc == 0)
-    rc = dmem__mem_wp(r, gfn, 1, 1, 0);
+  rc = protect_mapped(r, gfn);
   if (rc) {
     /* A write would go unseen: the engine installs the page next (its
      * share failed), and that takes what the mapping shows. */
@@ -519,9 +524,7 @@ int dmem__mem_cow_unmap(dmem_kvm_region *r, uint64_t gfn, const void *content, i
     /* The page is what the mapping shows (the frame, or a private copy a
      * guest write made unseen), not what the engine knows: protect it,
      * then take that. */
-    int rc = do_register(r, gfn, UFFDIO_REGISTER_MODE_WP);
-    if (rc == 0)
-      rc = dmem__mem_wp(r, gfn, 1, 1, 0);
+    int rc = protect_mapped(r, gfn);
     if (rc)
       return rc;
     dmem__mem_copy_guest(truth, r, gfn);
