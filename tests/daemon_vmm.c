@@ -63,11 +63,21 @@ static double now_s(void)
   return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static uint64_t check_all(const uint8_t *ram, const uint8_t *shadow, uint64_t n)
+/* Pages that differ from the shadow; each one is named on stderr (which
+ * page, and how many of its bytes differ), for the test's log. */
+static uint64_t check_all(const uint8_t *ram, const uint8_t *shadow, uint64_t n, const char *when)
 {
   uint64_t bad = 0;
-  for (uint64_t i = 0; i < n; i++)
-    bad += memcmp(ram + i * PAGE, shadow + i * PAGE, PAGE) != 0;
+  for (uint64_t i = 0; i < n; i++) {
+    if (memcmp(ram + i * PAGE, shadow + i * PAGE, PAGE) == 0)
+      continue;
+    unsigned bytes = 0;
+    for (unsigned b = 0; b < PAGE; b++)
+      bytes += ram[i * PAGE + b] != shadow[i * PAGE + b];
+    fprintf(stderr, "daemon_vmm: %s: page %llu differs in %u bytes\n", when, (unsigned long long)i,
+            bytes);
+    bad++;
+  }
   return bad;
 }
 
@@ -131,12 +141,12 @@ int main(int argc, char **argv)
     if (++ops % 20 == 0)
       usleep(10000);
   }
-  bad += check_all(ram, shadow, n);
+  bad += check_all(ram, shadow, n, "attached");
   rc = dmem_kvm_client_detach(c);
   if (rc)
     fprintf(stderr, "daemon_vmm: detach: %s%s\n", dmem_err_name(rc),
             survive ? " (after the daemon stopped)" : "");
-  uint64_t after = check_all(ram, shadow, n);
+  uint64_t after = check_all(ram, shadow, n, "after detach");
   /* The memfd itself holds every page again: none left on a frame the
    * agent mapped, none left punched. */
   uint64_t in_fd = 0;
