@@ -152,6 +152,11 @@ struct dmem_kvm_region {
   int agent_fd, agent_dead, agent_hung_up;
   uint32_t agent_seq, agent_pending, agent_timeout_ms;
   uint64_t agent_pending_gfn;
+  /* A write fault on agent_pending_gfn is held (neither let through nor
+   * woken) until the answer comes: the agent relies on the protection
+   * between its copy of the page and its remap. The fault thread then
+   * watches the agent's socket too, and the answer wakes the writer. */
+  int agent_held;
   /* The address space behind the userfaultfd is gone (ESRCH: the VMM
    * exited); the memfd is all that is left of the guest. */
   int vmm_gone;
@@ -200,6 +205,13 @@ void dmem__mem_cow_teardown(dmem_kvm_region *r);
 /* Takes an agent's late answer, if one is pending and has come (@p wait:
  * waiting for it as a detach does). mu held. */
 void dmem__mem_cow_poll(dmem_kvm_region *r, int wait);
+/* Is a RAM for page gfn in flight (asked, not yet answered)? Its page must
+ * stay write-protected until the answer. mu held. */
+int dmem__mem_cow_in_flight(const dmem_kvm_region *r, uint64_t gfn);
+/* A write fault on page gfn: 1 when it is held until its RAM's answer, or
+ * that answer has just put the page back and woken the writer (the fault
+ * thread does nothing more); 0 to serve it as usual. mu held. */
+int dmem__mem_cow_hold_write(dmem_kvm_region *r, uint64_t gfn);
 /* Maps frame_id over evicted page gfn (through an agent: asks it to). */
 int dmem__mem_cow_map(dmem_kvm_region *r, uint64_t gfn, uint32_t frame_id);
 /* Puts the guest memfd back under a MAPPED page, holding content (written

@@ -65,7 +65,12 @@
  * so the engine keeps the page mapped and keeps its frame, which the VMM
  * may still read through its mapping (were the frame freed and reused, the
  * VMM would read another page's content, and the agent would copy that
- * back). Until the answer arrives nothing more is asked of the agent (no
+ * back). The page stays write-protected too: the agent may be between its
+ * copy of the page and its remap, where a write let through would land in
+ * the private copy the remap throws away. A write fault on it is held,
+ * neither let through nor woken, and the fault thread watches the agent's
+ * socket until the answer wakes the writer, which then writes into the
+ * memfd. Until the answer arrives nothing more is asked of the agent (no
  * second stall) and no frame is mapped in that VMM. The answer, whenever
  * it comes (read before any later request, and at each bits()), completes
  * the RAM: the page is the memfd's again, registered, and recorded as
@@ -177,6 +182,7 @@ int dmem__mem_cow_setup(dmem_kvm_region *r, int frames_fd)
   r->broken = 0;
   r->agent_dead = r->agent_hung_up = 0;
   r->agent_pending = 0;
+  r->agent_held = 0;
   r->agent_timeout_ms = r->opts.agent_timeout_ms ? r->opts.agent_timeout_ms : AGENT_TIMEOUT_MS;
   r->agent_fd = r->opts.agent_fd;
   /* Mapping replaces the registration, so the region must be this
@@ -259,10 +265,21 @@ static int agent_send(dmem_kvm_region *r, uint64_t gfn, uint32_t what, uint64_t 
   return dmem_proto_send(r->agent_fd, buf.b, n, NULL, 0, 1);
 }
 
+/* The pending RAM is over (answered, or never will be): a writer held on
+ * its page faults again and finds the page as it is now. */
+static void release_held(dmem_kvm_region *r)
+{
+  if (r->agent_held) {
+    r->agent_held = 0;
+    (void)dmem__mem_wake(r, r->agent_pending_gfn);
+  }
+}
+
 static void agent_gone(dmem_kvm_region *r, uint64_t gfn, const char *why, int err)
 {
   r->agent_dead = 1;
   r->agent_pending = 0;
+  release_held(r);
   (void)dmem__mem_fail(r, DMEM_EIO, "%s about gfn %llu%s%s; it is asked nothing more", why,
                        (unsigned long long)gfn, err ? ": " : "", err ? strerror(err) : "");
 }
@@ -360,6 +377,7 @@ static int agent_drain(dmem_kvm_region *r, int wait_ms)
   /* Refused, the VMM's page is still mapped onto its frame: as it was. */
   if (reply.u.map_done.code == 0 && (r->pages[gfn] & PG_MAPPED))
     (void)ram_done(r, gfn);
+  release_held(r);
   return 0;
 }
 
@@ -367,6 +385,29 @@ void dmem__mem_cow_poll(dmem_kvm_region *r, int wait)
 {
   if (r->agent_fd >= 0 && r->agent_pending)
     (void)agent_drain(r, wait ? agent_wait_ms(r, 1) : 0);
+}
+
+int dmem__mem_cow_in_flight(const dmem_kvm_region *r, uint64_t gfn)
+{
+  return r->agent_fd >= 0 && r->agent_pending && r->agent_pending_gfn == gfn &&
+         (r->pages[gfn] & PG_MAPPED);
+}
+
+int dmem__mem_cow_hold_write(dmem_kvm_region *r, uint64_t gfn)
+{
+  if (!dmem__mem_cow_in_flight(r, gfn))
+    return 0;
+  (void)agent_drain(r, 0); /* the answer may be there already */
+  if (dmem__mem_cow_in_flight(r, gfn)) {
+    /* The agent has copied the page, or is about to, and will map the
+     * memfd over it: a write let through now would land in the copy that
+     * the remap throws away. */
+    r->agent_held = 1;
+    return 1;
+  }
+  /* Answered: back in the memfd, its writer woken (ram_done), or still on
+   * its frame (refused, or the agent gone): then served as usual. */
+  return !(r->pages[gfn] & PG_MAPPED);
 }
 
 /* One request to the agent and its answer: its code (0 or DMEM_E*), or

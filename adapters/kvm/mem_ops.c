@@ -325,8 +325,10 @@ static int op_unprotect(uint64_t gfn, void *ud)
   uint8_t *p = &r->pages[gfn];
   int rc = 0;
   /* An ARMED page stays write-protected for tracking: its waiting writers
-   * are released by the fault thread, which records the write. */
-  if (!(*p & PG_ARMED))
+   * are released by the fault thread, which records the write. So does a
+   * page whose agent has yet to answer a RAM (mem_cow.c): the fault thread
+   * holds its writers until the answer. */
+  if (!(*p & PG_ARMED) && !dmem__mem_cow_in_flight(r, gfn))
     rc = dmem__mem_wp(r, gfn, 1, 0, 1);
   if (rc == 0) {
     *p &= (uint8_t)~PG_EPROT;

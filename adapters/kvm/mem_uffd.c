@@ -394,6 +394,10 @@ static void serve_wp(dmem_kvm_region *r, uint64_t gfn)
   pthread_mutex_lock(&r->mu);
   r->st.faults_wp++;
   wait_unprotected(r, gfn);
+  if (dmem__mem_cow_hold_write(r, gfn)) {
+    pthread_mutex_unlock(&r->mu);
+    return;
+  }
   uint8_t *p = &r->pages[gfn];
   /* A mapped page's write then copies the frame privately: the engine,
    * seeing MOD, puts the page back into the memfd. */
@@ -430,13 +434,28 @@ static void *fault_thread(void *arg)
 {
   dmem_kvm_region *r = arg;
   struct uffd_msg msgs[MSG_BATCH];
-  struct pollfd pfd[2] = {{.fd = r->uffd, .events = POLLIN}, {.fd = r->stop_fd, .events = POLLIN}};
+  struct pollfd pfd[3] = {{.fd = r->uffd, .events = POLLIN},
+                          {.fd = r->stop_fd, .events = POLLIN},
+                          {.fd = r->agent_fd, .events = POLLIN}};
   for (;;) {
-    int k = poll(pfd, 2, -1);
+    /* A writer held for an agent's late answer (mem_cow.c): watch for the
+     * answer too, and look again now and then (the engine may take it). */
+    pthread_mutex_lock(&r->mu);
+    int watch = r->agent_held;
+    pfd[2].fd = r->agent_fd; /* set at attach, after the thread starts */
+    pthread_mutex_unlock(&r->mu);
+    int k = poll(pfd, watch ? 3 : 2, watch ? WAIT_SLICE_MS : -1);
     if (k < 0 && errno == EINTR)
       continue;
     if (k < 0 || pfd[1].revents || (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL)))
       break;
+    if (watch) {
+      pthread_mutex_lock(&r->mu);
+      dmem__mem_cow_poll(r, 0);
+      pthread_mutex_unlock(&r->mu);
+    }
+    if (!(pfd[0].revents & POLLIN))
+      continue;
     ssize_t n = read(r->uffd, msgs, sizeof msgs);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
       continue;
