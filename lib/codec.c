@@ -1,6 +1,6 @@
 /* SPDX-FileCopyrightText: 2026 The libdiffmem authors
  * SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Page codecs behind one interface.
+/* Page codecs behind one interface, driven by one table (codec_impl.h).
  *
  * A blob is one header byte, the dmem_codec_id of the codec that made it,
  * followed by that codec's stream. The header makes blobs self-describing,
@@ -10,128 +10,90 @@
  * DMEM_PAGE_SIZE bytes and is consumed whole.
  *
  * WKdm is ours (wkdm.c). LZO1X-1, LZ4 and zstd come from their libraries
- * when configure found them (liblzo2 is GPL-2.0-or-later, so a build
- * without it stays LGPL-only: README, "License"). liblzo2 and liblz4 work in
- * state that the context allocates through the caller's allocator; zstd
- * allocates its own contexts with malloc (its custom-allocator API is
- * experimental).
+ * when configure found them (codec_lzo.c, codec_lz4.c, codec_zstd.c). A
+ * context holds each built codec's working state, allocated through the
+ * caller's allocator where the codec's library lets it.
  */
 #include "config.h"
 
 #include <string.h>
 
-#if DMEM_HAVE_LZO
-#include <lzo/lzo1x.h>
-#endif
-#if DMEM_HAVE_LZ4
-#include <lz4.h>
-#endif
-#if DMEM_HAVE_ZSTD
-#include <zstd.h>
-#include <zstd_errors.h>
-#endif
-
 #include <diffmem/codec.h>
 
-#include "codec_internal.h"
+#include "codec_impl.h"
 #include "internal.h"
 
-#define STREAM_BOUND (DMEM_COMPRESS_BOUND - 1)
-
-#if DMEM_HAVE_LZO
-#define HAVE_LZO 1
-#else
-#define HAVE_LZO 0
-#endif
-#if DMEM_HAVE_LZ4
-#define HAVE_LZ4 1
-#else
-#define HAVE_LZ4 0
-#endif
-#if DMEM_HAVE_ZSTD
-#define HAVE_ZSTD 1
-#else
-#define HAVE_ZSTD 0
-#endif
+/* Every codec this library knows, built in or not, in the order the
+ * best-of mode tries them: the fast ones first (on a tie the first wins). */
+static const dmem__codec_impl *const codecs[] = {&dmem__codec_wkdm, &dmem__codec_lz4,
+                                                 &dmem__codec_lzo, &dmem__codec_zstd};
+#define NCODECS (sizeof codecs / sizeof codecs[0])
 
 struct dmem_codec {
   dmem__alloc alloc;
-#if DMEM_HAVE_LZO
-  void *lzo_wrk; /* LZO1X_1_MEM_COMPRESS bytes */
-#endif
-#if DMEM_HAVE_LZ4
-  void *lz4_state; /* LZ4_sizeofState() bytes */
-#endif
-#if DMEM_HAVE_ZSTD
-  ZSTD_CCtx *zc;
-  ZSTD_DCtx *zd;
-#endif
-  int zstd_level;
+  void *state[NCODECS]; /* each codec's, as codecs[] */
   unsigned best_mask;
   /* Codecs that can overrun a short buffer write here first. */
-  uint8_t scratch[STREAM_BOUND] __attribute__((aligned(16)));
-  uint8_t best[STREAM_BOUND] __attribute__((aligned(16)));
+  uint8_t scratch[DMEM__STREAM_BOUND] __attribute__((aligned(16)));
+  uint8_t best[DMEM__STREAM_BOUND] __attribute__((aligned(16)));
 };
 
-static const char *const names[] = {
-  [DMEM_CODEC_WKDM] = "wkdm",
-  [DMEM_CODEC_LZO] = "lzo",
-  [DMEM_CODEC_LZ4] = "lz4",
-  [DMEM_CODEC_ZSTD] = "zstd",
-  [DMEM_CODEC_BEST] = "best",
-};
-#define NNAMES (sizeof names / sizeof names[0])
+/* The table's place of codec id, or -1 (DMEM_CODEC_BEST too). */
+static int slot_of(unsigned id)
+{
+  for (unsigned i = 0; i < NCODECS; i++)
+    if ((unsigned)codecs[i]->id == id)
+      return (int)i;
+  return -1;
+}
+
+static const dmem__codec_impl *impl_of(unsigned id)
+{
+  int i = slot_of(id);
+  return i < 0 ? NULL : codecs[i];
+}
 
 unsigned dmem_codec_default_mask(void)
 {
   /* The paper's pair; without liblzo2, LZ4 is the LZ-class partner. */
-  unsigned lz = HAVE_LZO ? 1u << DMEM_CODEC_LZO : HAVE_LZ4 ? 1u << DMEM_CODEC_LZ4 : 0;
+  unsigned lz = dmem__codec_lzo.built   ? 1u << DMEM_CODEC_LZO
+                : dmem__codec_lz4.built ? 1u << DMEM_CODEC_LZ4
+                                        : 0;
   return (1u << DMEM_CODEC_WKDM) | lz;
 }
 
 int dmem_codec_available(dmem_codec_id id)
 {
-  switch (id) {
-  case DMEM_CODEC_WKDM:
-  case DMEM_CODEC_BEST:
+  if (id == DMEM_CODEC_BEST)
     return 1;
-  case DMEM_CODEC_LZO:
-    return HAVE_LZO;
-  case DMEM_CODEC_LZ4:
-    return HAVE_LZ4;
-  case DMEM_CODEC_ZSTD:
-    return HAVE_ZSTD;
-  default:
-    return 0;
-  }
+  const dmem__codec_impl *k = impl_of((unsigned)id);
+  return k && k->built;
 }
 
 const char *dmem_codec_name(dmem_codec_id id)
 {
-  if ((unsigned)id >= NNAMES)
-    return NULL;
-  return names[id];
+  if (id == DMEM_CODEC_BEST)
+    return "best";
+  const dmem__codec_impl *k = impl_of((unsigned)id);
+  return k ? k->name : NULL;
 }
 
 int dmem_codec_from_name(dmem_codec_id *out, const char *name)
 {
   if (!out || !name)
     return DMEM_EINVAL;
-  for (unsigned i = 0; i < NNAMES; i++) {
-    if (names[i] && strcmp(names[i], name) == 0) {
-      if (!dmem_codec_available((dmem_codec_id)i))
-        return DMEM_ENOTSUP;
-      *out = (dmem_codec_id)i;
-      return 0;
-    }
-  }
-  return DMEM_ENOENT;
-}
-
-/* Is id a codec that can stand in a blob header? */
-static int is_stream_codec(unsigned id)
-{
-  return id != DMEM_CODEC_BEST && id < NNAMES && names[id] != NULL;
+  dmem_codec_id id = DMEM_CODEC_NONE;
+  if (strcmp(name, "best") == 0)
+    id = DMEM_CODEC_BEST;
+  for (unsigned i = 0; i < NCODECS && id == DMEM_CODEC_NONE; i++)
+    if (strcmp(codecs[i]->name, name) == 0)
+      id = codecs[i]->id;
+  if (id == DMEM_CODEC_NONE)
+    return DMEM_ENOENT;
+  if (!dmem_codec_available(id))
+    return DMEM_ENOTSUP;
+  *out = id;
+  return 0;
 }
 
 dmem_codec_id dmem_codec_of_blob(const void *blob, size_t blob_len)
@@ -139,7 +101,7 @@ dmem_codec_id dmem_codec_of_blob(const void *blob, size_t blob_len)
   if (!blob || blob_len == 0)
     return DMEM_CODEC_NONE;
   unsigned id = ((const uint8_t *)blob)[0];
-  return is_stream_codec(id) ? (dmem_codec_id)id : DMEM_CODEC_NONE;
+  return impl_of(id) ? (dmem_codec_id)id : DMEM_CODEC_NONE;
 }
 
 int dmem_codec_create(dmem_codec **out, const dmem_codec_options *opts)
@@ -155,19 +117,15 @@ int dmem_codec_create(dmem_codec **out, const dmem_codec_options *opts)
     return DMEM_EINVAL;
   /* Bits of no codec are a mistake; a mask of codecs this build lacks
    * would make every compression fail. */
-  unsigned known = (1u << DMEM_CODEC_WKDM) | (1u << DMEM_CODEC_LZO) | (1u << DMEM_CODEC_LZ4) |
-                   (1u << DMEM_CODEC_ZSTD);
+  unsigned known = 0, built = 0;
+  for (unsigned i = 0; i < NCODECS; i++) {
+    known |= 1u << codecs[i]->id;
+    built |= codecs[i]->built ? 1u << codecs[i]->id : 0;
+  }
   if (opts->best_mask & ~known)
     return DMEM_EINVAL;
-  unsigned built = 0;
-  for (unsigned id = 1; id < DMEM_CODEC_BEST; id++)
-    built |= dmem_codec_available((dmem_codec_id)id) ? 1u << id : 0;
   if (opts->best_mask && !(opts->best_mask & built))
     return DMEM_ENOTSUP;
-#if DMEM_HAVE_LZO
-  if (lzo_init() != LZO_E_OK)
-    return DMEM_ENOTSUP;
-#endif
 
   dmem__alloc a;
   dmem__alloc_init(&a, opts->allocator);
@@ -176,35 +134,16 @@ int dmem_codec_create(dmem_codec **out, const dmem_codec_options *opts)
     return DMEM_ENOMEM;
   memset(c, 0, offsetof(dmem_codec, scratch));
   c->alloc = a;
-  c->zstd_level = opts->zstd_level;
   c->best_mask = opts->best_mask;
-#if DMEM_HAVE_LZO
-  c->lzo_wrk = dmem__malloc_aligned(&a, LZO1X_1_MEM_COMPRESS, 64);
-  if (!c->lzo_wrk)
-    goto fail;
-#endif
-#if DMEM_HAVE_LZ4
-  c->lz4_state = dmem__malloc_aligned(&a, (size_t)LZ4_sizeofState(), 64);
-  if (!c->lz4_state)
-    goto fail;
-#endif
-#if DMEM_HAVE_ZSTD
-  c->zc = ZSTD_createCCtx();
-  c->zd = ZSTD_createDCtx();
-  if (!c->zc || !c->zd)
-    goto fail;
-  /* No checksum (the store keeps its own) and no dictionary id: 4 bytes
-   * saved on every page. */
-  ZSTD_CCtx_setParameter(c->zc, ZSTD_c_compressionLevel, c->zstd_level);
-  ZSTD_CCtx_setParameter(c->zc, ZSTD_c_checksumFlag, 0);
-  ZSTD_CCtx_setParameter(c->zc, ZSTD_c_dictIDFlag, 0);
-  ZSTD_CCtx_setParameter(c->zc, ZSTD_c_contentSizeFlag, 0);
-#endif
+  for (unsigned i = 0; i < NCODECS; i++) {
+    int rc = codecs[i]->built && codecs[i]->init ? codecs[i]->init(&c->state[i], &a, opts) : 0;
+    if (rc) {
+      dmem_codec_destroy(c);
+      return rc;
+    }
+  }
   *out = c;
   return 0;
-fail:
-  dmem_codec_destroy(c);
-  return DMEM_ENOMEM;
 }
 
 void dmem_codec_destroy(dmem_codec *c)
@@ -212,64 +151,29 @@ void dmem_codec_destroy(dmem_codec *c)
   if (!c)
     return;
   dmem__alloc a = c->alloc;
-#if DMEM_HAVE_LZO
-  dmem__free(&a, c->lzo_wrk, LZO1X_1_MEM_COMPRESS);
-#endif
-#if DMEM_HAVE_LZ4
-  dmem__free(&a, c->lz4_state, (size_t)LZ4_sizeofState());
-#endif
-#if DMEM_HAVE_ZSTD
-  ZSTD_freeCCtx(c->zc);
-  ZSTD_freeDCtx(c->zd);
-#endif
+  for (unsigned i = 0; i < NCODECS; i++)
+    if (c->state[i] && codecs[i]->fini)
+      codecs[i]->fini(c->state[i], &a);
   dmem__free(&a, c, sizeof *c);
 }
 
-/* Compresses with one codec into dst (STREAM_BOUND bytes of room).
- * Returns the stream length, or a negative error. */
-static int stream_compress(dmem_codec *c, dmem_codec_id id, uint8_t *dst, const void *page)
+/* Compresses with the codec of slot i into dst (DMEM__STREAM_BOUND bytes
+ * of room). Returns the stream length, or a negative error. */
+static int stream_compress(dmem_codec *c, unsigned i, uint8_t *dst, const void *page)
 {
-  switch (id) {
-  case DMEM_CODEC_WKDM:
-    return dmem__wkdm_compress(dst, STREAM_BOUND, page);
-#if DMEM_HAVE_LZO
-  case DMEM_CODEC_LZO: {
-    lzo_uint n = STREAM_BOUND;
-    if (lzo1x_1_compress(page, DMEM_PAGE_SIZE, dst, &n, c->lzo_wrk) != LZO_E_OK)
-      return DMEM_EIO;
-    return (int)n;
-  }
-#endif
-#if DMEM_HAVE_LZ4
-  case DMEM_CODEC_LZ4: {
-    int n = LZ4_compress_fast_extState(c->lz4_state, page, (char *)dst, DMEM_PAGE_SIZE,
-                                       STREAM_BOUND, 1);
-    return n > 0 ? n : DMEM_EIO;
-  }
-#endif
-#if DMEM_HAVE_ZSTD
-  case DMEM_CODEC_ZSTD: {
-    size_t n = ZSTD_compress2(c->zc, dst, STREAM_BOUND, page, DMEM_PAGE_SIZE);
-    return ZSTD_isError(n) ? DMEM_EIO : (int)n;
-  }
-#endif
-  default:
-    return DMEM_ENOTSUP;
-  }
+  return codecs[i]->compress(c->state[i], dst, DMEM__STREAM_BOUND, page);
 }
 
-/* The best-of mode tries the fast codecs first; all of them, since the
+/* The best-of mode tries every codec it may; all of them, since the
  * smallest output is the point. */
 static int best_compress(dmem_codec *c, dmem_codec_id *won, const void *page)
 {
-  static const dmem_codec_id order[] = {DMEM_CODEC_WKDM, DMEM_CODEC_LZ4, DMEM_CODEC_LZO,
-                                        DMEM_CODEC_ZSTD};
   int best_len = -1;
-  for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-    dmem_codec_id id = order[i];
-    if (!dmem_codec_available(id) || (c->best_mask && !(c->best_mask & (1u << id))))
+  for (unsigned i = 0; i < NCODECS; i++) {
+    dmem_codec_id id = codecs[i]->id;
+    if (!codecs[i]->built || (c->best_mask && !(c->best_mask & (1u << id))))
       continue;
-    int n = stream_compress(c, id, c->scratch, page);
+    int n = stream_compress(c, i, c->scratch, page);
     if (n > 0 && (best_len < 0 || n < best_len)) {
       best_len = n;
       *won = id;
@@ -284,7 +188,8 @@ int dmem_codec_compress(size_t *out_len, void *out, size_t out_cap, dmem_codec *
 {
   if (!out_len || !out || !c || !page)
     return DMEM_EINVAL;
-  if (id != DMEM_CODEC_BEST && !is_stream_codec((unsigned)id))
+  int slot = slot_of((unsigned)id);
+  if (id != DMEM_CODEC_BEST && slot < 0)
     return DMEM_EINVAL;
   if (!dmem_codec_available(id))
     return DMEM_ENOTSUP;
@@ -299,10 +204,10 @@ int dmem_codec_compress(size_t *out_len, void *out, size_t out_cap, dmem_codec *
     stream = c->best;
   } else if (out_cap >= DMEM_COMPRESS_BOUND) {
     /* Room for the worst case: compress in place, no copy. */
-    n = stream_compress(c, id, o + 1, page);
+    n = stream_compress(c, (unsigned)slot, o + 1, page);
     stream = o + 1;
   } else {
-    n = stream_compress(c, id, c->scratch, page);
+    n = stream_compress(c, (unsigned)slot, c->scratch, page);
     stream = c->scratch;
   }
   if (n < 0)
@@ -322,42 +227,10 @@ int dmem_codec_decompress(void *page, dmem_codec *c, const void *blob, size_t bl
     return DMEM_EINVAL;
   if (blob_len < 2)
     return DMEM_ETRUNC;
-  const uint8_t *in = (const uint8_t *)blob + 1;
-  size_t len = blob_len - 1;
-  dmem_codec_id id = dmem_codec_of_blob(blob, blob_len);
-  if (id == DMEM_CODEC_NONE)
+  int slot = slot_of(((const uint8_t *)blob)[0]);
+  if (slot < 0)
     return DMEM_ECORRUPT;
-  if (!dmem_codec_available(id))
+  if (!codecs[slot]->built)
     return DMEM_ENOTSUP;
-  switch (id) {
-  case DMEM_CODEC_WKDM:
-    return dmem__wkdm_decompress(page, in, len);
-#if DMEM_HAVE_LZO
-  case DMEM_CODEC_LZO: {
-    lzo_uint n = DMEM_PAGE_SIZE;
-    int rc = lzo1x_decompress_safe(in, len, page, &n, NULL);
-    if (rc == LZO_E_INPUT_OVERRUN)
-      return DMEM_ETRUNC;
-    return rc == LZO_E_OK && n == DMEM_PAGE_SIZE ? 0 : DMEM_ECORRUPT;
-  }
-#endif
-#if DMEM_HAVE_LZ4
-  case DMEM_CODEC_LZ4: {
-    if (len > (size_t)LZ4_MAX_INPUT_SIZE)
-      return DMEM_ECORRUPT;
-    int n = LZ4_decompress_safe((const char *)in, page, (int)len, DMEM_PAGE_SIZE);
-    return n == DMEM_PAGE_SIZE ? 0 : DMEM_ECORRUPT;
-  }
-#endif
-#if DMEM_HAVE_ZSTD
-  case DMEM_CODEC_ZSTD: {
-    size_t n = ZSTD_decompressDCtx(c->zd, page, DMEM_PAGE_SIZE, in, len);
-    if (ZSTD_isError(n))
-      return ZSTD_getErrorCode(n) == ZSTD_error_srcSize_wrong ? DMEM_ETRUNC : DMEM_ECORRUPT;
-    return n == DMEM_PAGE_SIZE ? 0 : DMEM_ECORRUPT;
-  }
-#endif
-  default:
-    return DMEM_ENOTSUP;
-  }
+  return codecs[slot]->decompress(c->state[slot], page, (const uint8_t *)blob + 1, blob_len - 1);
 }

@@ -89,7 +89,7 @@
 #include <emmintrin.h>
 #endif
 
-#include <diffmem/codec.h>
+#include <diffmem/delta.h>
 
 #include "delta_internal.h"
 

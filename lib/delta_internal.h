@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <diffmem/codec.h>
+#include <diffmem/delta.h>
 
 #include "internal.h"
 

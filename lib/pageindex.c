@@ -38,7 +38,7 @@
 #include <sys/random.h>
 #include <xxhash.h>
 
-#include <diffmem/codec.h>
+#include <diffmem/index.h>
 
 #include "internal.h"
 

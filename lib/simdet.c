@@ -47,7 +47,7 @@
 #include <sys/random.h>
 #include <xxhash.h>
 
-#include <diffmem/codec.h>
+#include <diffmem/simdet.h>
 
 #include "internal.h"
 

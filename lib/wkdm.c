@@ -55,8 +55,9 @@
 
 #include <diffmem/common.h>
 
-#include "codec_internal.h"
+#include "codec_impl.h"
 #include "internal.h"
+#include "wkdm.h"
 
 #define WORDS (DMEM_PAGE_SIZE / 4u)
 #define HDR 6u
@@ -331,3 +332,21 @@ int dmem__wkdm_decompress(void *page, const uint8_t *in, size_t len)
   decode_words(page, miss, tags, idx, low);
   return 0;
 }
+
+/* ---------------------------------------------------------------- entry */
+
+static int wkdm_compress_page(void *state, uint8_t *dst, size_t cap, const void *page)
+{
+  (void)state;
+  return dmem__wkdm_compress(dst, cap, page);
+}
+
+static int wkdm_decompress_page(void *state, void *page, const uint8_t *in, size_t len)
+{
+  (void)state;
+  return dmem__wkdm_decompress(page, in, len);
+}
+
+/* Stateless: its work memory is on the stack. */
+const dmem__codec_impl dmem__codec_wkdm = {
+    DMEM_CODEC_WKDM, "wkdm", 1, NULL, NULL, wkdm_compress_page, wkdm_decompress_page};

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <diffmem/codec.h>
+#include <diffmem/delta.h>
 
 #include "testutil.h"
 

@@ -16,7 +16,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include <diffmem/codec.h>
+#include <diffmem/index.h>
 
 #include "testutil.h"
 

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <diffmem/codec.h>
+#include <diffmem/simdet.h>
 
 #include "testutil.h"
 

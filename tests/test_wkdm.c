@@ -14,7 +14,7 @@
 
 #include <diffmem/common.h>
 
-#include "codec_internal.h"
+#include "wkdm.h"
 #include "testutil.h"
 
 #define PAGE DMEM_PAGE_SIZE

@@ -223,18 +223,19 @@ static void json_codecs(const codec_result *r, size_t n)
   printf("]");
 }
 
-static const dmem_codec_id bench_ids[] = {DMEM_CODEC_WKDM, DMEM_CODEC_LZO, DMEM_CODEC_LZ4,
-                                          DMEM_CODEC_ZSTD, DMEM_CODEC_BEST};
-#define NBENCH (sizeof bench_ids / sizeof bench_ids[0])
+/* Results one set can have at most: one per codec id. */
+#define NBENCH ((size_t)DMEM_CODEC_BEST + 1)
 
 /* Runs every available codec over one set; returns how many results. */
 static size_t run_codecs(codec_result *out, dmem_codec *c, const page_set *set, int repeat)
 {
   size_t n = 0;
-  for (size_t i = 0; i < NBENCH; i++) {
-    if (!dmem_codec_available(bench_ids[i]))
+  /* Every codec the library has built in, in id order, then the best-of
+   * mode. */
+  for (unsigned id = DMEM_CODEC_NONE + 1; id <= DMEM_CODEC_BEST; id++) {
+    if (!dmem_codec_name((dmem_codec_id)id) || !dmem_codec_available((dmem_codec_id)id))
       continue;
-    if (bench_codec(&out[n], c, bench_ids[i], set, repeat) == 0)
+    if (bench_codec(&out[n], c, (dmem_codec_id)id, set, repeat) == 0)
       n++;
   }
   return n;

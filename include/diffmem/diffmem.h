@@ -17,7 +17,10 @@
  *  - diffmem/version.h compile-time version macros
  *  - diffmem/adapter.h what an adapter implements
  *  - diffmem/policy.h  clock states and custom policies
- *  - diffmem/codec.h   the codecs and indexes, usable on their own
+ *  - diffmem/codec.h   page compressors, usable on their own
+ *  - diffmem/delta.h   the delta encoder (a page as a patch)
+ *  - diffmem/index.h   the keyed page hash and identical-page index
+ *  - diffmem/simdet.h  the similarity detectors
  *
  * Build against it with `pkg-config --cflags --libs libdiffmem`.
  *
@@ -66,7 +69,10 @@
 #include <diffmem/adapter.h>
 #include <diffmem/codec.h>
 #include <diffmem/common.h>
+#include <diffmem/delta.h>
+#include <diffmem/index.h>
 #include <diffmem/policy.h>
+#include <diffmem/simdet.h>
 #include <diffmem/version.h>
 
 #ifdef __cplusplus

@@ -1,10 +1,11 @@
 /* SPDX-FileCopyrightText: 2026 The libdiffmem authors
  * SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Internal entry points of the page codecs that have no library of their
- * own. Public callers go through dmem_codec_compress()/_decompress(), which
- * add the one-byte codec header; these work on the bare stream. */
-#ifndef DMEM_CODEC_INTERNAL_H
-#define DMEM_CODEC_INTERNAL_H
+/* WKdm (wkdm.c), the one page codec that has no library of its own. Public
+ * callers go through dmem_codec_compress()/_decompress(), which add the
+ * one-byte codec header (codec.c's table holds its entry); these work on
+ * the bare stream, for its own tests. */
+#ifndef DMEM_WKDM_H
+#define DMEM_WKDM_H
 
 #include <stddef.h>
 #include <stdint.h>
