@@ -91,7 +91,9 @@
 
 #include <diffmem/delta.h>
 
-#include "delta_internal.h"
+#include "delta_lz.h"
+#include "internal.h"
+#include "varint.h"
 
 #define PAGE DMEM_PAGE_SIZE
 #define WORDS (PAGE / 8)

@@ -68,7 +68,9 @@
 
 #include <diffmem/delta.h>
 
-#include "delta_internal.h"
+#include "delta_lz.h"
+#include "internal.h"
+#include "varint.h"
 
 #define PAGE DMEM_PAGE_SIZE
 #define GAP_MERGE 4u /* equal runs shorter than this join the literal */

@@ -1,18 +1,13 @@
 /* SPDX-FileCopyrightText: 2026 The libdiffmem authors
  * SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Internals of the delta codec (lib/delta.c, lib/delta_lz.c): the helpers
- * both of its formats use, and the LZ-style format's entry points. The
- * public functions add the one-byte header that names the format. */
-#ifndef DMEM_DELTA_INTERNAL_H
-#define DMEM_DELTA_INTERNAL_H
+/* Byte-stream helpers of the delta formats (delta.c, delta_lz.c): varints,
+ * zigzag for signed values, and a multiplicative hash for their tables. */
+#ifndef DMEM_VARINT_H
+#define DMEM_VARINT_H
 
-#include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
-#include <diffmem/delta.h>
-
-#include "internal.h"
+#include <diffmem/common.h>
 
 /* Varints: 7 bits a byte, low first, at most three bytes (v < 2^21). The
  * writer stores three bytes and keeps one to three, so the buffer needs
@@ -59,20 +54,10 @@ static inline int unzigzag(unsigned z)
 }
 
 /* A multiplicative hash of a 64-bit value to `bits` bits (Fibonacci
- * hashing): the table slots of both formats. */
+ * hashing): the table slots of both delta formats. */
 static inline unsigned hash64(uint64_t w, unsigned bits)
 {
   return (unsigned)((w * 0x9e3779b97f4a7c15ull) >> (64 - bits));
 }
 
-/* The LZ-style format, without the header byte. The encoder writes the
- * patch to out and returns 0, or returns DMEM_ETOOBIG, writing nothing,
- * when the patch would be longer than the smaller of cap and
- * DMEM_DELTA_MAX; the answer never depends on cap beyond that. The decoder rebuilds
- * page from ref and exactly len bytes at in, or returns DMEM_ECORRUPT /
- * DMEM_ETRUNC without reading or writing out of bounds. */
-int dmem__delta_lz_encode(size_t *out_len, uint8_t *out, size_t cap, const uint8_t *page,
-                          const uint8_t *ref);
-int dmem__delta_lz_decode(uint8_t *page, const uint8_t *ref, const uint8_t *in, size_t len);
-
-#endif /* DMEM_DELTA_INTERNAL_H */
+#endif /* DMEM_VARINT_H */
