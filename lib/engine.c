@@ -1,9 +1,10 @@
 /* SPDX-FileCopyrightText: 2026 The libdiffmem authors
  * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The engine: its objects (engine, VMs, sharing domains), the fault path,
- * rebuild and release of stored pages, and the background thread. The
- * clock and the reclaim pipeline are in scan.c, the statistics in
- * stats.c.
+ * and the scans that drive scan.c, from the caller or the background
+ * thread. The clock and the reclaim pipeline are in scan.c; a page's state
+ * and its content's home (rebuild, restore, release) in page.c, below
+ * both; the statistics in stats.c.
  *
  * Invariants:
  *  - every guest page is in exactly one place: resident (private or a
@@ -28,33 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "core.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-void dmem__set_kind(dmem_vm *vm, dmem__page *p, dmem_page_kind kind)
-{
-  vm->kinds[p->kind]--;
-  p->kind = (uint8_t)kind;
-  vm->kinds[kind]++;
-}
-
-void dmem__set_state(dmem_vm *vm, dmem__page *p, dmem_page_state state)
-{
-  vm->states[p->state]--;
-  p->state = (uint8_t)state;
-  vm->states[state]++;
-}
-
-dmem_vm *dmem__vm_of_live_id(dmem_engine *e, uint32_t id)
-{
-  for (uint32_t i = 0; i < e->nvms; i++) {
-    dmem_vm *vm = e->vms[i];
-    if (id >= vm->base && (uint64_t)(id - vm->base) < vm->npages)
-      return vm;
-  }
-  return NULL;
-}
 
 static const void *fetch_frame(uint32_t id, void *ud)
 {
@@ -106,7 +83,7 @@ static int make_indexes(dmem_engine *e, const dmem__domain *d, dmem_index **idx,
 
 /* Drops each domain's unstable indexes and starts empty ones; on failure
  * keeps the old ones (their entries are checked on use, so stale is safe). */
-int dmem__rebuild_unstable(dmem_engine *e)
+static int rebuild_unstable(dmem_engine *e)
 {
   int first = 0;
   for (uint32_t i = 0; i < e->ndoms; i++) {
@@ -223,11 +200,6 @@ static void domain_put(dmem_engine *e, dmem__domain *d)
     dmem__free_dead(e, d); /* secure mode's unused frames go first */
     domain_free(e, d);
   }
-}
-
-dmem__domain *dmem__frame_domain(dmem_engine *e, uint32_t id)
-{
-  return e->doms[dmem__frame_meta(&e->store, id)->dom];
 }
 
 /* ---------------------------------------------------------------- engine */
@@ -465,66 +437,6 @@ uint32_t dmem_vm_id(const dmem_vm *vm)
   return vm ? vm->id : UINT32_MAX;
 }
 
-int dmem__page_error(dmem_engine *e, dmem_vm *vm, int rc, const char *what, uint64_t gfn)
-{
-  vm->errors++;
-  e->errors++;
-  return dmem__fail(e->errmsg, rc, "%s: %s page %llu failed: %s", vm->name, what,
-                    (unsigned long long)gfn, dmem_strerror(rc));
-}
-
-/* The page's content is private guest memory again: free its storage. */
-static void made_private(dmem_engine *e, dmem_vm *vm, dmem__page *p)
-{
-  /* Back in guest memory: say so before the storage goes. */
-  dmem__journal(e, vm, (uint64_t)(p - vm->pages), DMEM_PAGE_RESIDENT, DMEM__NO_ID);
-  dmem__release(e, p);
-  dmem__set_kind(vm, p, DMEM_PAGE_RESIDENT);
-  dmem__set_state(vm, p, DMEM_C1);
-  p->idle = 0;
-}
-
-int dmem__unmap(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
-{
-  const dmem_adapter_ops *ops = vm->ops;
-  dmem__page *p = &vm->pages[gfn];
-  /* What the guest sees is the truth, frame or its own copy: a modified bit
-   * or a VMM write does not prove the mapping is gone, so copy the page
-   * into private memory before the frame may go. */
-  int rc = ops->protect ? dmem__op(ops->protect(gfn, vm->ud)) : 0;
-  if (rc == 0) {
-    rc = dmem__op(ops->read(e->unmap_buf, gfn, vm->ud));
-    if (rc == 0)
-      rc = dmem__op(ops->install(gfn, e->unmap_buf, vm->ud));
-    if (rc && ops->unprotect)
-      ops->unprotect(gfn, vm->ud);
-  }
-  if (rc) {
-    /* Still mapped, but written: try again on its next visit. */
-    p->flags |= PAGE_F_DIRTY;
-    return dmem__page_error(e, vm, rc, "unmapping", gfn);
-  }
-  made_private(e, vm, p);
-  return 0;
-}
-
-/* Installs the page's content as private memory and frees its storage. */
-static int restore_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
-{
-  dmem__page *p = &vm->pages[gfn];
-  if (p->kind == DMEM_PAGE_RESIDENT)
-    return 0;
-  if (p->kind == DMEM_PAGE_MAPPED)
-    return dmem__unmap(e, vm, gfn);
-  int rc = dmem__rebuild(e->buf, e, p);
-  if (rc == 0)
-    rc = dmem__op(vm->ops->install(gfn, e->buf, vm->ud));
-  if (rc)
-    return dmem__page_error(e, vm, rc, "restoring", gfn);
-  made_private(e, vm, p);
-  return 0;
-}
-
 int dmem_vm_detach(dmem_vm *vm)
 {
   if (!vm)
@@ -535,7 +447,7 @@ int dmem_vm_detach(dmem_vm *vm)
     pthread_cond_wait(&e->cond, &e->lock);
   int first = 0;
   for (uint64_t gfn = 0; gfn < vm->npages; gfn++) {
-    int rc = restore_page(e, vm, gfn);
+    int rc = dmem__restore_page(e, vm, gfn);
     if (rc && !first)
       first = rc;
   }
@@ -552,138 +464,11 @@ int dmem_vm_detach(dmem_vm *vm)
   e->rr = 0;
   domain_put(e, vm->dom);
   /* Its live pages may sit in the unstable indexes: start them afresh. */
-  dmem__rebuild_unstable(e);
+  rebuild_unstable(e);
   pthread_mutex_unlock(&e->lock);
   dmem__free(&e->alloc, vm->pages, vm->npages * sizeof *vm->pages);
   dmem__free(&e->alloc, vm, sizeof *vm);
   return 0;
-}
-
-/* ------------------------------------------------------- rebuild, release */
-
-int dmem__rebuild(void *out, dmem_engine *e, const dmem__page *p)
-{
-  const uint8_t *payload;
-  const dmem__blob_hdr *h;
-  int rc;
-  switch (p->kind) {
-  case DMEM_PAGE_ZERO:
-    memset(out, 0, DMEM_PAGE_SIZE);
-    return 0;
-  case DMEM_PAGE_SHARED:
-  case DMEM_PAGE_MAPPED:
-    memcpy(out, dmem__frame_data(&e->store, p->loc), DMEM_PAGE_SIZE);
-    return dmem__checksum(out) == dmem__frame_meta(&e->store, p->loc)->csum ? 0 : DMEM_ECORRUPT;
-  case DMEM_PAGE_PATCHED:
-    h = dmem__blob_get(&e->store, p->loc, &payload);
-    rc = dmem_delta_decode(out, dmem__frame_data(&e->store, h->ref), payload, h->len);
-    break;
-  case DMEM_PAGE_COMPRESSED:
-    h = dmem__blob_get(&e->store, p->loc, &payload);
-    rc = dmem_codec_decompress(out, e->codec, payload, h->len);
-    break;
-  case DMEM_PAGE_SWAPPED:
-    return dmem__swap_get(out, &e->store, p->loc);
-  default:
-    return DMEM_EINVAL;
-  }
-  if (rc)
-    return DMEM_ECORRUPT;
-  return dmem__checksum(out) == h->csum ? 0 : DMEM_ECORRUPT;
-}
-
-/* Frees an unused frame: out of its domain's indexes, back to the store. */
-static void frame_free(dmem_engine *e, uint32_t id)
-{
-  dmem__frame *f = dmem__frame_meta(&e->store, id);
-  dmem__domain *d = dmem__frame_domain(e, id);
-  dmem_index_remove(d->frames_idx, f->hash, id);
-  if (d->frames_sim)
-    dmem_simdet_remove(d->frames_sim, id, dmem__frame_data(&e->store, id));
-  dmem__frame_release_if_unused(&e->store, id);
-}
-
-/* Secure mode: an unused frame waits for the next scan (dmem__free_dead()),
- * so that a fault costs the same whether its frame had other sharers or
- * not. A frame found again by the index before then is simply used. */
-static void defer_free(dmem_engine *e, uint32_t id)
-{
-  dmem__frame *f = dmem__frame_meta(&e->store, id);
-  if (f->dead)
-    return; /* queued already */
-  if (e->ndead == e->capdead) {
-    size_t cap = e->capdead ? e->capdead * 2 : 256;
-    uint32_t *d = dmem__malloc(&e->alloc, cap * sizeof *d);
-    if (!d) {
-      frame_free(e, id); /* no room to wait: free it now */
-      return;
-    }
-    if (e->ndead)
-      memcpy(d, e->dead, e->ndead * sizeof *d);
-    dmem__free(&e->alloc, e->dead, e->capdead * sizeof *d);
-    e->dead = d;
-    e->capdead = cap;
-  }
-  f->dead = 1;
-  e->dead[e->ndead++] = id;
-}
-
-void dmem__free_dead(dmem_engine *e, const dmem__domain *only)
-{
-  size_t keep = 0;
-  for (size_t i = 0; i < e->ndead; i++) {
-    uint32_t id = e->dead[i];
-    dmem__frame *f = dmem__frame_meta(&e->store, id);
-    if (only && e->doms[f->dom] != only) {
-      e->dead[keep++] = id;
-      continue;
-    }
-    f->dead = 0;
-    if (f->refs == 0)
-      frame_free(e, id);
-  }
-  e->ndead = keep;
-}
-
-static void frame_unref(dmem_engine *e, uint32_t id, int sharer)
-{
-  dmem__frame *f = dmem__frame_meta(&e->store, id);
-  f->refs--;
-  if (sharer)
-    f->sharers--;
-  if (f->refs == 0) {
-    if (e->opts.secure)
-      defer_free(e, id);
-    else
-      frame_free(e, id);
-  }
-}
-
-/* Frees whatever holds the page's content (it must be elsewhere by now). */
-void dmem__release(dmem_engine *e, dmem__page *p)
-{
-  const uint8_t *payload;
-  switch (p->kind) {
-  case DMEM_PAGE_SHARED:
-  case DMEM_PAGE_MAPPED:
-    frame_unref(e, p->loc, 1);
-    break;
-  case DMEM_PAGE_PATCHED: {
-    uint32_t ref = dmem__blob_get(&e->store, p->loc, &payload)->ref;
-    dmem__blob_free(&e->store, p->loc);
-    frame_unref(e, ref, 0);
-    break;
-  }
-  case DMEM_PAGE_COMPRESSED:
-    dmem__blob_free(&e->store, p->loc);
-    break;
-  case DMEM_PAGE_SWAPPED:
-    dmem__swap_free(&e->store, p->loc);
-    break;
-  default:
-    break;
-  }
-  p->loc = DMEM__NO_ID;
 }
 
 /* ------------------------------------------------------------ page calls */
@@ -732,7 +517,7 @@ static int fault(dmem_vm *vm, uint64_t gfn, int read)
       vm->shared_faults[read != 0]++;
       e->shared_faults[read != 0]++;
     }
-    rc = read && map_on_read(e, vm, gfn) == 0 ? 0 : restore_page(e, vm, gfn);
+    rc = read && map_on_read(e, vm, gfn) == 0 ? 0 : dmem__restore_page(e, vm, gfn);
     if (rc == 0) {
       vm->faults++;
       e->faults++;
@@ -874,7 +659,7 @@ int dmem_engine_scan(size_t *visited, dmem_engine *e, size_t budget)
     for (uint32_t i = 0; i < e->nvms; i++)
       total += e->vms[i]->npages;
     if (e->since_flush >= total)
-      dmem__rebuild_unstable(e);
+      rebuild_unstable(e);
   }
   if (--e->scanning == 0)
     pthread_cond_broadcast(&e->cond);

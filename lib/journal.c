@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "core.h"
 
 #define JOURNAL_MAGIC 0x4c4a4d44u /* "DMJL" */
 #define HDR_BYTES 64u

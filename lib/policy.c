@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "engine.h"
+#include "core.h"
 
 static dmem_page_state paper_classify(const dmem_page_info *pg, const dmem_policy_env *env,
                                       void *ud)

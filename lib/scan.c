@@ -25,7 +25,7 @@
 #include <sched.h>
 #include <string.h>
 
-#include "engine.h"
+#include "core.h"
 
 enum { NOT_DONE = 0, DONE = 1 };
 

@@ -15,7 +15,7 @@
 
 #include <string.h>
 
-#include "engine.h"
+#include "core.h"
 
 typedef struct vm_sums {
   double share_saved; /* from shared and mapped pages */

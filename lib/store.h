@@ -51,7 +51,7 @@ typedef struct dmem__frame {
   uint32_t refs;   /* sharers + patches */
   uint32_t sharers; /* pages mapping or evicted onto it */
   uint32_t csum;
-  uint32_t dom; /* slot of its sharing domain (engine.h) */
+  uint32_t dom;  /* slot of its sharing domain (core.h) */
   uint32_t dead; /* 1: queued for a scan to free (secure mode) */
 } dmem__frame;
 

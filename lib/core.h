@@ -1,9 +1,12 @@
 /* SPDX-FileCopyrightText: 2026 The libdiffmem authors
  * SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The engine's internals, shared by engine.c (objects, faults, stats),
- * scan.c (clock and reclaim) and policy.c. */
-#ifndef DMEM_ENGINE_H
-#define DMEM_ENGINE_H
+/* The core's objects (engine, VM, sharing domain, page) and the calls its
+ * files make of each other. The files, from the top: engine.c (objects,
+ * API, faults, the scans it drives) -> scan.c (clock and reclaim) ->
+ * page.c (a page's state and its content's home) -> journal.c and
+ * store.c; stats.c and policy.c beside them. */
+#ifndef DMEM_CORE_H
+#define DMEM_CORE_H
 
 #include <pthread.h>
 #include <stdint.h>
@@ -59,7 +62,7 @@ struct dmem_vm {
   uint64_t kinds[7], states[5];
   uint64_t merges, faults, hints, errors, scanned;
   uint64_t shared_faults[2]; /* on SHARED pages: [0] writes, [1] reads */
-  uint64_t *journal; /* its entries (dmem_vm_set_journal), or NULL */
+  uint64_t *journal;         /* its entries (dmem_vm_set_journal), or NULL */
 };
 
 struct dmem_engine {
@@ -77,17 +80,17 @@ struct dmem_engine {
   dmem__store store;
   dmem_vm **vms;
   uint32_t nvms, capvms, next_vm_id, next_base;
-  uint32_t rr; /* VM whose slice comes next */
+  uint32_t rr;          /* VM whose slice comes next */
   uint64_t since_flush; /* visits since the unstable indexes were rebuilt */
   uint64_t merges, faults, hints, errors, scanned;
   uint64_t shared_faults[2]; /* as the VMs' */
-  uint32_t *dead; /* secure mode: unused frames a scan frees */
+  uint32_t *dead;            /* secure mode: unused frames a scan frees */
   size_t ndead, capdead;
   /* the background thread */
   pthread_t thread;
   pthread_cond_t cond;
   int running, stopping;
-  int scanning; /* scans in progress (they drop the lock between pages) */
+  int scanning;      /* scans in progress (they drop the lock between pages) */
   int fault_waiters; /* faults waiting for the lock (atomic): a scan lets them in */
   unsigned tick_ms;
   size_t per_tick;
@@ -103,11 +106,19 @@ struct dmem_engine {
   uint8_t slice_bits[4096];
 };
 
-/* engine.c */
+/* page.c: a page's state, its content's home, and frames' references.
+ * All with the lock held. */
 void dmem__set_kind(dmem_vm *vm, dmem__page *p, dmem_page_kind kind);
 void dmem__set_state(dmem_vm *vm, dmem__page *p, dmem_page_state state);
+/* The page's content, from wherever the engine keeps it (not RESIDENT):
+ * 0, or DMEM_ECORRUPT when its checksum or format is wrong. */
 int dmem__rebuild(void *out, dmem_engine *e, const dmem__page *p);
+/* Frees whatever holds the page's content (it must be elsewhere by now). */
 void dmem__release(dmem_engine *e, dmem__page *p);
+/* The page is private guest memory again: journaled, storage freed, C1. */
+void dmem__made_private(dmem_engine *e, dmem_vm *vm, dmem__page *p);
+/* Installs the page's content as private memory and frees its storage. */
+int dmem__restore_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn);
 /* Counts a failed operation on a page and keeps its message; returns rc. */
 int dmem__page_error(dmem_engine *e, dmem_vm *vm, int rc, const char *what, uint64_t gfn);
 
@@ -122,10 +133,10 @@ static inline int dmem__op(int rc)
 }
 /* A MAPPED page becomes private memory with the content the guest sees. */
 int dmem__unmap(dmem_engine *e, dmem_vm *vm, uint64_t gfn);
+/* The VM whose live-page ids hold id, or NULL. */
 dmem_vm *dmem__vm_of_live_id(dmem_engine *e, uint32_t id);
 /* The domain of frame id. */
 dmem__domain *dmem__frame_domain(dmem_engine *e, uint32_t id);
-int dmem__rebuild_unstable(dmem_engine *e);
 /* Frees the unused frames secure mode keeps for a scan: all of them, or
  * those of domain `only`. Lock held. */
 void dmem__free_dead(dmem_engine *e, const dmem__domain *only);
