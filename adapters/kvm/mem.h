@@ -6,10 +6,22 @@
  * it, never the other way round; what it adds to the bits (KVM's dirty
  * log) reaches this layer through the dirty_src hook below.
  *
- * Files: mem_region.c (the object, attach and detach), mem_ops.c (the
- * engine's side: dmem_adapter_ops), mem_uffd.c (the guest's side: the
- * userfaultfd and the thread that serves its faults), mem_cow.c (frames
- * mapped copy-on-write over read-hot shared pages).
+ * Files, from the top down; each calls only files below it:
+ *
+ *   mem_region.c  the object: create, attach, detach, destroy
+ *   mem_ops.c     the engine's side: dmem_adapter_ops
+ *   mem_uffd.c    the guest's side: the userfaultfd and the thread that
+ *                 serves its faults
+ *   mem_cow.c     frames mapped copy-on-write over read-hot shared pages
+ *   mem_page.c    the primitives the others share: allocation, errors, the
+ *                 clock and fault latencies; protecting, waking, filling,
+ *                 writing and copying a page
+ *
+ * mem_ops.c and mem_uffd.c stand side by side and never call each other:
+ * they meet only in the region's state, under mu, and the fault thread
+ * reaches the ops only through the engine (dmem_vm_fault() calls
+ * install()). A primitive that a second file needs goes down into
+ * mem_page.c rather than being called across.
  *
  * Two address spaces may be involved. The region reads and writes guest
  * pages through its own mapping (base) or the memfd itself. The
@@ -170,17 +182,13 @@ struct dmem_kvm_region {
   uint8_t zeros[PAGE] __attribute__((aligned(64)));
 };
 
-/* mem_region.c */
+/* mem_page.c: the primitives under the rest of the layer. */
 void *dmem__mem_alloc(dmem_kvm_region *r, size_t size);
 void dmem__mem_free(dmem_kvm_region *r, void *p, size_t size);
 int dmem__mem_fail(dmem_kvm_region *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 uint64_t dmem__mem_now_ns(void);
 void dmem__mem_lat_record(dmem_kvm_region *r, uint64_t ns);
-
-/* mem_ops.c: the tables the engine calls (with and without WP mode), and what
- * the fault thread shares */
-extern const dmem_adapter_ops dmem__mem_ops_wp, dmem__mem_ops_nowp;
 int dmem__mem_wp(dmem_kvm_region *r, uint64_t gfn, uint64_t n, int on, int wake);
 /* Puts content into an EVICTED page or a never-written hole, writable when
  * @write, else ARMED, and wakes the threads waiting on it. Where a block
@@ -198,6 +206,11 @@ int dmem__mem_pwrite(dmem_kvm_region *r, uint64_t gfn, const void *content);
  * this function). Not inlined, so that the name is on the stack. */
 __attribute__((noinline)) void dmem__mem_copy_guest(void *buf, const dmem_kvm_region *r,
                                                     uint64_t gfn);
+/* The userfaultfd address of guest page gfn. */
+static inline uint64_t dmem__mem_uaddr(const dmem_kvm_region *r, uint64_t gfn)
+{
+  return r->uffd_base + gfn * PAGE;
+}
 
 /* mem_cow.c: copy-on-write mapping of the engine's frames; mu held. */
 int dmem__mem_cow_setup(dmem_kvm_region *r, int frames_fd);
@@ -231,10 +244,8 @@ void dmem__mem_uffd_unregister(dmem_kvm_region *r);
 void dmem__mem_uffd_close(dmem_kvm_region *r);
 int dmem__mem_thread_start(dmem_kvm_region *r);
 void dmem__mem_thread_stop(dmem_kvm_region *r);
-/* The userfaultfd address of guest page gfn. */
-static inline uint64_t dmem__mem_uaddr(const dmem_kvm_region *r, uint64_t gfn)
-{
-  return r->uffd_base + gfn * PAGE;
-}
+
+/* mem_ops.c: the tables the engine calls (with and without WP mode). */
+extern const dmem_adapter_ops dmem__mem_ops_wp, dmem__mem_ops_nowp;
 
 #endif

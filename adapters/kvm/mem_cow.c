@@ -2,7 +2,10 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Copy-on-write sharing in the Linux memory layer: a guest page that reads
  * a shared content maps the engine's frame (MAP_PRIVATE | MAP_FIXED of the
- * frames memfd) instead of holding a copy (mem.h: PG_MAPPED).
+ * frames memfd) instead of holding a copy (mem.h: PG_MAPPED). mem_region.c
+ * sets it up and tears it down, mem_ops.c maps and unmaps (share(),
+ * install()) and mem_uffd.c holds writes here; this file calls only
+ * mem_page.c's primitives (mem.h has the layering).
  *
  * When. The engine shares identical pages by evicting them, as before; a
  * guest read of such a page (a MISSING fault without the write flag) asks

@@ -2,7 +2,10 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The engine's side of the Linux memory layer: dmem_adapter_ops over a
  * memfd mapped MAP_SHARED and registered with userfaultfd (see mem.h for
- * the per-page state, the two address spaces and the lock order).
+ * the per-page state, the two address spaces, the lock order and the
+ * layering). mem_region.c hands these tables to the engine; the ops call
+ * down only, into mem_cow.c (mapped pages) and mem_page.c (the ioctls and
+ * writes on a page), never into the fault thread's file, mem_uffd.c.
  *
  * Invariants:
  *  - the engine's reads never fault through the registered mapping: read()
@@ -17,147 +20,21 @@
  *    between;
  *  - evict() frees the block (PUNCH_HOLE) and drops the mapping's entry, so
  *    the next touch is a MISSING fault; install() then fills the hole with
- *    UFFDIO_COPY, which also wakes the threads waiting on it.
+ *    UFFDIO_COPY (dmem__mem_fill()), which also wakes the threads waiting
+ *    on it.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
-#include <linux/userfaultfd.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "mem.h"
 
-#ifndef UFFDIO_COPY_MODE_WP
-#define UFFDIO_COPY_MODE_WP ((__u64)1 << 1)
-#endif
-
-/* Times an ioctl that may see EAGAIN (the mm changing under it) is tried. */
-#define EAGAIN_TRIES 1000
-
-/* (Un)write-protects pages gfn .. gfn+n-1. Lifting also wakes writers
- * unless !wake. */
-int dmem__mem_wp(dmem_kvm_region *r, uint64_t gfn, uint64_t n, int on, int wake)
-{
-  if (!(r->track & DMEM_KVM_TRACK_WP))
-    return 0;
-  struct uffdio_writeprotect wp = {.range = {.start = dmem__mem_uaddr(r, gfn), .len = n * PAGE},
-                                   .mode = on ? UFFDIO_WRITEPROTECT_MODE_WP
-                                              : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE)};
-  for (int i = 0; i < EAGAIN_TRIES; i++) {
-    if (dmem__sys_ioctl(DMEM__FP_UFFD_WP, r->uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
-      return 0;
-    if (errno == ESRCH) {
-      r->vmm_gone = 1; /* no address space left to protect anything in */
-      return 0;
-    }
-    if (errno != EAGAIN)
-      break;
-  }
-  return dmem__mem_fail(r, DMEM_ESYS, "UFFDIO_WRITEPROTECT of %llu pages at gfn %llu: %s",
-                        (unsigned long long)n, (unsigned long long)gfn, strerror(errno));
-}
-
-int dmem__mem_wake(dmem_kvm_region *r, uint64_t gfn)
-{
-  struct uffdio_range rg = {.start = dmem__mem_uaddr(r, gfn), .len = PAGE};
-  return ioctl(r->uffd, UFFDIO_WAKE, &rg) == 0 ? 0 : DMEM_ESYS;
-}
-
-int dmem__mem_pwrite(dmem_kvm_region *r, uint64_t gfn, const void *content)
-{
-  off_t off = (off_t)(r->fd_offset + gfn * PAGE);
-  size_t done = 0;
-  while (done < PAGE) {
-    ssize_t k = dmem__sys_pwrite(DMEM__FP_PWRITE, r->fd, (const uint8_t *)content + done,
-                                 PAGE - done, off + (off_t)done);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0)
-      return dmem__mem_fail(r, DMEM_ESYS, "pwrite of gfn %llu: %s", (unsigned long long)gfn,
-                            k < 0 ? strerror(errno) : "short write");
-    done += (size_t)k;
-  }
-  return 0;
-}
-
-/* Fills a hole through userfaultfd: writable for a write fault, else
- * write-protected (ARMED) so that the next write is seen. Returns 0, or
- * 1 when the memfd already had a block there (EEXIST), 2 when the address
- * space behind the userfaultfd is gone (ESRCH: the VMM that registered it
- * exited), or an error. */
-static int uffd_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int writable)
-{
-  int wp = !writable && (r->track & DMEM_KVM_TRACK_WP);
-  for (int i = 0; i < EAGAIN_TRIES; i++) {
-    int rc;
-    if (!wp && dmem__page_is_zero(content)) {
-      struct uffdio_zeropage z = {.range = {.start = dmem__mem_uaddr(r, gfn), .len = PAGE},
-                                  .mode = 0};
-      rc = dmem__sys_ioctl(DMEM__FP_UFFD_ZEROPAGE, r->uffd, UFFDIO_ZEROPAGE, &z);
-    } else {
-      struct uffdio_copy c = {.dst = dmem__mem_uaddr(r, gfn),
-                              .src = (uint64_t)(uintptr_t)content,
-                              .len = PAGE,
-                              .mode = wp ? UFFDIO_COPY_MODE_WP : 0};
-      rc = dmem__sys_ioctl(DMEM__FP_UFFD_COPY, r->uffd, UFFDIO_COPY, &c);
-    }
-    if (rc == 0) {
-      /* ARMED says what the fill left: a writable page is not protected
-       * (a hole armed by bits() would otherwise keep a stale ARMED, and
-       * bits() would never protect it again). */
-      r->pages[gfn] = (uint8_t)((r->pages[gfn] & ~(PG_EVICTED | PG_ARMED)) | (wp ? PG_ARMED : 0));
-      r->st.installs++;
-      return 0;
-    }
-    if (errno == EEXIST)
-      return 1;
-    if (errno == ESRCH) {
-      r->vmm_gone = 1;
-      return 2;
-    }
-    if (errno != EAGAIN)
-      break;
-  }
-  return dmem__mem_fail(r, DMEM_ESYS, "UFFDIO_COPY of gfn %llu: %s", (unsigned long long)gfn,
-                        strerror(errno));
-}
-
-int dmem__mem_fill(dmem_kvm_region *r, uint64_t gfn, const void *content, int write, int overwrite)
-{
-  int rc = uffd_fill(r, gfn, content, write);
-  if (rc == 2) {
-    /* No process maps the range through this userfaultfd any more (a
-     * daemon's VMM died): the memfd is all that is left of the page, and
-     * any other holder of it reads the content from there. */
-    rc = dmem__mem_pwrite(r, gfn, content);
-    if (rc == 0)
-      r->pages[gfn] &= (uint8_t) ~(PG_EVICTED | PG_ARMED);
-  } else if (rc == 1 && !overwrite) {
-    dmem__mem_wake(r, gfn);
-  } else if (rc == 1) {
-    /* A block appeared under the hole (the VMM wrote the memfd another
-     * way): write the content into it, and wake whoever waits. */
-    rc = dmem__mem_pwrite(r, gfn, content);
-    if (rc == 0) {
-      r->pages[gfn] &= (uint8_t)~PG_EVICTED;
-      dmem__mem_wake(r, gfn);
-      rc = 1;
-    }
-  }
-  return rc;
-}
-
 /* ---------------------------------------------------------------- ops */
-
-void dmem__mem_copy_guest(void *buf, const dmem_kvm_region *r, uint64_t gfn)
-{
-  memcpy(buf, r->base + gfn * PAGE, PAGE);
-}
 
 static int op_read(void *buf, uint64_t gfn, void *ud)
 {

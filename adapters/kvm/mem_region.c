@@ -1,10 +1,13 @@
 /* SPDX-FileCopyrightText: 2026 The libdiffmem authors
  * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A region: guest RAM in a memfd, mapped MAP_SHARED, and its attachment to
- * an engine (userfaultfd, fault thread, dmem_vm). The ops the engine calls
- * are in mem_ops.c, the fault thread in mem_uffd.c; mem.h has the per-page
- * state, the address spaces and the lock order. KVM slots (kvm.c) are a
- * layer above.
+ * an engine (userfaultfd, fault thread, dmem_vm). The top of the Linux
+ * memory layer: it calls the files below it and none of them calls it. The
+ * ops the engine calls are in mem_ops.c, the fault thread in mem_uffd.c,
+ * the copy-on-write mapping in mem_cow.c, and the primitives they share
+ * (errors, allocation, latency, a page's ioctls) in mem_page.c; mem.h has
+ * the per-page state, the address spaces, the lock order and the
+ * layering. KVM slots (kvm.c) are a layer above.
  *
  * Life of a region: create (memfd and mapping, made or given) → attach
  * (open and register a userfaultfd or adopt the caller's, arm tracking
@@ -18,7 +21,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,88 +28,11 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <linux/userfaultfd.h>
 
 #include "mem.h"
-
-/* ---------------------------------------------------------------- helpers */
-
-void *dmem__mem_alloc(dmem_kvm_region *r, size_t size)
-{
-  return dmem__malloc_aligned(&r->alloc, size ? size : 1, 64);
-}
-
-void dmem__mem_free(dmem_kvm_region *r, void *p, size_t size)
-{
-  dmem__free(&r->alloc, p, size ? size : 1);
-}
-
-int dmem__mem_fail(dmem_kvm_region *r, int err, const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(r->errmsg, sizeof r->errmsg, fmt, ap);
-  va_end(ap);
-  __atomic_add_fetch(&r->nerrors, 1, __ATOMIC_RELAXED);
-  return err;
-}
-
-uint64_t dmem__mem_now_ns(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Latency buckets: exact below 4 µs, then 4 per octave. */
-static unsigned lat_bucket(uint64_t us)
-{
-  if (us < 4)
-    return (unsigned)us;
-  unsigned e = 63u - (unsigned)__builtin_clzll(us); /* >= 2 */
-  unsigned b = 4 + (e - 2) * 4 + (unsigned)((us >> (e - 2)) & 3);
-  return b < DMEM_KVM_LAT_BUCKETS ? b : DMEM_KVM_LAT_BUCKETS - 1;
-}
-
-uint64_t dmem_kvm_lat_bucket_us(unsigned b)
-{
-  if (b < 4)
-    return b;
-  unsigned e = (b - 4) / 4 + 2, sub = (b - 4) % 4;
-  return (uint64_t)(4 + sub) << (e - 2);
-}
-
-void dmem__mem_lat_record(dmem_kvm_region *r, uint64_t ns)
-{
-  r->st.lat_hist[lat_bucket(ns / 1000)]++;
-  r->st.lat_count++;
-  r->st.lat_sum_ns += ns;
-  if (ns > r->st.lat_max_ns)
-    r->st.lat_max_ns = ns;
-}
-
-double dmem_kvm_stats_percentile_us(const dmem_kvm_stats *s, double q)
-{
-  if (!s || s->lat_count == 0)
-    return 0;
-  if (q < 0)
-    q = 0;
-  if (q > 1)
-    q = 1;
-  uint64_t want = (uint64_t)(q * (double)s->lat_count + 0.999999);
-  if (want == 0)
-    want = 1;
-  uint64_t seen = 0;
-  for (unsigned b = 0; b < DMEM_KVM_LAT_BUCKETS; b++) {
-    seen += s->lat_hist[b];
-    if (seen >= want)
-      return (double)dmem_kvm_lat_bucket_us(b + 1);
-  }
-  return (double)dmem_kvm_lat_bucket_us(DMEM_KVM_LAT_BUCKETS);
-}
 
 /* ---------------------------------------------------------------- create */
 

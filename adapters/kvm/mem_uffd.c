@@ -2,7 +2,11 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The guest's side of the Linux memory layer: the userfaultfd (opened and
  * registered here, or the caller's) and the thread that serves the
- * region's faults (mem.h has the per-page state and the address spaces).
+ * region's faults (mem.h has the per-page state, the address spaces and
+ * the layering). mem_region.c opens, starts and stops them; the thread
+ * calls down only, into mem_cow.c (writes held for an agent's answer) and
+ * mem_page.c (fills, wakes, write protection), never into the engine's
+ * ops in mem_ops.c: it reaches the engine through dmem_vm_fault().
  *
  * Three kinds of fault arrive, for a vCPU (through KVM's get_user_pages)
  * and for a VMM thread alike:
