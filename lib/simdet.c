@@ -29,16 +29,15 @@
  * over such windows, and drops the key when the page has no other. Keys
  * repeated within a page count once.
  *
- * Table. One open-addressing table, Robin Hood linear probing, backward-
- * shift deletion, as in pageindex.c. An entry is 1 + candidates 32-bit
- * words: {tag, ids[candidates]}; tag is the key's high 32 bits and the
- * home bucket tag & mask, so the table can double without the pages.
- * Two keys with one tag share a bucket, which only adds a hint: candidates
- * are hints the caller checks. ids fill from the front, oldest first; the
- * rest are UINT32_MAX, so an entry whose ids[0] is UINT32_MAX is empty and
- * that id cannot be inserted. A full bucket drops its oldest id; an id
- * inserted again moves to the newest place; a bucket left with no id is
- * deleted. count <= cap - cap / 8, checked before any change.
+ * Table. The Robin Hood table of rhtab.h, as under pageindex.c, with one
+ * entry per tag: 1 + candidates 32-bit words, {tag, ids[candidates]}; tag
+ * is the key's high 32 bits. Two keys with one tag share a bucket, which
+ * only adds a hint: candidates are hints the caller checks. ids fill from
+ * the front, oldest first; the rest are UINT32_MAX, so an entry whose
+ * ids[0] is UINT32_MAX is empty and that id cannot be inserted. A full
+ * bucket drops its oldest id; an id inserted again moves to the newest
+ * place; a bucket left with no id is deleted. Room for the new buckets is
+ * made before any change.
  */
 #include "config.h"
 
@@ -50,6 +49,7 @@
 #include <diffmem/simdet.h>
 
 #include "internal.h"
+#include "rhtab.h"
 
 #define MAX_K 8
 #define MAX_S 8
@@ -59,19 +59,17 @@
 #define NWIN ((DMEM_PAGE_SIZE - BLOCK) / 8 + 1) /* 8-byte-aligned windows */
 #define TRIES 4                                 /* HASH offsets per block */
 #define NO_POS UINT16_MAX
-#define EMPTY_ID UINT32_MAX
-#define MIN_CAP ((size_t)32)
+#define EMPTY_ID DMEM__RH_EMPTY
+_Static_assert(1 + MAX_C <= DMEM__RH_MAX_STRIDE, "a bucket fits a table entry");
 
 struct dmem_simdet {
   dmem__alloc alloc;
   dmem_simdet_kind kind;
   unsigned k, s, cand;
-  size_t stride; /* words per entry: 1 + cand */
   uint64_t seed;
   uint64_t mul, mul8;                      /* CONTENT: rolling multiplier and its 8th power */
   uint64_t fx[MAX_BLOCKS], fm[MAX_BLOCKS]; /* CONTENT: block j's function */
-  uint32_t *tab;                           /* (mask + 1) * stride words */
-  size_t mask, count, limit;
+  dmem__rhtab t;                           /* entries {tag, ids[cand]} */
   uint16_t off[MAX_BLOCKS][TRIES]; /* HASH: byte offsets */
 };
 
@@ -224,7 +222,7 @@ static unsigned page_keys(const dmem_simdet *d, const void *page, uint64_t *keys
 
 static inline uint32_t *entry(const dmem_simdet *d, size_t i)
 {
-  return d->tab + i * d->stride;
+  return dmem__rh_entry(&d->t, i);
 }
 
 static inline int is_empty(const uint32_t *e)
@@ -232,110 +230,11 @@ static inline int is_empty(const uint32_t *e)
   return e[1] == EMPTY_ID;
 }
 
-static inline size_t dist(size_t i, uint32_t tag, size_t mask)
-{
-  return (i - (tag & mask)) & mask;
-}
-
-static inline size_t limit_of(size_t cap)
-{
-  return cap - cap / 8;
-}
-
-/* Homes come from 32 tag bits; 2^31 buckets is far beyond any host. */
-static int cap_ok(size_t cap, size_t stride)
-{
-  return cap <= SIZE_MAX / (stride * sizeof(uint32_t)) && cap <= ((size_t)1 << 31);
-}
-
-static uint32_t *alloc_tab(const dmem_simdet *d, size_t cap)
-{
-  size_t bytes = cap * d->stride * sizeof(uint32_t);
-  uint32_t *t = dmem__malloc_aligned(&d->alloc, bytes, 64);
-  if (t)
-    memset(t, 0xff, bytes);
-  return t;
-}
-
-static void free_tab(const dmem_simdet *d)
-{
-  dmem__free(&d->alloc, d->tab, (d->mask + 1) * d->stride * sizeof(uint32_t));
-}
-
-/* The entry of tag, or SIZE_MAX. */
+/* The entry of tag (one at most), or SIZE_MAX. */
 static size_t find(const dmem_simdet *d, uint32_t tag)
 {
-  size_t mask = d->mask, i = tag & mask;
-  for (size_t n = 0;; n++, i = (i + 1) & mask) {
-    const uint32_t *e = entry(d, i);
-    if (is_empty(e) || dist(i, e[0], mask) < n)
-      return SIZE_MAX;
-    if (e[0] == tag)
-      return i;
-  }
-}
-
-/* Puts entry e (stride words, clobbered) in its Robin Hood place; there is
- * an empty slot. Returns where e itself went. */
-static size_t rh_place(uint32_t *tab, size_t mask, size_t stride, uint32_t *e)
-{
-  uint32_t tmp[1 + MAX_C];
-  size_t i = e[0] & mask, where = SIZE_MAX;
-  for (size_t n = 0;; n++, i = (i + 1) & mask) {
-    uint32_t *cur = tab + i * stride;
-    if (cur[1] == EMPTY_ID) {
-      memcpy(cur, e, stride * sizeof *e);
-      return where == SIZE_MAX ? i : where;
-    }
-    size_t cn = dist(i, cur[0], mask);
-    if (cn < n) {
-      memcpy(tmp, cur, stride * sizeof *tmp);
-      memcpy(cur, e, stride * sizeof *e);
-      memcpy(e, tmp, stride * sizeof *e);
-      n = cn;
-      if (where == SIZE_MAX)
-        where = i;
-    }
-  }
-}
-
-/* Doubles the table; on failure the detector is as it was. */
-static int grow(dmem_simdet *d)
-{
-  size_t cap = d->mask + 1, ncap = cap * 2;
-  if (!cap_ok(ncap, d->stride))
-    return DMEM_ENOMEM;
-  uint32_t *nt = alloc_tab(d, ncap);
-  if (!nt)
-    return DMEM_ENOMEM;
-  uint32_t e[1 + MAX_C];
-  for (size_t i = 0; i < cap; i++) {
-    if (is_empty(entry(d, i)))
-      continue;
-    memcpy(e, entry(d, i), d->stride * sizeof *e);
-    rh_place(nt, ncap - 1, d->stride, e);
-  }
-  free_tab(d);
-  d->tab = nt;
-  d->mask = ncap - 1;
-  d->limit = limit_of(ncap);
-  return 0;
-}
-
-/* Deletes entry i by backward shift. */
-static void delete_entry(dmem_simdet *d, size_t i)
-{
-  size_t mask = d->mask;
-  for (;;) {
-    size_t j = (i + 1) & mask;
-    uint32_t *e = entry(d, j);
-    if (is_empty(e) || dist(j, e[0], mask) == 0)
-      break;
-    memcpy(entry(d, i), e, d->stride * sizeof *e);
-    i = j;
-  }
-  memset(entry(d, i), 0xff, d->stride * sizeof(uint32_t));
-  d->count--;
+  dmem__rh_walk w = dmem__rh_start(&d->t, tag);
+  return dmem__rh_find(&d->t, tag, &w);
 }
 
 /* Removes id from bucket ids (cand of them); returns 1 if it was there. */
@@ -408,15 +307,6 @@ static void init_keys(dmem_simdet *d)
   draw_offsets(d);
 }
 
-static size_t initial_cap(const dmem_simdet_options *o, size_t stride)
-{
-  size_t want = o->expected_pages > SIZE_MAX / o->k ? SIZE_MAX : o->expected_pages * o->k;
-  size_t cap = MIN_CAP;
-  while (limit_of(cap) < want && cap_ok(cap * 2, stride))
-    cap *= 2;
-  return cap;
-}
-
 int dmem_simdet_create(dmem_simdet **out, const dmem_simdet_options *opts)
 {
   if (!out || !opts)
@@ -439,17 +329,16 @@ int dmem_simdet_create(dmem_simdet **out, const dmem_simdet_options *opts)
   d->k = opts->k;
   d->s = opts->s;
   d->cand = opts->candidates;
-  d->stride = 1 + (size_t)d->cand;
   d->seed = seed;
   init_keys(d);
-  size_t cap = initial_cap(opts, d->stride);
-  d->tab = alloc_tab(d, cap);
-  if (!d->tab) {
+  /* Sized for k keys a page, as far as a table can be. */
+  size_t want =
+      opts->expected_pages > SIZE_MAX / opts->k ? SIZE_MAX : opts->expected_pages * opts->k;
+  rc = dmem__rh_init(&d->t, &a, 1 + (size_t)d->cand, want);
+  if (rc) {
     dmem__free(&a, d, sizeof *d);
-    return DMEM_ENOMEM;
+    return rc;
   }
-  d->mask = cap - 1;
-  d->limit = limit_of(cap);
   *out = d;
   return 0;
 }
@@ -459,7 +348,7 @@ void dmem_simdet_destroy(dmem_simdet *d)
   if (!d)
     return;
   dmem__alloc a = d->alloc;
-  free_tab(d);
+  dmem__rh_fini(&d->t, &a);
   dmem__free(&a, d, sizeof *d);
 }
 
@@ -472,9 +361,8 @@ int dmem_simdet_insert(dmem_simdet *d, uint32_t id, const void *page)
   for (unsigned i = 0; i < nk; i++)
     missing += find(d, (uint32_t)(keys[i] >> 32)) == SIZE_MAX;
   /* Room for every new bucket first: a failure then changes nothing. */
-  while (d->count + missing > d->limit)
-    if (grow(d))
-      return DMEM_ENOMEM;
+  if (dmem__rh_reserve(&d->t, &d->alloc, missing))
+    return DMEM_ENOMEM;
   for (unsigned i = 0; i < nk; i++) {
     uint32_t tag = (uint32_t)(keys[i] >> 32);
     size_t b = find(d, tag);
@@ -482,8 +370,7 @@ int dmem_simdet_insert(dmem_simdet *d, uint32_t id, const void *page)
       uint32_t e[1 + MAX_C];
       memset(e, 0xff, sizeof e);
       e[0] = tag;
-      b = rh_place(d->tab, d->mask, d->stride, e);
-      d->count++;
+      b = dmem__rh_place(&d->t, e);
     }
     bucket_push(entry(d, b) + 1, d->cand, id);
   }
@@ -501,7 +388,7 @@ void dmem_simdet_remove(dmem_simdet *d, uint32_t id, const void *page)
     if (b == SIZE_MAX || !bucket_drop(entry(d, b) + 1, d->cand, id))
       continue;
     if (is_empty(entry(d, b)))
-      delete_entry(d, b);
+      dmem__rh_delete(&d->t, b);
   }
 }
 
@@ -557,5 +444,5 @@ size_t dmem_simdet_query(uint32_t *out_ids, size_t max, const dmem_simdet *d, co
 
 size_t dmem_simdet_memory(const dmem_simdet *d)
 {
-  return d ? sizeof *d + (d->mask + 1) * d->stride * sizeof(uint32_t) : 0;
+  return d ? sizeof *d + dmem__rh_bytes(&d->t) : 0;
 }
