@@ -15,7 +15,7 @@
 
 #define LONG_BITS (8 * sizeof(unsigned long))
 
-int xen__err(int errnum)
+int dmem__xen_err(int errnum)
 {
   switch (errnum) {
   case ENOMEM:
@@ -43,7 +43,7 @@ int xen__err(int errnum)
 }
 
 /* Records the detail of a failed call and returns its DMEM_E* code. */
-void xen__msg(dmem_xen_guest *x, const char *fmt, ...)
+void dmem__xen_msg(dmem_xen_guest *x, const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
@@ -55,12 +55,12 @@ void xen__msg(dmem_xen_guest *x, const char *fmt, ...)
 
 static int fail_call(dmem_xen_guest *x, const char *call, uint64_t gfn, int errnum)
 {
-  xen__msg(x, "dom%u gfn %#llx: %s: %s", (unsigned)x->domid, (unsigned long long)gfn, call,
-           strerror(errnum));
-  return xen__err(errnum);
+  dmem__xen_msg(x, "dom%u gfn %#llx: %s: %s", (unsigned)x->domid, (unsigned long long)gfn, call,
+                strerror(errnum));
+  return dmem__xen_err(errnum);
 }
 
-int xen__read(dmem_xen_guest *x, uint64_t gfn, void *buf)
+int dmem__xen_read(dmem_xen_guest *x, uint64_t gfn, void *buf)
 {
   void *p = x->calls->map(x->hv, x->domid, PROT_READ, gfn, 1);
   if (!p)
@@ -70,7 +70,7 @@ int xen__read(dmem_xen_guest *x, uint64_t gfn, void *buf)
   return 0;
 }
 
-int xen__unshare(dmem_xen_guest *x, uint64_t gfn)
+int dmem__xen_unshare(dmem_xen_guest *x, uint64_t gfn)
 {
   void *p = x->calls->map(x->hv, x->domid, PROT_READ | PROT_WRITE, gfn, 1);
   if (!p)
@@ -79,7 +79,7 @@ int xen__unshare(dmem_xen_guest *x, uint64_t gfn)
   return 0;
 }
 
-int xen__state(dmem_xen_guest *x, uint64_t gfn)
+int dmem__xen_page_state(dmem_xen_guest *x, uint64_t gfn)
 {
   pthread_mutex_lock(&x->mu);
   int s = x->pstate[gfn];
@@ -87,14 +87,14 @@ int xen__state(dmem_xen_guest *x, uint64_t gfn)
   return s;
 }
 
-void xen__set_state(dmem_xen_guest *x, uint64_t gfn, int s)
+void dmem__xen_set_page_state(dmem_xen_guest *x, uint64_t gfn, int s)
 {
   pthread_mutex_lock(&x->mu);
   x->pstate[gfn] = (uint8_t)s;
   pthread_mutex_unlock(&x->mu);
 }
 
-void xen__count(dmem_xen_guest *x, uint64_t *field)
+void dmem__xen_count(dmem_xen_guest *x, uint64_t *field)
 {
   pthread_mutex_lock(&x->mu);
   (*field)++;
@@ -111,7 +111,7 @@ void xen__count(dmem_xen_guest *x, uint64_t *field)
 static int op_read(void *buf, uint64_t gfn, void *ud)
 {
   dmem_xen_guest *x = ud;
-  int rc = xen__read(x, gfn, buf);
+  int rc = dmem__xen_read(x, gfn, buf);
   if (rc)
     return rc;
   if (x->locking == gfn + 1) {
@@ -179,17 +179,17 @@ static int op_evict(uint64_t gfn, void *ud)
   dmem_xen_guest *x = ud;
   const uint8_t *want = recent_of(x, gfn);
   if (!want) { /* the engine always reads a page before it evicts it */
-    xen__count(x, &x->st.evict_changed);
-    xen__msg(x, "dom%u gfn %#llx: evict without a recent read", (unsigned)x->domid,
-             (unsigned long long)gfn);
+    dmem__xen_count(x, &x->st.evict_changed);
+    dmem__xen_msg(x, "dom%u gfn %#llx: evict without a recent read", (unsigned)x->domid,
+                  (unsigned long long)gfn);
     return DMEM_EBUSY;
   }
-  int state = xen__state(x, gfn);
+  int state = dmem__xen_page_state(x, gfn);
   if (state == XP_SHARED) { /* Xen pages out private pages only */
-    int rc = xen__unshare(x, gfn);
+    int rc = dmem__xen_unshare(x, gfn);
     if (rc)
       return rc;
-    xen__set_state(x, gfn, XP_GUEST);
+    dmem__xen_set_page_state(x, gfn, XP_GUEST);
   }
   if (state != XP_NOMINATED) {
     /* Nomination and its record are one step for the ring service, which
@@ -205,13 +205,13 @@ static int op_evict(uint64_t gfn, void *ud)
   /* Read-only to the guest from here on: a write now makes the evict fail.
    * A write before it shows in the bytes. */
   uint8_t now[XEN_PAGE];
-  int rc = xen__read(x, gfn, now);
+  int rc = dmem__xen_read(x, gfn, now);
   if (rc)
     return rc;
   if (memcmp(now, want, XEN_PAGE) != 0) {
-    xen__count(x, &x->st.evict_changed);
-    xen__msg(x, "dom%u gfn %#llx: changed after it was read", (unsigned)x->domid,
-             (unsigned long long)gfn);
+    dmem__xen_count(x, &x->st.evict_changed);
+    dmem__xen_msg(x, "dom%u gfn %#llx: changed after it was read", (unsigned)x->domid,
+                  (unsigned long long)gfn);
     return DMEM_EBUSY;
   }
   /* From the evict until its record, a request for the page waits (the
@@ -242,26 +242,26 @@ static int op_share(uint64_t gfn, uint32_t frame_id, const void *frame, void *ud
 {
   dmem_xen_guest *x = ud;
   dmem_engine *engine = x->engine;
-  return xen__share(x, gfn, engine, frame_id, frame);
+  return dmem__xen_share(x, gfn, engine, frame_id, frame);
 }
 
 static int op_install(uint64_t gfn, const void *content, void *ud)
 {
   dmem_xen_guest *x = ud;
-  int state = xen__state(x, gfn);
+  int state = dmem__xen_page_state(x, gfn);
   if (state != XP_EVICTED) {
     /* Guest memory already (a page the engine mapped, being made private):
      * what the guest sees is the truth, so only leave Xen's sharing. */
     if (state != XP_SHARED)
       return 0;
-    int rc = xen__unshare(x, gfn);
+    int rc = dmem__xen_unshare(x, gfn);
     if (rc == 0)
-      xen__set_state(x, gfn, XP_GUEST);
+      dmem__xen_set_page_state(x, gfn, XP_GUEST);
     return rc;
   }
   if (x->calls->paging_load(x->hv, x->domid, gfn, (void *)content) != 0)
     return fail_call(x, "xc_mem_paging_load", gfn, errno);
-  xen__set_state(x, gfn, XP_GUEST);
+  dmem__xen_set_page_state(x, gfn, XP_GUEST);
   return 0;
 }
 
@@ -314,12 +314,12 @@ int dmem_xen_guest_create(dmem_xen_guest **out, const dmem_xen_guest_options *op
     x->calls = opts->calls;
     x->hv = opts->hv;
   } else {
-    int rc = xen__default_open(&x->own_hv, errbuf, errlen);
+    int rc = dmem__xen_default_open(&x->own_hv, errbuf, errlen);
     if (rc) {
       dmem_xen_guest_destroy(x);
       return rc;
     }
-    x->calls = &xen__default_calls;
+    x->calls = &dmem__xen_default_calls;
     x->hv = x->own_hv;
   }
   const dmem_xen_calls *c = x->calls;
@@ -328,7 +328,7 @@ int dmem_xen_guest_create(dmem_xen_guest **out, const dmem_xen_guest_options *op
   memset(&d, 0, sizeof d);
   if (c->domain_info(x->hv, x->domid, &d) != 0) {
     int e = errno;
-    return open_fail(x, errbuf, errlen, xen__err(e), "dom%u: %s", (unsigned)x->domid,
+    return open_fail(x, errbuf, errlen, dmem__xen_err(e), "dom%u: %s", (unsigned)x->domid,
                      e == ESRCH ? "no such domain" : strerror(e));
   }
   if (!d.hvm || !d.hap)
@@ -352,19 +352,19 @@ int dmem_xen_guest_create(dmem_xen_guest **out, const dmem_xen_guest_options *op
   if (!x->pstate || !x->dirty || !x->bitmap || !x->touched)
     return open_fail(x, errbuf, errlen, DMEM_ENOMEM, "out of memory");
 
-  int rc = xen__rings_init(x);
+  int rc = dmem__xen_rings_init(x);
   if (rc)
     return open_fail(x, errbuf, errlen, rc, "%s", x->errmsg);
   if (c->logdirty(x->hv, x->domid, DMEM_XEN_LOGDIRTY_ENABLE, NULL, 0) != 0) {
     int e = errno;
-    return open_fail(x, errbuf, errlen, xen__err(e), "dom%u: enabling log-dirty: %s",
+    return open_fail(x, errbuf, errlen, dmem__xen_err(e), "dom%u: enabling log-dirty: %s",
                      (unsigned)x->domid, strerror(e));
   }
   x->logdirty_on = 1;
   if (opts->share) {
     if (c->memshr_control(x->hv, x->domid, 1) != 0) {
       int e = errno;
-      return open_fail(x, errbuf, errlen, xen__err(e), "dom%u: xc_memshr_control: %s",
+      return open_fail(x, errbuf, errlen, dmem__xen_err(e), "dom%u: xc_memshr_control: %s",
                        (unsigned)x->domid,
                        e == EXDEV ? "a passed-through device excludes sharing" : strerror(e));
     }
@@ -408,14 +408,14 @@ void dmem_xen_guest_destroy(dmem_xen_guest *x)
     x->paging.enabled = 0;
     x->paging.removed = 0;
   }
-  xen__share_forget(x);
+  dmem__xen_share_forget(x);
   if (x->logdirty_on)
     (void)x->calls->logdirty(x->hv, x->domid, DMEM_XEN_LOGDIRTY_OFF, NULL, 0);
   if (x->memshr_on) /* pages still shared stay so until written */
     (void)x->calls->memshr_control(x->hv, x->domid, 0);
-  xen__rings_fini(x);
+  dmem__xen_rings_fini(x);
   if (x->own_hv)
-    xen__default_close(x->own_hv);
+    dmem__xen_default_close(x->own_hv);
   dmem__alloc a = x->alloc;
   dmem__free(&a, x->pstate, x->npages);
   dmem__free(&a, x->dirty, x->bitmap_longs * sizeof(unsigned long));
@@ -478,7 +478,7 @@ int dmem_xen_guest_detach(dmem_xen_guest *x)
   pthread_mutex_lock(&x->attach_mu);
   int rc = dmem_vm_detach(x->vm);
   if (rc == 0) {
-    xen__share_forget(x);
+    dmem__xen_share_forget(x);
     pthread_mutex_lock(&x->mu);
     x->vm = NULL;
     x->engine = NULL;

@@ -64,7 +64,7 @@ static void quiet_vmessage(xentoollog_logger *logger, xentoollog_level level, in
 static xentoollog_logger quiet = {.vmessage = quiet_vmessage, .progress = NULL,
                                   .destroy = first_destroy};
 
-int xen__default_open(void **hv, char *errbuf, size_t errlen)
+int dmem__xen_default_open(void **hv, char *errbuf, size_t errlen)
 {
   char dummy[1];
   if (!errbuf || !errlen)
@@ -102,14 +102,14 @@ int xen__default_open(void **hv, char *errbuf, size_t errlen)
   if (!c->fmem || !c->xce) {
     snprintf(errbuf, errlen, "cannot open %s: %s", c->fmem ? "xenevtchn" : "xenforeignmemory",
              strerror(errno));
-    xen__default_close(c);
+    dmem__xen_default_close(c);
     return DMEM_ENOTSUP;
   }
   *hv = c;
   return 0;
 }
 
-void xen__default_close(void *hv)
+void dmem__xen_default_close(void *hv)
 {
   xc_ctx *c = hv;
   if (!c)
@@ -125,7 +125,10 @@ void xen__default_close(void *hv)
 
 #define XCH(hv) (((xc_ctx *)(hv))->xch)
 
-struct xc_interface_core *xen__default_xch(void *hv) { return XCH(hv); }
+struct xc_interface_core *dmem__xen_default_xch(void *hv)
+{
+  return XCH(hv);
+}
 
 static int d_domain_info(void *hv, uint32_t domid, dmem_xen_domain *out)
 {
@@ -329,34 +332,34 @@ static int d_evtchn_unmask(void *hv, uint32_t port)
   return xenevtchn_unmask(((xc_ctx *)hv)->xce, port);
 }
 
-const dmem_xen_calls xen__default_calls = {
-  .version = DMEM_XEN_CALLS_VERSION,
-  .domain_info = d_domain_info,
-  .memshr_control = d_memshr_control,
-  .memshr_nominate_gfn = d_nominate_gfn,
-  .memshr_nominate_gref = d_nominate_gref,
-  .memshr_share_gfns = d_share_gfns,
-  .memshr_share_grefs = d_share_grefs,
-  .memshr_ring_enable = d_memshr_ring_enable,
-  .memshr_ring_disable = d_memshr_ring_disable,
-  .memshr_range_share = d_range_share,
-  .hvm_param_get = d_hvm_param_get,
-  .paging_enable = d_paging_enable,
-  .paging_disable = d_paging_disable,
-  .paging_nominate = d_paging_nominate,
-  .paging_evict = d_paging_evict,
-  .paging_prep = d_paging_prep,
-  .paging_load = d_paging_load,
-  .paging_resume = d_paging_resume,
-  .decrease_reservation = d_decrease_reservation,
-  .populate_physmap = d_populate_physmap,
-  .map = d_map,
-  .unmap = d_unmap,
-  .logdirty = d_logdirty,
-  .evtchn_bind = d_evtchn_bind,
-  .evtchn_unbind = d_evtchn_unbind,
-  .evtchn_notify = d_evtchn_notify,
-  .evtchn_fd = d_evtchn_fd,
-  .evtchn_pending = d_evtchn_pending,
-  .evtchn_unmask = d_evtchn_unmask,
+const dmem_xen_calls dmem__xen_default_calls = {
+    .version = DMEM_XEN_CALLS_VERSION,
+    .domain_info = d_domain_info,
+    .memshr_control = d_memshr_control,
+    .memshr_nominate_gfn = d_nominate_gfn,
+    .memshr_nominate_gref = d_nominate_gref,
+    .memshr_share_gfns = d_share_gfns,
+    .memshr_share_grefs = d_share_grefs,
+    .memshr_ring_enable = d_memshr_ring_enable,
+    .memshr_ring_disable = d_memshr_ring_disable,
+    .memshr_range_share = d_range_share,
+    .hvm_param_get = d_hvm_param_get,
+    .paging_enable = d_paging_enable,
+    .paging_disable = d_paging_disable,
+    .paging_nominate = d_paging_nominate,
+    .paging_evict = d_paging_evict,
+    .paging_prep = d_paging_prep,
+    .paging_load = d_paging_load,
+    .paging_resume = d_paging_resume,
+    .decrease_reservation = d_decrease_reservation,
+    .populate_physmap = d_populate_physmap,
+    .map = d_map,
+    .unmap = d_unmap,
+    .logdirty = d_logdirty,
+    .evtchn_bind = d_evtchn_bind,
+    .evtchn_unbind = d_evtchn_unbind,
+    .evtchn_notify = d_evtchn_notify,
+    .evtchn_fd = d_evtchn_fd,
+    .evtchn_pending = d_evtchn_pending,
+    .evtchn_unmask = d_evtchn_unmask,
 };

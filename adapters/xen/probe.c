@@ -22,12 +22,12 @@ int dmem_xen_probe(dmem_xen_info *out)
   out->version = DMEM_XEN_INFO_VERSION;
   out->major = out->minor = -1;
   void *hv;
-  int rc = xen__default_open(&hv, out->reason, sizeof out->reason);
+  int rc = dmem__xen_default_open(&hv, out->reason, sizeof out->reason);
   if (rc)
     return rc == DMEM_ENOMEM ? rc : DMEM_ENOTSUP;
-  int v = xc_version(xen__default_xch(hv), XENVER_version, NULL);
+  int v = xc_version(dmem__xen_default_xch(hv), XENVER_version, NULL);
   int e = errno;
-  xen__default_close(hv);
+  dmem__xen_default_close(hv);
   if (v < 0) {
     snprintf(out->reason, sizeof out->reason, "xc_version failed: %s", strerror(e));
     return DMEM_ENOTSUP;

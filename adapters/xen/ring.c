@@ -26,8 +26,8 @@
 
 static int ring_fail(dmem_xen_guest *x, int e, const char *what)
 {
-  xen__msg(x, "dom%u: %s: %s", (unsigned)x->domid, what, strerror(e));
-  return xen__err(e);
+  dmem__xen_msg(x, "dom%u: %s: %s", (unsigned)x->domid, what, strerror(e));
+  return dmem__xen_err(e);
 }
 
 /* Enables Xen's side of a ring: the remote port in *remote. */
@@ -40,9 +40,9 @@ static int ring_open(dmem_xen_guest *x, xen_ring *r, ring_enable_fn enable, cons
   if (c->hvm_param_get(x->hv, x->domid, r->param, &pfn) != 0)
     return ring_fail(x, errno, "reading the ring's HVM parameter");
   if (pfn == 0) {
-    xen__msg(x, "dom%u: the toolstack set no %s ring page (HVM_PARAM_%s_RING_PFN)",
-             (unsigned)x->domid, r->name,
-             r->param == HVM_PARAM_PAGING_RING_PFN ? "PAGING" : "SHARING");
+    dmem__xen_msg(x, "dom%u: the toolstack set no %s ring page (HVM_PARAM_%s_RING_PFN)",
+                  (unsigned)x->domid, r->name,
+                  r->param == HVM_PARAM_PAGING_RING_PFN ? "PAGING" : "SHARING");
     return DMEM_ENOTSUP;
   }
   r->gfn = pfn;
@@ -56,25 +56,25 @@ static int ring_open(dmem_xen_guest *x, xen_ring *r, ring_enable_fn enable, cons
   if (!r->page) {
     int e = errno;
     /* A running pager took the page out of the physmap. */
-    xen__msg(x,
-             "dom%u: mapping the %s ring page (gfn %#llx): %s (is another pager or "
-             "sharing helper running for this guest?)",
-             (unsigned)x->domid, r->name, (unsigned long long)pfn, strerror(e));
-    return e == EINVAL || e == ENOENT ? DMEM_EBUSY : xen__err(e);
+    dmem__xen_msg(x,
+                  "dom%u: mapping the %s ring page (gfn %#llx): %s (is another pager or "
+                  "sharing helper running for this guest?)",
+                  (unsigned)x->domid, r->name, (unsigned long long)pfn, strerror(e));
+    return e == EINVAL || e == ENOENT ? DMEM_EBUSY : dmem__xen_err(e);
   }
   uint32_t remote = 0;
   if (enable(x->hv, x->domid, &remote) != 0) {
     int e = errno;
     if (e == EBUSY || (e == EINVAL && r->param == HVM_PARAM_SHARING_RING_PFN)) {
-      xen__msg(x, "dom%u: %s: another %s is enabled for this guest", (unsigned)x->domid, call,
-               r->param == HVM_PARAM_PAGING_RING_PFN ? "pager" : "sharing ring");
+      dmem__xen_msg(x, "dom%u: %s: another %s is enabled for this guest", (unsigned)x->domid, call,
+                    r->param == HVM_PARAM_PAGING_RING_PFN ? "pager" : "sharing ring");
       return DMEM_EBUSY;
     }
     if (e == ENODEV || e == EXDEV || e == EMLINK || e == ENOSYS) {
-      xen__msg(x, "dom%u: %s: %s (%s)", (unsigned)x->domid, call, strerror(e),
-               e == EMLINK  ? "a passed-through device excludes paging"
-               : e == EXDEV ? "a populate-on-demand guest cannot be paged"
-                            : "this needs an HVM guest with HAP");
+      dmem__xen_msg(x, "dom%u: %s: %s (%s)", (unsigned)x->domid, call, strerror(e),
+                    e == EMLINK  ? "a passed-through device excludes paging"
+                    : e == EXDEV ? "a populate-on-demand guest cannot be paged"
+                                 : "this needs an HVM guest with HAP");
       return DMEM_ENOTSUP;
     }
     return ring_fail(x, e, call);
@@ -118,7 +118,7 @@ static void ring_close(dmem_xen_guest *x, xen_ring *r, int (*disable)(void *hv, 
   r->back = NULL;
 }
 
-int xen__rings_init(dmem_xen_guest *x)
+int dmem__xen_rings_init(dmem_xen_guest *x)
 {
   x->paging = (xen_ring){"paging", HVM_PARAM_PAGING_RING_PFN, NULL, 0, -1, 0, 0, NULL};
   x->sharing = (xen_ring){"sharing", HVM_PARAM_SHARING_RING_PFN, NULL, 0, -1, 0, 0, NULL};
@@ -128,7 +128,7 @@ int xen__rings_init(dmem_xen_guest *x)
   return rc;
 }
 
-void xen__rings_fini(dmem_xen_guest *x)
+void dmem__xen_rings_fini(dmem_xen_guest *x)
 {
   if (!x->calls)
     return; /* closed before the table was chosen */
@@ -204,8 +204,8 @@ static int serve(dmem_xen_guest *x, const xen_pending *p, int *pushed)
 {
   const dmem_xen_calls *c = x->calls;
   if (p->gfn >= x->npages) {
-    xen__msg(x, "dom%u: ring request for gfn %#llx beyond %llu pages", (unsigned)x->domid,
-             (unsigned long long)p->gfn, (unsigned long long)x->npages);
+    dmem__xen_msg(x, "dom%u: ring request for gfn %#llx beyond %llu pages", (unsigned)x->domid,
+                  (unsigned long long)p->gfn, (unsigned long long)x->npages);
     respond(x, p, pushed); /* let the vCPU go; Xen handles the access */
     return 0;
   }
@@ -229,8 +229,8 @@ static int serve(dmem_xen_guest *x, const xen_pending *p, int *pushed)
     }
     pthread_mutex_unlock(&x->mu);
     if (r != 0 && e != ENOENT) {
-      xen__msg(x, "dom%u gfn %#llx: xc_mem_paging_prep: %s", (unsigned)x->domid,
-               (unsigned long long)p->gfn, strerror(e));
+      dmem__xen_msg(x, "dom%u gfn %#llx: xc_mem_paging_prep: %s", (unsigned)x->domid,
+                    (unsigned long long)p->gfn, strerror(e));
       return DMEM_EIO;
     }
     respond(x, p, pushed);
@@ -253,8 +253,8 @@ static int serve(dmem_xen_guest *x, const xen_pending *p, int *pushed)
     int rc = vm ? dmem_vm_fault(vm, p->gfn) : DMEM_EINVAL;
     pthread_mutex_unlock(&x->attach_mu);
     if (rc) {
-      xen__msg(x, "dom%u gfn %#llx: page-in: %s", (unsigned)x->domid, (unsigned long long)p->gfn,
-               vm ? dmem_err_name(rc) : "no VM attached");
+      dmem__xen_msg(x, "dom%u gfn %#llx: page-in: %s", (unsigned)x->domid,
+                    (unsigned long long)p->gfn, vm ? dmem_err_name(rc) : "no VM attached");
       return DMEM_EIO;
     }
     /* The guest touched it: referenced, as log-dirty cannot tell. */
@@ -286,7 +286,7 @@ static int keep_pending(dmem_xen_guest *x, const xen_pending *p)
     x->cap_pending = cap;
   }
   x->pending[x->npending++] = *p;
-  xen__count(x, &x->st.retries);
+  dmem__xen_count(x, &x->st.retries);
   return 0;
 }
 
@@ -381,11 +381,11 @@ int dmem_xen_guest_poll(dmem_xen_guest *x, int timeout_ms, unsigned *served)
     vm_event_request_t req;
     RING_COPY_REQUEST(back, back->req_cons, &req);
     back->req_cons++;
-    xen__count(x, &x->st.requests);
+    dmem__xen_count(x, &x->st.requests);
     xen_pending p = {req.u.mem_paging.gfn, req.flags, req.u.mem_paging.flags, req.vcpu_id};
     if (req.version != VM_EVENT_INTERFACE_VERSION || req.reason != VM_EVENT_REASON_MEM_PAGING) {
-      xen__msg(x, "dom%u: ring request of version %#x, reason %u ignored", (unsigned)x->domid,
-               req.version, req.reason);
+      dmem__xen_msg(x, "dom%u: ring request of version %#x, reason %u ignored", (unsigned)x->domid,
+                    req.version, req.reason);
       respond(x, &p, &pushed);
       continue;
     }

@@ -75,7 +75,7 @@ static int set_source(const dmem_engine *e, uint32_t fid, dmem_xen_guest *x, uin
   return 0;
 }
 
-void xen__share_forget(dmem_xen_guest *x)
+void dmem__xen_share_forget(dmem_xen_guest *x)
 {
   pthread_mutex_lock(&sources_mu);
   for (size_t b = 0; b < NBUCKET; b++) {
@@ -96,31 +96,32 @@ void xen__share_forget(dmem_xen_guest *x)
 /* Leaves a page we nominated private again and refuses the share. */
 static int refuse(dmem_xen_guest *x, uint64_t gfn, int rc, const char *why)
 {
-  (void)xen__unshare(x, gfn);
-  xen__set_state(x, gfn, XP_GUEST);
-  xen__count(x, &x->st.share_stale);
-  xen__msg(x, "dom%u gfn %#llx: not shared: %s", (unsigned)x->domid, (unsigned long long)gfn, why);
+  (void)dmem__xen_unshare(x, gfn);
+  dmem__xen_set_page_state(x, gfn, XP_GUEST);
+  dmem__xen_count(x, &x->st.share_stale);
+  dmem__xen_msg(x, "dom%u gfn %#llx: not shared: %s", (unsigned)x->domid, (unsigned long long)gfn,
+                why);
   return rc;
 }
 
-int xen__share(dmem_xen_guest *x, uint64_t gfn, dmem_engine *engine, uint32_t fid,
-               const void *frame)
+int dmem__xen_share(dmem_xen_guest *x, uint64_t gfn, dmem_engine *engine, uint32_t fid,
+                    const void *frame)
 {
   const dmem_xen_calls *c = x->calls;
-  if (xen__state(x, gfn) == XP_NOMINATED) /* paging-nominated pages cannot be shared */
+  if (dmem__xen_page_state(x, gfn) == XP_NOMINATED) /* paging-nominated pages cannot be shared */
     return DMEM_EBUSY;
   uint64_t handle;
   if (c->memshr_nominate_gfn(x->hv, x->domid, gfn, &handle) != 0) {
     int e = errno;
-    xen__msg(x, "dom%u gfn %#llx: xc_memshr_nominate_gfn: %s", (unsigned)x->domid,
-             (unsigned long long)gfn, strerror(e));
-    return xen__err(e);
+    dmem__xen_msg(x, "dom%u gfn %#llx: xc_memshr_nominate_gfn: %s", (unsigned)x->domid,
+                  (unsigned long long)gfn, strerror(e));
+    return dmem__xen_err(e);
   }
-  xen__set_state(x, gfn, XP_SHARED);
+  dmem__xen_set_page_state(x, gfn, XP_SHARED);
   /* From here on a guest write invalidates the handle; the bytes show any
    * write before it. */
   uint8_t now[XEN_PAGE];
-  int rc = xen__read(x, gfn, now);
+  int rc = dmem__xen_read(x, gfn, now);
   if (rc)
     return refuse(x, gfn, rc, "could not read it back");
   if (memcmp(now, frame, XEN_PAGE) != 0)
@@ -135,31 +136,31 @@ int xen__share(dmem_xen_guest *x, uint64_t gfn, dmem_engine *engine, uint32_t fi
     /* Only a page still shared as far as we know: one the engine evicted
      * since must not be read (a foreign map of a paged-out page waits for
      * a page-in that would need the engine's lock, which we hold). */
-    source_ok = xen__state(src.owner, src.gfn) == XP_SHARED;
+    source_ok = dmem__xen_page_state(src.owner, src.gfn) == XP_SHARED;
   }
   if (source_ok) {
     /* The source must still hold the frame's bytes: its handle guards it
      * from its nomination on, the comparison covers a reused frame id. */
-    rc = xen__read(src.owner, src.gfn, now);
+    rc = dmem__xen_read(src.owner, src.gfn, now);
     source_ok = rc == 0 && memcmp(now, frame, XEN_PAGE) == 0;
   }
   if (source_ok) {
     if (c->memshr_share_gfns(x->hv, src.owner->domid, src.gfn, src.handle, x->domid, gfn, handle) ==
         0) {
-      xen__count(x, &x->st.shares);
+      dmem__xen_count(x, &x->st.shares);
       return 0;
     }
     int e = errno;
     if (e == DMEM_XEN_ESHARE_CLIENT)
       return refuse(x, gfn, DMEM_EBUSY, "written after its nomination");
     if (e != DMEM_XEN_ESHARE_SOURCE)
-      return refuse(x, gfn, xen__err(e), strerror(e));
+      return refuse(x, gfn, dmem__xen_err(e), strerror(e));
     /* The source was written: this page takes its place. */
   }
   rc = set_source(engine, fid, x, gfn, handle);
   if (rc)
     return refuse(x, gfn, rc, "out of memory");
   if (s)
-    xen__count(x, &x->st.resourced);
+    dmem__xen_count(x, &x->st.resourced);
   return 0;
 }

@@ -92,37 +92,37 @@ struct dmem_xen_guest {
 };
 
 /* The default table and its context (calls.c). The context is made by
- * xen__default_open, which fills errbuf with libxenctrl's own message when
+ * dmem__xen_default_open, which fills errbuf with libxenctrl's own message when
  * there is no hypervisor. */
-extern const dmem_xen_calls xen__default_calls;
-int xen__default_open(void **hv, char *errbuf, size_t errlen);
-void xen__default_close(void *hv);
+extern const dmem_xen_calls dmem__xen_default_calls;
+int dmem__xen_default_open(void **hv, char *errbuf, size_t errlen);
+void dmem__xen_default_close(void *hv);
 /* The default context's libxenctrl handle (for the probe). */
-struct xc_interface_core *xen__default_xch(void *hv);
+struct xc_interface_core *dmem__xen_default_xch(void *hv);
 /* Sets the adapter's message (under its lock). */
-void xen__msg(dmem_xen_guest *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dmem__xen_msg(dmem_xen_guest *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* A page's XP_* state, and a counter of st, under the adapter's lock. */
-int xen__state(dmem_xen_guest *x, uint64_t gfn);
-void xen__set_state(dmem_xen_guest *x, uint64_t gfn, int s);
-void xen__count(dmem_xen_guest *x, uint64_t *field);
+int dmem__xen_page_state(dmem_xen_guest *x, uint64_t gfn);
+void dmem__xen_set_page_state(dmem_xen_guest *x, uint64_t gfn, int s);
+void dmem__xen_count(dmem_xen_guest *x, uint64_t *field);
 
 /* errno of a failed call -> DMEM_E*. */
-int xen__err(int errnum);
+int dmem__xen_err(int errnum);
 
 /* The rings (ring.c): the paging ring always, the sharing ring with
  * sharing. */
-int xen__rings_init(dmem_xen_guest *x);
-void xen__rings_fini(dmem_xen_guest *x);
+int dmem__xen_rings_init(dmem_xen_guest *x);
+void dmem__xen_rings_fini(dmem_xen_guest *x);
 
 /* Sharing sources (share.c). */
-int xen__share(dmem_xen_guest *x, uint64_t gfn, dmem_engine *engine, uint32_t fid,
-               const void *frame);
-void xen__share_forget(dmem_xen_guest *x);
+int dmem__xen_share(dmem_xen_guest *x, uint64_t gfn, dmem_engine *engine, uint32_t fid,
+                    const void *frame);
+void dmem__xen_share_forget(dmem_xen_guest *x);
 /* Makes a page private again in Xen's p2m (a writable foreign mapping
  * unshares it), without changing its bytes. */
-int xen__unshare(dmem_xen_guest *x, uint64_t gfn);
+int dmem__xen_unshare(dmem_xen_guest *x, uint64_t gfn);
 /* Reads a page through a read-only foreign mapping. */
-int xen__read(dmem_xen_guest *x, uint64_t gfn, void *buf);
+int dmem__xen_read(dmem_xen_guest *x, uint64_t gfn, void *buf);
 
 #endif
