@@ -9,97 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "xen_internal.h"
 
 #define LONG_BITS (8 * sizeof(unsigned long))
-
-int dmem__xen_err(int errnum)
-{
-  switch (errnum) {
-  case ENOMEM:
-    return DMEM_ENOMEM;
-  case EBUSY:
-  case E2BIG:
-  case EAGAIN:
-  case DMEM_XEN_ESHARE_SOURCE:
-  case DMEM_XEN_ESHARE_CLIENT:
-    return DMEM_EBUSY;
-  case ENOENT:
-  case ESRCH:
-    return DMEM_ENOENT;
-  case EINVAL:
-    return DMEM_EINVAL;
-  case ENODEV:
-  case ENOSYS:
-  case EOPNOTSUPP:
-    return DMEM_ENOTSUP;
-  case EIO:
-    return DMEM_EIO;
-  default:
-    return DMEM_ESYS;
-  }
-}
-
-/* Records the detail of a failed call and returns its DMEM_E* code. */
-void dmem__xen_msg(dmem_xen_guest *x, const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  pthread_mutex_lock(&x->mu);
-  vsnprintf(x->errmsg, sizeof x->errmsg, fmt, ap);
-  pthread_mutex_unlock(&x->mu);
-  va_end(ap);
-}
-
-static int fail_call(dmem_xen_guest *x, const char *call, uint64_t gfn, int errnum)
-{
-  dmem__xen_msg(x, "dom%u gfn %#llx: %s: %s", (unsigned)x->domid, (unsigned long long)gfn, call,
-                strerror(errnum));
-  return dmem__xen_err(errnum);
-}
-
-int dmem__xen_read(dmem_xen_guest *x, uint64_t gfn, void *buf)
-{
-  void *p = x->calls->map(x->hv, x->domid, PROT_READ, gfn, 1);
-  if (!p)
-    return fail_call(x, "xenforeignmemory_map", gfn, errno);
-  memcpy(buf, p, XEN_PAGE);
-  x->calls->unmap(x->hv, p, 1);
-  return 0;
-}
-
-int dmem__xen_unshare(dmem_xen_guest *x, uint64_t gfn)
-{
-  void *p = x->calls->map(x->hv, x->domid, PROT_READ | PROT_WRITE, gfn, 1);
-  if (!p)
-    return fail_call(x, "xenforeignmemory_map (writable)", gfn, errno);
-  x->calls->unmap(x->hv, p, 1);
-  return 0;
-}
-
-int dmem__xen_page_state(dmem_xen_guest *x, uint64_t gfn)
-{
-  pthread_mutex_lock(&x->mu);
-  int s = x->pstate[gfn];
-  pthread_mutex_unlock(&x->mu);
-  return s;
-}
-
-void dmem__xen_set_page_state(dmem_xen_guest *x, uint64_t gfn, int s)
-{
-  pthread_mutex_lock(&x->mu);
-  x->pstate[gfn] = (uint8_t)s;
-  pthread_mutex_unlock(&x->mu);
-}
-
-void dmem__xen_count(dmem_xen_guest *x, uint64_t *field)
-{
-  pthread_mutex_lock(&x->mu);
-  (*field)++;
-  pthread_mutex_unlock(&x->mu);
-}
 
 /* ---------------------------------------------------------------- operations */
 
@@ -148,7 +61,7 @@ static int op_bits(uint8_t *out, uint64_t first, size_t n, void *ud)
   /* CLEAN hands over and clears the whole domain's bitmap; what is not
    * asked for now is kept for later calls. */
   if (x->calls->logdirty(x->hv, x->domid, DMEM_XEN_LOGDIRTY_CLEAN, x->bitmap, x->npages) != 0)
-    return fail_call(x, "xc_logdirty_control(CLEAN)", first, errno);
+    return dmem__xen_fail(x, "xc_logdirty_control(CLEAN)", first, errno);
   /* The bits of one page: the engine is locking it (see op_read). */
   x->locking = n == 1 ? first + 1 : 0;
   if (n == 1)
@@ -200,7 +113,7 @@ static int op_evict(uint64_t gfn, void *ud)
       x->pstate[gfn] = XP_NOMINATED;
     pthread_mutex_unlock(&x->mu);
     if (r != 0)
-      return fail_call(x, "xc_mem_paging_nominate", gfn, e);
+      return dmem__xen_fail(x, "xc_mem_paging_nominate", gfn, e);
   }
   /* Read-only to the guest from here on: a write now makes the evict fail.
    * A write before it shows in the bytes. */
@@ -226,7 +139,7 @@ static int op_evict(uint64_t gfn, void *ud)
     pthread_mutex_lock(&x->mu);
     x->evicting = 0;
     pthread_mutex_unlock(&x->mu);
-    return fail_call(x, "xc_mem_paging_evict", gfn, e);
+    return dmem__xen_fail(x, "xc_mem_paging_evict", gfn, e);
   }
   forget_recent(x, gfn);
   pthread_mutex_lock(&x->mu);
@@ -260,7 +173,7 @@ static int op_install(uint64_t gfn, const void *content, void *ud)
     return rc;
   }
   if (x->calls->paging_load(x->hv, x->domid, gfn, (void *)content) != 0)
-    return fail_call(x, "xc_mem_paging_load", gfn, errno);
+    return dmem__xen_fail(x, "xc_mem_paging_load", gfn, errno);
   dmem__xen_set_page_state(x, gfn, XP_GUEST);
   return 0;
 }
@@ -510,7 +423,7 @@ int dmem_xen_guest_share_range(dmem_xen_guest *source, dmem_xen_guest *clone, ui
   if (!source->share || !clone->share)
     return DMEM_EINVAL;
   if (source->calls->memshr_range_share(source->hv, source->domid, clone->domid, first, last) != 0)
-    return fail_call(clone, "xc_memshr_range_share", first, errno);
+    return dmem__xen_fail(clone, "xc_memshr_range_share", first, errno);
   return 0;
 }
 
@@ -522,12 +435,12 @@ int dmem_xen_guest_share_grefs(dmem_xen_guest *source, uint32_t source_gref, dme
   const dmem_xen_calls *c = source->calls;
   uint64_t sh, ch;
   if (c->memshr_nominate_gref(source->hv, source->domid, source_gref, &sh) != 0)
-    return fail_call(source, "xc_memshr_nominate_gref", source_gref, errno);
+    return dmem__xen_fail(source, "xc_memshr_nominate_gref", source_gref, errno);
   if (c->memshr_nominate_gref(client->hv, client->domid, client_gref, &ch) != 0)
-    return fail_call(client, "xc_memshr_nominate_gref", client_gref, errno);
+    return dmem__xen_fail(client, "xc_memshr_nominate_gref", client_gref, errno);
   if (c->memshr_share_grefs(source->hv, source->domid, source_gref, sh, client->domid, client_gref,
                             ch) != 0)
-    return fail_call(client, "xc_memshr_share_grefs", client_gref, errno);
+    return dmem__xen_fail(client, "xc_memshr_share_grefs", client_gref, errno);
   pthread_mutex_lock(&client->mu);
   client->st.shares++;
   pthread_mutex_unlock(&client->mu);

@@ -99,16 +99,24 @@ int dmem__xen_default_open(void **hv, char *errbuf, size_t errlen);
 void dmem__xen_default_close(void *hv);
 /* The default context's libxenctrl handle (for the probe). */
 struct xc_interface_core *dmem__xen_default_xch(void *hv);
+/* The guest's primitives (guest.c), which call nothing else of the
+ * adapter's: the files above them (adapter.c, ring.c, share.c) call down
+ * to them, never the other way. */
+/* errno of a failed call -> DMEM_E*. */
+int dmem__xen_err(int errnum);
 /* Sets the adapter's message (under its lock). */
 void dmem__xen_msg(dmem_xen_guest *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
+/* Records that @call on page gfn failed with errnum; returns its DMEM_E*. */
+int dmem__xen_fail(dmem_xen_guest *x, const char *call, uint64_t gfn, int errnum);
+/* Reads a page through a read-only foreign mapping. */
+int dmem__xen_read(dmem_xen_guest *x, uint64_t gfn, void *buf);
+/* Makes a page private again in Xen's p2m (a writable foreign mapping
+ * unshares it), without changing its bytes. */
+int dmem__xen_unshare(dmem_xen_guest *x, uint64_t gfn);
 /* A page's XP_* state, and a counter of st, under the adapter's lock. */
 int dmem__xen_page_state(dmem_xen_guest *x, uint64_t gfn);
 void dmem__xen_set_page_state(dmem_xen_guest *x, uint64_t gfn, int s);
 void dmem__xen_count(dmem_xen_guest *x, uint64_t *field);
-
-/* errno of a failed call -> DMEM_E*. */
-int dmem__xen_err(int errnum);
 
 /* The rings (ring.c): the paging ring always, the sharing ring with
  * sharing. */
@@ -119,10 +127,5 @@ void dmem__xen_rings_fini(dmem_xen_guest *x);
 int dmem__xen_share(dmem_xen_guest *x, uint64_t gfn, dmem_engine *engine, uint32_t fid,
                     const void *frame);
 void dmem__xen_share_forget(dmem_xen_guest *x);
-/* Makes a page private again in Xen's p2m (a writable foreign mapping
- * unshares it), without changing its bytes. */
-int dmem__xen_unshare(dmem_xen_guest *x, uint64_t gfn);
-/* Reads a page through a read-only foreign mapping. */
-int dmem__xen_read(dmem_xen_guest *x, uint64_t gfn, void *buf);
 
 #endif
