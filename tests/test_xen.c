@@ -55,8 +55,10 @@ static void fill(uint8_t *b, uint64_t seed)
 }
 
 /* @n domains of @npages pages, content from fill(seed + gfn) (so equal
- * across domains), one engine, each domain attached. */
-static void setup(fix *f, unsigned n, uint64_t npages, int share)
+ * across domains), one engine, each domain attached. With @table, the
+ * guests are given one table of sharing sources (the fixture drops its
+ * own reference at once: the guests hold it); without, each has its own. */
+static void setup_with(fix *f, unsigned n, uint64_t npages, int share, int table)
 {
   memset(f, 0, sizeof *f);
   f->npages = npages;
@@ -68,6 +70,9 @@ static void setup(fix *f, unsigned n, uint64_t npages, int share)
   o.c4_passes = 2;
   o.map_shared = share;
   ck_assert_int_eq(dmem_engine_create(&f->e, &o), 0);
+  dmem_xen_sources *t = NULL;
+  if (table)
+    ck_assert_int_eq(dmem_xen_sources_create(&t, NULL), 0);
   uint8_t b[PAGE];
   for (unsigned i = 0; i < n; i++) {
     ck_assert_int_eq(xs_domain(f->s, 10 + i, npages, 1, 1), 0);
@@ -81,12 +86,19 @@ static void setup(fix *f, unsigned n, uint64_t npages, int share)
     xo.hv = f->s;
     xo.share = share;
     xo.sharing_domain = 1; /* the fixture's guests are one tenant's */
+    xo.sources = t;
     char err[256];
     int rc = dmem_xen_guest_create(&f->x[i], &xo, err, sizeof err);
     ck_assert_msg(rc == 0, "open: %s: %s", dmem_err_name(rc), err);
     f->n = i + 1;
     ck_assert_int_eq(dmem_xen_guest_attach(&f->vm[i], f->e, f->x[i], "xen"), 0);
   }
+  dmem_xen_sources_destroy(t);
+}
+
+static void setup(fix *f, unsigned n, uint64_t npages, int share)
+{
+  setup_with(f, n, npages, share, 1);
 }
 
 static void teardown(fix *f)
@@ -730,6 +742,140 @@ START_TEST(share_across_domains)
 }
 END_TEST
 
+/* Guests given no table each keep their own sources: the engine still
+ * keeps each frame once, but Xen shares no page across the two domains
+ * (and no table outside the guests joins them). */
+START_TEST(share_without_table_stays_in_guest)
+{
+  fix f;
+  setup_with(&f, 2, 16, 1, 0);
+  scan_all(&f, 6);
+  for (unsigned d = 0; d < 2; d++)
+    for (uint64_t g = 0; g < 16; g++)
+      expect_page(&f, d, g, 1000 + g);
+  scan_all(&f, 1); /* read back, so referenced: C2, mapped */
+  dmem_stats st = DMEM_STATS_INIT;
+  dmem_engine_stats(&st, f.e);
+  ck_assert_uint_gt(st.mapped, 8);
+  for (unsigned d = 0; d < 2; d++)
+    for (uint64_t g = 0; g < 16; g++) {
+      ck_assert_uint_eq(xs_sharers(f.s, 10 + d, g), 1);
+      expect_page(&f, d, g, 1000 + g);
+    }
+  dmem_xen_stats a = DMEM_XEN_STATS_INIT, b = DMEM_XEN_STATS_INIT;
+  dmem_xen_guest_stats(&a, f.x[0]);
+  dmem_xen_guest_stats(&b, f.x[1]);
+  ck_assert_uint_eq(a.shares + b.shares, 0);
+  teardown(&f);
+}
+END_TEST
+
+static dmem_xen_guest *open_sharing(xensim *s, uint32_t domid, unsigned version,
+                                    dmem_xen_sources *t)
+{
+  dmem_xen_guest_options xo = DMEM_XEN_GUEST_OPTIONS_INIT;
+  xo.version = version;
+  xo.domid = domid;
+  xo.calls = xs_calls();
+  xo.hv = s;
+  xo.sharing_domain = 1;
+  xo.sources = t;
+  dmem_xen_guest *x = NULL;
+  ck_assert_int_eq(dmem_xen_guest_create(&x, &xo, NULL, 0), 0);
+  return x;
+}
+
+/* The table's memory is its allocator's; each guest given it holds a
+ * reference, so it outlives the caller's and goes with the last guest,
+ * whatever the order. Version 2 options (before sources) still open, and
+ * such a guest takes no reference. */
+START_TEST(sources_table_counted)
+{
+  dmem_xen_sources *t = NULL;
+  ck_assert_int_eq(dmem_xen_sources_create(NULL, NULL), DMEM_EINVAL);
+  test_alloc ta;
+  test_alloc_init(&ta);
+  dmem_allocator half = {ta.hook.alloc, NULL, NULL};
+  ck_assert_int_eq(dmem_xen_sources_create(&t, &half), DMEM_EINVAL);
+  ck_assert_ptr_null(t);
+  ta.fail_at = 1;
+  ck_assert_int_eq(dmem_xen_sources_create(&t, &ta.hook), DMEM_ENOMEM);
+  ck_assert_ptr_null(t);
+  dmem_xen_sources_destroy(NULL);
+
+  test_alloc_init(&ta);
+  ck_assert_int_eq(dmem_xen_sources_create(&t, &ta.hook), 0);
+  long table = ta.live_bytes;
+  ck_assert_int_gt(table, 0);
+
+  xensim *s = xs_create(3);
+  ck_assert_ptr_nonnull(s);
+  uint8_t b[PAGE];
+  for (uint32_t d = 10; d < 13; d++) {
+    ck_assert_int_eq(xs_domain(s, d, 8, 1, 1), 0);
+    for (uint64_t g = 0; g < 8; g++) {
+      fill(b, 1000 + g);
+      xs_load(s, d, g, b);
+    }
+  }
+  dmem_xen_guest *x0 = open_sharing(s, 10, DMEM_XEN_GUEST_OPTIONS_VERSION, t);
+  dmem_xen_guest *x1 = open_sharing(s, 11, DMEM_XEN_GUEST_OPTIONS_VERSION, t);
+  dmem_xen_guest *old = open_sharing(s, 12, 2, t); /* sources not read */
+  dmem_xen_guest_options xo = DMEM_XEN_GUEST_OPTIONS_INIT;
+  xo.calls = xs_calls();
+  xo.hv = s;
+  xo.domid = 12;
+  dmem_xen_guest *x = NULL;
+  xo.version = 1;
+  ck_assert_int_eq(dmem_xen_guest_create(&x, &xo, NULL, 0), DMEM_EVERSION);
+  xo.version = DMEM_XEN_GUEST_OPTIONS_VERSION + 1;
+  ck_assert_int_eq(dmem_xen_guest_create(&x, &xo, NULL, 0), DMEM_EVERSION);
+  dmem_xen_guest_destroy(old);
+  dmem_xen_sources_destroy(t); /* the guests hold it now */
+  ck_assert_int_eq(ta.live_bytes, table);
+
+  /* The two guests share in Xen through the table; its entries are the
+   * table's allocator's, and a detach takes the guest's back. */
+  dmem_engine_options o = DMEM_ENGINE_OPTIONS_INIT;
+  o.seed = 99;
+  o.c4_passes = 2;
+  o.map_shared = 1;
+  dmem_engine *e = NULL;
+  ck_assert_int_eq(dmem_engine_create(&e, &o), 0);
+  fix f;
+  memset(&f, 0, sizeof f);
+  f.s = s;
+  f.x[0] = x0;
+  f.x[1] = x1;
+  f.n = 2;
+  xs_set_service(s, serve_all, &f);
+  dmem_vm *vm0, *vm1;
+  ck_assert_int_eq(dmem_xen_guest_attach(&vm0, e, x0, "a"), 0);
+  ck_assert_int_eq(dmem_xen_guest_attach(&vm1, e, x1, "b"), 0);
+  for (unsigned r = 0; r < 6; r++)
+    ck_assert_int_eq(dmem_engine_scan(NULL, e, 16), 0);
+  for (unsigned d = 0; d < 2; d++)
+    for (uint64_t g = 0; g < 8; g++) /* read back: referenced, so mapped next */
+      expect_page(&f, d, g, 1000 + g);
+  ck_assert_int_eq(dmem_engine_scan(NULL, e, 16), 0);
+  uint64_t shared = 0;
+  for (uint64_t g = 0; g < 8; g++)
+    shared += xs_sharers(s, 11, g) > 1;
+  ck_assert_uint_gt(shared, 4);
+  ck_assert_int_gt(ta.live_bytes, table);
+  ck_assert_int_eq(dmem_xen_guest_detach(x0), 0);
+  ck_assert_int_eq(dmem_xen_guest_detach(x1), 0);
+  ck_assert_int_eq(ta.live_bytes, table);
+  dmem_xen_guest_destroy(x0);
+  ck_assert_int_eq(ta.live_bytes, table); /* x1 still holds it */
+  dmem_xen_guest_destroy(x1);
+  ck_assert_int_eq(ta.live_bytes, 0);
+  ck_assert_int_eq(ta.allocs, ta.frees);
+  dmem_engine_destroy(e);
+  xs_destroy(s);
+}
+END_TEST
+
 typedef struct client_writer {
   xensim *s;
   uint32_t dom;
@@ -907,6 +1053,7 @@ typedef struct xg {
 /* The VMs of one model run share one simulated hypervisor. */
 static struct {
   xensim *s;
+  dmem_xen_sources *sources; /* the run's guests share on one engine */
   xg *vms[MODEL_MAXVM];
   unsigned users;
 } run;
@@ -926,6 +1073,11 @@ static void *xb_create(const model_config *c, unsigned v)
     if (!run.s)
       return NULL;
     xs_set_service(run.s, serve_run, NULL);
+    if (dmem_xen_sources_create(&run.sources, NULL) != 0) {
+      xs_destroy(run.s);
+      run.s = NULL;
+      return NULL;
+    }
   }
   xg *g = calloc(1, sizeof *g);
   if (!g)
@@ -942,6 +1094,7 @@ static void *xb_create(const model_config *c, unsigned v)
   xo.hv = g->s;
   xo.share = c->share;
   xo.sharing_domain = 1; /* the model's VMs share, as one tenant's */
+  xo.sources = run.sources;
   if (dmem_xen_guest_create(&g->x, &xo, NULL, 0) != 0)
     g->x = NULL;
   return g;
@@ -956,6 +1109,8 @@ static void xb_destroy(void *p)
       run.vms[i] = NULL;
   free(g);
   if (--run.users == 0) {
+    dmem_xen_sources_destroy(run.sources);
+    run.sources = NULL;
     xs_destroy(run.s);
     run.s = NULL;
   }
@@ -1106,6 +1261,8 @@ Suite *dmem_test_suite(void)
   tcase_add_test(tc, drop_notice);
   tcase_add_test(tc, sim_sharing_rules);
   tcase_add_test(tc, share_across_domains);
+  tcase_add_test(tc, share_without_table_stays_in_guest);
+  tcase_add_test(tc, sources_table_counted);
   tcase_add_test(tc, share_refused_after_write);
   tcase_add_test(tc, clones_and_grants);
   tcase_add_test(tc, sharing_ring_enomem);

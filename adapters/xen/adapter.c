@@ -203,7 +203,8 @@ int dmem_xen_guest_create(dmem_xen_guest **out, const dmem_xen_guest_options *op
   if (!out || !opts)
     return DMEM_EINVAL;
   *out = NULL;
-  if (opts->version != DMEM_XEN_GUEST_OPTIONS_VERSION)
+  /* Version 2 (no sources) is still read, for programs built before 3. */
+  if (opts->version != 2 && opts->version != DMEM_XEN_GUEST_OPTIONS_VERSION)
     return DMEM_EVERSION;
   if (opts->calls && opts->calls->version != DMEM_XEN_CALLS_VERSION)
     return DMEM_EVERSION;
@@ -264,6 +265,8 @@ int dmem_xen_guest_create(dmem_xen_guest **out, const dmem_xen_guest_options *op
   x->touched = dmem__calloc(&x->alloc, x->bitmap_longs * sizeof(unsigned long));
   if (!x->pstate || !x->dirty || !x->bitmap || !x->touched)
     return open_fail(x, errbuf, errlen, DMEM_ENOMEM, "out of memory");
+  if (x->share && dmem__xen_share_init(x, opts->version >= 3 ? opts->sources : NULL) != 0)
+    return open_fail(x, errbuf, errlen, DMEM_ENOMEM, "out of memory");
 
   int rc = dmem__xen_rings_init(x);
   if (rc)
@@ -321,7 +324,7 @@ void dmem_xen_guest_destroy(dmem_xen_guest *x)
     x->paging.enabled = 0;
     x->paging.removed = 0;
   }
-  dmem__xen_share_forget(x);
+  dmem__xen_share_fini(x);
   if (x->logdirty_on)
     (void)x->calls->logdirty(x->hv, x->domid, DMEM_XEN_LOGDIRTY_OFF, NULL, 0);
   if (x->memshr_on) /* pages still shared stay so until written */

@@ -8,16 +8,26 @@
  * both handles: a page written since its nomination makes the call fail,
  * so a guest write is never merged away.
  *
- * The sources live in one table for the whole process, keyed by engine and
- * frame id, because a frame's pages may belong to several VMs (several
- * adapters). An engine reuses frame ids; the byte comparison of the source
- * with the frame catches a stale entry. */
+ * The sources live in a table (dmem_xen_sources) keyed by engine and frame
+ * id. A frame's pages may belong to several VMs, so the guests of one
+ * engine must find each other's sources; but the library keeps no
+ * process-wide state, and an adapter cannot reach into the engine (it
+ * lives in libdiffmem, behind its own ABI) to hang a table there. So the
+ * caller, who is the one that knows which guests go on one engine, makes
+ * the table and hands it to each guest's options, as it hands each the
+ * same engine at attach. Each guest holds a reference, so the caller may
+ * drop its own at once and the guests go in any order. A guest given no
+ * table makes one of its own: its sources are then its own pages only,
+ * which is correct (every share is still checked) but saves no memory
+ * across guests in Xen's p2m. The engine stays in the key, so a table
+ * handed to guests of two engines mixes nothing up. An engine reuses
+ * frame ids; the byte comparison of the source with the frame catches a
+ * stale entry. */
 #include "config.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "xen_internal.h"
@@ -32,8 +42,57 @@ typedef struct source {
   uint64_t gfn, handle;
 } source;
 
-static pthread_mutex_t sources_mu = PTHREAD_MUTEX_INITIALIZER;
-static source *buckets[NBUCKET];
+struct dmem_xen_sources {
+  dmem__alloc alloc;  /* the creator's hook, or the C library's */
+  pthread_mutex_t mu; /* refs and the buckets */
+  unsigned refs;      /* the creator's, and one per guest given the table */
+  source *buckets[NBUCKET];
+};
+
+int dmem_xen_sources_create(dmem_xen_sources **out, const dmem_allocator *allocator)
+{
+  if (!out)
+    return DMEM_EINVAL;
+  *out = NULL;
+  if (!dmem__alloc_valid(allocator))
+    return DMEM_EINVAL;
+  dmem__alloc a;
+  dmem__alloc_init(&a, allocator);
+  dmem_xen_sources *t = dmem__calloc(&a, sizeof *t);
+  if (!t)
+    return DMEM_ENOMEM;
+  t->alloc = a;
+  pthread_mutex_init(&t->mu, NULL);
+  t->refs = 1;
+  *out = t;
+  return 0;
+}
+
+void dmem_xen_sources_destroy(dmem_xen_sources *t)
+{
+  if (!t)
+    return;
+  pthread_mutex_lock(&t->mu);
+  unsigned left = --t->refs;
+  pthread_mutex_unlock(&t->mu);
+  if (left)
+    return;
+  /* Every guest forgot its sources before it let go. */
+  dmem__alloc a = t->alloc;
+  pthread_mutex_destroy(&t->mu);
+  dmem__free(&a, t, sizeof *t);
+}
+
+int dmem__xen_share_init(dmem_xen_guest *x, dmem_xen_sources *given)
+{
+  if (!given)
+    return dmem_xen_sources_create(&x->sources, &x->alloc.hook); /* its own, the guest's memory */
+  pthread_mutex_lock(&given->mu);
+  given->refs++;
+  pthread_mutex_unlock(&given->mu);
+  x->sources = given;
+  return 0;
+}
 
 static size_t bucket_of(const dmem_engine *e, uint32_t fid)
 {
@@ -41,56 +100,66 @@ static size_t bucket_of(const dmem_engine *e, uint32_t fid)
   return (size_t)((k ^ (k >> 29)) % NBUCKET);
 }
 
-/* Looks up (under sources_mu) the source of a frame. */
-static source *find(const dmem_engine *e, uint32_t fid)
+/* Looks up (under t->mu) the source of a frame. */
+static source *find(dmem_xen_sources *t, const dmem_engine *e, uint32_t fid)
 {
-  for (source *s = buckets[bucket_of(e, fid)]; s; s = s->next)
+  for (source *s = t->buckets[bucket_of(e, fid)]; s; s = s->next)
     if (s->engine == e && s->fid == fid)
       return s;
   return NULL;
 }
 
 /* Makes (x, gfn, handle) the frame's source. */
-static int set_source(const dmem_engine *e, uint32_t fid, dmem_xen_guest *x, uint64_t gfn,
-                      uint64_t handle)
+static int set_source(dmem_xen_sources *t, const dmem_engine *e, uint32_t fid, dmem_xen_guest *x,
+                      uint64_t gfn, uint64_t handle)
 {
-  pthread_mutex_lock(&sources_mu);
-  source *s = find(e, fid);
+  pthread_mutex_lock(&t->mu);
+  source *s = find(t, e, fid);
   if (!s) {
-    s = calloc(1, sizeof *s);
+    s = dmem__calloc(&t->alloc, sizeof *s);
     if (!s) {
-      pthread_mutex_unlock(&sources_mu);
+      pthread_mutex_unlock(&t->mu);
       return DMEM_ENOMEM;
     }
     size_t b = bucket_of(e, fid);
-    s->next = buckets[b];
-    buckets[b] = s;
+    s->next = t->buckets[b];
+    t->buckets[b] = s;
     s->engine = e;
     s->fid = fid;
   }
   s->owner = x;
   s->gfn = gfn;
   s->handle = handle;
-  pthread_mutex_unlock(&sources_mu);
+  pthread_mutex_unlock(&t->mu);
   return 0;
 }
 
 void dmem__xen_share_forget(dmem_xen_guest *x)
 {
-  pthread_mutex_lock(&sources_mu);
+  dmem_xen_sources *t = x->sources;
+  if (!t)
+    return;
+  pthread_mutex_lock(&t->mu);
   for (size_t b = 0; b < NBUCKET; b++) {
-    source **pp = &buckets[b];
+    source **pp = &t->buckets[b];
     while (*pp) {
       source *s = *pp;
       if (s->owner == x) {
         *pp = s->next;
-        free(s);
+        dmem__free(&t->alloc, s, sizeof *s);
       } else {
         pp = &s->next;
       }
     }
   }
-  pthread_mutex_unlock(&sources_mu);
+  pthread_mutex_unlock(&t->mu);
+}
+
+void dmem__xen_share_fini(dmem_xen_guest *x)
+{
+  dmem__xen_share_forget(x);
+  dmem_xen_sources_destroy(x->sources);
+  x->sources = NULL;
 }
 
 /* Leaves a page we nominated private again and refuses the share. */
@@ -127,10 +196,11 @@ int dmem__xen_share(dmem_xen_guest *x, uint64_t gfn, dmem_engine *engine, uint32
   if (memcmp(now, frame, XEN_PAGE) != 0)
     return refuse(x, gfn, DMEM_EBUSY, "changed after it was read");
 
-  pthread_mutex_lock(&sources_mu);
-  source *s = find(engine, fid);
+  dmem_xen_sources *t = x->sources;
+  pthread_mutex_lock(&t->mu);
+  source *s = find(t, engine, fid);
   source src = s ? *s : (source){0};
-  pthread_mutex_unlock(&sources_mu);
+  pthread_mutex_unlock(&t->mu);
   int source_ok = s && !(src.owner == x && src.gfn == gfn);
   if (source_ok) {
     /* Only a page still shared as far as we know: one the engine evicted
@@ -157,7 +227,7 @@ int dmem__xen_share(dmem_xen_guest *x, uint64_t gfn, dmem_engine *engine, uint32
       return refuse(x, gfn, dmem__xen_err(e), strerror(e));
     /* The source was written: this page takes its place. */
   }
-  rc = set_source(engine, fid, x, gfn, handle);
+  rc = set_source(t, engine, fid, x, gfn, handle);
   if (rc)
     return refuse(x, gfn, rc, "out of memory");
   if (s)

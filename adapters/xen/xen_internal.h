@@ -59,6 +59,7 @@ struct dmem_xen_guest {
   uint64_t npages;
   int share;
   int logdirty_on, memshr_on;
+  dmem_xen_sources *sources; /* with share: a reference (share.c) */
 
   xen_ring paging;  /* page-in requests */
   xen_ring sharing; /* ENOMEM notices of copy-on-write breaks */
@@ -123,7 +124,11 @@ void dmem__xen_count(dmem_xen_guest *x, uint64_t *field);
 int dmem__xen_rings_init(dmem_xen_guest *x);
 void dmem__xen_rings_fini(dmem_xen_guest *x);
 
-/* Sharing sources (share.c). */
+/* Sharing sources (share.c). init takes a reference to the caller's
+ * table, or makes the guest a table of its own; fini forgets the guest's
+ * sources and drops the reference; forget (at detach) only forgets. */
+int dmem__xen_share_init(dmem_xen_guest *x, dmem_xen_sources *given);
+void dmem__xen_share_fini(dmem_xen_guest *x);
 int dmem__xen_share(dmem_xen_guest *x, uint64_t gfn, dmem_engine *engine, uint32_t fid,
                     const void *frame);
 void dmem__xen_share_forget(dmem_xen_guest *x);

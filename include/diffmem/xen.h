@@ -35,6 +35,10 @@
  *    for each engine frame one guest page is its Xen "source": share()
  *    nominates the page (xc_memshr_nominate_gfn), compares its bytes with
  *    the frame, and shares it onto the source with xc_memshr_share_gfns.
+ *    The guests of one engine find each other's sources through a table
+ *    the caller gives them all (dmem_xen_sources, in
+ *    dmem_xen_guest_options.sources); without it a guest's pages are
+ *    shared in the p2m only with its own.
  *    Xen invalidates a handle when the guest writes its page, so a write
  *    after the comparison makes the share fail with
  *    XENMEM_SHARING_OP_C_HANDLE_INVALID: no guest write is ever merged
@@ -239,6 +243,46 @@ typedef struct dmem_xen_calls {
 /** One VM's adapter. */
 typedef struct dmem_xen_guest dmem_xen_guest;
 
+/**
+ * The sharing sources of the guests attached to one engine. Xen shares a
+ * guest page only with another guest page, so for each engine frame the
+ * adapter keeps one guest page that Xen nominated with the frame's bytes
+ * (its "source") and shares the frame's other pages onto it. Guests find
+ * each other's sources through a table: make one per engine and give it to
+ * every guest that will be attached to that engine
+ * (dmem_xen_guest_options.sources). A guest given none makes a table of its
+ * own, and then shares in Xen's p2m only among its own pages: the engine
+ * still keeps each frame once, but the other guests' copies keep their
+ * memory. The library keeps no table of its own across the process.
+ *
+ * Each guest given the table holds a reference to it, so the caller may
+ * destroy its own as soon as the guests are made; the table is freed when
+ * the last of them lets go. The table is keyed by engine as well as by
+ * frame, so a table given to guests of different engines is safe, if of
+ * no use. Threads: the table locks itself; guests on any threads may use
+ * it at once.
+ */
+typedef struct dmem_xen_sources dmem_xen_sources;
+
+/**
+ * Makes an empty table of sharing sources.
+ * @param out receives the table, with one reference: the caller's.
+ * @param allocator the table's memory (one block of about 32 KiB, and one
+ *        small block per frame shared in Xen's p2m); NULL: the C library's.
+ *        It must outlive the table, that is every guest given it.
+ * @retval 0 success.
+ * @retval DMEM_EINVAL @p out is NULL, or the allocator lacks a function.
+ * @retval DMEM_ENOMEM.
+ */
+DMEM_API int dmem_xen_sources_create(dmem_xen_sources **out, const dmem_allocator *allocator);
+
+/**
+ * Drops the caller's reference to @p sources; the table goes with the last
+ * reference, once every guest given it has been destroyed. Guests keep
+ * using it until then. NULL does nothing.
+ */
+DMEM_API void dmem_xen_sources_destroy(dmem_xen_sources *sources);
+
 /** Options of dmem_xen_guest_create(). Start from DMEM_XEN_GUEST_OPTIONS_INIT. */
 typedef struct dmem_xen_guest_options {
   unsigned version; /**< DMEM_XEN_GUEST_OPTIONS_VERSION */
@@ -266,12 +310,20 @@ typedef struct dmem_xen_guest_options {
   /** The adapter's own memory (its page tables and rings' state); NULL:
    *  the C library's. libxenctrl's handles allocate their own. */
   const dmem_allocator *allocator;
+  /** With @c share: the table of sharing sources of the engine this guest
+   *  will be attached to (dmem_xen_sources_create()), the same for every
+   *  guest of that engine; the guest takes a reference. NULL: a table of
+   *  the guest's own, so Xen shares its pages with no other guest's.
+   *  (Version 3; a program that sets version 2 gets NULL.) */
+  dmem_xen_sources *sources;
 } dmem_xen_guest_options;
 
-#define DMEM_XEN_GUEST_OPTIONS_VERSION 2
+/** The version of dmem_xen_guest_options this header describes;
+ *  dmem_xen_guest_create() also takes version 2 (without @c sources). */
+#define DMEM_XEN_GUEST_OPTIONS_VERSION 3
 #define DMEM_XEN_GUEST_OPTIONS_INIT                                                                \
   {                                                                                                \
-    DMEM_XEN_GUEST_OPTIONS_VERSION, 0, NULL, NULL, 1, 0, NULL, NULL, DMEM_DOMAIN_OWN, NULL         \
+    DMEM_XEN_GUEST_OPTIONS_VERSION, 0, NULL, NULL, 1, 0, NULL, NULL, DMEM_DOMAIN_OWN, NULL, NULL   \
   }
 
 /**
