@@ -19,8 +19,11 @@
  *   xen_pager: dom1: cannot open /dev/xen/privcmd: No such file or directory (...)
  *
  * What a daemon does, and all this file does:
- *  1. dmem_xen_guest_create() for each guest: checks HVM with HAP, maps the paging
- *     ring, enables paging and log-dirty (and sharing);
+ *  1. dmem_xen_sources_create(): one table of sharing sources for the
+ *     engine's guests, so that Xen shares pages across them;
+ *     dmem_xen_guest_create() for each guest, given that table: checks HVM
+ *     with HAP, maps the paging ring, enables paging and log-dirty (and
+ *     sharing);
  *  2. one engine; dmem_xen_guest_attach() each guest to it;
  *  3. dmem_xen_guest_start() on each adapter (or poll dmem_xen_guest_fd() in the
  *     daemon's own event loop and call dmem_xen_guest_poll()), and
@@ -95,10 +98,18 @@ int main(int argc, char **argv)
   dmem_xen_guest *x[MAXDOM] = {0};
   dmem_vm *vm[MAXDOM] = {0};
   int status = 0;
+  /* The guests of one engine find each other's pages for Xen to share
+   * through one table; each guest keeps a reference to it. */
+  dmem_xen_sources *sources = NULL;
+  if (share && dmem_xen_sources_create(&sources, NULL) != 0) {
+    fprintf(stderr, "xen_pager: out of memory\n");
+    return 1;
+  }
   for (int i = 0; i < ndom; i++) {
     dmem_xen_guest_options o = DMEM_XEN_GUEST_OPTIONS_INIT;
     o.domid = domid[i];
     o.share = share;
+    o.sources = sources;
     char err[256];
     int rc = dmem_xen_guest_create(&x[i], &o, err, sizeof err);
     if (rc) {
@@ -108,6 +119,8 @@ int main(int argc, char **argv)
       goto out;
     }
   }
+  dmem_xen_sources_destroy(sources); /* the guests hold it now */
+  sources = NULL;
 
   dmem_engine *e = NULL;
   dmem_engine_options eo = DMEM_ENGINE_OPTIONS_INIT;
@@ -169,5 +182,6 @@ detach:
 out:
   for (int i = 0; i < ndom; i++)
     dmem_xen_guest_destroy(x[i]);
+  dmem_xen_sources_destroy(sources);
   return status;
 }
