@@ -4,7 +4,7 @@
 #include "config.h"
 
 #include "kvm_guest.h"
-#include "../tools/kvm_cpl3.h"
+#include "kvm_cpl3.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -20,11 +20,11 @@
 
 #include <diffmem/codec.h>
 
-#include "../tools/analyze.h"
-#include "../tools/elfcore.h"
-#include "../tools/json.h"
-#include "../tools/memsrc.h"
-#include "../tools/report.h"
+#include "analyze.h"
+#include "elfcore.h"
+#include "json.h"
+#include "memsrc.h"
+#include "report.h"
 #include "testutil.h"
 
 enum { PS = DMEM_PAGE_SIZE };
