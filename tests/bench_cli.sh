@@ -101,7 +101,7 @@ def check(cond, what):
 keys = ["name", "pages", "in_bytes", "out_bytes", "ratio", "compress_MBps", "decompress_MBps",
         "roundtrip_ok"]
 names = [c["name"] for c in j["codecs"]]
-for want in ["wkdm", "best"] + (["lzo"] if "lzo" in sys.argv[2].split() else []):
+for want in ["wkdm", "best", "default"] + (["lzo"] if "lzo" in sys.argv[2].split() else []):
     check(want in names, "codec %s missing from %s" % (want, names))
 for c in j["codecs"]:
     for k in keys:
@@ -112,7 +112,9 @@ for c in j["codecs"]:
     check(c["roundtrip_ok"] is True, "%s: round trip failed" % c["name"])
 best = [c for c in j["codecs"] if c["name"] == "best"][0]
 for c in j["codecs"]:
-    check(best["out_bytes"] <= c["out_bytes"], "best writes more than %s" % c["name"])
+    # zlib-1 (where built with zlib) is the yardstick, not one of ours.
+    check(c["name"] == "zlib-1" or best["out_bytes"] <= c["out_bytes"],
+          "best writes more than %s" % c["name"])
 dkeys = ["detector", "pairs", "mean_patch_bytes", "encode_MBps", "decode_MBps", "roundtrip_ok"]
 dets = [d["detector"] for d in j["delta"]]
 check(dets == ["hash(2,1)", "hash(4,1)", "content(2,1)", "content(2,1)+lz"], "detectors %s" % dets)

@@ -47,8 +47,8 @@ static double mbps(size_t bytes, double secs)
 
 /* Compresses every non-zero page of the set with one codec, then
  * decompresses every blob and compares. */
-static int bench_codec(codec_result *r, dmem_codec *c, dmem_codec_id id, const page_set *set,
-                       int repeat)
+static int bench_codec(codec_result *r, dmem_codec *c, dmem_codec_id id, const char *name,
+                       const page_set *set, int repeat)
 {
   size_t n = set->npages;
   uint8_t *blobs = malloc(n * DMEM_COMPRESS_BOUND + 1);
@@ -60,7 +60,7 @@ static int bench_codec(codec_result *r, dmem_codec *c, dmem_codec_id id, const p
     return -1;
   }
   memset(r, 0, sizeof *r);
-  r->name = dmem_codec_name(id);
+  r->name = name;
   r->roundtrip_ok = 1;
   r->c_secs = r->d_secs = 1e30;
   for (int rep = 0; rep < repeat; rep++) {
@@ -106,6 +106,72 @@ static const void *fetch_page(uint32_t id, void *ud)
 }
 
 #if DMEM_HAVE_ZLIB
+/* zlib at level 1, page by page, as raw deflate (no header, no checksum:
+ * the yardstick at its smallest), beside the codecs: the size a
+ * general-purpose compressor's fastest level reaches on the same pages. */
+static int bench_zlib(codec_result *r, const page_set *set, int repeat)
+{
+  enum { BOUND = DMEM_PAGE_SIZE + 64 };
+  size_t n = set->npages;
+  uint8_t *out = malloc(n * BOUND + 1);
+  size_t *lens = calloc(n + 1, sizeof *lens);
+  uint8_t back[DMEM_PAGE_SIZE];
+  z_stream d = {0}, in = {0};
+  int ok = out && lens && deflateInit2(&d, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK;
+  if (ok && inflateInit2(&in, -15) != Z_OK) {
+    deflateEnd(&d);
+    ok = 0;
+  }
+  if (!ok) {
+    free(out);
+    free(lens);
+    return -1;
+  }
+  memset(r, 0, sizeof *r);
+  r->name = "zlib-1";
+  r->roundtrip_ok = 1;
+  r->c_secs = r->d_secs = 1e30;
+  for (int rep = 0; rep < repeat; rep++) {
+    size_t total = 0;
+    double t0 = now_seconds();
+    for (size_t i = 0; i < n; i++) {
+      deflateReset(&d);
+      d.next_in = (Bytef *)page_at(set, i);
+      d.avail_in = DMEM_PAGE_SIZE;
+      d.next_out = out + i * BOUND;
+      d.avail_out = BOUND;
+      lens[i] = deflate(&d, Z_FINISH) == Z_STREAM_END ? BOUND - d.avail_out : 0;
+      r->roundtrip_ok &= lens[i] != 0;
+      total += lens[i];
+    }
+    double t1 = now_seconds();
+    for (size_t i = 0; i < n; i++) {
+      inflateReset(&in);
+      in.next_in = out + i * BOUND;
+      in.avail_in = (uInt)lens[i];
+      in.next_out = back;
+      in.avail_out = DMEM_PAGE_SIZE;
+      if (inflate(&in, Z_FINISH) != Z_STREAM_END || in.avail_out != 0)
+        r->roundtrip_ok = 0;
+      else if (rep == 0 && memcmp(back, page_at(set, i), DMEM_PAGE_SIZE) != 0)
+        r->roundtrip_ok = 0;
+    }
+    double t2 = now_seconds();
+    if (t1 - t0 < r->c_secs)
+      r->c_secs = t1 - t0;
+    if (t2 - t1 < r->d_secs)
+      r->d_secs = t2 - t1;
+    r->out_bytes = total;
+  }
+  r->pages = n;
+  r->in_bytes = n * DMEM_PAGE_SIZE;
+  deflateEnd(&d);
+  inflateEnd(&in);
+  free(out);
+  free(lens);
+  return 0;
+}
+
 static size_t zlib_xor_size(const uint8_t *page, const uint8_t *ref)
 {
   uint8_t x[DMEM_PAGE_SIZE], z[DMEM_PAGE_SIZE + 256];
@@ -198,10 +264,10 @@ static int bench_delta(delta_result *r, const dmem_simdet_options *so, unsigned 
 static void print_codec_table(const codec_result *r, size_t n, const char *title)
 {
   printf("%s\n", title);
-  printf("  %-6s %8s %12s %12s %7s %10s %10s %s\n", "codec", "pages", "in_bytes", "out_bytes",
+  printf("  %-7s %8s %12s %12s %7s %10s %10s %s\n", "codec", "pages", "in_bytes", "out_bytes",
          "ratio", "comp MB/s", "dec MB/s", "roundtrip");
   for (size_t i = 0; i < n; i++)
-    printf("  %-6s %8zu %12zu %12zu %7.3f %10.0f %10.0f %s\n", r[i].name, r[i].pages, r[i].in_bytes,
+    printf("  %-7s %8zu %12zu %12zu %7.3f %10.0f %10.0f %s\n", r[i].name, r[i].pages, r[i].in_bytes,
            r[i].out_bytes, r[i].out_bytes ? (double)r[i].in_bytes / (double)r[i].out_bytes : 0.0,
            mbps(r[i].in_bytes, r[i].c_secs), mbps(r[i].in_bytes, r[i].d_secs),
            r[i].roundtrip_ok ? "ok" : "FAILED");
@@ -223,11 +289,15 @@ static void json_codecs(const codec_result *r, size_t n)
   printf("]");
 }
 
-/* Results one set can have at most: one per codec id. */
-#define NBENCH ((size_t)DMEM_CODEC_BEST + 1)
+/* Results one set can have at most: one per codec id, the engine's
+ * default and zlib. */
+#define NBENCH ((size_t)DMEM_CODEC_BEST + 3)
 
-/* Runs every available codec over one set; returns how many results. */
-static size_t run_codecs(codec_result *out, dmem_codec *c, const page_set *set, int repeat)
+/* Runs every available codec over one set; returns how many results. c
+ * tries every codec in its best-of mode, dflt those of the engine's
+ * default (dmem_codec_default_mask()). */
+static size_t run_codecs(codec_result *out, dmem_codec *c, dmem_codec *dflt, const page_set *set,
+                         int repeat)
 {
   size_t n = 0;
   /* Every codec the library has built in, in id order, then the best-of
@@ -235,9 +305,17 @@ static size_t run_codecs(codec_result *out, dmem_codec *c, const page_set *set, 
   for (unsigned id = DMEM_CODEC_NONE + 1; id <= DMEM_CODEC_BEST; id++) {
     if (!dmem_codec_name((dmem_codec_id)id) || !dmem_codec_available((dmem_codec_id)id))
       continue;
-    if (bench_codec(&out[n], c, (dmem_codec_id)id, set, repeat) == 0)
+    if (bench_codec(&out[n], c, (dmem_codec_id)id, dmem_codec_name((dmem_codec_id)id), set,
+                    repeat) == 0)
       n++;
   }
+  /* What the engine stores a compressed page as, unless told otherwise. */
+  if (bench_codec(&out[n], dflt, DMEM_CODEC_BEST, "default", set, repeat) == 0)
+    n++;
+#if DMEM_HAVE_ZLIB
+  if (bench_zlib(&out[n], set, repeat) == 0)
+    n++;
+#endif
   return n;
 }
 
@@ -268,7 +346,7 @@ static int run_codecs_cmd(const bench_opts *o, int nfiles, char **files)
   size_t *fn = calloc((size_t)nfiles, sizeof *fn);
   delta_result dres[4];
   size_t ndelta = 0, zeros = 0;
-  dmem_codec *c = NULL;
+  dmem_codec *c = NULL, *dflt = NULL;
   if (!per || !res || !fres || !fn) {
     fprintf(stderr, "diffmem bench: out of memory\n");
     goto out;
@@ -283,15 +361,19 @@ static int run_codecs_cmd(const bench_opts *o, int nfiles, char **files)
     fprintf(stderr, "diffmem bench: the input has no non-zero pages\n");
     goto out;
   }
+  dmem_codec_options dco = DMEM_CODEC_OPTIONS_INIT;
+  dco.best_mask = dmem_codec_default_mask();
   int err = dmem_codec_create(&c, NULL);
+  if (err == 0)
+    err = dmem_codec_create(&dflt, &dco);
   if (err != 0) {
     fprintf(stderr, "diffmem bench: cannot make a codec context: %s\n", dmem_strerror(err));
     goto out;
   }
-  size_t nres = run_codecs(res, c, &all, o->repeat);
+  size_t nres = run_codecs(res, c, dflt, &all, o->repeat);
   if (nfiles > 1)
     for (int f = 0; f < nfiles; f++)
-      fn[f] = per[f].npages ? run_codecs(fres + NBENCH * (size_t)f, c, &per[f], 1) : 0;
+      fn[f] = per[f].npages ? run_codecs(fres + NBENCH * (size_t)f, c, dflt, &per[f], 1) : 0;
 
   dmem_simdet_options paper = DMEM_SIMDET_OPTIONS_INIT;
   paper.seed = 0x5eed;
@@ -368,6 +450,7 @@ static int run_codecs_cmd(const bench_opts *o, int nfiles, char **files)
   }
 out:
   dmem_codec_destroy(c);
+  dmem_codec_destroy(dflt);
   for (int f = 0; per && f < nfiles; f++)
     page_set_free(&per[f]);
   page_set_free(&all);
@@ -444,9 +527,11 @@ const dmem_cmd dmem_cmd_bench = {
              "bench codecs:\n"
              "\n"
              "Reads each FILE as raw 4 KiB pages (for example from bench/capture-pages)\n"
-             "and reports, for each page codec (wkdm, lzo, lz4, zstd, best): pages,\n"
-             "input and output bytes, ratio, compress and decompress MB/s, and whether\n"
-             "every page round-tripped; with several files, the same per file. For\n"
+             "and reports, for each page codec (wkdm, lzo, lz4, zstd, best), for the\n"
+             "engine's default choice (default: best of dmem_codec_default_mask()) and,\n"
+             "as a yardstick, zlib level 1 (zlib-1, raw deflate): pages, input and\n"
+             "output bytes, ratio, compress and decompress MB/s, and whether every\n"
+             "page round-tripped; with several files, the same per file. For\n"
              "each similarity detector it walks the pages in order, skips pages\n"
              "identical to an earlier one, patches the rest against the detector's\n"
              "candidate, and reports pairs found, mean patch size (beside zlib of\n"
