@@ -22,7 +22,7 @@
  * detector (the engine's: HashSimilarityDetector(2,1), one candidate from
  * the frames and one from unpatched unique pages) proposes a reference
  * whose patch is under half a page; otherwise it becomes a reference itself
- * and is offered to the compressor (the engine's best of WKdm and LZO),
+ * and is offered to the compressor (the engine's default codecs),
  * which counts when its blob is under half a page. Patched pages are never
  * references, so there are no chains.
  *
@@ -363,7 +363,7 @@ int analyze_finish(analyze_result *out, analyze *a, analyze_progress_fn progress
   const char *cn = dmem_codec_name(a->opts.codec);
   snprintf(out->codec, sizeof out->codec, "%s", cn ? cn : "?");
   if (a->opts.codec == DMEM_CODEC_BEST && !a->opts.codec_best_mask) {
-    /* The engine's default pair, named: "best (wkdm, lzo)". */
+    /* The engine's default codecs, named: "best (zstd)". */
     unsigned mask = dmem_codec_default_mask();
     size_t len = strlen(out->codec);
     const char *sep = " (";

@@ -102,7 +102,8 @@ typedef struct dmem_engine_options {
    *  in best_mask. */
   dmem_codec_id codec;
   /** For DMEM_CODEC_BEST: (1u << id) bits; 0 = dmem_codec_default_mask()
-   *  (the paper's pair, WKdm and LZO, where built with LZO). */
+   *  (zstd where built with libzstd, else the paper's pair, WKdm and
+   *  LZO). */
   unsigned codec_best_mask;
   /** Similarity detector (codec.h); kind 0 disables patching. */
   dmem_simdet_kind simdet_kind;
