@@ -27,6 +27,12 @@ typedef struct dmem__page {
 
 #define PAGE_F_DIRTY 0x1u /* the VMM wrote it (dmem_vm_dirty) */
 #define PAGE_F_REF 0x2u   /* referenced, seen outside a scan visit */
+/* Its content, unchanged since, compressed to too much (NOCOMP), or made
+ * a patch too long against every candidate tried (NOPATCH): not tried
+ * again until the page is written. */
+#define PAGE_F_NOCOMP 0x4u
+#define PAGE_F_NOPATCH 0x8u
+#define PAGE_F_TRIED (PAGE_F_NOCOMP | PAGE_F_NOPATCH)
 
 /* A sharing domain: the VMs that may share pages, and the indexes that
  * find candidates among them. Frames belong to one domain (frame.dom is
@@ -61,6 +67,7 @@ struct dmem_vm {
   uint64_t cursor; /* next gfn the scanner visits */
   uint64_t kinds[7], states[5];
   uint64_t merges, faults, hints, errors, scanned;
+  uint64_t retries_skipped; /* dmem_stats.retries_skipped */
   uint64_t shared_faults[2]; /* on SHARED pages: [0] writes, [1] reads */
   uint64_t *journal;         /* its entries (dmem_vm_set_journal), or NULL */
 };
@@ -83,6 +90,7 @@ struct dmem_engine {
   uint32_t rr;          /* VM whose slice comes next */
   uint64_t since_flush; /* visits since the unstable indexes were rebuilt */
   uint64_t merges, faults, hints, errors, scanned;
+  uint64_t retries_skipped; /* dmem_stats.retries_skipped */
   uint64_t shared_faults[2]; /* as the VMs' */
   uint32_t *dead;            /* secure mode: unused frames a scan frees */
   size_t ndead, capdead;

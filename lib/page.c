@@ -73,6 +73,7 @@ void dmem__made_private(dmem_engine *e, dmem_vm *vm, dmem__page *p)
   dmem__set_kind(vm, p, DMEM_PAGE_RESIDENT);
   dmem__set_state(vm, p, DMEM_C1);
   p->idle = 0;
+  p->flags &= (uint8_t)~PAGE_F_TRIED; /* judged afresh */
 }
 
 int dmem__unmap(dmem_engine *e, dmem_vm *vm, uint64_t gfn)

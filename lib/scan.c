@@ -84,6 +84,7 @@ static int lock_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn, void *buf, int i
   dmem__page *p = &vm->pages[gfn];
   if ((bits & DMEM_BIT_MODIFIED) && !ignore_modified) {
     unprotect(vm, gfn);
+    p->flags &= (uint8_t)~PAGE_F_TRIED; /* new content */
     if (p->kind == DMEM_PAGE_MAPPED) {
       (void)dmem__unmap(e, vm, gfn); /* counted if it fails */
     } else {
@@ -256,14 +257,28 @@ static int better_patch(dmem_engine *e, const uint8_t *buf, const uint8_t *ref, 
   return 1;
 }
 
+/* Did technique `flag` (PAGE_F_NOCOMP, PAGE_F_NOPATCH) fail on the page's
+ * content, unchanged since? Then it is not tried again, and counted. */
+static int failed_before(dmem_engine *e, dmem_vm *vm, uint64_t gfn, uint8_t flag)
+{
+  if (!(vm->pages[gfn].flags & flag))
+    return 0;
+  vm->retries_skipped++;
+  e->retries_skipped++;
+  return 1;
+}
+
 static int try_patch(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *buf)
 {
   uint32_t cand[8];
-  size_t best = 0;
+  size_t best = 0, tried = 0;
   uint32_t fid = DMEM__NO_ID, lid = DMEM__NO_ID;
   unsigned want = e->opts.simdet_candidates;
   dmem__domain *d = vm->dom;
+  if (failed_before(e, vm, gfn, PAGE_F_NOPATCH))
+    return NOT_DONE;
   size_t n = dmem_simdet_query(cand, want, d->frames_sim, buf);
+  tried += n;
   for (size_t i = 0; i < n; i++)
     if (better_patch(e, buf, dmem__frame_data(&e->store, cand[i]), &best))
       fid = cand[i];
@@ -278,14 +293,20 @@ static int try_patch(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t *b
       continue;
     if (qvm->ops->read(e->other, q, qvm->ud) != 0)
       continue;
+    tried++;
     if (better_patch(e, buf, e->other, &best)) {
       lid = cand[i];
       fid = DMEM__NO_ID;
       memcpy(e->fetched, e->other, DMEM_PAGE_SIZE);
     }
   }
-  if (!best)
+  if (!best) {
+    /* Too long against every candidate: not again on this content. (No
+     * candidate at all is no failure: one may come.) */
+    if (tried)
+      vm->pages[gfn].flags |= PAGE_F_NOPATCH;
     return NOT_DONE;
+  }
   if (lid != DMEM__NO_ID) {
     dmem_vm *qvm = dmem__vm_of_live_id(e, lid);
     uint64_t h = dmem_index_hash(d->frames_idx, e->fetched);
@@ -316,7 +337,12 @@ static int try_compress(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t
   size_t len;
   /* Keep nothing that does not save half a page, slot header included. */
   size_t cap = DMEM_PAGE_SIZE / 2 - sizeof(dmem__blob_hdr);
-  if (dmem_codec_compress(&len, e->blob, cap, e->codec, e->opts.codec, buf) != 0)
+  if (failed_before(e, vm, gfn, PAGE_F_NOCOMP))
+    return NOT_DONE;
+  int rc = dmem_codec_compress(&len, e->blob, cap, e->codec, e->opts.codec, buf);
+  if (rc == DMEM_ETOOBIG)
+    vm->pages[gfn].flags |= PAGE_F_NOCOMP; /* the same content compresses the same */
+  if (rc)
     return NOT_DONE;
   dmem__blob_hdr hdr = {.len = (uint16_t)len,
                         .kind = DMEM_PAGE_COMPRESSED,
@@ -324,7 +350,7 @@ static int try_compress(dmem_engine *e, dmem_vm *vm, uint64_t gfn, const uint8_t
                         .ref = DMEM__NO_ID};
   uint32_t blob;
   errno = 0;
-  int rc = dmem__blob_put(&blob, &e->store, &hdr, e->blob);
+  rc = dmem__blob_put(&blob, &e->store, &hdr, e->blob);
   if (rc) {
     store_error(e, vm, rc, "storing the compressed", gfn, errno);
     return NOT_DONE;
@@ -440,6 +466,8 @@ static void visit(dmem_engine *e, dmem_vm *vm, uint64_t gfn, unsigned bits)
   if (p->flags & PAGE_F_REF)
     bits |= DMEM_BIT_REFERENCED;
   p->flags &= (uint8_t) ~(PAGE_F_DIRTY | PAGE_F_REF);
+  if (bits & DMEM_BIT_MODIFIED)
+    p->flags &= (uint8_t)~PAGE_F_TRIED; /* new content: worth trying again */
   if (!resident)
     bits = 0;
   if (bits)
@@ -507,7 +535,7 @@ void dmem__hint_page(dmem_engine *e, dmem_vm *vm, uint64_t gfn)
   e->hints++;
   /* The I/O that filled it is the write its bits show: it is read-hot page
    * cache from now on (C2), a candidate to share and to serve as reference. */
-  p->flags &= (uint8_t)~PAGE_F_DIRTY;
+  p->flags &= (uint8_t) ~(PAGE_F_DIRTY | PAGE_F_TRIED);
   p->idle = 0;
   dmem__set_state(vm, p, DMEM_C2);
   /* Secure mode: a hint merges nothing ahead of the scan, or the guest

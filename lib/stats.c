@@ -96,22 +96,38 @@ static int64_t entitlement(const vm_sums *s, double pool, uint64_t pool_pages)
   return (int64_t)(share + s->other_saved);
 }
 
-/* Zeroes what the caller's version of dmem_stats holds (there is one
- * version so far), or refuses a version it does not know. */
-static int stats_begin(dmem_stats *out)
+/* How much of dmem_stats the caller's version holds, or 0 for a version
+ * this library does not know. */
+static size_t stats_size(unsigned version)
 {
-  if (out->version != DMEM_STATS_VERSION)
+  return version == 1                    ? offsetof(dmem_stats, retries_skipped)
+         : version == DMEM_STATS_VERSION ? sizeof(dmem_stats)
+                                         : 0;
+}
+
+/* Starts the figures in s, at the caller's version of out: 0, or
+ * DMEM_EVERSION (out untouched). */
+static int stats_begin(dmem_stats *s, const dmem_stats *out)
+{
+  if (stats_size(out->version) == 0)
     return DMEM_EVERSION;
-  memset(out, 0, sizeof *out);
-  out->version = DMEM_STATS_VERSION;
+  memset(s, 0, sizeof *s);
+  s->version = out->version;
   return 0;
 }
 
-int dmem_vm_stats(dmem_stats *out, dmem_vm *vm)
+/* Hands the caller what its version holds. */
+static void stats_end(dmem_stats *out, const dmem_stats *s)
 {
-  if (!out || !vm)
+  memcpy(out, s, stats_size(s->version));
+}
+
+int dmem_vm_stats(dmem_stats *caller, dmem_vm *vm)
+{
+  if (!caller || !vm)
     return DMEM_EINVAL;
-  if (stats_begin(out) != 0)
+  dmem_stats s_, *out = &s_;
+  if (stats_begin(out, caller) != 0)
     return DMEM_EVERSION;
   dmem_engine *e = vm->e;
   pthread_mutex_lock(&e->lock);
@@ -130,7 +146,9 @@ int dmem_vm_stats(dmem_stats *out, dmem_vm *vm)
   out->hints = vm->hints;
   out->errors = vm->errors;
   out->scanned = vm->scanned;
+  out->retries_skipped = vm->retries_skipped;
   pthread_mutex_unlock(&e->lock);
+  stats_end(caller, out);
   return 0;
 }
 
@@ -150,11 +168,12 @@ static uint64_t meta_bytes(const dmem_engine *e)
   return b;
 }
 
-int dmem_engine_stats(dmem_stats *out, dmem_engine *e)
+int dmem_engine_stats(dmem_stats *caller, dmem_engine *e)
 {
-  if (!out || !e)
+  if (!caller || !e)
     return DMEM_EINVAL;
-  if (stats_begin(out) != 0)
+  dmem_stats s_, *out = &s_;
+  if (stats_begin(out, caller) != 0)
     return DMEM_EVERSION;
   pthread_mutex_lock(&e->lock);
   for (uint32_t i = 0; i < e->nvms; i++) {
@@ -183,6 +202,8 @@ int dmem_engine_stats(dmem_stats *out, dmem_engine *e)
   out->errors = e->errors + e->store.punch_errors;
   out->scanned = e->scanned;
   out->meta_bytes = meta_bytes(e);
+  out->retries_skipped = e->retries_skipped;
   pthread_mutex_unlock(&e->lock);
+  stats_end(caller, out);
   return 0;
 }

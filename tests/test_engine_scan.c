@@ -268,6 +268,42 @@ START_TEST(compressed_in_c4)
 }
 END_TEST
 
+/* A page whose content compresses to too much is not compressed again on
+ * each pass; once it is written it is judged afresh. */
+START_TEST(failed_compression_not_retried)
+{
+  fx f;
+  fx_init(&f, 1, 4, 0);
+  fx_random(&f, 0, 0, 4, 9);
+  fx_start(&f);
+  for (int i = 0; i < 3; i++) /* C4 on the third pass: compression fails */
+    fx_pass(&f);
+  ck_assert_int_eq(fx_state(&f, 0, 0), DMEM_C4);
+  expect_kind(&f, 0, 0, 4, DMEM_PAGE_RESIDENT);
+  ck_assert_uint_eq(fx_vs(&f, 0).retries_skipped, 0);
+  fx_pass(&f);
+  ck_assert_uint_eq(fx_vs(&f, 0).retries_skipped, 4);
+  fx_pass(&f);
+  ck_assert_uint_eq(fx_vs(&f, 0).retries_skipped, 8);
+  ck_assert_uint_eq(fx_es(&f).retries_skipped, 8);
+  expect_kind(&f, 0, 0, 4, DMEM_PAGE_RESIDENT);
+  /* Page 2 now holds text: compressed once it is cold again. */
+  uint8_t t[PAGE];
+  pg_text(t, 5);
+  fx_write(&f, 0, 2, 0, t, PAGE);
+  int passes = 0;
+  while (fx_kind(&f, 0, 2) == DMEM_PAGE_RESIDENT && passes < 10) {
+    fx_pass(&f);
+    passes++;
+  }
+  expect_kind(&f, 0, 2, 1, DMEM_PAGE_COMPRESSED);
+  /* The other three were skipped on each of those passes, and only they. */
+  ck_assert_uint_eq(fx_vs(&f, 0).retries_skipped, 8 + 3 * (uint64_t)passes);
+  fx_verify(&f);
+  fx_end(&f);
+}
+END_TEST
+
 Suite *dmem_test_suite(void)
 {
   Suite *s = suite_create("engine_scan");
@@ -281,6 +317,7 @@ Suite *dmem_test_suite(void)
   tcase_add_test(tc, share_evicts_unless_mapped);
   tcase_add_test(tc, similar_patched);
   tcase_add_test(tc, compressed_in_c4);
+  tcase_add_test(tc, failed_compression_not_retried);
   suite_add_tcase(s, tc);
   return s;
 }

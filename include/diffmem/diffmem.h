@@ -384,15 +384,20 @@ typedef struct dmem_stats {
   /** Faults on pages shared onto a frame: reads (mapped copy-on-write or
    *  copied, dmem_vm_fault_read()) and the rest (copied). */
   uint64_t shared_read_faults, shared_write_faults;
+  /** (Version 2.) Compressions and patches not tried again: one that saved
+   *  too little on a page is not retried until the page is written, as
+   *  the same content gives the same result. */
+  uint64_t retries_skipped;
 } dmem_stats;
 
-/** The version of dmem_stats this header describes. */
-#define DMEM_STATS_VERSION 1
+/** The version of dmem_stats this header describes; the library also
+ *  takes version 1 (up to shared_write_faults). */
+#define DMEM_STATS_VERSION 2
 /** A dmem_stats ready to be filled: `dmem_stats s = DMEM_STATS_INIT;`. */
 #define DMEM_STATS_INIT                                                                            \
   {                                                                                                \
     DMEM_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, {0, 0, 0, 0, 0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  \
-        0, 0                                                                                       \
+        0, 0, 0                                                                                    \
   }
 
 /** Fills @p out with the engine's totals.
