@@ -440,7 +440,7 @@ static void *fault_thread(void *arg)
   struct uffd_msg msgs[MSG_BATCH];
   struct pollfd pfd[3] = {{.fd = r->uffd, .events = POLLIN},
                           {.fd = r->stop_fd, .events = POLLIN},
-                          {.fd = r->agent_fd, .events = POLLIN}};
+                          {.fd = -1, .events = POLLIN}};
   for (;;) {
     /* A writer held for an agent's late answer (mem_cow.c): watch for the
      * answer too, and look again now and then (the engine may take it). */
