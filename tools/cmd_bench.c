@@ -45,13 +45,24 @@ static double mbps(size_t bytes, double secs)
   return secs > 0 ? (double)bytes / 1e6 / secs : 0.0;
 }
 
-/* Compresses every non-zero page of the set with one codec, then
- * decompresses every blob and compares. */
-static int bench_codec(codec_result *r, dmem_codec *c, dmem_codec_id id, const char *name,
-                       const page_set *set, int repeat)
+/* One page compressor under test: ours through a dmem_codec, or zlib as
+ * the yardstick. compress returns the stream's length, 0 on failure;
+ * decompress 0 when it rebuilt a whole page. */
+typedef struct bench_impl {
+  const char *name;
+  size_t bound; /* room for one page's stream */
+  size_t (*compress)(void *ctx, uint8_t *out, size_t cap, const void *page);
+  int (*decompress)(void *ctx, void *page, const uint8_t *in, size_t len);
+  void *ctx;
+} bench_impl;
+
+/* Compresses every non-zero page of the set, then decompresses every
+ * stream and compares; each timed pass runs `repeat` times and the
+ * fastest counts. */
+static int bench_codec(codec_result *r, const bench_impl *b, const page_set *set, int repeat)
 {
   size_t n = set->npages;
-  uint8_t *blobs = malloc(n * DMEM_COMPRESS_BOUND + 1);
+  uint8_t *blobs = malloc(n * b->bound + 1);
   size_t *lens = calloc(n + 1, sizeof *lens);
   uint8_t back[DMEM_PAGE_SIZE];
   if (!blobs || !lens) {
@@ -60,24 +71,21 @@ static int bench_codec(codec_result *r, dmem_codec *c, dmem_codec_id id, const c
     return -1;
   }
   memset(r, 0, sizeof *r);
-  r->name = name;
+  r->name = b->name;
   r->roundtrip_ok = 1;
   r->c_secs = r->d_secs = 1e30;
   for (int rep = 0; rep < repeat; rep++) {
-    size_t out = 0, pages = 0;
+    size_t out = 0;
     double t0 = now_seconds();
     for (size_t i = 0; i < n; i++) {
-      uint8_t *b = blobs + i * DMEM_COMPRESS_BOUND;
-      if (dmem_codec_compress(&lens[i], b, DMEM_COMPRESS_BOUND, c, id, page_at(set, i)) != 0) {
-        lens[i] = 0;
+      lens[i] = b->compress(b->ctx, blobs + i * b->bound, b->bound, page_at(set, i));
+      if (lens[i] == 0)
         r->roundtrip_ok = 0;
-      }
       out += lens[i];
-      pages++;
     }
     double t1 = now_seconds();
     for (size_t i = 0; i < n; i++) {
-      if (lens[i] && dmem_codec_decompress(back, c, blobs + i * DMEM_COMPRESS_BOUND, lens[i]) != 0)
+      if (lens[i] && b->decompress(b->ctx, back, blobs + i * b->bound, lens[i]) != 0)
         r->roundtrip_ok = 0;
     }
     double t2 = now_seconds();
@@ -85,12 +93,12 @@ static int bench_codec(codec_result *r, dmem_codec *c, dmem_codec_id id, const c
       r->c_secs = t1 - t0;
     if (t2 - t1 < r->d_secs)
       r->d_secs = t2 - t1;
-    r->pages = pages;
     r->out_bytes = out;
   }
+  r->pages = n;
   /* Verify once more outside the timed loop. */
   for (size_t i = 0; i < n; i++) {
-    if (!lens[i] || dmem_codec_decompress(back, c, blobs + i * DMEM_COMPRESS_BOUND, lens[i]) != 0 ||
+    if (!lens[i] || b->decompress(b->ctx, back, blobs + i * b->bound, lens[i]) != 0 ||
         memcmp(back, page_at(set, i), DMEM_PAGE_SIZE) != 0)
       r->roundtrip_ok = 0;
   }
@@ -98,6 +106,32 @@ static int bench_codec(codec_result *r, dmem_codec *c, dmem_codec_id id, const c
   free(blobs);
   free(lens);
   return 0;
+}
+
+/* Ours: a codec (or DMEM_CODEC_BEST) of a context. */
+typedef struct ours {
+  dmem_codec *c;
+  dmem_codec_id id;
+} ours;
+
+static size_t ours_compress(void *ctx, uint8_t *out, size_t cap, const void *page)
+{
+  ours *o = ctx;
+  size_t len;
+  return dmem_codec_compress(&len, out, cap, o->c, o->id, page) == 0 ? len : 0;
+}
+
+static int ours_decompress(void *ctx, void *page, const uint8_t *in, size_t len)
+{
+  return dmem_codec_decompress(page, ((ours *)ctx)->c, in, len);
+}
+
+static int bench_ours(codec_result *r, dmem_codec *c, dmem_codec_id id, const char *name,
+                      const page_set *set, int repeat)
+{
+  ours o = {c, id};
+  bench_impl b = {name, DMEM_COMPRESS_BOUND, ours_compress, ours_decompress, &o};
+  return bench_codec(r, &b, set, repeat);
 }
 
 static const void *fetch_page(uint32_t id, void *ud)
@@ -109,67 +143,47 @@ static const void *fetch_page(uint32_t id, void *ud)
 /* zlib at level 1, page by page, as raw deflate (no header, no checksum:
  * the yardstick at its smallest), beside the codecs: the size a
  * general-purpose compressor's fastest level reaches on the same pages. */
+typedef struct zlib_ctx {
+  z_stream d, in;
+} zlib_ctx;
+
+static size_t zlib_compress(void *ctx, uint8_t *out, size_t cap, const void *page)
+{
+  z_stream *d = &((zlib_ctx *)ctx)->d;
+  deflateReset(d);
+  d->next_in = (Bytef *)page;
+  d->avail_in = DMEM_PAGE_SIZE;
+  d->next_out = out;
+  d->avail_out = (uInt)cap;
+  return deflate(d, Z_FINISH) == Z_STREAM_END ? cap - d->avail_out : 0;
+}
+
+static int zlib_decompress(void *ctx, void *page, const uint8_t *in, size_t len)
+{
+  z_stream *z = &((zlib_ctx *)ctx)->in;
+  inflateReset(z);
+  z->next_in = (Bytef *)in;
+  z->avail_in = (uInt)len;
+  z->next_out = page;
+  z->avail_out = DMEM_PAGE_SIZE;
+  return inflate(z, Z_FINISH) == Z_STREAM_END && z->avail_out == 0 ? 0 : -1;
+}
+
 static int bench_zlib(codec_result *r, const page_set *set, int repeat)
 {
-  enum { BOUND = DMEM_PAGE_SIZE + 64 };
-  size_t n = set->npages;
-  uint8_t *out = malloc(n * BOUND + 1);
-  size_t *lens = calloc(n + 1, sizeof *lens);
-  uint8_t back[DMEM_PAGE_SIZE];
-  z_stream d = {0}, in = {0};
-  int ok = out && lens && deflateInit2(&d, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK;
-  if (ok && inflateInit2(&in, -15) != Z_OK) {
-    deflateEnd(&d);
-    ok = 0;
-  }
-  if (!ok) {
-    free(out);
-    free(lens);
+  zlib_ctx z;
+  memset(&z, 0, sizeof z);
+  if (deflateInit2(&z.d, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return -1;
+  if (inflateInit2(&z.in, -15) != Z_OK) {
+    deflateEnd(&z.d);
     return -1;
   }
-  memset(r, 0, sizeof *r);
-  r->name = "zlib-1";
-  r->roundtrip_ok = 1;
-  r->c_secs = r->d_secs = 1e30;
-  for (int rep = 0; rep < repeat; rep++) {
-    size_t total = 0;
-    double t0 = now_seconds();
-    for (size_t i = 0; i < n; i++) {
-      deflateReset(&d);
-      d.next_in = (Bytef *)page_at(set, i);
-      d.avail_in = DMEM_PAGE_SIZE;
-      d.next_out = out + i * BOUND;
-      d.avail_out = BOUND;
-      lens[i] = deflate(&d, Z_FINISH) == Z_STREAM_END ? BOUND - d.avail_out : 0;
-      r->roundtrip_ok &= lens[i] != 0;
-      total += lens[i];
-    }
-    double t1 = now_seconds();
-    for (size_t i = 0; i < n; i++) {
-      inflateReset(&in);
-      in.next_in = out + i * BOUND;
-      in.avail_in = (uInt)lens[i];
-      in.next_out = back;
-      in.avail_out = DMEM_PAGE_SIZE;
-      if (inflate(&in, Z_FINISH) != Z_STREAM_END || in.avail_out != 0)
-        r->roundtrip_ok = 0;
-      else if (rep == 0 && memcmp(back, page_at(set, i), DMEM_PAGE_SIZE) != 0)
-        r->roundtrip_ok = 0;
-    }
-    double t2 = now_seconds();
-    if (t1 - t0 < r->c_secs)
-      r->c_secs = t1 - t0;
-    if (t2 - t1 < r->d_secs)
-      r->d_secs = t2 - t1;
-    r->out_bytes = total;
-  }
-  r->pages = n;
-  r->in_bytes = n * DMEM_PAGE_SIZE;
-  deflateEnd(&d);
-  inflateEnd(&in);
-  free(out);
-  free(lens);
-  return 0;
+  bench_impl b = {"zlib-1", DMEM_PAGE_SIZE + 64, zlib_compress, zlib_decompress, &z};
+  int rc = bench_codec(r, &b, set, repeat);
+  deflateEnd(&z.d);
+  inflateEnd(&z.in);
+  return rc;
 }
 
 static size_t zlib_xor_size(const uint8_t *page, const uint8_t *ref)
@@ -305,12 +319,12 @@ static size_t run_codecs(codec_result *out, dmem_codec *c, dmem_codec *dflt, con
   for (unsigned id = DMEM_CODEC_NONE + 1; id <= DMEM_CODEC_BEST; id++) {
     if (!dmem_codec_name((dmem_codec_id)id) || !dmem_codec_available((dmem_codec_id)id))
       continue;
-    if (bench_codec(&out[n], c, (dmem_codec_id)id, dmem_codec_name((dmem_codec_id)id), set,
-                    repeat) == 0)
+    if (bench_ours(&out[n], c, (dmem_codec_id)id, dmem_codec_name((dmem_codec_id)id), set,
+                   repeat) == 0)
       n++;
   }
   /* What the engine stores a compressed page as, unless told otherwise. */
-  if (bench_codec(&out[n], dflt, DMEM_CODEC_BEST, "default", set, repeat) == 0)
+  if (bench_ours(&out[n], dflt, DMEM_CODEC_BEST, "default", set, repeat) == 0)
     n++;
 #if DMEM_HAVE_ZLIB
   if (bench_zlib(&out[n], set, repeat) == 0)
